@@ -1,0 +1,97 @@
+//! Flags shared by the dataset commands (inputs and columns) and the end-of-run summary.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::config::{JobConfig, DEFAULT_PART_ROWS};
+use crate::input::{ColumnSpec, InputFile};
+use crate::pipeline::Summary;
+use crate::record::RowStatus;
+
+/// Inputs, columns and output of a dataset command.
+#[derive(Debug, Args)]
+pub(super) struct JobArgs {
+    /// Input files: .csv, .tsv, .csv.gz, .tsv.gz or .parquet (several are read in order).
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// Output dataset directory (part-NNNNN.parquet, _manifest.json, _SUCCESS).
+    #[arg(short, long, value_name = "OUT_DIR")]
+    output: PathBuf,
+    /// Column with raw emails (default: detect email, email_address, …).
+    #[arg(long, value_name = "NAME")]
+    email_col: Option<String>,
+    /// Column with raw E.164 phones (default: detect phone, phone_number, mobile, …).
+    #[arg(long, value_name = "NAME")]
+    phone_col: Option<String>,
+    /// Column with email hashes: base64 SHA-256 (44 chars) or hex (64).
+    #[arg(long, value_name = "NAME")]
+    email_hash_col: Option<String>,
+    /// Column with phone hashes: base64 SHA-256 (44 chars) or hex (64).
+    #[arg(long, value_name = "NAME")]
+    phone_hash_col: Option<String>,
+    /// Column to copy to the output unchanged, with its type (repeatable), e.g. a customer id.
+    #[arg(long = "keep-col", value_name = "NAME")]
+    keep_col: Vec<String>,
+    /// CSV field delimiter (one character; default , or TAB for .tsv).
+    #[arg(long, value_name = "CHAR")]
+    delimiter: Option<char>,
+    /// Continue an interrupted run in OUT_DIR from its last committed part.
+    #[arg(long)]
+    resume: bool,
+    /// Output rows per part file (each part is a resume point).
+    #[arg(long, default_value_t = DEFAULT_PART_ROWS, value_name = "ROWS")]
+    part_rows: u64,
+    /// No progress output.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+impl JobArgs {
+    /// Validates the flags.
+    pub(super) fn to_config(&self) -> anyhow::Result<JobConfig> {
+        let delimiter = match self.delimiter {
+            None => None,
+            Some(c) if c.is_ascii() => Some(c as u8),
+            Some(c) => anyhow::bail!("--delimiter must be one ASCII character, got {c:?}"),
+        };
+        for i in &self.inputs {
+            if !std::path::Path::new(i).is_file() {
+                anyhow::bail!("{i}: no such file");
+            }
+        }
+        Ok(JobConfig {
+            inputs: self.inputs.iter().map(|i| InputFile::new(i, delimiter)).collect(),
+            columns: ColumnSpec {
+                email: self.email_col.clone(),
+                phone: self.phone_col.clone(),
+                email_hash: self.email_hash_col.clone(),
+                phone_hash: self.phone_hash_col.clone(),
+                keep: self.keep_col.clone(),
+            },
+            out_dir: self.output.clone(),
+            resume: self.resume,
+            part_rows: self.part_rows,
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// Prints the end-of-run table to stderr (stdout stays free for pipes).
+pub(super) fn print_summary(s: &Summary, out_dir: &std::path::Path, quiet: bool) {
+    if quiet {
+        return;
+    }
+    let mut t = String::new();
+    t.push_str(&format!("\n{:<10} {:>12}\n", "status", "identities"));
+    for st in RowStatus::ALL {
+        let n = s.counts.get(st);
+        if n > 0 {
+            t.push_str(&format!("{:<10} {:>12}\n", st.as_str(), n));
+        }
+    }
+    t.push_str(&format!("{:<10} {:>12}\n", "total", s.counts.total()));
+    let rate = if s.elapsed_s > 0.0 { s.input_rows as f64 / s.elapsed_s } else { 0.0 };
+    t.push_str(&format!("{} input rows in {:.2} s ({:.0} rows/s) → {}\n", s.input_rows, s.elapsed_s, rate, out_dir.display()));
+    eprint!("{t}");
+}

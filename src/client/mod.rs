@@ -1,0 +1,367 @@
+//! The identity-map client: one encrypted `POST /v3/identity/map` per batch, sent under the
+//! shared rate limiter and the adaptive in-flight window, retried until it succeeds, the
+//! retry budget is spent, or the error is final. A batch is never dropped: it ends as
+//! answers or as `failed` outcomes for each identity.
+//!
+//! - [`envelope`]: the AES-256-GCM envelope (pure).
+//! - [`wire`]: request JSON and positional response parsing.
+//! - [`http`]: the POST and HTTP status classification.
+//! - [`retry`]: what is retryable, and the backoff schedule.
+//! - [`rate_limit`]: the governor limiter and the AIMD window.
+
+pub mod envelope;
+pub mod http;
+pub mod rate_limit;
+pub mod retry;
+pub mod wire;
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use crate::config::Secret;
+use crate::record::{IdentityHash, IdentityKind, MapOutcome};
+
+pub use retry::RetryPolicy;
+
+/// Most identities in one request (the documented maximum).
+pub const MAX_ITEMS_PER_REQUEST: usize = 5000;
+/// The operator's body limit; every request stays under it.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Most requests in flight the docs allow ("no more than 20 batches in parallel").
+pub const MAX_CONCURRENCY: usize = 20;
+
+/// Errors of one request, and the run-level ones.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// 401: the API key is unknown, disabled or lacks the mapper role.
+    #[error("the operator refused the API key (401 unauthorized): check EUID_API_KEY and that the key has the mapper role for this environment")]
+    Unauthorized,
+    /// 400 `Invalid timestamp`: this machine's clock is off.
+    #[error("the operator rejected the request time (400 Invalid timestamp): this machine's clock differs from the operator's by more than about a minute; sync it with NTP")]
+    ClockSkew,
+    /// 429.
+    #[error("rate limited (429)")]
+    RateLimited {
+        /// The server's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx.
+    #[error("operator error (HTTP {status})")]
+    Server {
+        /// The status code.
+        status: u16,
+    },
+    /// Another 400: the operator rejected this batch.
+    #[error("rejected by the operator (400): {message}")]
+    Rejected {
+        /// The operator's message.
+        message: String,
+    },
+    /// Any other status.
+    #[error("unexpected HTTP status {status}")]
+    Unexpected {
+        /// The status code.
+        status: u16,
+    },
+    /// The request timed out.
+    #[error("request timed out")]
+    Timeout,
+    /// Connecting or transferring failed.
+    #[error("connection problem: {0}")]
+    Connection(String),
+    /// The response nonce is not the request's.
+    #[error("response nonce does not match the request")]
+    NonceMismatch,
+    /// The response could not be decrypted with our secret.
+    #[error("the response does not decrypt with the client secret")]
+    Decrypt,
+    /// The decrypted answer is not what was asked for.
+    #[error("unusable response: {0}")]
+    BadResponse(String),
+    /// Configuration is unusable.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// Errors that end the whole run at once: retrying any batch is pointless.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, ClientError::Unauthorized | ClientError::ClockSkew | ClientError::Decrypt | ClientError::Config(_))
+    }
+}
+
+/// How to reach the operator and how hard to push it.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL without a trailing slash, e.g. `https://prod.euid.eu`.
+    pub base_url: String,
+    /// API key (bearer token).
+    pub api_key: Secret<String>,
+    /// Decoded client secret.
+    pub secret: Secret<[u8; 32]>,
+    /// Most requests in flight (≤ [`MAX_CONCURRENCY`]).
+    pub concurrency: usize,
+    /// Optional request rate limit.
+    pub rps: Option<NonZeroU32>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Retry schedule.
+    pub retry: RetryPolicy,
+}
+
+/// Counters for progress and the manifest.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// HTTP requests sent (attempts).
+    pub requests: AtomicU64,
+    /// Retries, all causes.
+    pub retries: AtomicU64,
+    /// 429 answers.
+    pub throttled: AtomicU64,
+    /// Request bytes sent.
+    pub bytes_sent: AtomicU64,
+    /// Response bytes received.
+    pub bytes_received: AtomicU64,
+    /// Identities answered.
+    pub identities: AtomicU64,
+    /// Batches that ended failed.
+    pub failed_batches: AtomicU64,
+    retries_by_cause: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    latencies_ms: Mutex<Vec<f64>>,
+}
+
+/// Latency samples kept for percentiles.
+const LATENCY_SAMPLES: usize = 1 << 20;
+
+impl ClientStats {
+    fn latency(&self, ms: f64) {
+        let mut l = self.latencies_ms.lock().expect("stats lock");
+        if l.len() < LATENCY_SAMPLES {
+            l.push(ms);
+        }
+    }
+
+    fn retry(&self, cause: &'static str) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        *self.retries_by_cause.lock().expect("stats lock").entry(cause).or_default() += 1;
+    }
+
+    /// The counters as JSON for the manifest.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut l = self.latencies_ms.lock().expect("stats lock").clone();
+        l.sort_by(f64::total_cmp);
+        let pct = |p: f64| if l.is_empty() { 0.0 } else { (l[((l.len() - 1) as f64 * p).round() as usize] * 10.0).round() / 10.0 };
+        serde_json::json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "retries": self.retries.load(Ordering::Relaxed),
+            "retries_by_cause": *self.retries_by_cause.lock().expect("stats lock"),
+            "http_429": self.throttled.load(Ordering::Relaxed),
+            "bytes_sent": self.bytes_sent.load(Ordering::Relaxed),
+            "bytes_received": self.bytes_received.load(Ordering::Relaxed),
+            "failed_batches": self.failed_batches.load(Ordering::Relaxed),
+            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
+        })
+    }
+}
+
+/// The identity-map client. Cheap to share behind an `Arc`; all batches of a run use one.
+pub struct Client {
+    http: reqwest::Client,
+    url: String,
+    key: envelope::Key,
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    window: rate_limit::Window,
+    retry: RetryPolicy,
+    /// Counters.
+    pub stats: Arc<ClientStats>,
+    jitter: Mutex<u64>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Builds a client.
+    ///
+    /// # Errors
+    /// [`ClientError::Config`] for an unusable key or TLS setup.
+    pub fn new(cfg: &ClientConfig) -> Result<Client, ClientError> {
+        let http = http::build(&cfg.api_key, Duration::from_secs(10).min(cfg.timeout), cfg.timeout)?;
+        Ok(Client {
+            http,
+            url: format!("{}/v3/identity/map", cfg.base_url.trim_end_matches('/')),
+            key: envelope::Key::new(&cfg.secret),
+            limiter: cfg.rps.map(rate_limit::limiter),
+            window: rate_limit::Window::new(cfg.concurrency.clamp(1, MAX_CONCURRENCY)),
+            retry: cfg.retry.clone(),
+            stats: Arc::new(ClientStats::default()),
+            jitter: Mutex::new(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1),
+        })
+    }
+
+    /// Most requests that were ever in flight at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.window.peak()
+    }
+
+    fn unit(&self) -> f64 {
+        let mut s = self.jitter.lock().expect("jitter lock");
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Maps a batch (≤ [`MAX_ITEMS_PER_REQUEST`] identities): one answer per identity, in
+    /// order. Retries transient errors; isolates items the operator rejects with 400 by
+    /// splitting the batch; gives up as [`MapOutcome::Failed`] per identity.
+    ///
+    /// # Errors
+    /// Only fatal errors ([`ClientError::is_fatal`]): the run must stop.
+    pub async fn map(&self, items: &[(IdentityKind, IdentityHash)]) -> Result<Vec<MapOutcome>, ClientError> {
+        match self.map_with_retries(items).await {
+            Ok(out) => Ok(out),
+            Err(e) if e.is_fatal() => Err(e),
+            Err(ClientError::Rejected { .. }) if items.len() > 1 => {
+                let (a, b) = items.split_at(items.len() / 2);
+                tracing::debug!(items = items.len(), "operator rejected a batch; splitting it to isolate the bad item");
+                let mut left = Box::pin(self.map(a)).await?;
+                left.extend(Box::pin(self.map(b)).await?);
+                Ok(left)
+            }
+            Err(e) => {
+                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(items = items.len(), error = %e, "batch failed after retries; its identities are marked failed");
+                let reason: Arc<str> = Arc::from(e.to_string());
+                Ok(items.iter().map(|_| MapOutcome::Failed(Arc::clone(&reason))).collect())
+            }
+        }
+    }
+
+    async fn map_with_retries(&self, items: &[(IdentityKind, IdentityHash)]) -> Result<Vec<MapOutcome>, ClientError> {
+        let started = Instant::now();
+        let (json, order) = wire::request_json(items);
+        let mut attempt = 0u32;
+        let mut skew_retried = false;
+        loop {
+            let err = match self.attempt(&json, &order, items.len()).await {
+                Ok(out) => {
+                    self.window.success();
+                    return Ok(out);
+                }
+                Err(e) => e,
+            };
+            if matches!(err, ClientError::RateLimited { .. } | ClientError::Server { status: 503 }) {
+                self.window.backoff();
+            }
+            if matches!(err, ClientError::RateLimited { .. }) {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            // A stale timestamp is retried once with a fresh envelope; twice is a clock problem.
+            if matches!(err, ClientError::ClockSkew) && std::mem::replace(&mut skew_retried, true) {
+                return Err(err);
+            }
+            if !err.is_retryable() || attempt >= self.retry.max_retries {
+                return Err(err);
+            }
+            let wait = self.retry.backoff(attempt, &err, self.unit());
+            if started.elapsed() + wait > self.retry.deadline {
+                return Err(err);
+            }
+            self.stats.retry(err.cause());
+            tracing::debug!(attempt, cause = err.cause(), wait_ms = wait.as_millis() as u64, "retrying batch");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(&self, json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome>, ClientError> {
+        if let Some(l) = &self.limiter {
+            l.until_ready().await;
+        }
+        let _slot = self.window.acquire().await;
+        // A fresh envelope (time, IV, nonce) for every attempt.
+        let (body, nonce) = self.key.seal_request(chrono::Utc::now().timestamp_millis(), json);
+        debug_assert!(body.len() <= MAX_BODY_BYTES);
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
+        let t0 = Instant::now();
+        let answer = http::post(&self.http, &self.url, body).await;
+        self.stats.latency(t0.elapsed().as_secs_f64() * 1000.0);
+        let answer = answer?;
+        self.stats.bytes_received.fetch_add(answer.body.len() as u64, Ordering::Relaxed);
+        let raw = if answer.binary {
+            answer.body.to_vec()
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(answer.body.trim_ascii())
+                .map_err(|_| ClientError::BadResponse("text answer is not base64".into()))?
+        };
+        let opened = self.key.open_response(&raw).map_err(|_| ClientError::Decrypt)?;
+        if opened.nonce != nonce {
+            return Err(ClientError::NonceMismatch);
+        }
+        let out = parse_answer(&opened.json, order, n)?;
+        self.stats.identities.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+}
+
+/// Turns the decrypted JSON into one outcome per requested identity, in the caller's order.
+/// Arrays whose lengths differ from the request are an error, never a silent shift.
+fn parse_answer(json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome>, ClientError> {
+    let resp: wire::Response = serde_json::from_slice(json).map_err(|e| ClientError::BadResponse(format!("not the v3 answer shape: {e}")))?;
+    if resp.status != "success" {
+        return Err(ClientError::BadResponse(format!("status {:?}", resp.status)));
+    }
+    let body = resp.body.ok_or_else(|| ClientError::BadResponse("no body".into()))?;
+    let at = chrono::Utc::now().timestamp_millis();
+    let answered: Vec<&wire::Item> = body.email_hash.iter().chain(body.phone_hash.iter()).collect();
+    if answered.len() != n || order.len() != n {
+        return Err(ClientError::BadResponse(format!("{} answers for {n} identities", answered.len())));
+    }
+    let mut out: Vec<Option<MapOutcome>> = vec![None; n];
+    for (item, &slot) in answered.iter().zip(order) {
+        let outcome = match (&item.u, &item.e) {
+            (Some(u), _) => MapOutcome::Mapped {
+                raw_euid: Arc::from(u.as_str()),
+                previous: item.p.as_deref().map(Arc::from),
+                refresh_from: item.r.ok_or_else(|| ClientError::BadResponse("mapped item without r".into()))?,
+                mapped_at: at,
+            },
+            (None, Some(e)) if e == "optout" => MapOutcome::Optout { mapped_at: at },
+            (None, Some(e)) if e == "invalid identifier" => MapOutcome::Invalid,
+            (None, Some(e)) => MapOutcome::Unmapped(Arc::from(e.as_str())),
+            (None, None) => return Err(ClientError::BadResponse("item with neither u nor e".into())),
+        };
+        out[slot] = Some(outcome);
+    }
+    Ok(out.into_iter().map(|o| o.expect("every slot is filled once: order is a permutation")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_put_back_in_request_order_and_unknown_reasons_kept() {
+        let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"u":"U1","p":null,"r":5},{"e":"optout"}],"phone":[],"phone_hash":[{"e":"new reason"}]}}"#;
+        let out = parse_answer(json, &[2, 0, 1], 3).expect("parses");
+        assert!(matches!(&out[2], MapOutcome::Mapped { raw_euid, previous: None, refresh_from: 5, .. } if &**raw_euid == "U1"));
+        assert!(matches!(out[0], MapOutcome::Optout { .. }));
+        assert_eq!(out[1], MapOutcome::Unmapped(Arc::from("new reason")));
+    }
+
+    #[test]
+    fn a_short_answer_is_an_error_not_a_shift() {
+        let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"e":"optout"}],"phone":[],"phone_hash":[]}}"#;
+        assert!(matches!(parse_answer(json, &[0, 1], 2), Err(ClientError::BadResponse(_))));
+    }
+}

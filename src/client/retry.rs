@@ -1,0 +1,93 @@
+//! Retry policy: which errors are worth another attempt ([`ClientError::is_retryable`]) and
+//! how long to wait (exponential backoff with full jitter, `Retry-After` honoured).
+
+use std::time::Duration;
+
+use super::ClientError;
+
+/// The backoff schedule.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts after the first.
+    pub max_retries: u32,
+    /// First backoff ceiling.
+    pub base: Duration,
+    /// Largest backoff.
+    pub cap: Duration,
+    /// Total time one batch may take, retries included.
+    pub deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy { max_retries: 8, base: Duration::from_millis(100), cap: Duration::from_secs(20), deadline: Duration::from_secs(600) }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (0-based): a uniform draw in
+    /// `[0, min(cap, base·2^attempt)]` ("full jitter"), or the server's `Retry-After` when it
+    /// gave one (capped). `unit` is a uniform number in `[0, 1)`.
+    pub fn backoff(&self, attempt: u32, err: &ClientError, unit: f64) -> Duration {
+        if let ClientError::RateLimited { retry_after: Some(s) } = err {
+            return (*s).min(self.cap);
+        }
+        let ceiling = self.base.saturating_mul(1u32 << attempt.min(20)).min(self.cap);
+        ceiling.mul_f64(unit.clamp(0.0, 1.0))
+    }
+}
+
+impl ClientError {
+    /// Whether another attempt may succeed: 429, 5xx, timeouts, connection errors, a wrong
+    /// nonce or an unreadable answer. Never 400 or 401.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::RateLimited { .. }
+                | ClientError::Server { .. }
+                | ClientError::Timeout
+                | ClientError::Connection(_)
+                | ClientError::NonceMismatch
+                | ClientError::BadResponse(_)
+                | ClientError::ClockSkew
+        )
+    }
+
+    /// The counter this error is retried under.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            ClientError::RateLimited { .. } => "429",
+            ClientError::Server { .. } => "5xx",
+            ClientError::Timeout => "timeout",
+            ClientError::Connection(_) => "connection",
+            ClientError::NonceMismatch => "nonce",
+            ClientError::ClockSkew => "clock",
+            _ => "other",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_within_the_cap_and_honours_retry_after() {
+        let p = RetryPolicy::default();
+        let e = ClientError::Timeout;
+        assert_eq!(p.backoff(0, &e, 1.0), Duration::from_millis(100));
+        assert_eq!(p.backoff(3, &e, 1.0), Duration::from_millis(800));
+        assert_eq!(p.backoff(30, &e, 1.0), p.cap);
+        assert_eq!(p.backoff(3, &e, 0.0), Duration::ZERO);
+        let ra = ClientError::RateLimited { retry_after: Some(Duration::from_secs(3)) };
+        assert_eq!(p.backoff(0, &ra, 0.0), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn classification_retries_transient_errors_only() {
+        assert!(ClientError::Server { status: 503 }.is_retryable());
+        assert!(ClientError::RateLimited { retry_after: None }.is_retryable());
+        assert!(!ClientError::Unauthorized.is_retryable());
+        assert!(!ClientError::Rejected { message: "x".into() }.is_retryable());
+    }
+}

@@ -1,0 +1,306 @@
+//! Input stage: turns CSV, TSV and Parquet files into [`Chunk`]s of rows with their row
+//! numbers, identity cells and pass-through (`--keep-col`) columns.
+//!
+//! Readers stream: CSV record by record, Parquet record batch by record batch (never the whole
+//! file). A chunk holds at most [`CHUNK_ROWS`] rows. Row-level problems (a short CSV row, a
+//! cell that is not UTF-8) travel inside the chunk as data; only file-level problems (missing
+//! file, unknown column, wrong column type) are [`InputError`]s, raised before any output is
+//! published.
+//!
+//! This module does not hash: cells are handed on as text.
+
+mod columns;
+mod csv;
+mod parquet;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
+use arrow_schema::DataType;
+
+pub use columns::{ColumnSpec, ResolvedColumns};
+
+use crate::record::InvalidReason;
+
+/// Rows per chunk: large enough that per-chunk overhead (channel hop, rayon split, record
+/// batch) vanishes, small enough that the few chunks in flight keep memory flat.
+pub const CHUNK_ROWS: usize = 32 * 1024;
+
+/// Errors that stop a run before or while reading input. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The file does not exist or cannot be opened.
+    #[error("{path}: cannot open: {source}")]
+    Open {
+        /// Input path as given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Reading failed part way.
+    #[error("{path}: read error near row {row}: {message}")]
+    Read {
+        /// Input path as given.
+        path: String,
+        /// 1-based data row where reading failed.
+        row: u64,
+        /// What failed.
+        message: String,
+    },
+    /// The file has no header row.
+    #[error("{path}: the file is empty (no header row)")]
+    NoHeader {
+        /// Input path as given.
+        path: String,
+    },
+    /// A named column is absent.
+    #[error("{path}: no column {column:?}; the file's columns are: {available}")]
+    MissingColumn {
+        /// Input path as given.
+        path: String,
+        /// The column asked for.
+        column: String,
+        /// The file's columns, comma separated.
+        available: String,
+    },
+    /// Auto-detection found no identity column.
+    #[error("{path}: no email or phone column found; name one with --email-col, --phone-col, --email-hash-col or --phone-hash-col. The file's columns are: {available}")]
+    NoIdentityColumn {
+        /// Input path as given.
+        path: String,
+        /// The file's columns, comma separated.
+        available: String,
+    },
+    /// An identity column in Parquet is not a string column.
+    #[error("{path}: column {column:?} holds {found}, but identity columns must be strings")]
+    NotString {
+        /// Input path as given.
+        path: String,
+        /// The column.
+        column: String,
+        /// Its Arrow type.
+        found: String,
+    },
+    /// A kept column has another type than in the first input.
+    #[error("{path}: kept column {column:?} is {found} here but {expected} in the first input")]
+    KeepTypeMismatch {
+        /// Input path as given.
+        path: String,
+        /// The column.
+        column: String,
+        /// Its type in this file.
+        found: String,
+        /// Its type in the first file.
+        expected: String,
+    },
+    /// The Parquet footer or a page cannot be decoded.
+    #[error("{path}: not a readable Parquet file: {message}")]
+    Parquet {
+        /// Input path as given.
+        path: String,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// File format of one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Delimited text with a header row, optionally gzip-compressed.
+    Csv {
+        /// Field delimiter.
+        delimiter: u8,
+        /// Whether the file is gzip-compressed.
+        gzip: bool,
+    },
+    /// Apache Parquet.
+    Parquet,
+}
+
+/// One input file of a job.
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    /// The path as the user gave it (written to the `source` column).
+    pub given: String,
+    /// The path to open.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+}
+
+impl InputFile {
+    /// Picks the format from the file name: `.parquet`/`.pq`, `.tsv[.gz]`, else CSV;
+    /// `delimiter` overrides the CSV/TSV default.
+    pub fn new(given: &str, delimiter: Option<u8>) -> InputFile {
+        let lower = given.to_ascii_lowercase();
+        let gzip = lower.ends_with(".gz");
+        let base = lower.trim_end_matches(".gz");
+        let format = if base.ends_with(".parquet") || base.ends_with(".pq") {
+            Format::Parquet
+        } else {
+            let default = if base.ends_with(".tsv") || base.ends_with(".tab") { b'\t' } else { b',' };
+            Format::Csv { delimiter: delimiter.unwrap_or(default), gzip }
+        };
+        InputFile { given: given.to_string(), path: PathBuf::from(given), format }
+    }
+
+    /// Size on disk, for progress; 0 when unknown.
+    pub fn size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// A string column of a chunk, whatever Arrow string layout it came in.
+#[derive(Debug, Clone)]
+pub struct TextColumn(ArrayRef);
+
+impl TextColumn {
+    /// Wraps a string array (Utf8, LargeUtf8 or Utf8View).
+    pub fn new(array: ArrayRef) -> TextColumn {
+        debug_assert!(matches!(array.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View));
+        TextColumn(array)
+    }
+
+    /// The cell at `i`; `None` when null.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        if self.0.is_null(i) {
+            return None;
+        }
+        let a = self.0.as_any();
+        if let Some(s) = a.downcast_ref::<StringArray>() {
+            Some(s.value(i))
+        } else if let Some(s) = a.downcast_ref::<LargeStringArray>() {
+            Some(s.value(i))
+        } else {
+            a.downcast_ref::<StringViewArray>().map(|s| s.value(i))
+        }
+    }
+}
+
+/// Rows of one input file, as read. Row `k` of the chunk is data row `first_row + k` of file
+/// `file` (0-based, header excluded).
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Index of the file in the job's input list.
+    pub file: usize,
+    /// Row number of the chunk's first row within its file.
+    pub first_row: u64,
+    /// Number of rows.
+    pub len: usize,
+    /// One column per identity column of the file, in [`ResolvedColumns::identities`] order.
+    pub identities: Vec<TextColumn>,
+    /// Rows whose identity cells are unusable, with the reason (sorted by row).
+    pub broken: Vec<(usize, InvalidReason)>,
+    /// Kept columns, in `--keep-col` order.
+    pub kept: Vec<ArrayRef>,
+}
+
+impl Chunk {
+    /// Why row `k` is unusable as a whole, if it is.
+    pub fn broken_reason(&self, k: usize) -> Option<&InvalidReason> {
+        self.broken
+            .binary_search_by_key(&k, |(r, _)| *r)
+            .ok()
+            .map(|i| &self.broken[i].1)
+    }
+}
+
+/// Where reading starts: file index and data row (for `--resume`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// Index of the file in the input list.
+    pub file: usize,
+    /// 0-based data row within that file.
+    pub row: u64,
+}
+
+/// Shared counter of input bytes consumed (compressed bytes for gzip), for progress and ETA.
+#[derive(Debug, Default)]
+pub struct ReadProgress {
+    /// Bytes consumed so far.
+    pub bytes: AtomicU64,
+    /// Rows read so far.
+    pub rows: AtomicU64,
+}
+
+impl ReadProgress {
+    fn add(&self, bytes: u64, rows: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.rows.fetch_add(rows, Ordering::Relaxed);
+    }
+}
+
+/// Outcome of handing a chunk downstream: `false` means the consumer is gone; stop reading.
+pub type Sink<'a> = dyn FnMut(Chunk) -> bool + 'a;
+
+/// Opens every input once to check and resolve its columns, so that a bad file fails the run
+/// before any output is written.
+///
+/// # Errors
+/// The first file that cannot be opened or lacks a column.
+pub fn resolve_all(files: &[InputFile], spec: &ColumnSpec) -> Result<Vec<ResolvedColumns>, InputError> {
+    let mut out: Vec<ResolvedColumns> = Vec::with_capacity(files.len());
+    for f in files {
+        let header = match f.format {
+            Format::Csv { .. } => csv::header(f)?,
+            Format::Parquet => parquet::header(f)?,
+        };
+        let resolved = spec.resolve(&f.given, &header)?;
+        if let Some(first) = out.first() {
+            for (i, (name, ty)) in resolved.keep_types.iter().enumerate() {
+                let expected = &first.keep_types[i].1;
+                if ty != expected {
+                    return Err(InputError::KeepTypeMismatch {
+                        path: f.given.clone(),
+                        column: name.clone(),
+                        found: ty.to_string(),
+                        expected: expected.to_string(),
+                    });
+                }
+            }
+        }
+        out.push(resolved);
+    }
+    Ok(out)
+}
+
+/// Reads every file from `start` on, in order, handing chunks to `sink`.
+///
+/// # Errors
+/// A file-level read error; chunks sent before it stay sent.
+pub fn read_all(
+    files: &[InputFile],
+    columns: &[ResolvedColumns],
+    start: Position,
+    progress: &ReadProgress,
+    sink: &mut Sink<'_>,
+) -> Result<(), InputError> {
+    for (idx, (f, cols)) in files.iter().zip(columns).enumerate().skip(start.file) {
+        let skip = if idx == start.file { start.row } else { 0 };
+        let keep_going = match f.format {
+            Format::Csv { .. } => csv::read(idx, f, cols, skip, progress, sink)?,
+            Format::Parquet => parquet::read(idx, f, cols, skip, progress, sink)?,
+        };
+        if !keep_going {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The columns (name and Arrow type) of a file, as its header or schema declares them.
+#[derive(Debug, Clone)]
+pub struct Header {
+    /// Column names and types, in file order. CSV columns are all Utf8.
+    pub columns: Vec<(String, DataType)>,
+}
+
+fn open(f: &InputFile) -> Result<std::fs::File, InputError> {
+    std::fs::File::open(&f.path).map_err(|source| InputError::Open { path: f.given.clone(), source })
+}
+
+/// Whether `p` names an existing regular file.
+pub fn exists(p: &Path) -> bool {
+    p.is_file()
+}

@@ -1,0 +1,72 @@
+//! Parquet reader: reads record batch by record batch with a projection of the needed
+//! columns only, so memory does not depend on the file size. Kept columns keep their Arrow
+//! (and so Parquet) type.
+
+use std::sync::Arc;
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+
+use super::{open, Chunk, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink, TextColumn, CHUNK_ROWS};
+
+fn builder(f: &InputFile) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, InputError> {
+    ParquetRecordBatchReaderBuilder::try_new(open(f)?)
+        .map_err(|e| InputError::Parquet { path: f.given.clone(), message: e.to_string() })
+}
+
+/// Reads the schema from the footer.
+pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
+    let b = builder(f)?;
+    Ok(Header {
+        columns: b.schema().fields().iter().map(|fl| (fl.name().clone(), fl.data_type().clone())).collect(),
+    })
+}
+
+/// Streams the file's rows from `skip` on into chunks.
+pub(super) fn read(
+    file_idx: usize,
+    f: &InputFile,
+    cols: &ResolvedColumns,
+    skip: u64,
+    progress: &ReadProgress,
+    sink: &mut Sink<'_>,
+) -> Result<bool, InputError> {
+    let b = builder(f)?;
+    let total_rows = b.metadata().file_metadata().num_rows().max(1) as u64;
+    let file_size = f.size();
+    let mut wanted: Vec<usize> = cols.identities.iter().map(|c| c.index).chain(cols.keep.iter().copied()).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mask = ProjectionMask::roots(b.parquet_schema(), wanted.iter().copied());
+    let skip_usize = usize::try_from(skip).unwrap_or(usize::MAX);
+    let reader = b
+        .with_projection(mask)
+        .with_batch_size(CHUNK_ROWS)
+        .with_offset(skip_usize)
+        .build()
+        .map_err(|e| InputError::Parquet { path: f.given.clone(), message: e.to_string() })?;
+    let position_in = |file_index: usize| wanted.iter().position(|&w| w == file_index).expect("projected column");
+    let mut row = skip;
+    for batch in reader {
+        let batch = batch.map_err(|e| InputError::Read { path: f.given.clone(), row: row + 1, message: e.to_string() })?;
+        let len = batch.num_rows();
+        let chunk = Chunk {
+            file: file_idx,
+            first_row: row,
+            len,
+            identities: cols
+                .identities
+                .iter()
+                .map(|c| TextColumn::new(Arc::clone(batch.column(position_in(c.index)))))
+                .collect(),
+            broken: Vec::new(),
+            kept: cols.keep.iter().map(|&i| Arc::clone(batch.column(position_in(i)))).collect(),
+        };
+        row += len as u64;
+        progress.add(file_size.saturating_mul(len as u64) / total_rows, len as u64);
+        if !sink(chunk) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

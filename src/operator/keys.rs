@@ -1,0 +1,80 @@
+//! API keys the emulator accepts: one mapper key from flags or environment, several from a
+//! JSON file, or the documented demo key. Secrets are kept in [`Secret`] and never printed.
+
+use std::collections::HashMap;
+
+use crate::client::envelope::{decode_secret, Key};
+use crate::config::Secret;
+
+/// The demo API key used when no key is configured. Local use only.
+pub const DEMO_API_KEY: &str = "EUID-L-DEMO-local-emulator-not-a-real-key";
+/// The demo client secret (base64 of 32 bytes) matching [`DEMO_API_KEY`]. Local use only.
+pub const DEMO_CLIENT_SECRET: &str = "ZXVpZC1tYXAgbG9jYWwgZW11bGF0b3IgZGVtbyBrZXk=";
+
+/// One client of the emulator.
+#[derive(Debug)]
+pub struct Client {
+    /// The AES key from its secret.
+    pub key: Key,
+    /// Whether it has the MAPPER role.
+    pub mapper: bool,
+}
+
+/// The emulator's key store.
+#[derive(Debug, Default)]
+pub struct Keys {
+    by_api_key: HashMap<String, Client>,
+}
+
+impl Keys {
+    /// A store with one mapper key.
+    ///
+    /// # Errors
+    /// The secret is not base64 of 32 bytes.
+    pub fn single(api_key: &Secret<String>, secret_b64: &Secret<String>) -> Result<Keys, String> {
+        let mut k = Keys::default();
+        k.insert(api_key.expose(), secret_b64.expose(), true)?;
+        Ok(k)
+    }
+
+    /// The documented demo key.
+    pub fn demo() -> Keys {
+        let mut k = Keys::default();
+        k.insert(DEMO_API_KEY, DEMO_CLIENT_SECRET, true).expect("the demo secret is 32 bytes");
+        k
+    }
+
+    /// Loads `[{"key": "...", "secret": "...", "roles": ["MAPPER", ...]}, ...]`.
+    ///
+    /// # Errors
+    /// The file is unreadable or malformed (the message never contains a secret).
+    pub fn from_file(path: &std::path::Path) -> Result<Keys, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        let mut k = Keys::default();
+        for (i, entry) in v.as_array().ok_or_else(|| format!("{}: expected a JSON array", path.display()))?.iter().enumerate() {
+            let field = |f: &str| entry[f].as_str().ok_or_else(|| format!("{}: entry {i}: missing \"{f}\"", path.display()));
+            let roles = entry["roles"].as_array().cloned().unwrap_or_default();
+            let mapper = roles.iter().any(|r| r.as_str().is_some_and(|r| r.eq_ignore_ascii_case("mapper")));
+            k.insert(field("key")?, field("secret")?, mapper).map_err(|e| format!("{}: entry {i}: {e}", path.display()))?;
+        }
+        Ok(k)
+    }
+
+    fn insert(&mut self, api_key: &str, secret_b64: &str, mapper: bool) -> Result<(), String> {
+        let secret = decode_secret(secret_b64)?;
+        self.by_api_key.insert(api_key.to_string(), Client { key: Key::new(&secret), mapper });
+        Ok(())
+    }
+
+    /// The client for an `Authorization` header value, if it is a known mapper key. The
+    /// header is trimmed and the `bearer ` prefix compared case-insensitively, as the
+    /// operator does.
+    pub fn authorize(&self, header: Option<&str>) -> Option<&Client> {
+        let h = header?.trim();
+        if h.len() < 7 || !h[..7].eq_ignore_ascii_case("bearer ") {
+            return None;
+        }
+        self.by_api_key.get(&h[7..]).filter(|c| c.mapper)
+    }
+}

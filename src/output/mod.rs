@@ -1,0 +1,60 @@
+//! Output stage: the Parquet dataset directory shared by `hash`, `map` and `refresh`.
+//!
+//! ```text
+//! OUT_DIR/part-00000.parquet   committed parts, in input order
+//! OUT_DIR/.part-00001.parquet.tmp   the part being written (renamed after close)
+//! OUT_DIR/_job.json            what the run reads (checked by --resume)
+//! OUT_DIR/_manifest.json       counts, timings, version (written at the end)
+//! OUT_DIR/_SUCCESS             empty, written last
+//! ```
+//!
+//! A part is renamed into place only after it is closed and synced, so a reader never sees a
+//! half file. Each part records in its footer metadata the input range it covers and its
+//! status counts; `--resume` continues from the end of the last committed part.
+
+mod manifest;
+mod schema;
+mod writer;
+
+pub use manifest::{prepare_dir, write_json, Manifest, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE};
+pub use schema::{OutputKind, Schema};
+pub use writer::{committed_parts, DatasetWriter, PartInfo, Resolved};
+
+/// Errors of the output stage.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Creating, writing, syncing or renaming a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Encoding Parquet failed.
+    #[error("{path}: parquet: {message}")]
+    Parquet {
+        /// The part file.
+        path: String,
+        /// The encoder's message.
+        message: String,
+    },
+    /// OUT_DIR already holds files and `--resume` was not given.
+    #[error("{path} is not empty; pass --resume to continue the run it holds, or choose another output directory")]
+    NotEmpty {
+        /// The directory.
+        path: String,
+    },
+    /// `--resume` on a directory that holds another job, or no job.
+    #[error("cannot resume in {path}: {why}")]
+    CannotResume {
+        /// The directory.
+        path: String,
+        /// What does not match.
+        why: String,
+    },
+}
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
+    move |source| OutputError::Io { path: path.display().to_string(), source }
+}

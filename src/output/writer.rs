@@ -1,0 +1,326 @@
+//! The dataset writer: record batches into `part-NNNNN.parquet`, temp name first, renamed
+//! after close and sync. Chunks must arrive in input order; the pipeline guarantees it.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::schema::{OutputKind, Schema};
+use super::{io_err, OutputError};
+use crate::input::{Chunk, Position};
+use crate::record::{Hashed, Identity, MapOutcome, RowStatus, StatusCounts, HASH_B64_LEN};
+
+/// Footer metadata key under which each part records its [`PartInfo`].
+const PART_INFO_KEY: &str = "euid_map.part";
+/// Rows per Parquet row group: bounds the writer's buffered memory (a few tens of MiB).
+const ROW_GROUP_ROWS: usize = 256 * 1024;
+
+/// A chunk with its hashes and, for `map`, the operator's answers; ready to write.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The input rows (only `file`, `first_row`, `len`, `kept` and `broken` are used).
+    pub chunk: Chunk,
+    /// Row-major identities, `chunk.len * n` of them.
+    pub ids: Vec<Identity>,
+    /// For `map`: the answer for each identity whose hash is `Ok` (parallel to `ids`).
+    pub outcomes: Option<Vec<Option<MapOutcome>>>,
+}
+
+/// What a committed part covers, stored in its footer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartInfo {
+    /// Part number (the `NNNNN` of its name).
+    pub part: u32,
+    /// First input position covered.
+    pub start: Position,
+    /// Input position just after the last row covered.
+    pub end: Position,
+    /// Output rows in the part.
+    pub rows: u64,
+    /// Input rows covered.
+    pub input_rows: u64,
+    /// Output rows per status.
+    pub counts: StatusCounts,
+}
+
+impl PartInfo {
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "part": self.part,
+            "start": [self.start.file, self.start.row],
+            "end": [self.end.file, self.end.row],
+            "rows": self.rows,
+            "input_rows": self.input_rows,
+            "counts": self.counts.to_json(),
+        })
+        .to_string()
+    }
+
+    fn from_json(s: &str) -> Option<PartInfo> {
+        let v: serde_json::Value = serde_json::from_str(s).ok()?;
+        let pos = |k: &str| -> Option<Position> {
+            Some(Position { file: v[k][0].as_u64()? as usize, row: v[k][1].as_u64()? })
+        };
+        Some(PartInfo {
+            part: v["part"].as_u64()? as u32,
+            start: pos("start")?,
+            end: pos("end")?,
+            rows: v["rows"].as_u64()?,
+            input_rows: v["input_rows"].as_u64()?,
+            counts: StatusCounts::from_json(&v["counts"]),
+        })
+    }
+}
+
+fn part_name(n: u32) -> String {
+    format!("part-{n:05}.parquet")
+}
+
+/// Reads the footers of the committed parts in `dir`, in part order. Temporary files of an
+/// interrupted run are ignored (and later overwritten).
+///
+/// # Errors
+/// A part that cannot be read or lacks its metadata: the directory was not written by us.
+pub fn committed_parts(dir: &Path) -> Result<Vec<PartInfo>, OutputError> {
+    let mut parts = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parts),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !(name.starts_with("part-") && name.ends_with(".parquet")) {
+            continue;
+        }
+        let path = entry.path();
+        let bad = |why: &str| OutputError::CannotResume { path: path.display().to_string(), why: why.to_string() };
+        let file = File::open(&path).map_err(io_err(&path))?;
+        let reader = SerializedFileReader::new(file).map_err(|e| bad(&e.to_string()))?;
+        let info = reader
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == PART_INFO_KEY).and_then(|k| k.value.clone()))
+            .and_then(|v| PartInfo::from_json(&v))
+            .ok_or_else(|| bad("part has no euid-map metadata"))?;
+        parts.push(info);
+    }
+    parts.sort_by_key(|p| p.part);
+    Ok(parts)
+}
+
+struct OpenPart {
+    writer: ArrowWriter<File>,
+    tmp: PathBuf,
+    info: PartInfo,
+}
+
+/// Writes a dataset directory part by part.
+pub struct DatasetWriter {
+    dir: PathBuf,
+    schema: Schema,
+    sources: Vec<String>,
+    part_rows: u64,
+    next_part: u32,
+    open: Option<OpenPart>,
+    /// Totals over every part, including those committed by an earlier run (resume).
+    pub totals: StatusCounts,
+    /// Input rows covered by every part.
+    pub input_rows: u64,
+}
+
+impl DatasetWriter {
+    /// Starts writing into `dir`, after the parts in `existing` (empty for a fresh run).
+    /// `sources` are the input paths as given, by file index. A part is committed after about
+    /// `part_rows` output rows.
+    pub fn new(dir: &Path, schema: Schema, sources: Vec<String>, part_rows: u64, existing: &[PartInfo]) -> DatasetWriter {
+        let mut totals = StatusCounts::default();
+        let mut input_rows = 0;
+        for p in existing {
+            totals.merge(&p.counts);
+            input_rows += p.input_rows;
+        }
+        DatasetWriter {
+            dir: dir.to_path_buf(),
+            schema,
+            sources,
+            part_rows: part_rows.max(1),
+            next_part: existing.last().map_or(0, |p| p.part + 1),
+            open: None,
+            totals,
+            input_rows,
+        }
+    }
+
+    /// Appends the output rows of one chunk.
+    ///
+    /// # Errors
+    /// Writing or committing a part failed.
+    pub fn write(&mut self, r: &Resolved) -> Result<(), OutputError> {
+        let (batch, counts) = self.batch(r)?;
+        let start = Position { file: r.chunk.file, row: r.chunk.first_row };
+        let end = Position { file: r.chunk.file, row: r.chunk.first_row + r.chunk.len as u64 };
+        if self.open.is_none() {
+            self.open = Some(self.open_part(start)?);
+        }
+        let part = self.open.as_mut().expect("opened above");
+        let path = part.tmp.clone();
+        part.writer
+            .write(&batch)
+            .map_err(|e| OutputError::Parquet { path: path.display().to_string(), message: e.to_string() })?;
+        part.info.end = end;
+        part.info.rows += batch.num_rows() as u64;
+        part.info.input_rows += r.chunk.len as u64;
+        part.info.counts.merge(&counts);
+        self.totals.merge(&counts);
+        self.input_rows += r.chunk.len as u64;
+        if part.info.rows >= self.part_rows {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn open_part(&mut self, start: Position) -> Result<OpenPart, OutputError> {
+        let n = self.next_part;
+        self.next_part += 1;
+        let tmp = self.dir.join(format!(".{}.tmp", part_name(n)));
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by(format!("euid-map {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema.arrow), Some(props))
+            .map_err(|e| OutputError::Parquet { path: tmp.display().to_string(), message: e.to_string() })?;
+        Ok(OpenPart { writer, tmp, info: PartInfo { part: n, start, end: start, ..Default::default() } })
+    }
+
+    /// Closes, syncs and renames the open part, if any.
+    ///
+    /// # Errors
+    /// Closing, syncing or renaming failed.
+    pub fn commit(&mut self) -> Result<Option<PartInfo>, OutputError> {
+        let Some(mut part) = self.open.take() else {
+            return Ok(None);
+        };
+        let perr = |e: parquet::errors::ParquetError| OutputError::Parquet { path: part.tmp.display().to_string(), message: e.to_string() };
+        part.writer.append_key_value_metadata(KeyValue::new(PART_INFO_KEY.to_string(), part.info.to_json()));
+        let file = part.writer.into_inner().map_err(perr)?;
+        file.sync_all().map_err(io_err(&part.tmp))?;
+        let dest = self.dir.join(part_name(part.info.part));
+        fs::rename(&part.tmp, &dest).map_err(io_err(&dest))?;
+        sync_dir(&self.dir)?;
+        Ok(Some(part.info))
+    }
+
+    fn batch(&self, r: &Resolved) -> Result<(RecordBatch, StatusCounts), OutputError> {
+        let c = &r.chunk;
+        let n = if c.len == 0 { 0 } else { r.ids.len() / c.len };
+        let rows = r.ids.len();
+        let source = &self.sources[c.file];
+        let mut src = StringBuilder::with_capacity(rows, rows * source.len());
+        let mut row = UInt64Builder::with_capacity(rows);
+        let mut ty = StringBuilder::with_capacity(rows, rows * 5);
+        let mut hash = StringBuilder::with_capacity(rows, rows * HASH_B64_LEN);
+        let mut status = StringBuilder::with_capacity(rows, rows * 7);
+        let mut reason = StringBuilder::new();
+        let map = self.schema.kind == OutputKind::Map;
+        let mut u = StringBuilder::new();
+        let mut p = StringBuilder::new();
+        let mut rf = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
+        let mut at = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
+        let mut counts = StatusCounts::default();
+        let mut b64 = [0u8; HASH_B64_LEN];
+        for (i, id) in r.ids.iter().enumerate() {
+            src.append_value(source);
+            row.append_value(c.first_row + (i / n.max(1)) as u64);
+            ty.append_value(id.kind.as_str());
+            let outcome = r.outcomes.as_ref().and_then(|o| o[i].as_ref());
+            let (st, why): (RowStatus, Option<&str>) = match (&id.hashed, outcome) {
+                (Hashed::Missing, _) => (RowStatus::Missing, None),
+                (Hashed::Invalid(reason), _) => (RowStatus::Invalid, Some(reason.as_str())),
+                (Hashed::Ok(_), None) if !map => (RowStatus::Hashed, None),
+                (Hashed::Ok(_), None) => (RowStatus::Failed, Some("no answer")),
+                (Hashed::Ok(_), Some(o)) => match o {
+                    MapOutcome::Mapped { .. } => (RowStatus::Mapped, None),
+                    MapOutcome::Optout { .. } => (RowStatus::Optout, None),
+                    MapOutcome::Invalid => (RowStatus::Invalid, Some("invalid identifier")),
+                    MapOutcome::Unmapped(r) => (RowStatus::Unmapped, Some(r)),
+                    MapOutcome::Failed(r) => (RowStatus::Failed, Some(r)),
+                },
+            };
+            counts.add(st);
+            match &id.hashed {
+                Hashed::Ok(h) => {
+                    h.encode_into(&mut b64);
+                    hash.append_value(std::str::from_utf8(&b64).expect("base64 is ASCII"));
+                }
+                _ => hash.append_null(),
+            }
+            status.append_value(st.as_str());
+            reason.append_option(why);
+            if map {
+                match outcome {
+                    Some(MapOutcome::Mapped { raw_euid, previous, refresh_from, mapped_at }) => {
+                        u.append_value(raw_euid);
+                        p.append_option(previous.as_deref());
+                        rf.append_value(refresh_from.saturating_mul(1000));
+                        at.append_value(*mapped_at);
+                    }
+                    Some(MapOutcome::Optout { mapped_at }) => {
+                        u.append_null();
+                        p.append_null();
+                        rf.append_null();
+                        at.append_value(*mapped_at);
+                    }
+                    _ => {
+                        u.append_null();
+                        p.append_null();
+                        rf.append_null();
+                        at.append_null();
+                    }
+                }
+            }
+        }
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(src.finish()), Arc::new(row.finish())];
+        if n == 1 {
+            cols.extend(c.kept.iter().cloned());
+        } else {
+            let idx = UInt32Array::from_iter_values((0..rows).map(|i| (i / n.max(1)) as u32));
+            for k in &c.kept {
+                let taken = arrow_select::take::take(k.as_ref(), &idx, None)
+                    .map_err(|e| OutputError::Parquet { path: self.dir.display().to_string(), message: e.to_string() })?;
+                cols.push(taken);
+            }
+        }
+        cols.push(Arc::new(ty.finish()));
+        cols.push(Arc::new(hash.finish()));
+        cols.push(Arc::new(status.finish()));
+        cols.push(Arc::new(reason.finish()));
+        if map {
+            cols.push(Arc::new(u.finish()));
+            cols.push(Arc::new(p.finish()));
+            cols.push(Arc::new(rf.finish().with_timezone(super::schema::UTC)));
+            cols.push(Arc::new(at.finish().with_timezone(super::schema::UTC)));
+        }
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema.arrow), cols)
+            .map_err(|e| OutputError::Parquet { path: self.dir.display().to_string(), message: e.to_string() })?;
+        Ok((batch, counts))
+    }
+}
+
+/// Makes renames in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), OutputError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+

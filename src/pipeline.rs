@@ -1,0 +1,303 @@
+//! Wires the stages together and owns the channel capacities.
+//!
+//! ```text
+//! hash:  reader thread ──chunks──▶ hasher thread (rayon) ──resolved──▶ writer (caller's thread)
+//! map:   reader thread ──chunks──▶ hasher thread (rayon) ──hashed──▶ mapper (tokio: dedupe,
+//!        batch, client) ──resolved, in input order──▶ writer thread
+//! ```
+//!
+//! Every channel is bounded, so peak memory ≈ (Σ capacities) × chunk size ×
+//! bytes per row: with [`CHUNKS_IN_FLIGHT`] = 4 per hop, 32 Ki-row chunks and ~200 bytes per
+//! row in flight, about 4 × 3 × 32 Ki × 200 B ≈ 80 MiB, independent of the input size.
+
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::JobConfig;
+use crate::error::Error;
+use crate::input::{self, Chunk, Position, ReadProgress, ResolvedColumns};
+use crate::normalize;
+use crate::output::{self, DatasetWriter, OutputKind, Resolved, Schema};
+use crate::progress::Progress;
+use crate::record::StatusCounts;
+
+/// Chunks queued between two stages. Enough to keep each stage busy while its neighbour
+/// works on one chunk; small enough to keep memory flat.
+pub const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// Output rows per status, over the whole dataset (including resumed parts).
+    pub counts: StatusCounts,
+    /// Input rows covered.
+    pub input_rows: u64,
+    /// Wall time of this invocation, seconds.
+    pub elapsed_s: f64,
+    /// The manifest as written.
+    pub manifest: serde_json::Value,
+}
+
+/// Prepared state shared by `hash` and `map`: resolved columns, the output directory checked
+/// or resumed, and where to start reading.
+pub(crate) struct Prepared {
+    pub columns: Vec<ResolvedColumns>,
+    pub start: Position,
+    pub writer: DatasetWriter,
+}
+
+/// Checks inputs, prepares the output directory and finds the resume point.
+pub(crate) fn prepare(job: &JobConfig, kind: OutputKind, description: &serde_json::Value) -> Result<Prepared, Error> {
+    let columns = input::resolve_all(&job.inputs, &job.columns)?;
+    let kept = columns.first().map(|c| c.keep_types.clone()).unwrap_or_default();
+    let schema = Schema::new(kind, &kept);
+    output::prepare_dir(&job.out_dir, description, job.resume)?;
+    let parts = output::committed_parts(&job.out_dir)?;
+    let start = parts.last().map(|p| p.end).unwrap_or_default();
+    let sources = job.inputs.iter().map(|f| f.given.clone()).collect();
+    let writer = DatasetWriter::new(&job.out_dir, schema.clone(), sources, job.part_rows, &parts);
+    Ok(Prepared { columns, start, writer })
+}
+
+/// The fields every manifest carries.
+pub(crate) fn manifest_base(
+    job: &JobConfig,
+    command: &str,
+    writer: &DatasetWriter,
+    columns: &[ResolvedColumns],
+    started: Instant,
+) -> serde_json::Value {
+    let elapsed = started.elapsed().as_secs_f64();
+    serde_json::json!({
+        "tool": "euid-map",
+        "version": env!("CARGO_PKG_VERSION"),
+        "command": command,
+        "inputs": job.inputs.iter().zip(columns).map(|(f, c)| serde_json::json!({
+            "path": f.given,
+            "identity_columns": c.identities.iter().map(|i| serde_json::json!({
+                "name": i.name, "type": i.kind.as_str(),
+                "form": match i.form { crate::record::IdentityForm::Raw => "raw", crate::record::IdentityForm::Hashed => "hashed" },
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "kept_columns": job.columns.keep,
+        "input_rows": writer.input_rows,
+        "output_rows": writer.totals.total(),
+        "counts": writer.totals.to_json(),
+        "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
+        "rows_per_s": if elapsed > 0.0 { (writer.input_rows as f64 / elapsed).round() } else { 0.0 },
+        "finished_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
+/// Spawns the reader and hasher threads; returns the receiver of hashed chunks.
+pub(crate) fn spawn_read_and_hash(
+    job: &JobConfig,
+    columns: &[ResolvedColumns],
+    start: Position,
+    progress: Arc<ReadProgress>,
+) -> (
+    std::sync::mpsc::Receiver<Resolved>,
+    std::thread::JoinHandle<Result<(), Error>>,
+    std::thread::JoinHandle<()>,
+) {
+    let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let (hashed_tx, hashed_rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let inputs = job.inputs.clone();
+    let cols = columns.to_vec();
+    let reader = std::thread::Builder::new()
+        .name("reader".into())
+        .spawn(move || {
+            input::read_all(&inputs, &cols, start, &progress, &mut |c| chunk_tx.send(c).is_ok())?;
+            Ok(())
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+    let cols = columns.to_vec();
+    let hasher = std::thread::Builder::new()
+        .name("hasher".into())
+        .spawn(move || {
+            for mut chunk in chunk_rx {
+                let ids = normalize::chunk(&chunk, &cols[chunk.file]);
+                chunk.identities.clear(); // raw cells are not needed downstream
+                if hashed_tx.send(Resolved { chunk, ids, outcomes: None }).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+    (hashed_rx, reader, hasher)
+}
+
+/// Runs `euid-map hash`: read → hash → write the dataset.
+///
+/// # Errors
+/// A run-level failure; committed parts stay for `--resume`.
+pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let description = job.describe("hash", serde_json::json!({}));
+    let Prepared { columns, start, mut writer, .. } = prepare(job, OutputKind::Hash, &description)?;
+    let read_progress = Arc::new(ReadProgress::default());
+    let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
+    let progress = Progress::start(job.quiet, total_bytes, Arc::clone(&read_progress), None);
+    let (rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
+    let mut write_result = Ok(());
+    for resolved in rx.iter() {
+        if let Err(e) = writer.write(&resolved) {
+            write_result = Err(e);
+            break;
+        }
+    }
+    drop(rx);
+    let read_result = reader.join().map_err(|_| Error::Internal("reader thread panicked".into()))?;
+    hasher.join().map_err(|_| Error::Internal("hasher thread panicked".into()))?;
+    progress.finish();
+    write_result?;
+    read_result?;
+    writer.commit()?;
+    let manifest = manifest_base(job, "hash", &writer, &columns, started);
+    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
+    Ok(Summary { counts: writer.totals.clone(), input_rows: writer.input_rows, elapsed_s: started.elapsed().as_secs_f64(), manifest })
+}
+
+/// Everything `euid-map map` needs.
+#[derive(Debug, Clone)]
+pub struct MapConfig {
+    /// Inputs, columns, output.
+    pub job: JobConfig,
+    /// The operator and how to talk to it. For `--env local` the base URL and credentials
+    /// are replaced by the embedded emulator's.
+    pub client: crate::client::ClientConfig,
+    /// `local`, `integ`, `prod` or `custom`, for the manifest.
+    pub env: String,
+    /// Start the embedded emulator and map against it.
+    pub embedded_operator: bool,
+    /// Identities per request (≤ 5,000).
+    pub batch_size: usize,
+    /// Answers kept for deduplication.
+    pub cache_entries: usize,
+}
+
+/// Runs `euid-map map`: read → hash → dedupe → batch → map → write.
+///
+/// # Errors
+/// A run-level failure (bad input, authentication refused, clock skew, output I/O); parts
+/// committed before it stay for `--resume`, and `_SUCCESS` is not written.
+pub fn run_map(cfg: &MapConfig) -> Result<Summary, Error> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("euid-map-io")
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    rt.block_on(run_map_async(cfg))
+}
+
+async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
+    use crate::client::Client;
+    use crate::mapper::{self, MapperStats};
+    use std::sync::atomic::Ordering;
+
+    let started = Instant::now();
+    let job = &cfg.job;
+    let mut client_cfg = cfg.client.clone();
+    let local = if cfg.embedded_operator {
+        let op = crate::operator::spawn_local(crate::operator::Config::demo(1))
+            .await
+            .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
+        client_cfg.base_url = op.base_url();
+        client_cfg.api_key = crate::config::Secret::new(crate::operator::keys::DEMO_API_KEY.to_string());
+        client_cfg.secret = crate::client::envelope::decode_secret(crate::operator::keys::DEMO_CLIENT_SECRET)
+            .map_err(Error::Config)?;
+        tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
+        Some(op)
+    } else {
+        None
+    };
+    let description = job.describe(
+        "map",
+        serde_json::json!({"env": cfg.env, "base_url": if cfg.embedded_operator { "embedded" } else { cfg.client.base_url.as_str() }}),
+    );
+    let Prepared { columns, start, mut writer, .. } = prepare(job, OutputKind::Map, &description)?;
+    let client = Arc::new(Client::new(&client_cfg)?);
+    let mstats = Arc::new(MapperStats::default());
+    let read_progress = Arc::new(ReadProgress::default());
+    let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
+    let extra: crate::progress::Extra = {
+        let (cs, ms, t0) = (Arc::clone(&client.stats), Arc::clone(&mstats), Instant::now());
+        Box::new(move || {
+            let req = cs.requests.load(Ordering::Relaxed);
+            format!(
+                ", {} identities answered, {} requests ({:.1}/s), {} retries, {} × 429",
+                ms.answered.load(Ordering::Relaxed),
+                req,
+                req as f64 / t0.elapsed().as_secs_f64().max(1e-3),
+                cs.retries.load(Ordering::Relaxed),
+                cs.throttled.load(Ordering::Relaxed)
+            )
+        })
+    };
+    let progress = Progress::start(job.quiet, total_bytes, Arc::clone(&read_progress), Some(extra));
+    let (hashed_rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
+
+    let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let bridge = std::thread::Builder::new()
+        .name("bridge".into())
+        .spawn(move || {
+            for r in hashed_rx {
+                if to_mapper.blocking_send(r).is_err() {
+                    break;
+                }
+            }
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let writer_thread = std::thread::Builder::new()
+        .name("writer".into())
+        .spawn(move || -> Result<DatasetWriter, Error> {
+            while let Some(r) = writer_rx.blocking_recv() {
+                writer.write(&r)?;
+            }
+            Ok(writer)
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+
+    let mapped = mapper::run(Arc::clone(&client), mapper_rx, to_writer, cfg.batch_size, cfg.cache_entries, Arc::clone(&mstats)).await;
+    // On a fatal error the mapper's receiver is dropped here, which unblocks the bridge,
+    // hasher and reader in turn; the writer sees its channel close.
+    let writer_result = tokio::task::spawn_blocking(move || writer_thread.join())
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|_| Error::Internal("writer thread panicked".into()))?;
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = bridge.join();
+        let _ = hasher.join();
+        reader.join()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+    .map_err(|_| Error::Internal("reader thread panicked".into()))?
+    .map_err(|e| {
+        progress_error(&e);
+        e
+    })?;
+    progress.finish();
+    mapped?;
+    let mut writer = writer_result?;
+    writer.commit()?;
+    if let Some(op) = local {
+        op.stop().await;
+    }
+    let mut manifest = manifest_base(job, "map", &writer, &columns, started);
+    manifest["environment"] = cfg.env.clone().into();
+    manifest["base_url"] = if cfg.embedded_operator { "embedded local operator".into() } else { cfg.client.base_url.clone().into() };
+    manifest["unique_hashes_sent"] = mstats.unique_sent.load(Ordering::Relaxed).into();
+    manifest["deduplicated"] = mstats.deduplicated.load(Ordering::Relaxed).into();
+    manifest["client"] = client.stats.to_json();
+    manifest["peak_in_flight"] = client.peak_in_flight().into();
+    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
+    Ok(Summary { counts: writer.totals.clone(), input_rows: writer.input_rows, elapsed_s: started.elapsed().as_secs_f64(), manifest })
+}
+
+fn progress_error(e: &Error) {
+    tracing::debug!(error = %e, "reader stopped");
+}

@@ -1,0 +1,253 @@
+//! Shared record types that flow between the pipeline stages: identity kinds, hashes, the
+//! per-identity outcome of each stage and the final row status written to the output.
+//!
+//! Nothing here does I/O; the types are deliberately small and `Copy` where they sit on the
+//! hot path (a hash is 32 bytes inline, never a heap string).
+
+use std::fmt;
+
+use base64::Engine;
+
+/// Which kind of personal identifier a column holds. The kind decides the normalization rule
+/// and the request key (`email_hash` / `phone_hash`) it is sent under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdentityKind {
+    /// An email address.
+    Email,
+    /// A phone number in E.164 form.
+    Phone,
+}
+
+impl IdentityKind {
+    /// The value of the output's `identity_type` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Email => "email",
+            IdentityKind::Phone => "phone",
+        }
+    }
+}
+
+/// How a column's values are given: as raw text to normalize, or already hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityForm {
+    /// Raw email or phone; normalized and hashed locally.
+    Raw,
+    /// SHA-256 of the normalized value, in base64 (44 chars) or hex (64 chars).
+    Hashed,
+}
+
+/// SHA-256 of a normalized identity: the value sent as `email_hash` / `phone_hash`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentityHash(pub [u8; 32]);
+
+/// Length of a SHA-256 digest in standard padded base64.
+pub const HASH_B64_LEN: usize = 44;
+
+impl IdentityHash {
+    /// Standard padded base64 of the digest (44 ASCII bytes), written into `out`.
+    pub fn encode_into(&self, out: &mut [u8; HASH_B64_LEN]) {
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(self.0, out)
+            .expect("32 bytes always encode to exactly 44 base64 characters");
+        debug_assert_eq!(n, HASH_B64_LEN);
+    }
+
+    /// Standard padded base64 of the digest, as a `String`.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+}
+
+impl fmt::Debug for IdentityHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hash is not the raw identifier, but it is still personal data in the GDPR sense:
+        // show only a short prefix so it can be correlated in a debugger, not harvested.
+        let b64 = self.to_base64();
+        write!(f, "IdentityHash({}…)", &b64[..6])
+    }
+}
+
+/// Why a single identity could not be hashed or mapped. Row-level data, never an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// The email fails the operator's normalization (no `@`, two `@`, empty parts).
+    InvalidEmail,
+    /// The phone is not `+` followed by 10 to 15 ASCII digits.
+    InvalidPhone,
+    /// A pre-hashed value that is neither 44-char base64 nor 64-char hex.
+    BadHashLength,
+    /// A 44-char value that is not standard base64 of 32 bytes.
+    BadHashEncoding,
+    /// An 88-char value that is base64 of a 64-char hex digest (the classic mistake).
+    HexAsBase64,
+    /// A CSV row with the wrong number of fields.
+    MalformedRow,
+    /// A CSV row that is not valid UTF-8.
+    InvalidUtf8,
+    /// The operator answered `invalid identifier` for a hash we considered valid.
+    OperatorInvalid,
+}
+
+impl InvalidReason {
+    /// The text of the output's `reason` column.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            InvalidReason::InvalidEmail => "invalid email",
+            InvalidReason::InvalidPhone => "invalid phone",
+            InvalidReason::BadHashLength => "bad hash length",
+            InvalidReason::BadHashEncoding => "bad hash encoding",
+            InvalidReason::HexAsBase64 => "hex hash encoded as base64",
+            InvalidReason::MalformedRow => "malformed row",
+            InvalidReason::InvalidUtf8 => "invalid utf-8",
+            InvalidReason::OperatorInvalid => "invalid identifier",
+        }
+    }
+}
+
+/// The outcome of reading and hashing one identity cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hashed {
+    /// A valid identity with its hash.
+    Ok(IdentityHash),
+    /// The cell was empty.
+    Missing,
+    /// The value was rejected locally.
+    Invalid(InvalidReason),
+}
+
+/// One identity of one input row, after hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Email or phone.
+    pub kind: IdentityKind,
+    /// Hash, or why there is none.
+    pub hashed: Hashed,
+}
+
+/// The final status of an identity in the output's `status` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RowStatus {
+    /// `hash` only: the identity was hashed.
+    Hashed,
+    /// The operator returned a raw EUID.
+    Mapped,
+    /// The user opted out; there is no raw EUID.
+    Optout,
+    /// Rejected locally, or `invalid identifier` from the operator (see `reason`).
+    Invalid,
+    /// The identity cell was empty.
+    Missing,
+    /// The operator gave a reason this version does not know (kept verbatim in `reason`).
+    Unmapped,
+    /// The batch failed after every retry. The run exits 2.
+    Failed,
+}
+
+impl RowStatus {
+    /// Every status, in the order the manifest lists them.
+    pub const ALL: [RowStatus; 7] = [
+        RowStatus::Hashed,
+        RowStatus::Mapped,
+        RowStatus::Optout,
+        RowStatus::Invalid,
+        RowStatus::Missing,
+        RowStatus::Unmapped,
+        RowStatus::Failed,
+    ];
+
+    /// The text of the output's `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RowStatus::Hashed => "hashed",
+            RowStatus::Mapped => "mapped",
+            RowStatus::Optout => "optout",
+            RowStatus::Invalid => "invalid",
+            RowStatus::Missing => "missing",
+            RowStatus::Unmapped => "unmapped",
+            RowStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses the text of a `status` column.
+    pub fn parse(s: &str) -> Option<RowStatus> {
+        RowStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// Per-status counters, as carried in part metadata and the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts(pub [u64; RowStatus::ALL.len()]);
+
+impl StatusCounts {
+    /// Adds one identity with `status`.
+    pub fn add(&mut self, status: RowStatus) {
+        self.0[status as usize] += 1;
+    }
+
+    /// Adds all counts of `other`.
+    pub fn merge(&mut self, other: &StatusCounts) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+
+    /// The count for `status`.
+    pub fn get(&self, status: RowStatus) -> u64 {
+        self.0[status as usize]
+    }
+
+    /// Sum over all statuses.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// As a JSON object `{status: count}` with every status present.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for st in RowStatus::ALL {
+            m.insert(st.as_str().to_string(), self.get(st).into());
+        }
+        serde_json::Value::Object(m)
+    }
+
+    /// Reads the JSON written by [`StatusCounts::to_json`]; unknown keys are ignored.
+    pub fn from_json(v: &serde_json::Value) -> StatusCounts {
+        let mut c = StatusCounts::default();
+        if let Some(m) = v.as_object() {
+            for (k, n) in m {
+                if let (Some(st), Some(n)) = (RowStatus::parse(k), n.as_u64()) {
+                    c.0[st as usize] = n;
+                }
+            }
+        }
+        c
+    }
+}
+
+/// What the operator said about one identity hash (the `map` stage's result).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapOutcome {
+    /// A raw EUID, exactly as the operator returned it.
+    Mapped {
+        /// Current raw EUID (`u`).
+        raw_euid: std::sync::Arc<str>,
+        /// Previous raw EUID (`p`), for 90 days after a rotation.
+        previous: Option<std::sync::Arc<str>>,
+        /// Refresh time (`r`), Unix seconds.
+        refresh_from: i64,
+        /// When the answer arrived, Unix milliseconds.
+        mapped_at: i64,
+    },
+    /// `{"e":"optout"}`.
+    Optout {
+        /// When the answer arrived, Unix milliseconds.
+        mapped_at: i64,
+    },
+    /// `{"e":"invalid identifier"}`.
+    Invalid,
+    /// Any other `e` value, verbatim.
+    Unmapped(std::sync::Arc<str>),
+    /// The batch failed after every retry; the text says why.
+    Failed(std::sync::Arc<str>),
+}
