@@ -16,8 +16,8 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::client::{wire, Client, ClientError, MAX_BODY_BYTES, MAX_ITEMS_PER_REQUEST};
 use crate::client::envelope::MIN_REQUEST_LEN;
+use crate::client::{wire, Client, ClientError, MAX_BODY_BYTES, MAX_ITEMS_PER_REQUEST};
 use crate::output::Resolved;
 use crate::record::{Hashed, IdentityHash, IdentityKind, MapOutcome};
 
@@ -25,6 +25,8 @@ use crate::record::{Hashed, IdentityHash, IdentityKind, MapOutcome};
 const PENDING_CHUNKS: usize = 8;
 
 type Key = (IdentityKind, IdentityHash);
+/// What a batch task returns: its identities and their answers.
+type BatchResult = (Vec<Key>, Result<Vec<MapOutcome>, ClientError>);
 
 /// Fills batches within the protocol's limits.
 #[derive(Debug)]
@@ -36,13 +38,18 @@ pub struct Batcher {
 impl Batcher {
     /// A batcher of at most `max_items` (clamped to 1..=5,000) identities per request.
     pub fn new(max_items: usize) -> Batcher {
-        Batcher { max_items: max_items.clamp(1, MAX_ITEMS_PER_REQUEST), items: Vec::new() }
+        Batcher {
+            max_items: max_items.clamp(1, MAX_ITEMS_PER_REQUEST),
+            items: Vec::new(),
+        }
     }
 
     /// Adds an identity; returns a full batch when this one filled it.
     pub fn push(&mut self, key: Key) -> Option<Vec<Key>> {
         self.items.push(key);
-        let body = MIN_REQUEST_LEN + wire::REQUEST_OVERHEAD + (self.items.len() + 1) * wire::BYTES_PER_HASH;
+        let body = MIN_REQUEST_LEN
+            + wire::REQUEST_OVERHEAD
+            + (self.items.len() + 1) * wire::BYTES_PER_HASH;
         (self.items.len() >= self.max_items || body > MAX_BODY_BYTES).then(|| self.take())
     }
 
@@ -109,23 +116,37 @@ pub async fn run(
     cache_entries: usize,
     stats: Arc<MapperStats>,
 ) -> Result<(), ClientError> {
-    let max_tasks = 2 * crate::client::MAX_CONCURRENCY;
+    // As many batch tasks as requests may be in flight: batches then go out in input order,
+    // so chunks complete (and parts commit) in order too, and nothing queues unboundedly.
+    let max_tasks = client.max_in_flight();
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut base_seq: u64 = 0;
     let mut waiting: HashMap<Key, Vec<(u64, usize)>> = HashMap::new();
-    let mut cache = Cache { cap: cache_entries, young: HashMap::new(), old: HashMap::new() };
+    let mut cache = Cache {
+        cap: cache_entries,
+        young: HashMap::new(),
+        old: HashMap::new(),
+    };
     let mut batcher = Batcher::new(batch_size);
     let mut ready: VecDeque<Vec<Key>> = VecDeque::new();
-    let mut tasks: JoinSet<(Vec<Key>, Result<Vec<MapOutcome>, ClientError>)> = JoinSet::new();
+    let mut tasks: JoinSet<BatchResult> = JoinSet::new();
     let mut input_done = false;
     loop {
         // Partial batches go out when nothing else would make progress.
-        if !batcher.is_empty() && (input_done || (tasks.is_empty() && ready.is_empty()) || pending.len() >= PENDING_CHUNKS) {
+        if !batcher.is_empty()
+            && (input_done
+                || (tasks.is_empty() && ready.is_empty())
+                || pending.len() >= PENDING_CHUNKS)
+        {
             ready.push_back(batcher.take());
         }
         while tasks.len() < max_tasks {
-            let Some(batch) = ready.pop_front() else { break };
-            stats.unique_sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let Some(batch) = ready.pop_front() else {
+                break;
+            };
+            stats
+                .unique_sent
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let c = Arc::clone(&client);
             tasks.spawn(async move {
                 let r = c.map(&batch).await;
@@ -143,7 +164,10 @@ pub async fn run(
             }
         }
         if input_done && tasks.is_empty() && ready.is_empty() && batcher.is_empty() {
-            debug_assert!(pending.is_empty(), "every chunk is answered once all batches are");
+            debug_assert!(
+                pending.is_empty(),
+                "every chunk is answered once all batches are"
+            );
             return Ok(());
         }
         let can_take = !input_done && pending.len() < PENDING_CHUNKS && ready.len() < max_tasks;
@@ -225,7 +249,8 @@ mod tests {
 
     #[test]
     fn a_full_batch_stays_under_the_body_limit() {
-        let body = MIN_REQUEST_LEN + wire::REQUEST_OVERHEAD + MAX_ITEMS_PER_REQUEST * wire::BYTES_PER_HASH;
+        let body =
+            MIN_REQUEST_LEN + wire::REQUEST_OVERHEAD + MAX_ITEMS_PER_REQUEST * wire::BYTES_PER_HASH;
         assert!(body < MAX_BODY_BYTES / 4, "{body}");
     }
 }

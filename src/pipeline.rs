@@ -48,16 +48,27 @@ pub(crate) struct Prepared {
 }
 
 /// Checks inputs, prepares the output directory and finds the resume point.
-pub(crate) fn prepare(job: &JobConfig, kind: OutputKind, description: &serde_json::Value) -> Result<Prepared, Error> {
+pub(crate) fn prepare(
+    job: &JobConfig,
+    kind: OutputKind,
+    description: &serde_json::Value,
+) -> Result<Prepared, Error> {
     let columns = input::resolve_all(&job.inputs, &job.columns)?;
-    let kept = columns.first().map(|c| c.keep_types.clone()).unwrap_or_default();
+    let kept = columns
+        .first()
+        .map(|c| c.keep_types.clone())
+        .unwrap_or_default();
     let schema = Schema::new(kind, &kept);
     output::prepare_dir(&job.out_dir, description, job.resume)?;
     let parts = output::committed_parts(&job.out_dir)?;
     let start = parts.last().map(|p| p.end).unwrap_or_default();
     let sources = job.inputs.iter().map(|f| f.given.clone()).collect();
     let writer = DatasetWriter::new(&job.out_dir, schema.clone(), sources, job.part_rows, &parts);
-    Ok(Prepared { columns, start, writer })
+    Ok(Prepared {
+        columns,
+        start,
+        writer,
+    })
 }
 
 /// The fields every manifest carries.
@@ -108,7 +119,9 @@ pub(crate) fn spawn_read_and_hash(
     let reader = std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || {
-            input::read_all(&inputs, &cols, start, &progress, &mut |c| chunk_tx.send(c).is_ok())?;
+            input::read_all(&inputs, &cols, start, &progress, &mut |c| {
+                chunk_tx.send(c).is_ok()
+            })?;
             Ok(())
         })
         .expect("spawning a thread only fails when the OS is out of resources");
@@ -119,7 +132,14 @@ pub(crate) fn spawn_read_and_hash(
             for mut chunk in chunk_rx {
                 let ids = normalize::chunk(&chunk, &cols[chunk.file]);
                 chunk.identities.clear(); // raw cells are not needed downstream
-                if hashed_tx.send(Resolved { chunk, ids, outcomes: None }).is_err() {
+                if hashed_tx
+                    .send(Resolved {
+                        chunk,
+                        ids,
+                        outcomes: None,
+                    })
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -135,7 +155,12 @@ pub(crate) fn spawn_read_and_hash(
 pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     let started = Instant::now();
     let description = job.describe("hash", serde_json::json!({}));
-    let Prepared { columns, start, mut writer, .. } = prepare(job, OutputKind::Hash, &description)?;
+    let Prepared {
+        columns,
+        start,
+        mut writer,
+        ..
+    } = prepare(job, OutputKind::Hash, &description)?;
     let read_progress = Arc::new(ReadProgress::default());
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
     let progress = Progress::start(job.quiet, total_bytes, Arc::clone(&read_progress), None);
@@ -148,15 +173,24 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
         }
     }
     drop(rx);
-    let read_result = reader.join().map_err(|_| Error::Internal("reader thread panicked".into()))?;
-    hasher.join().map_err(|_| Error::Internal("hasher thread panicked".into()))?;
+    let read_result = reader
+        .join()
+        .map_err(|_| Error::Internal("reader thread panicked".into()))?;
+    hasher
+        .join()
+        .map_err(|_| Error::Internal("hasher thread panicked".into()))?;
     progress.finish();
     write_result?;
     read_result?;
     writer.commit()?;
     let manifest = manifest_base(job, "hash", &writer, &columns, started);
     output::Manifest(manifest.clone()).publish(&job.out_dir)?;
-    Ok(Summary { counts: writer.totals.clone(), input_rows: writer.input_rows, elapsed_s: started.elapsed().as_secs_f64(), manifest })
+    Ok(Summary {
+        counts: writer.totals.clone(),
+        input_rows: writer.input_rows,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        manifest,
+    })
 }
 
 /// Everything `euid-map map` needs.
@@ -205,25 +239,35 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
             .await
             .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
         client_cfg.base_url = op.base_url();
-        client_cfg.api_key = crate::config::Secret::new(crate::operator::keys::DEMO_API_KEY.to_string());
-        client_cfg.secret = crate::client::envelope::decode_secret(crate::operator::keys::DEMO_CLIENT_SECRET)
-            .map_err(Error::Config)?;
+        client_cfg.api_key =
+            crate::config::Secret::new(crate::operator::keys::DEMO_API_KEY.to_string());
+        client_cfg.secret =
+            crate::client::envelope::decode_secret(crate::operator::keys::DEMO_CLIENT_SECRET)
+                .map_err(Error::Config)?;
         tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
         Some(op)
     } else {
         None
     };
-    let description = job.describe(
-        "map",
-        serde_json::json!({"env": cfg.env, "base_url": if cfg.embedded_operator { "embedded" } else { cfg.client.base_url.as_str() }}),
-    );
-    let Prepared { columns, start, mut writer, .. } = prepare(job, OutputKind::Map, &description)?;
+    // The environment is part of the job (integ and prod ids must never mix); the URL is
+    // not, so a run can resume against a restarted operator or another host of the same env.
+    let description = job.describe("map", serde_json::json!({"env": cfg.env}));
+    let Prepared {
+        columns,
+        start,
+        mut writer,
+        ..
+    } = prepare(job, OutputKind::Map, &description)?;
     let client = Arc::new(Client::new(&client_cfg)?);
     let mstats = Arc::new(MapperStats::default());
     let read_progress = Arc::new(ReadProgress::default());
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
     let extra: crate::progress::Extra = {
-        let (cs, ms, t0) = (Arc::clone(&client.stats), Arc::clone(&mstats), Instant::now());
+        let (cs, ms, t0) = (
+            Arc::clone(&client.stats),
+            Arc::clone(&mstats),
+            Instant::now(),
+        );
         Box::new(move || {
             let req = cs.requests.load(Ordering::Relaxed);
             format!(
@@ -236,7 +280,12 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
             )
         })
     };
-    let progress = Progress::start(job.quiet, total_bytes, Arc::clone(&read_progress), Some(extra));
+    let progress = Progress::start(
+        job.quiet,
+        total_bytes,
+        Arc::clone(&read_progress),
+        Some(extra),
+    );
     let (hashed_rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
 
     let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<Resolved>(CHUNKS_IN_FLIGHT);
@@ -261,27 +310,32 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
         })
         .expect("spawning a thread only fails when the OS is out of resources");
 
-    let mapped = mapper::run(Arc::clone(&client), mapper_rx, to_writer, cfg.batch_size, cfg.cache_entries, Arc::clone(&mstats)).await;
+    let mapped = mapper::run(
+        Arc::clone(&client),
+        mapper_rx,
+        to_writer,
+        cfg.batch_size,
+        cfg.cache_entries,
+        Arc::clone(&mstats),
+    )
+    .await;
     // On a fatal error the mapper's receiver is dropped here, which unblocks the bridge,
     // hasher and reader in turn; the writer sees its channel close.
     let writer_result = tokio::task::spawn_blocking(move || writer_thread.join())
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|_| Error::Internal("writer thread panicked".into()))?;
-    let _ = tokio::task::spawn_blocking(move || {
+    let reader_result = tokio::task::spawn_blocking(move || {
         let _ = bridge.join();
         let _ = hasher.join();
         reader.join()
     })
     .await
     .map_err(|e| Error::Internal(e.to_string()))?
-    .map_err(|_| Error::Internal("reader thread panicked".into()))?
-    .map_err(|e| {
-        progress_error(&e);
-        e
-    })?;
+    .map_err(|_| Error::Internal("reader thread panicked".into()))?;
     progress.finish();
     mapped?;
+    reader_result?;
     let mut writer = writer_result?;
     writer.commit()?;
     if let Some(op) = local {
@@ -289,15 +343,20 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     }
     let mut manifest = manifest_base(job, "map", &writer, &columns, started);
     manifest["environment"] = cfg.env.clone().into();
-    manifest["base_url"] = if cfg.embedded_operator { "embedded local operator".into() } else { cfg.client.base_url.clone().into() };
+    manifest["base_url"] = if cfg.embedded_operator {
+        "embedded local operator".into()
+    } else {
+        cfg.client.base_url.clone().into()
+    };
     manifest["unique_hashes_sent"] = mstats.unique_sent.load(Ordering::Relaxed).into();
     manifest["deduplicated"] = mstats.deduplicated.load(Ordering::Relaxed).into();
     manifest["client"] = client.stats.to_json();
     manifest["peak_in_flight"] = client.peak_in_flight().into();
     output::Manifest(manifest.clone()).publish(&job.out_dir)?;
-    Ok(Summary { counts: writer.totals.clone(), input_rows: writer.input_rows, elapsed_s: started.elapsed().as_secs_f64(), manifest })
-}
-
-fn progress_error(e: &Error) {
-    tracing::debug!(error = %e, "reader stopped");
+    Ok(Summary {
+        counts: writer.totals.clone(),
+        input_rows: writer.input_rows,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        manifest,
+    })
 }

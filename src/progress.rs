@@ -29,9 +29,17 @@ pub struct Progress {
 
 impl Progress {
     /// Starts reporting, unless `quiet`.
-    pub fn start(quiet: bool, total_bytes: u64, read: Arc<ReadProgress>, extra: Option<Extra>) -> Progress {
+    pub fn start(
+        quiet: bool,
+        total_bytes: u64,
+        read: Arc<ReadProgress>,
+        extra: Option<Extra>,
+    ) -> Progress {
         if quiet {
-            return Progress { stop: None, thread: None };
+            return Progress {
+                stop: None,
+                thread: None,
+            };
         }
         let (tx, rx) = channel::<()>();
         let tty = std::io::stderr().is_terminal();
@@ -46,35 +54,41 @@ impl Progress {
                     format!("{rows} rows read ({:.0} rows/s){more}", rows as f64 / secs)
                 };
                 if tty {
-                    let bar = ProgressBar::with_draw_target(Some(total_bytes.max(1)), ProgressDrawTarget::stderr());
+                    let bar = ProgressBar::with_draw_target(
+                        Some(total_bytes.max(1)),
+                        ProgressDrawTarget::stderr(),
+                    );
                     bar.set_style(
-                        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {percent:>3}% ETA {eta} {msg}")
-                            .expect("the template is valid"),
+                        ProgressStyle::with_template(
+                            "{elapsed_precise} [{wide_bar}] {percent:>3}% ETA {eta} {msg}",
+                        )
+                        .expect("the template is valid"),
                     );
                     loop {
                         bar.set_position(read.bytes.load(Ordering::Relaxed).min(total_bytes));
                         bar.set_message(line());
-                        match rx.recv_timeout(BAR_TICK) {
-                            Err(RecvTimeoutError::Timeout) => continue,
-                            _ => break,
+                        if !matches!(rx.recv_timeout(BAR_TICK), Err(RecvTimeoutError::Timeout)) {
+                            break;
                         }
                     }
                     bar.finish_and_clear();
                 } else {
-                    loop {
-                        match rx.recv_timeout(LOG_EVERY) {
-                            Err(RecvTimeoutError::Timeout) => {
-                                let done = read.bytes.load(Ordering::Relaxed) as f64;
-                                let pct = if total_bytes > 0 { 100.0 * done / total_bytes as f64 } else { 0.0 };
-                                tracing::info!("progress {pct:.0}%: {}", line());
-                            }
-                            _ => break,
-                        }
+                    while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(LOG_EVERY) {
+                        let done = read.bytes.load(Ordering::Relaxed) as f64;
+                        let pct = if total_bytes > 0 {
+                            100.0 * done / total_bytes as f64
+                        } else {
+                            0.0
+                        };
+                        tracing::info!("progress {pct:.0}%: {}", line());
                     }
                 }
             })
             .expect("spawning a thread only fails when the OS is out of resources");
-        Progress { stop: Some(tx), thread: Some(thread) }
+        Progress {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Stops reporting and clears the bar.

@@ -61,7 +61,11 @@ impl JobArgs {
             }
         }
         Ok(JobConfig {
-            inputs: self.inputs.iter().map(|i| InputFile::new(i, delimiter)).collect(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| InputFile::new(i, delimiter))
+                .collect(),
             columns: ColumnSpec {
                 email: self.email_col.clone(),
                 phone: self.phone_col.clone(),
@@ -91,7 +95,17 @@ pub(super) fn print_summary(s: &Summary, out_dir: &std::path::Path, quiet: bool)
         }
     }
     t.push_str(&format!("{:<10} {:>12}\n", "total", s.counts.total()));
-    let rate = if s.elapsed_s > 0.0 { s.input_rows as f64 / s.elapsed_s } else { 0.0 };
-    t.push_str(&format!("{} input rows in {:.2} s ({:.0} rows/s) → {}\n", s.input_rows, s.elapsed_s, rate, out_dir.display()));
+    let rate = if s.elapsed_s > 0.0 {
+        s.input_rows as f64 / s.elapsed_s
+    } else {
+        0.0
+    };
+    t.push_str(&format!(
+        "{} input rows in {:.2} s ({:.0} rows/s) → {}\n",
+        s.input_rows,
+        s.elapsed_s,
+        rate,
+        out_dir.display()
+    ));
     eprint!("{t}");
 }

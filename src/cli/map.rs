@@ -53,7 +53,12 @@ pub(super) struct ClientArgs {
     #[arg(long, env = "EUID_API_KEY", hide_env_values = true, value_name = "KEY")]
     api_key: Option<String>,
     /// Client secret (base64 of 32 bytes).
-    #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true, value_name = "SECRET")]
+    #[arg(
+        long,
+        env = "EUID_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
     client_secret: Option<String>,
     /// JSON file {"api_key": "...", "client_secret": "..."} instead of the environment.
     #[arg(long, value_name = "FILE")]
@@ -89,23 +94,39 @@ impl ClientArgs {
             (Some(Env::Integ), _) => ("https://integ.euid.eu".to_string(), "integ", false),
             (Some(Env::Prod), _) => ("https://prod.euid.eu".to_string(), "prod", false),
             (None, Some(url)) => (url.clone(), "custom", false),
-            (None, None) => anyhow::bail!("say where the operator is: --env local|integ|prod or --base-url URL"),
+            (None, None) => {
+                anyhow::bail!("say where the operator is: --env local|integ|prod or --base-url URL")
+            }
         };
-        let base = base.trim_end_matches('/').trim_end_matches("/v2").trim_end_matches("/v3").to_string();
+        let base = base
+            .trim_end_matches('/')
+            .trim_end_matches("/v2")
+            .trim_end_matches("/v3")
+            .to_string();
         if !embedded {
             let rest = base
                 .strip_prefix("https://")
                 .or_else(|| base.strip_prefix("http://"))
                 .with_context(|| format!("--base-url must start with https:// (got {base:?})"))?;
             let host = rest.split('/').next().unwrap_or("");
-            let host = if host.starts_with('[') { host.split(']').next().map(|h| format!("{h}]")).unwrap_or_default() } else { host.split(':').next().unwrap_or("").to_string() };
+            let host = if host.starts_with('[') {
+                host.split(']')
+                    .next()
+                    .map(|h| format!("{h}]"))
+                    .unwrap_or_default()
+            } else {
+                host.split(':').next().unwrap_or("").to_string()
+            };
             anyhow::ensure!(
                 base.starts_with("https://") || is_loopback(&host),
                 "refusing plain http:// to {host}: the API key would travel in clear; use https:// (plain http is allowed only to loopback)"
             );
         }
         let (api_key, secret) = if embedded {
-            (String::new(), crate::operator::keys::DEMO_CLIENT_SECRET.to_string())
+            (
+                String::new(),
+                crate::operator::keys::DEMO_CLIENT_SECRET.to_string(),
+            )
         } else {
             self.credentials()?
         };
@@ -118,7 +139,10 @@ impl ClientArgs {
                 concurrency: self.concurrency,
                 rps: self.rps.and_then(NonZeroU32::new),
                 timeout: Duration::from_secs(self.timeout.max(1)),
-                retry: RetryPolicy { max_retries: self.max_retries, ..RetryPolicy::default() },
+                retry: RetryPolicy {
+                    max_retries: self.max_retries,
+                    ..RetryPolicy::default()
+                },
             },
             env.to_string(),
             embedded,
@@ -127,13 +151,25 @@ impl ClientArgs {
 
     fn credentials(&self) -> anyhow::Result<(String, String)> {
         if let Some(path) = &self.credentials {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading credentials {}", path.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-            let field = |k: &str| v[k].as_str().map(str::to_string).with_context(|| format!("{}: missing \"{k}\"", path.display()));
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading credentials {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not JSON", path.display()))?;
+            let field = |k: &str| {
+                v[k].as_str()
+                    .map(str::to_string)
+                    .with_context(|| format!("{}: missing \"{k}\"", path.display()))
+            };
             return Ok((field("api_key")?, field("client_secret")?));
         }
-        let key = self.api_key.clone().context("no API key: set EUID_API_KEY (or --credentials FILE)")?;
-        let secret = self.client_secret.clone().context("no client secret: set EUID_CLIENT_SECRET (or --credentials FILE)")?;
+        let key = self
+            .api_key
+            .clone()
+            .context("no API key: set EUID_API_KEY (or --credentials FILE)")?;
+        let secret = self
+            .client_secret
+            .clone()
+            .context("no client secret: set EUID_CLIENT_SECRET (or --credentials FILE)")?;
         Ok((key, secret))
     }
 }
@@ -146,7 +182,14 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
     );
     let job = a.job.to_config()?;
     let (client, env, embedded_operator) = a.client.to_config()?;
-    let cfg = MapConfig { job, client, env, embedded_operator, batch_size: a.batch_size, cache_entries: a.dedupe_cache };
+    let cfg = MapConfig {
+        job,
+        client,
+        env,
+        embedded_operator,
+        batch_size: a.batch_size,
+        cache_entries: a.dedupe_cache,
+    };
     let summary = crate::pipeline::run_map(&cfg)?;
     print_summary(&summary, &cfg.job.out_dir, cfg.job.quiet);
     let failed = summary.counts.get(RowStatus::Failed);

@@ -20,7 +20,12 @@ pub struct OperatorArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
     /// API key of the one mapper client.
-    #[arg(long, env = "EUID_API_KEY", hide_env_values = true, requires = "client_secret")]
+    #[arg(
+        long,
+        env = "EUID_API_KEY",
+        hide_env_values = true,
+        requires = "client_secret"
+    )]
     api_key: Option<String>,
     /// Its client secret (base64 of 32 bytes).
     #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true)]
@@ -67,13 +72,17 @@ pub struct OperatorArgs {
     /// A v3 input value that makes its whole request fail with 400 (client testing).
     #[arg(long, hide = true)]
     poison: Option<String>,
+    /// Answer 401 to every request after this many (credentials expiring mid-run).
+    #[arg(long, hide = true)]
+    expire_after: Option<u64>,
 }
 
 /// Runs the server until Ctrl-C.
 pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
     let keys = match (&a.keys, &a.api_key, &a.client_secret) {
         (Some(path), _, _) => Keys::from_file(path).map_err(|e| anyhow::anyhow!(e))?,
-        (None, Some(k), Some(s)) => Keys::single(&Secret::new(k.clone()), &Secret::new(s.clone())).map_err(|e| anyhow::anyhow!(e))?,
+        (None, Some(k), Some(s)) => Keys::single(&Secret::new(k.clone()), &Secret::new(s.clone()))
+            .map_err(|e| anyhow::anyhow!(e))?,
         _ => {
             eprintln!("no keys configured: using the demo credentials (local use only)");
             eprintln!("  EUID_API_KEY={DEMO_API_KEY}");
@@ -82,19 +91,31 @@ pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
         }
     };
     let start_ms = match &a.start_time {
-        Some(t) => chrono::DateTime::parse_from_rfc3339(t).with_context(|| format!("--start-time {t:?} is not RFC 3339"))?.timestamp_millis(),
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .with_context(|| format!("--start-time {t:?} is not RFC 3339"))?
+            .timestamp_millis(),
         None => chrono::Utc::now().timestamp_millis(),
     };
     let mut optout = HashSet::new();
     if let Some(p) = &a.optout_file {
-        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        optout.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string));
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        optout.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
     }
     let config = Config {
         keys,
         seed: a.seed,
         buckets: a.buckets.max(1),
-        raw_id: if a.prefixed_ids { RawIdFormat::V3Prefixed } else { RawIdFormat::V2 },
+        raw_id: if a.prefixed_ids {
+            RawIdFormat::V3Prefixed
+        } else {
+            RawIdFormat::V2
+        },
         start_ms,
         optout,
         timestamp_window: Duration::from_secs(a.timestamp_window),
@@ -102,10 +123,14 @@ pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
         rate_limit: a.rate_limit,
         retry_after_s: a.retry_after,
         max_in_flight: a.max_in_flight,
-        faults: FaultPlan::parse(&a.faults, Duration::from_millis(a.slow_ms)).map_err(|e| anyhow::anyhow!(e))?,
+        faults: FaultPlan::parse(&a.faults, Duration::from_millis(a.slow_ms))
+            .map_err(|e| anyhow::anyhow!(e))?,
         poison: a.poison,
+        expire_after: a.expire_after,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&a.listen).await.with_context(|| format!("cannot listen on {}", a.listen))?;
         eprintln!("euid-map operator emulator listening on http://{}", listener.local_addr()?);

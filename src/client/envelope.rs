@@ -51,11 +51,21 @@ impl std::fmt::Debug for Key {
 impl Key {
     /// Builds a key from the decoded 32-byte client secret.
     pub fn new(secret: &Secret<[u8; 32]>) -> Key {
-        let unbound = UnboundKey::new(&AES_256_GCM, secret.expose()).expect("AES-256 takes exactly 32 bytes");
-        Key { key: LessSafeKey::new(unbound) }
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, secret.expose()).expect("AES-256 takes exactly 32 bytes");
+        Key {
+            key: LessSafeKey::new(unbound),
+        }
     }
 
-    fn seal(&self, iv: [u8; IV_LEN], prefix: &[u8], ts_ms: i64, nonce: [u8; 8], json: &[u8]) -> Vec<u8> {
+    fn seal(
+        &self,
+        iv: [u8; IV_LEN],
+        prefix: &[u8],
+        ts_ms: i64,
+        nonce: [u8; 8],
+        json: &[u8],
+    ) -> Vec<u8> {
         let mut out = Vec::with_capacity(prefix.len() + IV_LEN + HEADER_LEN + json.len() + TAG_LEN);
         out.extend_from_slice(prefix);
         out.extend_from_slice(&iv);
@@ -65,7 +75,11 @@ impl Key {
         out.extend_from_slice(json);
         let tag = self
             .key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut out[start..])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(iv),
+                Aad::empty(),
+                &mut out[start..],
+            )
             .expect("AES-GCM sealing fails only for inputs over 64 GiB");
         out.extend_from_slice(tag.as_ref());
         out
@@ -86,11 +100,21 @@ impl Key {
         let json_len = plain.len() - HEADER_LEN;
         buf.truncate(HEADER_LEN + json_len);
         buf.drain(..HEADER_LEN);
-        Ok(Opened { ts_ms, nonce, json: buf })
+        Ok(Opened {
+            ts_ms,
+            nonce,
+            json: buf,
+        })
     }
 
     /// Seals a request with explicit IV, time and nonce (the vectors' form).
-    pub fn seal_request_with(&self, iv: [u8; IV_LEN], ts_ms: i64, nonce: [u8; 8], json: &[u8]) -> Vec<u8> {
+    pub fn seal_request_with(
+        &self,
+        iv: [u8; IV_LEN],
+        ts_ms: i64,
+        nonce: [u8; 8],
+        json: &[u8],
+    ) -> Vec<u8> {
         self.seal(iv, &[VERSION], ts_ms, nonce, json)
     }
 
@@ -116,7 +140,13 @@ impl Key {
     }
 
     /// Seals a response with explicit IV (the vectors' form).
-    pub fn seal_response_with(&self, iv: [u8; IV_LEN], ts_ms: i64, nonce: [u8; 8], json: &[u8]) -> Vec<u8> {
+    pub fn seal_response_with(
+        &self,
+        iv: [u8; IV_LEN],
+        ts_ms: i64,
+        nonce: [u8; 8],
+        json: &[u8],
+    ) -> Vec<u8> {
         self.seal(iv, &[], ts_ms, nonce, json)
     }
 
@@ -149,8 +179,12 @@ pub struct Opened {
 fn fresh() -> ([u8; IV_LEN], [u8; 8]) {
     let rng = SystemRandom::new();
     let mut bytes = [0u8; IV_LEN + 8];
-    rng.fill(&mut bytes).expect("the OS random generator is available");
-    (bytes[..IV_LEN].try_into().expect("sized"), bytes[IV_LEN..].try_into().expect("sized"))
+    rng.fill(&mut bytes)
+        .expect("the OS random generator is available");
+    (
+        bytes[..IV_LEN].try_into().expect("sized"),
+        bytes[IV_LEN..].try_into().expect("sized"),
+    )
 }
 
 /// Decodes a base64 client secret.
@@ -162,9 +196,12 @@ pub fn decode_secret(b64: &str) -> Result<Secret<[u8; 32]>, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| "the client secret is not valid base64".to_string())?;
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("the client secret must decode to 32 bytes, it decodes to {}", b.len()))?;
+    let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        format!(
+            "the client secret must decode to 32 bytes, it decodes to {}",
+            b.len()
+        )
+    })?;
     Ok(Secret::new(arr))
 }
 
@@ -180,12 +217,17 @@ mod tests {
     }
 
     fn hex<const N: usize>(s: &str) -> [u8; N] {
-        let v: Vec<u8> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect();
+        let v: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+            .collect();
         v.try_into().expect("length")
     }
 
     fn b64(s: &str) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD.decode(s).expect("base64")
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .expect("base64")
     }
 
     #[test]
@@ -203,7 +245,10 @@ mod tests {
             let expected = b64(r["envelope_base64"].as_str().expect("s"));
             assert_eq!(key.seal_request_with(iv, ts, nonce, json), expected);
             let opened = key.open_request(&expected).expect("opens");
-            assert_eq!((opened.ts_ms, opened.nonce, opened.json.as_slice()), (ts, nonce, json));
+            assert_eq!(
+                (opened.ts_ms, opened.nonce, opened.json.as_slice()),
+                (ts, nonce, json)
+            );
         }
     }
 
@@ -219,7 +264,10 @@ mod tests {
         assert_eq!(opened.nonce, hex::<8>(r["nonce_hex"].as_str().expect("s")));
         assert_eq!(opened.json, r["json"].as_str().expect("s").as_bytes());
         let iv = hex::<12>(r["iv_hex"].as_str().expect("s"));
-        assert_eq!(key.seal_response_with(iv, opened.ts_ms, opened.nonce, &opened.json), body);
+        assert_eq!(
+            key.seal_response_with(iv, opened.ts_ms, opened.nonce, &opened.json),
+            body
+        );
     }
 
     #[test]
@@ -233,7 +281,10 @@ mod tests {
         assert_eq!(key.open_request(&body), Err(EnvelopeError::Decrypt));
         body[0] = 2;
         assert_eq!(key.open_request(&body), Err(EnvelopeError::Version(2)));
-        assert_eq!(key.open_request(&[1u8; 44]), Err(EnvelopeError::TooShort(44)));
+        assert_eq!(
+            key.open_request(&[1u8; 44]),
+            Err(EnvelopeError::TooShort(44))
+        );
     }
 
     #[test]
@@ -249,7 +300,10 @@ mod tests {
     #[test]
     fn secrets_of_the_wrong_length_are_refused_without_echoing_them() {
         let err = decode_secret("c2hvcnQ=").expect_err("5 bytes");
-        assert!(err.contains("32 bytes") && !err.contains("c2hvcnQ"), "{err}");
+        assert!(
+            err.contains("32 bytes") && !err.contains("c2hvcnQ"),
+            "{err}"
+        );
         assert!(decode_secret("not base64!").is_err());
     }
 }

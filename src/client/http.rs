@@ -15,13 +15,24 @@ use crate::config::Secret;
 ///
 /// # Errors
 /// The API key is not a valid header value, or TLS setup failed.
-pub fn build(api_key: &Secret<String>, connect_timeout: Duration, timeout: Duration) -> Result<reqwest::Client, ClientError> {
+pub fn build(
+    api_key: &Secret<String>,
+    connect_timeout: Duration,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
     let mut headers = HeaderMap::new();
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", api_key.expose()))
-        .map_err(|_| ClientError::Config("the API key contains characters not allowed in an HTTP header".into()))?;
+    let mut auth =
+        HeaderValue::from_str(&format!("Bearer {}", api_key.expose())).map_err(|_| {
+            ClientError::Config(
+                "the API key contains characters not allowed in an HTTP header".into(),
+            )
+        })?;
     auth.set_sensitive(true);
     headers.insert(AUTHORIZATION, auth);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(
         "X-UID2-Client-Version",
         HeaderValue::from_static(concat!("euid-map-", env!("CARGO_PKG_VERSION"))),
@@ -70,7 +81,11 @@ pub async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<An
         400 => {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| v["message"].as_str().map(|m| m.chars().take(300).collect::<String>()))
+                .and_then(|v| {
+                    v["message"]
+                        .as_str()
+                        .map(|m| m.chars().take(300).collect::<String>())
+                })
                 .unwrap_or_default();
             if message.starts_with("Invalid timestamp") {
                 Err(ClientError::ClockSkew)
@@ -78,7 +93,9 @@ pub async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<An
                 Err(ClientError::Rejected { message })
             }
         }
-        413 => Err(ClientError::Rejected { message: "Request Entity Too Large".into() }),
+        413 => Err(ClientError::Rejected {
+            message: "Request Entity Too Large".into(),
+        }),
         s if s >= 500 => Err(ClientError::Server { status: s }),
         s => Err(ClientError::Unexpected { status: s }),
     }
@@ -89,7 +106,13 @@ fn classify(e: reqwest::Error) -> ClientError {
         ClientError::Timeout
     } else {
         // Only the error kind: reqwest's message may include the URL, never a body or key.
-        let kind = if e.is_connect() { "connect failed" } else if e.is_body() || e.is_decode() { "body interrupted" } else { "connection error" };
+        let kind = if e.is_connect() {
+            "connect failed"
+        } else if e.is_body() || e.is_decode() {
+            "body interrupted"
+        } else {
+            "connection error"
+        };
         ClientError::Connection(kind.to_string())
     }
 }

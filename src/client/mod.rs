@@ -90,7 +90,13 @@ pub enum ClientError {
 impl ClientError {
     /// Errors that end the whole run at once: retrying any batch is pointless.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, ClientError::Unauthorized | ClientError::ClockSkew | ClientError::Decrypt | ClientError::Config(_))
+        matches!(
+            self,
+            ClientError::Unauthorized
+                | ClientError::ClockSkew
+                | ClientError::Decrypt
+                | ClientError::Config(_)
+        )
     }
 }
 
@@ -147,14 +153,25 @@ impl ClientStats {
 
     fn retry(&self, cause: &'static str) {
         self.retries.fetch_add(1, Ordering::Relaxed);
-        *self.retries_by_cause.lock().expect("stats lock").entry(cause).or_default() += 1;
+        *self
+            .retries_by_cause
+            .lock()
+            .expect("stats lock")
+            .entry(cause)
+            .or_default() += 1;
     }
 
     /// The counters as JSON for the manifest.
     pub fn to_json(&self) -> serde_json::Value {
         let mut l = self.latencies_ms.lock().expect("stats lock").clone();
         l.sort_by(f64::total_cmp);
-        let pct = |p: f64| if l.is_empty() { 0.0 } else { (l[((l.len() - 1) as f64 * p).round() as usize] * 10.0).round() / 10.0 };
+        let pct = |p: f64| {
+            if l.is_empty() {
+                0.0
+            } else {
+                (l[((l.len() - 1) as f64 * p).round() as usize] * 10.0).round() / 10.0
+            }
+        };
         serde_json::json!({
             "requests": self.requests.load(Ordering::Relaxed),
             "retries": self.retries.load(Ordering::Relaxed),
@@ -183,7 +200,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Client")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -193,7 +212,11 @@ impl Client {
     /// # Errors
     /// [`ClientError::Config`] for an unusable key or TLS setup.
     pub fn new(cfg: &ClientConfig) -> Result<Client, ClientError> {
-        let http = http::build(&cfg.api_key, Duration::from_secs(10).min(cfg.timeout), cfg.timeout)?;
+        let http = http::build(
+            &cfg.api_key,
+            Duration::from_secs(10).min(cfg.timeout),
+            cfg.timeout,
+        )?;
         Ok(Client {
             http,
             url: format!("{}/v3/identity/map", cfg.base_url.trim_end_matches('/')),
@@ -204,6 +227,11 @@ impl Client {
             stats: Arc::new(ClientStats::default()),
             jitter: Mutex::new(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1),
         })
+    }
+
+    /// The configured in-flight limit (the adaptive window's ceiling).
+    pub fn max_in_flight(&self) -> usize {
+        self.window.max()
     }
 
     /// Most requests that were ever in flight at once.
@@ -225,13 +253,19 @@ impl Client {
     ///
     /// # Errors
     /// Only fatal errors ([`ClientError::is_fatal`]): the run must stop.
-    pub async fn map(&self, items: &[(IdentityKind, IdentityHash)]) -> Result<Vec<MapOutcome>, ClientError> {
+    pub async fn map(
+        &self,
+        items: &[(IdentityKind, IdentityHash)],
+    ) -> Result<Vec<MapOutcome>, ClientError> {
         match self.map_with_retries(items).await {
             Ok(out) => Ok(out),
             Err(e) if e.is_fatal() => Err(e),
             Err(ClientError::Rejected { .. }) if items.len() > 1 => {
                 let (a, b) = items.split_at(items.len() / 2);
-                tracing::debug!(items = items.len(), "operator rejected a batch; splitting it to isolate the bad item");
+                tracing::debug!(
+                    items = items.len(),
+                    "operator rejected a batch; splitting it to isolate the bad item"
+                );
                 let mut left = Box::pin(self.map(a)).await?;
                 left.extend(Box::pin(self.map(b)).await?);
                 Ok(left)
@@ -240,12 +274,18 @@ impl Client {
                 self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(items = items.len(), error = %e, "batch failed after retries; its identities are marked failed");
                 let reason: Arc<str> = Arc::from(e.to_string());
-                Ok(items.iter().map(|_| MapOutcome::Failed(Arc::clone(&reason))).collect())
+                Ok(items
+                    .iter()
+                    .map(|_| MapOutcome::Failed(Arc::clone(&reason)))
+                    .collect())
             }
         }
     }
 
-    async fn map_with_retries(&self, items: &[(IdentityKind, IdentityHash)]) -> Result<Vec<MapOutcome>, ClientError> {
+    async fn map_with_retries(
+        &self,
+        items: &[(IdentityKind, IdentityHash)],
+    ) -> Result<Vec<MapOutcome>, ClientError> {
         let started = Instant::now();
         let (json, order) = wire::request_json(items);
         let mut attempt = 0u32;
@@ -258,7 +298,10 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            if matches!(err, ClientError::RateLimited { .. } | ClientError::Server { status: 503 }) {
+            if matches!(
+                err,
+                ClientError::RateLimited { .. } | ClientError::Server { status: 503 }
+            ) {
                 self.window.backoff();
             }
             if matches!(err, ClientError::RateLimited { .. }) {
@@ -276,27 +319,43 @@ impl Client {
                 return Err(err);
             }
             self.stats.retry(err.cause());
-            tracing::debug!(attempt, cause = err.cause(), wait_ms = wait.as_millis() as u64, "retrying batch");
+            tracing::debug!(
+                attempt,
+                cause = err.cause(),
+                wait_ms = wait.as_millis() as u64,
+                "retrying batch"
+            );
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    async fn attempt(&self, json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome>, ClientError> {
+    async fn attempt(
+        &self,
+        json: &[u8],
+        order: &[usize],
+        n: usize,
+    ) -> Result<Vec<MapOutcome>, ClientError> {
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
         let _slot = self.window.acquire().await;
         // A fresh envelope (time, IV, nonce) for every attempt.
-        let (body, nonce) = self.key.seal_request(chrono::Utc::now().timestamp_millis(), json);
+        let (body, nonce) = self
+            .key
+            .seal_request(chrono::Utc::now().timestamp_millis(), json);
         debug_assert!(body.len() <= MAX_BODY_BYTES);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes_sent.fetch_add(body.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_sent
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
         let t0 = Instant::now();
         let answer = http::post(&self.http, &self.url, body).await;
         self.stats.latency(t0.elapsed().as_secs_f64() * 1000.0);
         let answer = answer?;
-        self.stats.bytes_received.fetch_add(answer.body.len() as u64, Ordering::Relaxed);
+        self.stats
+            .bytes_received
+            .fetch_add(answer.body.len() as u64, Ordering::Relaxed);
         let raw = if answer.binary {
             answer.body.to_vec()
         } else {
@@ -304,7 +363,10 @@ impl Client {
                 .decode(answer.body.trim_ascii())
                 .map_err(|_| ClientError::BadResponse("text answer is not base64".into()))?
         };
-        let opened = self.key.open_response(&raw).map_err(|_| ClientError::Decrypt)?;
+        let opened = self
+            .key
+            .open_response(&raw)
+            .map_err(|_| ClientError::Decrypt)?;
         if opened.nonce != nonce {
             return Err(ClientError::NonceMismatch);
         }
@@ -317,15 +379,28 @@ impl Client {
 /// Turns the decrypted JSON into one outcome per requested identity, in the caller's order.
 /// Arrays whose lengths differ from the request are an error, never a silent shift.
 fn parse_answer(json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome>, ClientError> {
-    let resp: wire::Response = serde_json::from_slice(json).map_err(|e| ClientError::BadResponse(format!("not the v3 answer shape: {e}")))?;
+    let resp: wire::Response = serde_json::from_slice(json)
+        .map_err(|e| ClientError::BadResponse(format!("not the v3 answer shape: {e}")))?;
     if resp.status != "success" {
-        return Err(ClientError::BadResponse(format!("status {:?}", resp.status)));
+        return Err(ClientError::BadResponse(format!(
+            "status {:?}",
+            resp.status
+        )));
     }
-    let body = resp.body.ok_or_else(|| ClientError::BadResponse("no body".into()))?;
+    let body = resp
+        .body
+        .ok_or_else(|| ClientError::BadResponse("no body".into()))?;
     let at = chrono::Utc::now().timestamp_millis();
-    let answered: Vec<&wire::Item> = body.email_hash.iter().chain(body.phone_hash.iter()).collect();
+    let answered: Vec<&wire::Item> = body
+        .email_hash
+        .iter()
+        .chain(body.phone_hash.iter())
+        .collect();
     if answered.len() != n || order.len() != n {
-        return Err(ClientError::BadResponse(format!("{} answers for {n} identities", answered.len())));
+        return Err(ClientError::BadResponse(format!(
+            "{} answers for {n} identities",
+            answered.len()
+        )));
     }
     let mut out: Vec<Option<MapOutcome>> = vec![None; n];
     for (item, &slot) in answered.iter().zip(order) {
@@ -333,17 +408,24 @@ fn parse_answer(json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome
             (Some(u), _) => MapOutcome::Mapped {
                 raw_euid: Arc::from(u.as_str()),
                 previous: item.p.as_deref().map(Arc::from),
-                refresh_from: item.r.ok_or_else(|| ClientError::BadResponse("mapped item without r".into()))?,
+                refresh_from: item
+                    .r
+                    .ok_or_else(|| ClientError::BadResponse("mapped item without r".into()))?,
                 mapped_at: at,
             },
             (None, Some(e)) if e == "optout" => MapOutcome::Optout { mapped_at: at },
             (None, Some(e)) if e == "invalid identifier" => MapOutcome::Invalid,
             (None, Some(e)) => MapOutcome::Unmapped(Arc::from(e.as_str())),
-            (None, None) => return Err(ClientError::BadResponse("item with neither u nor e".into())),
+            (None, None) => {
+                return Err(ClientError::BadResponse("item with neither u nor e".into()))
+            }
         };
         out[slot] = Some(outcome);
     }
-    Ok(out.into_iter().map(|o| o.expect("every slot is filled once: order is a permutation")).collect())
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every slot is filled once: order is a permutation"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -354,7 +436,9 @@ mod tests {
     fn answers_are_put_back_in_request_order_and_unknown_reasons_kept() {
         let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"u":"U1","p":null,"r":5},{"e":"optout"}],"phone":[],"phone_hash":[{"e":"new reason"}]}}"#;
         let out = parse_answer(json, &[2, 0, 1], 3).expect("parses");
-        assert!(matches!(&out[2], MapOutcome::Mapped { raw_euid, previous: None, refresh_from: 5, .. } if &**raw_euid == "U1"));
+        assert!(
+            matches!(&out[2], MapOutcome::Mapped { raw_euid, previous: None, refresh_from: 5, .. } if &**raw_euid == "U1")
+        );
         assert!(matches!(out[0], MapOutcome::Optout { .. }));
         assert_eq!(out[1], MapOutcome::Unmapped(Arc::from("new reason")));
     }
@@ -362,6 +446,9 @@ mod tests {
     #[test]
     fn a_short_answer_is_an_error_not_a_shift() {
         let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"e":"optout"}],"phone":[],"phone_hash":[]}}"#;
-        assert!(matches!(parse_answer(json, &[0, 1], 2), Err(ClientError::BadResponse(_))));
+        assert!(matches!(
+            parse_answer(json, &[0, 1], 2),
+            Err(ClientError::BadResponse(_))
+        ));
     }
 }

@@ -36,7 +36,12 @@ impl Window {
     /// A window that starts and tops out at `max`.
     pub fn new(max: usize) -> Window {
         let max = max.max(1);
-        Window { max, state: Mutex::new((max as f64, 0)), notify: Notify::new(), peak: Default::default() }
+        Window {
+            max,
+            state: Mutex::new((max as f64, 0)),
+            notify: Notify::new(),
+            peak: Default::default(),
+        }
     }
 
     /// Waits for a free slot.
@@ -49,7 +54,8 @@ impl Window {
                 let mut st = self.state.lock().expect("window lock");
                 if st.1 < (st.0.floor() as usize).max(1) {
                     st.1 += 1;
-                    self.peak.fetch_max(st.1, std::sync::atomic::Ordering::Relaxed);
+                    self.peak
+                        .fetch_max(st.1, std::sync::atomic::Ordering::Relaxed);
                     return Slot(self);
                 }
             }
@@ -69,6 +75,11 @@ impl Window {
         st.0 = (st.0 + 1.0 / st.0).min(self.max as f64);
         drop(st);
         self.notify.notify_waiters();
+    }
+
+    /// The window's ceiling.
+    pub fn max(&self) -> usize {
+        self.max
     }
 
     /// The current window size.
@@ -122,7 +133,8 @@ mod tests {
     fn limiter_grants_one_permit_per_interval_on_a_fake_clock() {
         use governor::clock::FakeRelativeClock;
         let clock = FakeRelativeClock::default();
-        let q = Quota::per_second(NonZeroU32::new(20).expect("non-zero")).allow_burst(NonZeroU32::MIN);
+        let q =
+            Quota::per_second(NonZeroU32::new(20).expect("non-zero")).allow_burst(NonZeroU32::MIN);
         let lim = RateLimiter::direct_with_clock(q, clock.clone());
         let mut granted = 0;
         for _ in 0..1000 {
@@ -131,6 +143,9 @@ mod tests {
             }
             clock.advance(std::time::Duration::from_millis(10)); // 10 s in total
         }
-        assert!((200..=201).contains(&granted), "{granted} permits in 10 s at 20/s");
+        assert!(
+            (200..=201).contains(&granted),
+            "{granted} permits in 10 s at 20/s"
+        );
     }
 }

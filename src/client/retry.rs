@@ -20,7 +20,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        RetryPolicy { max_retries: 8, base: Duration::from_millis(100), cap: Duration::from_secs(20), deadline: Duration::from_secs(600) }
+        RetryPolicy {
+            max_retries: 8,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(20),
+            deadline: Duration::from_secs(600),
+        }
     }
 }
 
@@ -29,10 +34,16 @@ impl RetryPolicy {
     /// `[0, min(cap, base·2^attempt)]` ("full jitter"), or the server's `Retry-After` when it
     /// gave one (capped). `unit` is a uniform number in `[0, 1)`.
     pub fn backoff(&self, attempt: u32, err: &ClientError, unit: f64) -> Duration {
-        if let ClientError::RateLimited { retry_after: Some(s) } = err {
+        if let ClientError::RateLimited {
+            retry_after: Some(s),
+        } = err
+        {
             return (*s).min(self.cap);
         }
-        let ceiling = self.base.saturating_mul(1u32 << attempt.min(20)).min(self.cap);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.cap);
         ceiling.mul_f64(unit.clamp(0.0, 1.0))
     }
 }
@@ -79,7 +90,9 @@ mod tests {
         assert_eq!(p.backoff(3, &e, 1.0), Duration::from_millis(800));
         assert_eq!(p.backoff(30, &e, 1.0), p.cap);
         assert_eq!(p.backoff(3, &e, 0.0), Duration::ZERO);
-        let ra = ClientError::RateLimited { retry_after: Some(Duration::from_secs(3)) };
+        let ra = ClientError::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+        };
         assert_eq!(p.backoff(0, &ra, 0.0), Duration::from_secs(3));
     }
 
@@ -88,6 +101,9 @@ mod tests {
         assert!(ClientError::Server { status: 503 }.is_retryable());
         assert!(ClientError::RateLimited { retry_after: None }.is_retryable());
         assert!(!ClientError::Unauthorized.is_retryable());
-        assert!(!ClientError::Rejected { message: "x".into() }.is_retryable());
+        assert!(!ClientError::Rejected {
+            message: "x".into()
+        }
+        .is_retryable());
     }
 }

@@ -16,7 +16,10 @@ pub fn request_json(items: &[(IdentityKind, IdentityHash)]) -> (Vec<u8>, Vec<usi
     let mut out = Vec::with_capacity(REQUEST_OVERHEAD + items.len() * BYTES_PER_HASH);
     let mut order = Vec::with_capacity(items.len());
     let mut b64 = [0u8; HASH_B64_LEN];
-    for (kind, key) in [(IdentityKind::Email, "{\"email_hash\":["), (IdentityKind::Phone, "],\"phone_hash\":[")] {
+    for (kind, key) in [
+        (IdentityKind::Email, "{\"email_hash\":["),
+        (IdentityKind::Phone, "],\"phone_hash\":["),
+    ] {
         out.extend_from_slice(key.as_bytes());
         let mut first = true;
         for (i, (k, h)) in items.iter().enumerate() {
@@ -84,7 +87,11 @@ mod tests {
     #[test]
     fn request_puts_emails_then_phones_and_reports_the_order() {
         let h = |s: &str| crate::normalize::sha256(s.as_bytes());
-        let items = [(IdentityKind::Phone, h("p")), (IdentityKind::Email, h("e")), (IdentityKind::Phone, h("q"))];
+        let items = [
+            (IdentityKind::Phone, h("p")),
+            (IdentityKind::Email, h("e")),
+            (IdentityKind::Phone, h("q")),
+        ];
         let (json, order) = request_json(&items);
         let v: serde_json::Value = serde_json::from_slice(&json).expect("valid JSON");
         assert_eq!(v["email_hash"].as_array().map(Vec::len), Some(1));

@@ -9,11 +9,32 @@ use crate::record::{IdentityForm, IdentityKind};
 /// Names recognised for raw emails (compared case-insensitively).
 const EMAIL_NAMES: &[&str] = &["email", "email_address", "emailaddress", "e_mail", "mail"];
 /// Names recognised for raw phones.
-const PHONE_NAMES: &[&str] = &["phone", "phone_number", "phonenumber", "mobile", "mobile_number", "msisdn", "telephone", "tel"];
+const PHONE_NAMES: &[&str] = &[
+    "phone",
+    "phone_number",
+    "phonenumber",
+    "mobile",
+    "mobile_number",
+    "msisdn",
+    "telephone",
+    "tel",
+];
 /// Names recognised for email hashes.
-const EMAIL_HASH_NAMES: &[&str] = &["email_hash", "sha256_email", "email_sha256", "hashed_email", "email_hashed"];
+const EMAIL_HASH_NAMES: &[&str] = &[
+    "email_hash",
+    "sha256_email",
+    "email_sha256",
+    "hashed_email",
+    "email_hashed",
+];
 /// Names recognised for phone hashes.
-const PHONE_HASH_NAMES: &[&str] = &["phone_hash", "sha256_phone", "phone_sha256", "hashed_phone", "phone_hashed"];
+const PHONE_HASH_NAMES: &[&str] = &[
+    "phone_hash",
+    "sha256_phone",
+    "phone_sha256",
+    "hashed_phone",
+    "phone_hashed",
+];
 
 /// The user's column choices, before looking at any file.
 #[derive(Debug, Clone, Default)]
@@ -58,7 +79,10 @@ pub struct ResolvedColumns {
 
 impl ColumnSpec {
     fn explicit(&self) -> bool {
-        self.email.is_some() || self.phone.is_some() || self.email_hash.is_some() || self.phone_hash.is_some()
+        self.email.is_some()
+            || self.phone.is_some()
+            || self.email_hash.is_some()
+            || self.phone_hash.is_some()
     }
 
     /// Finds this spec's columns in a file's header.
@@ -81,10 +105,30 @@ impl ColumnSpec {
                 })
         };
         let slots = [
-            (&self.email, EMAIL_NAMES, IdentityKind::Email, IdentityForm::Raw),
-            (&self.phone, PHONE_NAMES, IdentityKind::Phone, IdentityForm::Raw),
-            (&self.email_hash, EMAIL_HASH_NAMES, IdentityKind::Email, IdentityForm::Hashed),
-            (&self.phone_hash, PHONE_HASH_NAMES, IdentityKind::Phone, IdentityForm::Hashed),
+            (
+                &self.email,
+                EMAIL_NAMES,
+                IdentityKind::Email,
+                IdentityForm::Raw,
+            ),
+            (
+                &self.phone,
+                PHONE_NAMES,
+                IdentityKind::Phone,
+                IdentityForm::Raw,
+            ),
+            (
+                &self.email_hash,
+                EMAIL_HASH_NAMES,
+                IdentityKind::Email,
+                IdentityForm::Hashed,
+            ),
+            (
+                &self.phone_hash,
+                PHONE_HASH_NAMES,
+                IdentityKind::Phone,
+                IdentityForm::Hashed,
+            ),
         ];
         let mut identities = Vec::new();
         for (given, known, kind, form) in slots {
@@ -94,22 +138,35 @@ impl ColumnSpec {
                     None => None,
                 }
             } else {
-                known.iter().find_map(|k| names.iter().position(|n| n.eq_ignore_ascii_case(k)))
+                known
+                    .iter()
+                    .find_map(|k| names.iter().position(|n| n.eq_ignore_ascii_case(k)))
             };
             if let Some(index) = index {
                 let ty = &header.columns[index].1;
-                if !matches!(ty, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
+                if !matches!(
+                    ty,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) {
                     return Err(InputError::NotString {
                         path: path.to_string(),
                         column: names[index].to_string(),
                         found: ty.to_string(),
                     });
                 }
-                identities.push(IdentityColumn { name: names[index].to_string(), index, kind, form });
+                identities.push(IdentityColumn {
+                    name: names[index].to_string(),
+                    index,
+                    kind,
+                    form,
+                });
             }
         }
         if identities.is_empty() {
-            return Err(InputError::NoIdentityColumn { path: path.to_string(), available: available() });
+            return Err(InputError::NoIdentityColumn {
+                path: path.to_string(),
+                available: available(),
+            });
         }
         let mut keep = Vec::new();
         let mut keep_types = Vec::new();
@@ -118,7 +175,12 @@ impl ColumnSpec {
             keep.push(i);
             keep_types.push((col.clone(), header.columns[i].1.clone()));
         }
-        Ok(ResolvedColumns { identities, keep, keep_types, width: names.len() })
+        Ok(ResolvedColumns {
+            identities,
+            keep,
+            keep_types,
+            width: names.len(),
+        })
     }
 }
 
@@ -127,35 +189,65 @@ mod tests {
     use super::*;
 
     fn header(cols: &[&str]) -> Header {
-        Header { columns: cols.iter().map(|c| (c.to_string(), DataType::Utf8)).collect() }
+        Header {
+            columns: cols
+                .iter()
+                .map(|c| (c.to_string(), DataType::Utf8))
+                .collect(),
+        }
     }
 
     #[test]
     fn detects_usual_names_case_insensitively() {
-        let r = ColumnSpec::default().resolve("f.csv", &header(&["id", "Email_Address", "MOBILE"])).expect("resolves");
-        let got: Vec<_> = r.identities.iter().map(|c| (c.name.as_str(), c.kind, c.form)).collect();
-        assert_eq!(got, vec![("Email_Address", IdentityKind::Email, IdentityForm::Raw), ("MOBILE", IdentityKind::Phone, IdentityForm::Raw)]);
+        let r = ColumnSpec::default()
+            .resolve("f.csv", &header(&["id", "Email_Address", "MOBILE"]))
+            .expect("resolves");
+        let got: Vec<_> = r
+            .identities
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind, c.form))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Email_Address", IdentityKind::Email, IdentityForm::Raw),
+                ("MOBILE", IdentityKind::Phone, IdentityForm::Raw)
+            ]
+        );
     }
 
     #[test]
     fn explicit_columns_turn_detection_off() {
-        let spec = ColumnSpec { email_hash: Some("h".into()), ..Default::default() };
-        let r = spec.resolve("f.csv", &header(&["email", "h"])).expect("resolves");
+        let spec = ColumnSpec {
+            email_hash: Some("h".into()),
+            ..Default::default()
+        };
+        let r = spec
+            .resolve("f.csv", &header(&["email", "h"]))
+            .expect("resolves");
         assert_eq!(r.identities.len(), 1);
         assert_eq!(r.identities[0].form, IdentityForm::Hashed);
     }
 
     #[test]
     fn nothing_found_lists_the_columns() {
-        let err = ColumnSpec::default().resolve("in.csv", &header(&["id", "name"])).expect_err("no identity");
+        let err = ColumnSpec::default()
+            .resolve("in.csv", &header(&["id", "name"]))
+            .expect_err("no identity");
         let msg = err.to_string();
         assert!(msg.contains("in.csv") && msg.contains("id, name"), "{msg}");
     }
 
     #[test]
     fn missing_keep_column_is_named() {
-        let spec = ColumnSpec { keep: vec!["cust".into()], ..Default::default() };
-        let msg = spec.resolve("in.csv", &header(&["email"])).expect_err("missing").to_string();
+        let spec = ColumnSpec {
+            keep: vec!["cust".into()],
+            ..Default::default()
+        };
+        let msg = spec
+            .resolve("in.csv", &header(&["email"]))
+            .expect_err("missing")
+            .to_string();
         assert!(msg.contains("\"cust\"") && msg.contains("in.csv"), "{msg}");
     }
 }

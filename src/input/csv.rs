@@ -9,7 +9,10 @@ use arrow_array::builder::StringBuilder;
 use arrow_array::ArrayRef;
 use arrow_schema::DataType;
 
-use super::{open, Chunk, Format, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink, TextColumn, CHUNK_ROWS};
+use super::{
+    open, Chunk, Format, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink,
+    TextColumn, CHUNK_ROWS,
+};
 use crate::record::InvalidReason;
 
 /// Counts the bytes taken from the file (compressed, for gzip) into the shared progress.
@@ -26,13 +29,22 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-fn reader<'a>(f: &InputFile, progress: &'a ReadProgress) -> Result<::csv::Reader<Box<dyn Read + 'a>>, InputError> {
+fn reader<'a>(
+    f: &InputFile,
+    progress: &'a ReadProgress,
+) -> Result<::csv::Reader<Box<dyn Read + 'a>>, InputError> {
     let Format::Csv { delimiter, gzip } = f.format else {
         unreachable!("csv::reader is only called for CSV inputs");
     };
-    let file = Counting { inner: open(f)?, progress };
+    let file = Counting {
+        inner: open(f)?,
+        progress,
+    };
     let raw: Box<dyn Read + 'a> = if gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 16, file)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 16,
+            file,
+        )))
     } else {
         Box::new(file)
     };
@@ -40,7 +52,11 @@ fn reader<'a>(f: &InputFile, progress: &'a ReadProgress) -> Result<::csv::Reader
     // Skip a UTF-8 byte order mark so that the first column name is not "\u{feff}email".
     let has_bom = buffered
         .fill_buf()
-        .map_err(|e| InputError::Read { path: f.given.clone(), row: 0, message: e.to_string() })?
+        .map_err(|e| InputError::Read {
+            path: f.given.clone(),
+            row: 0,
+            message: e.to_string(),
+        })?
         .starts_with(b"\xEF\xBB\xBF");
     if has_bom {
         buffered.consume(3);
@@ -57,16 +73,25 @@ fn reader<'a>(f: &InputFile, progress: &'a ReadProgress) -> Result<::csv::Reader
 pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
     let progress = ReadProgress::default();
     let mut r = reader(f, &progress)?;
-    let h = r
-        .byte_headers()
-        .map_err(|e| InputError::Read { path: f.given.clone(), row: 0, message: e.to_string() })?;
+    let h = r.byte_headers().map_err(|e| InputError::Read {
+        path: f.given.clone(),
+        row: 0,
+        message: e.to_string(),
+    })?;
     if h.is_empty() {
-        return Err(InputError::NoHeader { path: f.given.clone() });
+        return Err(InputError::NoHeader {
+            path: f.given.clone(),
+        });
     }
     Ok(Header {
         columns: h
             .iter()
-            .map(|c| (String::from_utf8_lossy(c).trim().to_string(), DataType::Utf8))
+            .map(|c| {
+                (
+                    String::from_utf8_lossy(c).trim().to_string(),
+                    DataType::Utf8,
+                )
+            })
             .collect(),
     })
 }
@@ -143,13 +168,20 @@ impl ChunkBuilder {
         let problem = if rec.len() != cols.width {
             Some(InvalidReason::MalformedRow)
         } else {
-            let used = cols.identities.iter().map(|c| c.index).chain(cols.keep.iter().copied());
+            let used = cols
+                .identities
+                .iter()
+                .map(|c| c.index)
+                .chain(cols.keep.iter().copied());
             let bad_utf8 = used.clone().any(|i| std::str::from_utf8(&rec[i]).is_err());
             bad_utf8.then_some(InvalidReason::InvalidUtf8)
         };
         if let Some(p) = problem {
             self.broken.push((k, p));
-            self.identities.iter_mut().chain(self.kept.iter_mut()).for_each(|b| b.append_null());
+            self.identities
+                .iter_mut()
+                .chain(self.kept.iter_mut())
+                .for_each(|b| b.append_null());
             return;
         }
         for (b, c) in self.identities.iter_mut().zip(&cols.identities) {
@@ -166,7 +198,11 @@ impl ChunkBuilder {
             file: self.file,
             first_row: self.first_row,
             len: self.len,
-            identities: self.identities.iter_mut().map(|b| TextColumn::new(col(b))).collect(),
+            identities: self
+                .identities
+                .iter_mut()
+                .map(|b| TextColumn::new(col(b)))
+                .collect(),
             broken: self.broken,
             kept: self.kept.iter_mut().map(col).collect(),
         }

@@ -139,10 +139,21 @@ impl InputFile {
         let format = if base.ends_with(".parquet") || base.ends_with(".pq") {
             Format::Parquet
         } else {
-            let default = if base.ends_with(".tsv") || base.ends_with(".tab") { b'\t' } else { b',' };
-            Format::Csv { delimiter: delimiter.unwrap_or(default), gzip }
+            let default = if base.ends_with(".tsv") || base.ends_with(".tab") {
+                b'\t'
+            } else {
+                b','
+            };
+            Format::Csv {
+                delimiter: delimiter.unwrap_or(default),
+                gzip,
+            }
         };
-        InputFile { given: given.to_string(), path: PathBuf::from(given), format }
+        InputFile {
+            given: given.to_string(),
+            path: PathBuf::from(given),
+            format,
+        }
     }
 
     /// Size on disk, for progress; 0 when unknown.
@@ -158,7 +169,10 @@ pub struct TextColumn(ArrayRef);
 impl TextColumn {
     /// Wraps a string array (Utf8, LargeUtf8 or Utf8View).
     pub fn new(array: ArrayRef) -> TextColumn {
-        debug_assert!(matches!(array.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View));
+        debug_assert!(matches!(
+            array.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ));
         TextColumn(array)
     }
 
@@ -239,7 +253,10 @@ pub type Sink<'a> = dyn FnMut(Chunk) -> bool + 'a;
 ///
 /// # Errors
 /// The first file that cannot be opened or lacks a column.
-pub fn resolve_all(files: &[InputFile], spec: &ColumnSpec) -> Result<Vec<ResolvedColumns>, InputError> {
+pub fn resolve_all(
+    files: &[InputFile],
+    spec: &ColumnSpec,
+) -> Result<Vec<ResolvedColumns>, InputError> {
     let mut out: Vec<ResolvedColumns> = Vec::with_capacity(files.len());
     for f in files {
         let header = match f.format {
@@ -297,7 +314,10 @@ pub struct Header {
 }
 
 fn open(f: &InputFile) -> Result<std::fs::File, InputError> {
-    std::fs::File::open(&f.path).map_err(|source| InputError::Open { path: f.given.clone(), source })
+    std::fs::File::open(&f.path).map_err(|source| InputError::Open {
+        path: f.given.clone(),
+        source,
+    })
 }
 
 /// Whether `p` names an existing regular file.

@@ -7,18 +7,28 @@ use std::sync::Arc;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
-use super::{open, Chunk, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink, TextColumn, CHUNK_ROWS};
+use super::{
+    open, Chunk, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink, TextColumn,
+    CHUNK_ROWS,
+};
 
 fn builder(f: &InputFile) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, InputError> {
-    ParquetRecordBatchReaderBuilder::try_new(open(f)?)
-        .map_err(|e| InputError::Parquet { path: f.given.clone(), message: e.to_string() })
+    ParquetRecordBatchReaderBuilder::try_new(open(f)?).map_err(|e| InputError::Parquet {
+        path: f.given.clone(),
+        message: e.to_string(),
+    })
 }
 
 /// Reads the schema from the footer.
 pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
     let b = builder(f)?;
     Ok(Header {
-        columns: b.schema().fields().iter().map(|fl| (fl.name().clone(), fl.data_type().clone())).collect(),
+        columns: b
+            .schema()
+            .fields()
+            .iter()
+            .map(|fl| (fl.name().clone(), fl.data_type().clone()))
+            .collect(),
     })
 }
 
@@ -34,7 +44,12 @@ pub(super) fn read(
     let b = builder(f)?;
     let total_rows = b.metadata().file_metadata().num_rows().max(1) as u64;
     let file_size = f.size();
-    let mut wanted: Vec<usize> = cols.identities.iter().map(|c| c.index).chain(cols.keep.iter().copied()).collect();
+    let mut wanted: Vec<usize> = cols
+        .identities
+        .iter()
+        .map(|c| c.index)
+        .chain(cols.keep.iter().copied())
+        .collect();
     wanted.sort_unstable();
     wanted.dedup();
     let mask = ProjectionMask::roots(b.parquet_schema(), wanted.iter().copied());
@@ -44,11 +59,23 @@ pub(super) fn read(
         .with_batch_size(CHUNK_ROWS)
         .with_offset(skip_usize)
         .build()
-        .map_err(|e| InputError::Parquet { path: f.given.clone(), message: e.to_string() })?;
-    let position_in = |file_index: usize| wanted.iter().position(|&w| w == file_index).expect("projected column");
+        .map_err(|e| InputError::Parquet {
+            path: f.given.clone(),
+            message: e.to_string(),
+        })?;
+    let position_in = |file_index: usize| {
+        wanted
+            .iter()
+            .position(|&w| w == file_index)
+            .expect("projected column")
+    };
     let mut row = skip;
     for batch in reader {
-        let batch = batch.map_err(|e| InputError::Read { path: f.given.clone(), row: row + 1, message: e.to_string() })?;
+        let batch = batch.map_err(|e| InputError::Read {
+            path: f.given.clone(),
+            row: row + 1,
+            message: e.to_string(),
+        })?;
         let len = batch.num_rows();
         let chunk = Chunk {
             file: file_idx,
@@ -60,10 +87,17 @@ pub(super) fn read(
                 .map(|c| TextColumn::new(Arc::clone(batch.column(position_in(c.index)))))
                 .collect(),
             broken: Vec::new(),
-            kept: cols.keep.iter().map(|&i| Arc::clone(batch.column(position_in(i)))).collect(),
+            kept: cols
+                .keep
+                .iter()
+                .map(|&i| Arc::clone(batch.column(position_in(i))))
+                .collect(),
         };
         row += len as u64;
-        progress.add(file_size.saturating_mul(len as u64) / total_rows, len as u64);
+        progress.add(
+            file_size.saturating_mul(len as u64) / total_rows,
+            len as u64,
+        );
         if !sink(chunk) {
             return Ok(false);
         }

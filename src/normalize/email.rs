@@ -60,4 +60,3 @@ pub fn email_into(raw: &str, out: &mut Vec<u8>) -> bool {
     out.extend(domain.iter().map(|b| b.to_ascii_lowercase()));
     true
 }
-

@@ -55,7 +55,9 @@ pub fn decode_prehashed(value: &str) -> Result<IdentityHash, InvalidReason> {
             Ok(IdentityHash(out))
         }
         HEX_AS_B64_LEN => match general_purpose::STANDARD.decode(b) {
-            Ok(text) if text.len() == HASH_HEX_LEN && text.iter().all(|c| hex_val(*c).is_some()) => {
+            Ok(text)
+                if text.len() == HASH_HEX_LEN && text.iter().all(|c| hex_val(*c).is_some()) =>
+            {
                 Err(InvalidReason::HexAsBase64)
             }
             _ => Err(InvalidReason::BadHashLength),

@@ -64,7 +64,7 @@ pub fn hash_phone(raw: &str) -> Result<IdentityHash, InvalidReason> {
 pub fn identity(kind: IdentityKind, form: IdentityForm, cell: Option<&str>) -> Hashed {
     let value = match cell {
         None => return Hashed::Missing,
-        Some(v) if v.is_empty() => return Hashed::Missing,
+        Some("") => return Hashed::Missing,
         Some(v) => v,
     };
     let result = match (form, kind) {
@@ -88,19 +88,28 @@ pub fn chunk(chunk: &crate::input::Chunk, cols: &crate::input::ResolvedColumns) 
     /// Rows per rayon task: enough work (~100 µs) to amortise scheduling.
     const ROWS_PER_TASK: usize = 2048;
     let n = cols.identities.len();
-    let mut out = vec![Identity { kind: IdentityKind::Email, hashed: Hashed::Missing }; chunk.len * n];
+    let mut out = vec![
+        Identity {
+            kind: IdentityKind::Email,
+            hashed: Hashed::Missing
+        };
+        chunk.len * n
+    ];
     if n == 0 {
         return out;
     }
-    out.par_chunks_mut(n).with_min_len(ROWS_PER_TASK).enumerate().for_each(|(k, slots)| {
-        let broken = chunk.broken_reason(k);
-        for (j, (slot, c)) in slots.iter_mut().zip(&cols.identities).enumerate() {
-            slot.kind = c.kind;
-            slot.hashed = match broken {
-                Some(reason) => Hashed::Invalid(reason.clone()),
-                None => identity(c.kind, c.form, chunk.identities[j].get(k)),
-            };
-        }
-    });
+    out.par_chunks_mut(n)
+        .with_min_len(ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(k, slots)| {
+            let broken = chunk.broken_reason(k);
+            for (j, (slot, c)) in slots.iter_mut().zip(&cols.identities).enumerate() {
+                slot.kind = c.kind;
+                slot.hashed = match broken {
+                    Some(reason) => Hashed::Invalid(reason.clone()),
+                    None => identity(c.kind, c.form, chunk.identities[j].get(k)),
+                };
+            }
+        });
     out
 }

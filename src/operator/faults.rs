@@ -26,7 +26,15 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault, in the order `--faults` lists them.
-    pub const ALL: [Fault; 7] = [Fault::TooMany, Fault::Internal, Fault::Unavailable, Fault::Reset, Fault::Slow, Fault::TextMode, Fault::WrongNonce];
+    pub const ALL: [Fault; 7] = [
+        Fault::TooMany,
+        Fault::Internal,
+        Fault::Unavailable,
+        Fault::Reset,
+        Fault::Slow,
+        Fault::TextMode,
+        Fault::WrongNonce,
+    ];
 
     /// The name used in `--faults` and in metrics.
     pub fn name(self) -> &'static str {
@@ -59,12 +67,17 @@ impl FaultPlan {
     pub fn parse(spec: &str, slow: Duration) -> Result<FaultPlan, String> {
         let mut probabilities = Vec::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, p) = part.split_once('=').ok_or_else(|| format!("--faults: expected name=probability, got {part:?}"))?;
+            let (name, p) = part
+                .split_once('=')
+                .ok_or_else(|| format!("--faults: expected name=probability, got {part:?}"))?;
             let fault = Fault::ALL
                 .into_iter()
                 .find(|f| f.name() == name.trim())
                 .ok_or_else(|| format!("--faults: unknown fault {name:?}; known: 429, 500, 503, reset, slow, text, nonce"))?;
-            let p: f64 = p.trim().parse().map_err(|_| format!("--faults: {p:?} is not a probability"))?;
+            let p: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("--faults: {p:?} is not a probability"))?;
             if !(0.0..=1.0).contains(&p) {
                 return Err(format!("--faults: {p} is not between 0 and 1"));
             }
@@ -73,7 +86,10 @@ impl FaultPlan {
         if probabilities.iter().map(|(_, p)| p).sum::<f64>() > 1.0 + 1e-9 {
             return Err("--faults: probabilities add up to more than 1".into());
         }
-        Ok(FaultPlan { probabilities, slow })
+        Ok(FaultPlan {
+            probabilities,
+            slow,
+        })
     }
 }
 
@@ -88,7 +104,11 @@ pub struct Injector {
 impl Injector {
     /// An injector for `plan`, seeded.
     pub fn new(plan: FaultPlan, seed: u64) -> Injector {
-        Injector { plan, seed, counter: AtomicU64::new(0) }
+        Injector {
+            plan,
+            seed,
+            counter: AtomicU64::new(0),
+        }
     }
 
     /// The fault for the next request, if any.
@@ -129,7 +149,10 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32) -> TokenBucket {
         let rate = f64::from(rate.max(1));
-        TokenBucket { rate, state: Mutex::new((rate, Instant::now())) }
+        TokenBucket {
+            rate,
+            state: Mutex::new((rate, Instant::now())),
+        }
     }
 
     /// Takes a token if one is available.
@@ -155,7 +178,10 @@ mod tests {
     #[test]
     fn plans_parse_and_bad_ones_are_refused() {
         let p = FaultPlan::parse("429=0.1, reset=0.2", Duration::ZERO).expect("parses");
-        assert_eq!(p.probabilities, vec![(Fault::TooMany, 0.1), (Fault::Reset, 0.2)]);
+        assert_eq!(
+            p.probabilities,
+            vec![(Fault::TooMany, 0.1), (Fault::Reset, 0.2)]
+        );
         assert!(FaultPlan::parse("boom=0.1", Duration::ZERO).is_err());
         assert!(FaultPlan::parse("429=0.7,500=0.7", Duration::ZERO).is_err());
     }
@@ -163,8 +189,14 @@ mod tests {
     #[test]
     fn draws_are_deterministic_and_follow_the_probabilities() {
         let plan = FaultPlan::parse("503=0.25", Duration::ZERO).expect("parses");
-        let a: Vec<_> = { let i = Injector::new(plan.clone(), 3); (0..4000).map(|_| i.draw()).collect() };
-        let b: Vec<_> = { let i = Injector::new(plan, 3); (0..4000).map(|_| i.draw()).collect() };
+        let a: Vec<_> = {
+            let i = Injector::new(plan.clone(), 3);
+            (0..4000).map(|_| i.draw()).collect()
+        };
+        let b: Vec<_> = {
+            let i = Injector::new(plan, 3);
+            (0..4000).map(|_| i.draw()).collect()
+        };
         assert_eq!(a, b);
         let hits = a.iter().filter(|f| f.is_some()).count();
         assert!((800..1200).contains(&hits), "{hits}");

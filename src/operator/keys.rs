@@ -40,7 +40,8 @@ impl Keys {
     /// The documented demo key.
     pub fn demo() -> Keys {
         let mut k = Keys::default();
-        k.insert(DEMO_API_KEY, DEMO_CLIENT_SECRET, true).expect("the demo secret is 32 bytes");
+        k.insert(DEMO_API_KEY, DEMO_CLIENT_SECRET, true)
+            .expect("the demo secret is 32 bytes");
         k
     }
 
@@ -50,20 +51,39 @@ impl Keys {
     /// The file is unreadable or malformed (the message never contains a secret).
     pub fn from_file(path: &std::path::Path) -> Result<Keys, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
         let mut k = Keys::default();
-        for (i, entry) in v.as_array().ok_or_else(|| format!("{}: expected a JSON array", path.display()))?.iter().enumerate() {
-            let field = |f: &str| entry[f].as_str().ok_or_else(|| format!("{}: entry {i}: missing \"{f}\"", path.display()));
+        for (i, entry) in v
+            .as_array()
+            .ok_or_else(|| format!("{}: expected a JSON array", path.display()))?
+            .iter()
+            .enumerate()
+        {
+            let field = |f: &str| {
+                entry[f]
+                    .as_str()
+                    .ok_or_else(|| format!("{}: entry {i}: missing \"{f}\"", path.display()))
+            };
             let roles = entry["roles"].as_array().cloned().unwrap_or_default();
-            let mapper = roles.iter().any(|r| r.as_str().is_some_and(|r| r.eq_ignore_ascii_case("mapper")));
-            k.insert(field("key")?, field("secret")?, mapper).map_err(|e| format!("{}: entry {i}: {e}", path.display()))?;
+            let mapper = roles
+                .iter()
+                .any(|r| r.as_str().is_some_and(|r| r.eq_ignore_ascii_case("mapper")));
+            k.insert(field("key")?, field("secret")?, mapper)
+                .map_err(|e| format!("{}: entry {i}: {e}", path.display()))?;
         }
         Ok(k)
     }
 
     fn insert(&mut self, api_key: &str, secret_b64: &str, mapper: bool) -> Result<(), String> {
         let secret = decode_secret(secret_b64)?;
-        self.by_api_key.insert(api_key.to_string(), Client { key: Key::new(&secret), mapper });
+        self.by_api_key.insert(
+            api_key.to_string(),
+            Client {
+                key: Key::new(&secret),
+                mapper,
+            },
+        );
         Ok(())
     }
 

@@ -33,17 +33,30 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a finished request.
     pub fn request(&self, route: &str, status: u16) {
-        *self.requests.lock().expect("metrics lock").entry((route.to_string(), status)).or_default() += 1;
+        *self
+            .requests
+            .lock()
+            .expect("metrics lock")
+            .entry((route.to_string(), status))
+            .or_default() += 1;
     }
 
     /// Counts an injected fault.
     pub fn fault(&self, name: &'static str) {
-        *self.faults.lock().expect("metrics lock").entry(name).or_default() += 1;
+        *self
+            .faults
+            .lock()
+            .expect("metrics lock")
+            .entry(name)
+            .or_default() += 1;
     }
 
     /// Records the number of identities in one map request.
     pub fn items(&self, n: u64) {
-        let i = ITEM_BUCKETS.iter().position(|b| n <= *b).unwrap_or(ITEM_BUCKETS.len());
+        let i = ITEM_BUCKETS
+            .iter()
+            .position(|b| n <= *b)
+            .unwrap_or(ITEM_BUCKETS.len());
         self.item_hist[i].fetch_add(1, Ordering::Relaxed);
         self.item_sum.fetch_add(n, Ordering::Relaxed);
         self.item_count.fetch_add(1, Ordering::Relaxed);
@@ -70,34 +83,74 @@ impl Metrics {
         let mut s = String::new();
         s.push_str("# TYPE euid_emulator_requests_total counter\n");
         for ((route, status), n) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(s, "euid_emulator_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            let _ = writeln!(
+                s,
+                "euid_emulator_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
         }
         s.push_str("# TYPE euid_emulator_identity_map_inputs histogram\n");
         let mut cum = 0;
         for (i, b) in ITEM_BUCKETS.iter().enumerate() {
             cum += self.item_hist[i].load(Ordering::Relaxed);
-            let _ = writeln!(s, "euid_emulator_identity_map_inputs_bucket{{le=\"{b}\"}} {cum}");
+            let _ = writeln!(
+                s,
+                "euid_emulator_identity_map_inputs_bucket{{le=\"{b}\"}} {cum}"
+            );
         }
         cum += self.item_hist[ITEM_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(s, "euid_emulator_identity_map_inputs_bucket{{le=\"+Inf\"}} {cum}");
-        let _ = writeln!(s, "euid_emulator_identity_map_inputs_sum {}", self.item_sum.load(Ordering::Relaxed));
-        let _ = writeln!(s, "euid_emulator_identity_map_inputs_count {}", self.item_count.load(Ordering::Relaxed));
+        let _ = writeln!(
+            s,
+            "euid_emulator_identity_map_inputs_bucket{{le=\"+Inf\"}} {cum}"
+        );
+        let _ = writeln!(
+            s,
+            "euid_emulator_identity_map_inputs_sum {}",
+            self.item_sum.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            s,
+            "euid_emulator_identity_map_inputs_count {}",
+            self.item_count.load(Ordering::Relaxed)
+        );
         s.push_str("# TYPE euid_emulator_identities_total counter\n");
-        for (k, v) in [("mapped", &self.mapped), ("optout", &self.optout), ("invalid", &self.invalid)] {
-            let _ = writeln!(s, "euid_emulator_identities_total{{outcome=\"{k}\"}} {}", v.load(Ordering::Relaxed));
+        for (k, v) in [
+            ("mapped", &self.mapped),
+            ("optout", &self.optout),
+            ("invalid", &self.invalid),
+        ] {
+            let _ = writeln!(
+                s,
+                "euid_emulator_identities_total{{outcome=\"{k}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         s.push_str("# TYPE euid_emulator_faults_total counter\n");
         let faults = self.faults.lock().expect("metrics lock");
         for f in super::faults::Fault::ALL {
-            let _ = writeln!(s, "euid_emulator_faults_total{{fault=\"{}\"}} {}", f.name(), faults.get(f.name()).copied().unwrap_or(0));
+            let _ = writeln!(
+                s,
+                "euid_emulator_faults_total{{fault=\"{}\"}} {}",
+                f.name(),
+                faults.get(f.name()).copied().unwrap_or(0)
+            );
         }
         s.push_str("# TYPE euid_emulator_nonce_reuse_total counter\n");
-        let _ = writeln!(s, "euid_emulator_nonce_reuse_total {}", self.nonce_reuse.load(Ordering::Relaxed));
+        let _ = writeln!(
+            s,
+            "euid_emulator_nonce_reuse_total {}",
+            self.nonce_reuse.load(Ordering::Relaxed)
+        );
         s
     }
 }
 
 /// Reads one sample from Prometheus text (tests and scripts use it).
 pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' ')?.trim().parse().ok())
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

@@ -69,6 +69,8 @@ pub struct Config {
     /// A v3 input value that makes the whole request fail with 400 (tests the client's
     /// poison-item isolation).
     pub poison: Option<String>,
+    /// Refuse every request after this many (401), as when credentials expire mid-run.
+    pub expire_after: Option<u64>,
 }
 
 impl Config {
@@ -88,6 +90,7 @@ impl Config {
             max_in_flight: None,
             faults: FaultPlan::default(),
             poison: None,
+            expire_after: None,
         }
     }
 }
@@ -105,6 +108,8 @@ pub(crate) struct State {
     timestamp_window_ms: i64,
     admin: bool,
     poison: Option<String>,
+    expire_after: Option<u64>,
+    served: std::sync::atomic::AtomicU64,
     optout: Vec<String>,
     started_ms: i64,
 }
@@ -115,10 +120,17 @@ impl State {
         use base64::Engine;
         let mut out = Vec::new();
         for h in &self.optout {
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(h) else { continue };
-            let Ok(arr) = <[u8; 32]>::try_from(bytes) else { continue };
+            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(h) else {
+                continue;
+            };
+            let Ok(arr) = <[u8; 32]>::try_from(bytes) else {
+                continue;
+            };
             for kind in [IdentityKind::Email, IdentityKind::Phone] {
-                out.extend(self.model.raw_ids_ignoring_optout(kind, &crate::record::IdentityHash(arr)));
+                out.extend(
+                    self.model
+                        .raw_ids_ignoring_optout(kind, &crate::record::IdentityHash(arr)),
+                );
             }
         }
         out
@@ -129,14 +141,21 @@ impl State {
 ///
 /// # Errors
 /// Accepting connections failed.
-pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let state = Arc::new(build_state(config));
     serve_state(listener, state, shutdown).await
 }
 
 fn build_state(config: Config) -> State {
     let mut optout: Vec<String> = config.optout.iter().cloned().collect();
-    optout.extend(["DYsnJ8r5+cjRDHue98gIGDKvLIMuqAm/RRLODrjqK50=".to_string(), "313yQvZOTb0vjjEU7sTO/UWxGPzVppIbCyQEJEnfxLo=".to_string()]);
+    optout.extend([
+        "DYsnJ8r5+cjRDHue98gIGDKvLIMuqAm/RRLODrjqK50=".to_string(),
+        "313yQvZOTb0vjjEU7sTO/UWxGPzVppIbCyQEJEnfxLo=".to_string(),
+    ]);
     State {
         keys: config.keys,
         model: Model::new(ModelConfig {
@@ -155,12 +174,18 @@ fn build_state(config: Config) -> State {
         timestamp_window_ms: config.timestamp_window.as_millis() as i64,
         admin: config.admin,
         poison: config.poison,
+        expire_after: config.expire_after,
+        served: std::sync::atomic::AtomicU64::new(0),
         optout,
         started_ms: chrono::Utc::now().timestamp_millis(),
     }
 }
 
-async fn serve_state(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+async fn serve_state(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     tokio::pin!(shutdown);
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -231,5 +256,10 @@ pub async fn spawn_local(config: Config) -> std::io::Result<LocalOperator> {
     let task = tokio::spawn(serve_state(listener, state, async move {
         let _ = rx.await;
     }));
-    Ok(LocalOperator { addr, metrics, stop: Some(tx), task: Some(task) })
+    Ok(LocalOperator {
+        addr,
+        metrics,
+        stop: Some(tx),
+        task: Some(task),
+    })
 }

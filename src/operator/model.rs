@@ -28,15 +28,33 @@ const ROTATION_PER_DAY: f64 = 1.0 / 365.0;
 
 /// Hashes of the test identities that always opt out (`optout@example.com`, `+00000000000`).
 const ALWAYS_OPTOUT: [(IdentityKind, &str); 2] = [
-    (IdentityKind::Email, "DYsnJ8r5+cjRDHue98gIGDKvLIMuqAm/RRLODrjqK50="),
-    (IdentityKind::Phone, "313yQvZOTb0vjjEU7sTO/UWxGPzVppIbCyQEJEnfxLo="),
+    (
+        IdentityKind::Email,
+        "DYsnJ8r5+cjRDHue98gIGDKvLIMuqAm/RRLODrjqK50=",
+    ),
+    (
+        IdentityKind::Phone,
+        "313yQvZOTb0vjjEU7sTO/UWxGPzVppIbCyQEJEnfxLo=",
+    ),
 ];
 /// Hashes of the validate and refresh-optout identities, which map never opts out.
 const NEVER_OPTOUT: [(IdentityKind, &str); 4] = [
-    (IdentityKind::Email, "ntI244ZRTXwAwpki6/M5cyBYW7h/Wq576lnN3l9+W/c="),
-    (IdentityKind::Phone, "EObwtHBUqDNZR33LNSMdtt5cafsYFuGmuY4ZLenlue4="),
-    (IdentityKind::Email, "NaNI8RU0bL1Jpp1jJLC5aJO/lchc6gGhgXQIAwJ7cV4="),
-    (IdentityKind::Phone, "0VoxsIuk88qt7TnZaTC//C9Vur3pR1zBMIr1cJe7xjE="),
+    (
+        IdentityKind::Email,
+        "ntI244ZRTXwAwpki6/M5cyBYW7h/Wq576lnN3l9+W/c=",
+    ),
+    (
+        IdentityKind::Phone,
+        "EObwtHBUqDNZR33LNSMdtt5cafsYFuGmuY4ZLenlue4=",
+    ),
+    (
+        IdentityKind::Email,
+        "NaNI8RU0bL1Jpp1jJLC5aJO/lchc6gGhgXQIAwJ7cV4=",
+    ),
+    (
+        IdentityKind::Phone,
+        "0VoxsIuk88qt7TnZaTC//C9Vur3pR1zBMIr1cJe7xjE=",
+    ),
 ];
 
 /// Raw id layout (`operator-emulator.md` §7.3).
@@ -132,20 +150,34 @@ impl Model {
             rotated_through: today,
         };
         for i in 0..n {
-            let age_days = (splitmix(cfg.seed ^ (i as u64).wrapping_mul(0x1000_0000_01B3)) % 365) as i64;
+            let age_days =
+                (splitmix(cfg.seed ^ (i as u64).wrapping_mul(0x1000_0000_01B3)) % 365) as i64;
             let lu = today - age_days * DAY_MS + 1;
             b.last_updated.push(lu);
             b.refresh_from.push(refresh_point(lu, today));
             b.has_previous.push(age_days < PREVIOUS_KEPT_DAYS);
         }
-        let first_level = STANDARD.encode(Sha256::digest(format!("euid-map emulator first level {}", cfg.seed)));
-        let id_secret = STANDARD.encode(Sha256::digest(format!("euid-map emulator bucket ids {}", cfg.seed)));
+        let first_level = STANDARD.encode(Sha256::digest(format!(
+            "euid-map emulator first level {}",
+            cfg.seed
+        )));
+        let id_secret = STANDARD.encode(Sha256::digest(format!(
+            "euid-map emulator bucket ids {}",
+            cfg.seed
+        )));
         let hashids = harsh::Harsh::builder()
             .salt(id_secret)
             .length(9)
             .build()
             .expect("the default alphabet with a salt is a valid hashids setup");
-        Model { cfg, first_level, hashids, state: Mutex::new(b), offset_ms: Mutex::new(0), wall_start: std::time::Instant::now() }
+        Model {
+            cfg,
+            first_level,
+            hashids,
+            state: Mutex::new(b),
+            offset_ms: Mutex::new(0),
+            wall_start: std::time::Instant::now(),
+        }
     }
 
     /// Simulated now, Unix ms.
@@ -217,10 +249,16 @@ impl Model {
 
     /// Whether an identity is opted out (test identities first, then the configured set).
     pub fn opted_out(&self, kind: IdentityKind, hash_b64: &str) -> bool {
-        if NEVER_OPTOUT.iter().any(|(k, h)| *k == kind && *h == hash_b64) {
+        if NEVER_OPTOUT
+            .iter()
+            .any(|(k, h)| *k == kind && *h == hash_b64)
+        {
             return false;
         }
-        ALWAYS_OPTOUT.iter().any(|(k, h)| *k == kind && *h == hash_b64) || self.cfg.optout.contains(hash_b64)
+        ALWAYS_OPTOUT
+            .iter()
+            .any(|(k, h)| *k == kind && *h == hash_b64)
+            || self.cfg.optout.contains(hash_b64)
     }
 
     /// Maps many identities under one snapshot of the buckets.
@@ -232,23 +270,42 @@ impl Model {
             let st = self.state.lock().expect("bucket lock");
             located
                 .iter()
-                .map(|(_, i)| (st.generation[*i], st.has_previous[*i], st.last_updated[*i], st.refresh_from[*i]))
+                .map(|(_, i)| {
+                    (
+                        st.generation[*i],
+                        st.has_previous[*i],
+                        st.last_updated[*i],
+                        st.refresh_from[*i],
+                    )
+                })
                 .collect()
         };
         items
             .iter()
             .zip(located)
             .zip(snapshot)
-            .map(|(((kind, hash), (flh, idx)), (gen, has_prev, last_updated, refresh_from))| {
-                if self.opted_out(*kind, &hash.to_base64()) {
-                    return Mapping::Optout;
-                }
-                let u = self.raw_id(*kind, &flh, &self.salt(idx, gen));
-                let p = (has_prev && gen > 0 && (now - last_updated) / DAY_MS < PREVIOUS_KEPT_DAYS)
-                    .then(|| self.raw_id(*kind, &flh, &self.salt(idx, gen - 1)));
-                let refresh_ms = if refresh_from >= now { refresh_from } else { day_of(now) + DAY_MS };
-                Mapping::Mapped { u, p, refresh_ms, bucket: idx }
-            })
+            .map(
+                |(((kind, hash), (flh, idx)), (gen, has_prev, last_updated, refresh_from))| {
+                    if self.opted_out(*kind, &hash.to_base64()) {
+                        return Mapping::Optout;
+                    }
+                    let u = self.raw_id(*kind, &flh, &self.salt(idx, gen));
+                    let p =
+                        (has_prev && gen > 0 && (now - last_updated) / DAY_MS < PREVIOUS_KEPT_DAYS)
+                            .then(|| self.raw_id(*kind, &flh, &self.salt(idx, gen - 1)));
+                    let refresh_ms = if refresh_from >= now {
+                        refresh_from
+                    } else {
+                        day_of(now) + DAY_MS
+                    };
+                    Mapping::Mapped {
+                        u,
+                        p,
+                        refresh_ms,
+                        bucket: idx,
+                    }
+                },
+            )
             .collect()
     }
 
@@ -261,7 +318,12 @@ impl Model {
     pub fn modified_since(&self, since_ms: i64) -> Vec<(usize, i64)> {
         self.catch_up();
         let st = self.state.lock().expect("bucket lock");
-        st.last_updated.iter().enumerate().filter(|(_, lu)| **lu >= since_ms).map(|(i, lu)| (i, *lu)).collect()
+        st.last_updated
+            .iter()
+            .enumerate()
+            .filter(|(_, lu)| **lu >= since_ms)
+            .map(|(i, lu)| (i, *lu))
+            .collect()
     }
 
     /// Number of buckets.
@@ -277,7 +339,10 @@ fn rotate(st: &mut Buckets, day: i64) -> usize {
     let n = st.generation.len();
     let quota = (n as f64 * ROTATION_PER_DAY).ceil() as usize;
     let mut eligible: Vec<usize> = (0..n)
-        .filter(|&i| day_of(st.refresh_from[i]) == day && (day - day_of(st.last_updated[i])) / DAY_MS >= MIN_ROTATION_AGE_DAYS)
+        .filter(|&i| {
+            day_of(st.refresh_from[i]) == day
+                && (day - day_of(st.last_updated[i])) / DAY_MS >= MIN_ROTATION_AGE_DAYS
+        })
         .collect();
     eligible.sort_by_key(|&i| (st.last_updated[i], i));
     eligible.truncate(quota);
@@ -293,6 +358,23 @@ fn rotate(st: &mut Buckets, day: i64) -> usize {
         }
     }
     eligible.len()
+}
+
+impl Model {
+    /// Current and previous raw ids of an identity, whether or not it is opted out (for
+    /// `/v2/optout/status`).
+    pub fn raw_ids_ignoring_optout(&self, kind: IdentityKind, hash: &IdentityHash) -> Vec<String> {
+        let (flh, idx) = self.locate(hash);
+        let (gen, has_prev) = {
+            let st = self.state.lock().expect("bucket lock");
+            (st.generation[idx], st.has_previous[idx])
+        };
+        let mut out = vec![self.raw_id(kind, &flh, &self.salt(idx, gen))];
+        if has_prev && gen > 0 {
+            out.push(self.raw_id(kind, &flh, &self.salt(idx, gen - 1)));
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -319,7 +401,9 @@ mod tests {
         let items = [(IdentityKind::Email, h("user@example.com"))];
         let (ma, mb) = (a.map_many(&items), b.map_many(&items));
         assert_eq!(ma, mb);
-        let Mapping::Mapped { u, .. } = &ma[0] else { panic!("mapped") };
+        let Mapping::Mapped { u, .. } = &ma[0] else {
+            panic!("mapped")
+        };
         assert_eq!(u.len(), 44);
         assert!(u.ends_with('=') && !u.ends_with("=="));
     }
@@ -346,7 +430,10 @@ mod tests {
         let rotated = m.advance(1);
         assert_eq!(rotated, (PROD_BUCKETS as f64 / 365.0).ceil() as usize);
         let total: usize = (0..400).map(|_| m.advance(1)).sum();
-        assert!(total > PROD_BUCKETS / 2, "most buckets rotate within 400 days: {total}");
+        assert!(
+            total > PROD_BUCKETS / 2,
+            "most buckets rotate within 400 days: {total}"
+        );
         let after = m.map_many(&item);
         assert_ne!(before, after);
     }
@@ -356,25 +443,12 @@ mod tests {
         let m = model(64);
         let now = m.now_ms();
         for w in ["x@y.z", "q@r.s", "t@u.v"] {
-            let Mapping::Mapped { refresh_ms, .. } = m.map_many(&[(IdentityKind::Email, h(w))])[0].clone() else { panic!() };
+            let Mapping::Mapped { refresh_ms, .. } =
+                m.map_many(&[(IdentityKind::Email, h(w))])[0].clone()
+            else {
+                panic!()
+            };
             assert!(refresh_ms > now && refresh_ms <= now + 31 * DAY_MS);
         }
-    }
-}
-
-impl Model {
-    /// Current and previous raw ids of an identity, whether or not it is opted out (for
-    /// `/v2/optout/status`).
-    pub fn raw_ids_ignoring_optout(&self, kind: IdentityKind, hash: &IdentityHash) -> Vec<String> {
-        let (flh, idx) = self.locate(hash);
-        let (gen, has_prev) = {
-            let st = self.state.lock().expect("bucket lock");
-            (st.generation[idx], st.has_previous[idx])
-        };
-        let mut out = vec![self.raw_id(kind, &flh, &self.salt(idx, gen))];
-        if has_prev && gen > 0 {
-            out.push(self.raw_id(kind, &flh, &self.salt(idx, gen - 1)));
-        }
-        out
     }
 }

@@ -49,19 +49,31 @@ impl std::error::Error for Reset {}
 fn text(status: StatusCode, body: &'static str) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
 }
 
 fn json_resp(status: StatusCode, v: &Value) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn client_error(message: &str) -> Resp {
-    json_resp(StatusCode::BAD_REQUEST, &json!({"status": "client_error", "message": message}))
+    json_resp(
+        StatusCode::BAD_REQUEST,
+        &json!({"status": "client_error", "message": message}),
+    )
+}
+
+/// A handler's answer: the response body, or a ready error response.
+type Handled = Result<Value, Box<Resp>>;
+
+fn bad(message: &str) -> Box<Resp> {
+    Box::new(client_error(message))
 }
 
 fn unknown_error(v: &str) -> Resp {
@@ -78,7 +90,10 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
         (&Method::GET, "/ops/healthcheck") => return Ok(text(StatusCode::OK, "OK")),
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(Full::new(Bytes::from(state.metrics.render())));
-            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
             return Ok(r);
         }
         (&Method::POST, "/ops/advance") if state.admin => {
@@ -91,12 +106,18 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
             return Ok(match days {
                 Some(d) => {
                     let rotated = state.model.advance(d);
-                    json_resp(StatusCode::OK, &json!({"advanced_days": d, "rotated_buckets": rotated, "now_ms": state.model.now_ms()}))
+                    json_resp(
+                        StatusCode::OK,
+                        &json!({"advanced_days": d, "rotated_buckets": rotated, "now_ms": state.model.now_ms()}),
+                    )
                 }
                 None => client_error("days must be a non-negative integer"),
             });
         }
-        (&Method::POST, "/v3/identity/map" | "/v2/identity/map" | "/v2/identity/buckets" | "/v2/optout/status") => path.clone(),
+        (
+            &Method::POST,
+            "/v3/identity/map" | "/v2/identity/map" | "/v2/identity/buckets" | "/v2/optout/status",
+        ) => path.clone(),
         _ => return Ok(text(StatusCode::NOT_FOUND, "Not Found")),
     };
     let _guard = InFlight::enter(&state);
@@ -136,27 +157,51 @@ fn too_many(state: &State) -> Resp {
     r
 }
 
-async fn encrypted(state: &State, route: &str, req: Request<Incoming>, in_flight: usize) -> Result<Resp, Reset> {
+async fn encrypted(
+    state: &State,
+    route: &str,
+    req: Request<Incoming>,
+    in_flight: usize,
+) -> Result<Resp, Reset> {
     // 1. Body size: 413 before anything else, as the Vert.x body handler does.
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY) {
-        return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"));
+        return Ok(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request Entity Too Large",
+        ));
     }
     let binary = req
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("application/octet-stream"));
-    let auth = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Ok(text(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"));
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return Ok(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Request Entity Too Large",
+            ));
         }
         Err(_) => return Err(Reset),
     };
     // 2. What the infrastructure in front of the operator does: rate limit, overload, faults.
-    if state.rate_limit.as_ref().is_some_and(|tb| !tb.try_take()) || state.max_in_flight.is_some_and(|m| in_flight > m) {
+    if state.rate_limit.as_ref().is_some_and(|tb| !tb.try_take())
+        || state.max_in_flight.is_some_and(|m| in_flight > m)
+    {
         state.metrics.fault("429");
         return Ok(too_many(state));
     }
@@ -166,14 +211,22 @@ async fn encrypted(state: &State, route: &str, req: Request<Incoming>, in_flight
     }
     match fault {
         Some(Fault::TooMany) => return Ok(too_many(state)),
-        Some(Fault::Unavailable) => return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")),
+        Some(Fault::Unavailable) => {
+            return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"))
+        }
         Some(Fault::Reset) => return Err(Reset),
         Some(Fault::Slow) => tokio::time::sleep(state.faults.slow()).await,
         _ => {}
     }
     // 3. Authentication.
-    let Some(client) = state.keys.authorize(auth.as_deref()) else {
-        return Ok(json_resp(StatusCode::UNAUTHORIZED, &json!({"status": "unauthorized"})));
+    let expired = state
+        .expire_after
+        .is_some_and(|n| state.served.fetch_add(1, Ordering::Relaxed) >= n);
+    let Some(client) = state.keys.authorize(auth.as_deref()).filter(|_| !expired) else {
+        return Ok(json_resp(
+            StatusCode::UNAUTHORIZED,
+            &json!({"status": "unauthorized"}),
+        ));
     };
     // 4. Envelope.
     let (opened, binary_reply) = match open_envelope(client, &body, binary) {
@@ -182,7 +235,9 @@ async fn encrypted(state: &State, route: &str, req: Request<Incoming>, in_flight
     };
     let now = chrono::Utc::now().timestamp_millis();
     if (now - opened.ts_ms).abs() > state.timestamp_window_ms {
-        return Ok(client_error("Invalid timestamp: Request too old or client time drift."));
+        return Ok(client_error(
+            "Invalid timestamp: Request too old or client time drift.",
+        ));
     }
     state.metrics.nonce(opened.nonce);
     let payload: Option<Value> = if opened.json.is_empty() {
@@ -190,11 +245,19 @@ async fn encrypted(state: &State, route: &str, req: Request<Incoming>, in_flight
     } else {
         match serde_json::from_slice::<Value>(&opened.json) {
             Ok(v @ Value::Object(_)) => Some(v),
-            _ => return Ok(client_error("Invalid payload in body: Data is not valid json string.")),
+            _ => {
+                return Ok(client_error(
+                    "Invalid payload in body: Data is not valid json string.",
+                ))
+            }
         }
     };
     if fault == Some(Fault::Internal) {
-        return Ok(unknown_error(if route.starts_with("/v3") { "v3" } else { "v2" }));
+        return Ok(unknown_error(if route.starts_with("/v3") {
+            "v3"
+        } else {
+            "v2"
+        }));
     }
     // 5. The endpoint.
     let answer = match route {
@@ -205,7 +268,7 @@ async fn encrypted(state: &State, route: &str, req: Request<Incoming>, in_flight
     };
     let body = match answer {
         Ok(body) => body,
-        Err(resp) => return Ok(resp),
+        Err(resp) => return Ok(*resp),
     };
     // 6. The encrypted 200.
     let plain = json!({"status": "success", "body": body}).to_string();
@@ -213,15 +276,25 @@ async fn encrypted(state: &State, route: &str, req: Request<Incoming>, in_flight
     if fault == Some(Fault::WrongNonce) {
         nonce[0] ^= 0xFF;
     }
-    let sealed = client.key.seal_response(chrono::Utc::now().timestamp_millis(), nonce, plain.as_bytes());
+    let sealed = client.key.seal_response(
+        chrono::Utc::now().timestamp_millis(),
+        nonce,
+        plain.as_bytes(),
+    );
     let as_text = !binary_reply || fault == Some(Fault::TextMode);
     let mut r = if as_text {
-        let mut r = Response::new(Full::new(Bytes::from(base64::engine::general_purpose::STANDARD.encode(&sealed))));
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let mut r = Response::new(Full::new(Bytes::from(
+            base64::engine::general_purpose::STANDARD.encode(&sealed),
+        )));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         r
     } else {
         let mut r = Response::new(Full::new(Bytes::from(sealed)));
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
         r
     };
     *r.status_mut() = StatusCode::OK;
@@ -233,7 +306,9 @@ fn java_b64(body: &[u8]) -> Option<Vec<u8>> {
     use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
     const JAVA: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
-        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent).with_decode_allow_trailing_bits(true),
+        GeneralPurposeConfig::new()
+            .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
     );
     JAVA.decode(body).ok()
 }
@@ -246,9 +321,15 @@ fn envelope_message(e: &EnvelopeError, raw: &[u8]) -> String {
     match e {
         EnvelopeError::TooShort(_) if is_json_object(raw) => UNENCRYPTED_JSON.to_string(),
         EnvelopeError::Version(_) if is_json_object(raw) => UNENCRYPTED_JSON.to_string(),
-        EnvelopeError::TooShort(_) => format!("Invalid body: Body too short. Check encryption method.{HINT}"),
-        EnvelopeError::Version(v) => format!("Invalid body: Invalid request envelope format version: received {v}, must be 1.{HINT}"),
-        EnvelopeError::Decrypt => format!("Invalid body: Check encryption key (ClientSecret).{HINT}"),
+        EnvelopeError::TooShort(_) => {
+            format!("Invalid body: Body too short. Check encryption method.{HINT}")
+        }
+        EnvelopeError::Version(v) => format!(
+            "Invalid body: Invalid request envelope format version: received {v}, must be 1.{HINT}"
+        ),
+        EnvelopeError::Decrypt => {
+            format!("Invalid body: Check encryption key (ClientSecret).{HINT}")
+        }
     }
 }
 
@@ -263,16 +344,28 @@ fn open_envelope(client: &Client, body: &[u8], binary: bool) -> Result<(Opened, 
             Ok(o) => return Ok((o, true)),
             Err(e) => {
                 return match java_b64(body) {
-                    Some(decoded) => client.key.open_request(&decoded).map(|o| (o, false)).map_err(|e2| envelope_message(&e2, &decoded)),
+                    Some(decoded) => client
+                        .key
+                        .open_request(&decoded)
+                        .map(|o| (o, false))
+                        .map_err(|e2| envelope_message(&e2, &decoded)),
                     None => Err(envelope_message(&e, body)),
                 };
             }
         }
     }
     let Some(decoded) = java_b64(body) else {
-        return Err(if is_json_object(body) { UNENCRYPTED_JSON.to_string() } else { format!("Invalid body: Body is not valid base64.{HINT}") });
+        return Err(if is_json_object(body) {
+            UNENCRYPTED_JSON.to_string()
+        } else {
+            format!("Invalid body: Body is not valid base64.{HINT}")
+        });
     };
-    client.key.open_request(&decoded).map(|o| (o, false)).map_err(|e| envelope_message(&e, &decoded))
+    client
+        .key
+        .open_request(&decoded)
+        .map(|o| (o, false))
+        .map_err(|e| envelope_message(&e, &decoded))
 }
 
 /// Validates one input the way the operator does (§6) and returns its identity hash.
@@ -280,7 +373,9 @@ fn identity_hash(key: &str, value: &str) -> Option<IdentityHash> {
     match key {
         "email" => normalize::hash_email(value).ok(),
         "phone" => normalize::hash_phone(value).ok(),
-        _ => normalize::decode_prehashed(value).ok().filter(|_| value.len() == 44 || value.len() == 64),
+        _ => normalize::decode_prehashed(value)
+            .ok()
+            .filter(|_| value.len() == 44 || value.len() == 64),
     }
 }
 
@@ -294,9 +389,13 @@ fn kind_of(key: &str) -> IdentityKind {
 
 /// Maps the valid inputs of one request in one model call; `None` for invalid ones.
 fn map_inputs(state: &State, inputs: &[(&str, String)]) -> Vec<Option<Mapping>> {
-    let hashes: Vec<Option<IdentityHash>> = inputs.iter().map(|(k, v)| identity_hash(k, v)).collect();
-    let valid: Vec<(IdentityKind, IdentityHash)> =
-        inputs.iter().zip(&hashes).filter_map(|((k, _), h)| h.map(|h| (kind_of(k), h))).collect();
+    let hashes: Vec<Option<IdentityHash>> =
+        inputs.iter().map(|(k, v)| identity_hash(k, v)).collect();
+    let valid: Vec<(IdentityKind, IdentityHash)> = inputs
+        .iter()
+        .zip(&hashes)
+        .filter_map(|((k, _), h)| h.map(|h| (kind_of(k), h)))
+        .collect();
     let mut mapped = state.model.map_many(&valid).into_iter();
     state.metrics.items(inputs.len() as u64);
     hashes
@@ -314,18 +413,18 @@ fn map_inputs(state: &State, inputs: &[(&str, String)]) -> Vec<Option<Mapping>> 
         .collect()
 }
 
-fn map_v3(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
+fn map_v3(state: &State, payload: Option<&Value>) -> Handled {
     let Some(obj) = payload.and_then(Value::as_object) else {
-        return Err(client_error(V3_MISSING));
+        return Err(bad(V3_MISSING));
     };
     if obj.is_empty() {
-        return Err(client_error(V3_MISSING));
+        return Err(bad(V3_MISSING));
     }
     let mut inputs: Vec<(&str, String)> = Vec::new();
     let mut lens = [0usize; 4];
     for (k, v) in obj {
         let Some(slot) = KEYS.iter().position(|x| x == k) else {
-            return Err(client_error(INCORRECT_FORMAT));
+            return Err(bad(INCORRECT_FORMAT));
         };
         match v {
             Value::Null => {}
@@ -335,17 +434,21 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
                         Value::String(s) => s.clone(),
                         Value::Number(n) => n.to_string(),
                         Value::Bool(b) => b.to_string(),
-                        _ => return Err(client_error(INCORRECT_FORMAT)),
+                        _ => return Err(bad(INCORRECT_FORMAT)),
                     };
                     inputs.push((KEYS[slot], s));
                 }
                 lens[slot] = items.len();
             }
-            _ => return Err(client_error(INCORRECT_FORMAT)),
+            _ => return Err(bad(INCORRECT_FORMAT)),
         }
     }
-    if state.poison.as_ref().is_some_and(|p| inputs.iter().any(|(_, v)| v == p)) {
-        return Err(client_error(INCORRECT_FORMAT));
+    if state
+        .poison
+        .as_ref()
+        .is_some_and(|p| inputs.iter().any(|(_, v)| v == p))
+    {
+        return Err(bad(INCORRECT_FORMAT));
     }
     // Inputs are grouped by key in KEYS order for the positional answer.
     inputs.sort_by_key(|(k, _)| KEYS.iter().position(|x| x == k));
@@ -354,7 +457,9 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
     for (slot, key) in KEYS.iter().enumerate() {
         let arr: Vec<Value> = (0..lens[slot])
             .map(|_| match answers.next().flatten() {
-                Some(Mapping::Mapped { u, p, refresh_ms, .. }) => json!({"u": u, "p": p, "r": refresh_ms / 1000}),
+                Some(Mapping::Mapped {
+                    u, p, refresh_ms, ..
+                }) => json!({"u": u, "p": p, "r": refresh_ms / 1000}),
                 Some(Mapping::Optout) => json!({"e": "optout"}),
                 None => json!({"e": "invalid identifier"}),
             })
@@ -364,9 +469,9 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
     Ok(Value::Object(body))
 }
 
-fn map_v2(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
+fn map_v2(state: &State, payload: Option<&Value>) -> Handled {
     let Some(obj) = payload.and_then(Value::as_object) else {
-        return Err(unknown_error("v2"));
+        return Err(Box::new(unknown_error("v2")));
     };
     let mut chosen: Option<(&str, &Vec<Value>)> = None;
     let mut present = 0;
@@ -377,16 +482,16 @@ fn map_v2(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
                 present += 1;
                 if !a.is_empty() {
                     if chosen.is_some() {
-                        return Err(client_error(V2_MISSING));
+                        return Err(bad(V2_MISSING));
                     }
                     chosen = Some((key, a));
                 }
             }
-            Some(_) => return Err(client_error(&format!("{key} must be an array"))),
+            Some(_) => return Err(bad(&format!("{key} must be an array"))),
         }
     }
     if present == 0 {
-        return Err(client_error(V2_MISSING));
+        return Err(bad(V2_MISSING));
     }
     let Some((key, items)) = chosen else {
         return Ok(json!({"mapped": []}));
@@ -395,7 +500,7 @@ fn map_v2(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
     for item in items {
         match item {
             Value::String(s) => inputs.push((key, s.clone())),
-            Value::Null => return Err(unknown_error("v2")),
+            Value::Null => return Err(Box::new(unknown_error("v2"))),
             other => inputs.push((key, other.to_string())),
         }
     }
@@ -425,14 +530,14 @@ fn parse_local_datetime(s: &str) -> Option<i64> {
         .map(|dt| dt.and_utc().timestamp_millis())
 }
 
-fn buckets(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
+fn buckets(state: &State, payload: Option<&Value>) -> Handled {
     let since = match payload.and_then(|p| p.get("since_timestamp")) {
-        None | Some(Value::Null) => return Err(client_error("missing parameter since_timestamp")),
+        None | Some(Value::Null) => return Err(bad("missing parameter since_timestamp")),
         Some(Value::String(s)) => parse_local_datetime(s),
         Some(_) => None,
     };
     let Some(since) = since else {
-        return Err(client_error("invalid date, must conform to ISO 8601"));
+        return Err(bad("invalid date, must conform to ISO 8601"));
     };
     let list: Vec<Value> = state
         .model
@@ -446,14 +551,21 @@ fn buckets(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
     Ok(Value::Array(list))
 }
 
-fn optout_status(state: &State, payload: Option<&Value>) -> Result<Value, Resp> {
-    let Some(ids) = payload.and_then(|p| p.get("advertising_ids")).and_then(Value::as_array) else {
-        return Err(client_error("Required Parameter Missing: advertising_ids"));
+fn optout_status(state: &State, payload: Option<&Value>) -> Handled {
+    let Some(ids) = payload
+        .and_then(|p| p.get("advertising_ids"))
+        .and_then(Value::as_array)
+    else {
+        return Err(bad("Required Parameter Missing: advertising_ids"));
     };
     if ids.len() > OPTOUT_STATUS_MAX {
-        return Err(client_error("Request payload is too large"));
+        return Err(bad("Request payload is too large"));
     }
-    let opted: std::collections::HashMap<String, ()> = state.optout_raw_ids().into_iter().map(|u| (u, ())).collect();
+    let opted: std::collections::HashMap<String, ()> = state
+        .optout_raw_ids()
+        .into_iter()
+        .map(|u| (u, ()))
+        .collect();
     let since = state.started_ms;
     let out: Vec<Value> = ids
         .iter()

@@ -28,7 +28,9 @@ pub fn write_json(dir: &Path, name: &str, value: &Value) -> Result<(), OutputErr
     let tmp = dir.join(format!(".{name}.tmp"));
     let text = serde_json::to_string_pretty(value).expect("a JSON value always serializes");
     fs::write(&tmp, text + "\n").map_err(io_err(&tmp))?;
-    fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io_err(&tmp))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(&tmp))?;
     let dest = dir.join(name);
     fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
     sync_dir(dir)
@@ -60,10 +62,16 @@ pub fn prepare_dir(dir: &Path, job: &Value, resume: bool) -> Result<(), OutputEr
         return Err(OutputError::NotEmpty { path: shown });
     }
     if non_empty {
-        let text = fs::read_to_string(dir.join(JOB_FILE))
-            .map_err(|_| OutputError::CannotResume { path: shown.clone(), why: format!("no {JOB_FILE}") })?;
-        let previous: Value = serde_json::from_str(&text)
-            .map_err(|e| OutputError::CannotResume { path: shown.clone(), why: format!("{JOB_FILE}: {e}") })?;
+        let text =
+            fs::read_to_string(dir.join(JOB_FILE)).map_err(|_| OutputError::CannotResume {
+                path: shown.clone(),
+                why: format!("no {JOB_FILE}"),
+            })?;
+        let previous: Value =
+            serde_json::from_str(&text).map_err(|e| OutputError::CannotResume {
+                path: shown.clone(),
+                why: format!("{JOB_FILE}: {e}"),
+            })?;
         if &previous != job {
             return Err(OutputError::CannotResume {
                 path: shown,

@@ -56,5 +56,8 @@ pub enum OutputError {
 }
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
-    move |source| OutputError::Io { path: path.display().to_string(), source }
+    move |source| OutputError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }

@@ -34,7 +34,10 @@ impl Schema {
     /// `mapped_at`. Both timestamps are UTC milliseconds (Parquet has no seconds unit);
     /// `refresh_from` always holds whole seconds, as the operator's `r` does.
     pub fn new(kind: OutputKind, kept: &[(String, DataType)]) -> Schema {
-        let mut fields = vec![Field::new("source", DataType::Utf8, false), Field::new("row", DataType::UInt64, false)];
+        let mut fields = vec![
+            Field::new("source", DataType::Utf8, false),
+            Field::new("row", DataType::UInt64, false),
+        ];
         fields.extend(kept.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
         fields.extend([
             Field::new("identity_type", DataType::Utf8, false),
@@ -46,10 +49,22 @@ impl Schema {
             fields.extend([
                 Field::new("raw_euid", DataType::Utf8, true),
                 Field::new("previous_raw_euid", DataType::Utf8, true),
-                Field::new("refresh_from", DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())), true),
-                Field::new("mapped_at", DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())), true),
+                Field::new(
+                    "refresh_from",
+                    DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+                    true,
+                ),
+                Field::new(
+                    "mapped_at",
+                    DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+                    true,
+                ),
             ]);
         }
-        Schema { arrow: Arc::new(arrow_schema::Schema::new(fields)), kind, kept: kept.len() }
+        Schema {
+            arrow: Arc::new(arrow_schema::Schema::new(fields)),
+            kind,
+            kept: kept.len(),
+        }
     }
 }

@@ -67,7 +67,10 @@ impl PartInfo {
     fn from_json(s: &str) -> Option<PartInfo> {
         let v: serde_json::Value = serde_json::from_str(s).ok()?;
         let pos = |k: &str| -> Option<Position> {
-            Some(Position { file: v[k][0].as_u64()? as usize, row: v[k][1].as_u64()? })
+            Some(Position {
+                file: v[k][0].as_u64()? as usize,
+                row: v[k][1].as_u64()?,
+            })
         };
         Some(PartInfo {
             part: v["part"].as_u64()? as u32,
@@ -103,14 +106,21 @@ pub fn committed_parts(dir: &Path) -> Result<Vec<PartInfo>, OutputError> {
             continue;
         }
         let path = entry.path();
-        let bad = |why: &str| OutputError::CannotResume { path: path.display().to_string(), why: why.to_string() };
+        let bad = |why: &str| OutputError::CannotResume {
+            path: path.display().to_string(),
+            why: why.to_string(),
+        };
         let file = File::open(&path).map_err(io_err(&path))?;
         let reader = SerializedFileReader::new(file).map_err(|e| bad(&e.to_string()))?;
         let info = reader
             .metadata()
             .file_metadata()
             .key_value_metadata()
-            .and_then(|kv| kv.iter().find(|k| k.key == PART_INFO_KEY).and_then(|k| k.value.clone()))
+            .and_then(|kv| {
+                kv.iter()
+                    .find(|k| k.key == PART_INFO_KEY)
+                    .and_then(|k| k.value.clone())
+            })
             .and_then(|v| PartInfo::from_json(&v))
             .ok_or_else(|| bad("part has no euid-map metadata"))?;
         parts.push(info);
@@ -143,7 +153,13 @@ impl DatasetWriter {
     /// Starts writing into `dir`, after the parts in `existing` (empty for a fresh run).
     /// `sources` are the input paths as given, by file index. A part is committed after about
     /// `part_rows` output rows.
-    pub fn new(dir: &Path, schema: Schema, sources: Vec<String>, part_rows: u64, existing: &[PartInfo]) -> DatasetWriter {
+    pub fn new(
+        dir: &Path,
+        schema: Schema,
+        sources: Vec<String>,
+        part_rows: u64,
+        existing: &[PartInfo],
+    ) -> DatasetWriter {
         let mut totals = StatusCounts::default();
         let mut input_rows = 0;
         for p in existing {
@@ -162,30 +178,56 @@ impl DatasetWriter {
         }
     }
 
-    /// Appends the output rows of one chunk.
+    /// Appends the output rows of one chunk. A chunk may be split across parts so that each
+    /// part holds about `part_rows` rows; parts always end on an input row boundary.
     ///
     /// # Errors
     /// Writing or committing a part failed.
     pub fn write(&mut self, r: &Resolved) -> Result<(), OutputError> {
-        let (batch, counts) = self.batch(r)?;
-        let start = Position { file: r.chunk.file, row: r.chunk.first_row };
-        let end = Position { file: r.chunk.file, row: r.chunk.first_row + r.chunk.len as u64 };
-        if self.open.is_none() {
-            self.open = Some(self.open_part(start)?);
-        }
-        let part = self.open.as_mut().expect("opened above");
-        let path = part.tmp.clone();
-        part.writer
-            .write(&batch)
-            .map_err(|e| OutputError::Parquet { path: path.display().to_string(), message: e.to_string() })?;
-        part.info.end = end;
-        part.info.rows += batch.num_rows() as u64;
-        part.info.input_rows += r.chunk.len as u64;
-        part.info.counts.merge(&counts);
-        self.totals.merge(&counts);
-        self.input_rows += r.chunk.len as u64;
-        if part.info.rows >= self.part_rows {
-            self.commit()?;
+        let (batch, statuses) = self.batch(r)?;
+        let c = &r.chunk;
+        let n = r.ids.len().checked_div(c.len).unwrap_or(1).max(1);
+        let mut done = 0usize; // input rows of this chunk already written
+        while done < c.len {
+            let start = Position {
+                file: c.file,
+                row: c.first_row + done as u64,
+            };
+            if self.open.is_none() {
+                self.open = Some(self.open_part(start)?);
+            }
+            let part = self.open.as_mut().expect("opened above");
+            let room = self
+                .part_rows
+                .saturating_sub(part.info.rows)
+                .div_ceil(n as u64)
+                .max(1) as usize;
+            let take = room.min(c.len - done);
+            let slice = batch.slice(done * n, take * n);
+            let path = part.tmp.clone();
+            part.writer
+                .write(&slice)
+                .map_err(|e| OutputError::Parquet {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+            let mut counts = StatusCounts::default();
+            statuses[done * n..(done + take) * n]
+                .iter()
+                .for_each(|s| counts.add(*s));
+            done += take;
+            part.info.end = Position {
+                file: c.file,
+                row: c.first_row + done as u64,
+            };
+            part.info.rows += slice.num_rows() as u64;
+            part.info.input_rows += take as u64;
+            part.info.counts.merge(&counts);
+            self.totals.merge(&counts);
+            self.input_rows += take as u64;
+            if part.info.rows >= self.part_rows {
+                self.commit()?;
+            }
         }
         Ok(())
     }
@@ -201,8 +243,20 @@ impl DatasetWriter {
             .set_created_by(format!("euid-map {}", env!("CARGO_PKG_VERSION")))
             .build();
         let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema.arrow), Some(props))
-            .map_err(|e| OutputError::Parquet { path: tmp.display().to_string(), message: e.to_string() })?;
-        Ok(OpenPart { writer, tmp, info: PartInfo { part: n, start, end: start, ..Default::default() } })
+            .map_err(|e| OutputError::Parquet {
+                path: tmp.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(OpenPart {
+            writer,
+            tmp,
+            info: PartInfo {
+                part: n,
+                start,
+                end: start,
+                ..Default::default()
+            },
+        })
     }
 
     /// Closes, syncs and renames the open part, if any.
@@ -213,8 +267,14 @@ impl DatasetWriter {
         let Some(mut part) = self.open.take() else {
             return Ok(None);
         };
-        let perr = |e: parquet::errors::ParquetError| OutputError::Parquet { path: part.tmp.display().to_string(), message: e.to_string() };
-        part.writer.append_key_value_metadata(KeyValue::new(PART_INFO_KEY.to_string(), part.info.to_json()));
+        let perr = |e: parquet::errors::ParquetError| OutputError::Parquet {
+            path: part.tmp.display().to_string(),
+            message: e.to_string(),
+        };
+        part.writer.append_key_value_metadata(KeyValue::new(
+            PART_INFO_KEY.to_string(),
+            part.info.to_json(),
+        ));
         let file = part.writer.into_inner().map_err(perr)?;
         file.sync_all().map_err(io_err(&part.tmp))?;
         let dest = self.dir.join(part_name(part.info.part));
@@ -223,9 +283,9 @@ impl DatasetWriter {
         Ok(Some(part.info))
     }
 
-    fn batch(&self, r: &Resolved) -> Result<(RecordBatch, StatusCounts), OutputError> {
+    fn batch(&self, r: &Resolved) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
         let c = &r.chunk;
-        let n = if c.len == 0 { 0 } else { r.ids.len() / c.len };
+        let n = r.ids.len().checked_div(c.len).unwrap_or(0);
         let rows = r.ids.len();
         let source = &self.sources[c.file];
         let mut src = StringBuilder::with_capacity(rows, rows * source.len());
@@ -239,7 +299,7 @@ impl DatasetWriter {
         let mut p = StringBuilder::new();
         let mut rf = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
         let mut at = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
-        let mut counts = StatusCounts::default();
+        let mut statuses = Vec::with_capacity(rows);
         let mut b64 = [0u8; HASH_B64_LEN];
         for (i, id) in r.ids.iter().enumerate() {
             src.append_value(source);
@@ -259,7 +319,7 @@ impl DatasetWriter {
                     MapOutcome::Failed(r) => (RowStatus::Failed, Some(r)),
                 },
             };
-            counts.add(st);
+            statuses.push(st);
             match &id.hashed {
                 Hashed::Ok(h) => {
                     h.encode_into(&mut b64);
@@ -271,7 +331,12 @@ impl DatasetWriter {
             reason.append_option(why);
             if map {
                 match outcome {
-                    Some(MapOutcome::Mapped { raw_euid, previous, refresh_from, mapped_at }) => {
+                    Some(MapOutcome::Mapped {
+                        raw_euid,
+                        previous,
+                        refresh_from,
+                        mapped_at,
+                    }) => {
                         u.append_value(raw_euid);
                         p.append_option(previous.as_deref());
                         rf.append_value(refresh_from.saturating_mul(1000));
@@ -298,8 +363,12 @@ impl DatasetWriter {
         } else {
             let idx = UInt32Array::from_iter_values((0..rows).map(|i| (i / n.max(1)) as u32));
             for k in &c.kept {
-                let taken = arrow_select::take::take(k.as_ref(), &idx, None)
-                    .map_err(|e| OutputError::Parquet { path: self.dir.display().to_string(), message: e.to_string() })?;
+                let taken = arrow_select::take::take(k.as_ref(), &idx, None).map_err(|e| {
+                    OutputError::Parquet {
+                        path: self.dir.display().to_string(),
+                        message: e.to_string(),
+                    }
+                })?;
                 cols.push(taken);
             }
         }
@@ -313,14 +382,19 @@ impl DatasetWriter {
             cols.push(Arc::new(rf.finish().with_timezone(super::schema::UTC)));
             cols.push(Arc::new(at.finish().with_timezone(super::schema::UTC)));
         }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema.arrow), cols)
-            .map_err(|e| OutputError::Parquet { path: self.dir.display().to_string(), message: e.to_string() })?;
-        Ok((batch, counts))
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema.arrow), cols).map_err(|e| {
+            OutputError::Parquet {
+                path: self.dir.display().to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok((batch, statuses))
     }
 }
 
 /// Makes renames in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), OutputError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
-

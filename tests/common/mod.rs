@@ -1,0 +1,153 @@
+//! Helpers shared by the integration tests: an in-process emulator with known credentials,
+//! raw envelope requests, and Parquet reading.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use base64::Engine;
+use euid_map::client::envelope::{decode_secret, Key};
+use euid_map::operator::{self, keys::Keys, Config, LocalOperator};
+
+pub const API_KEY: &str = "EUID-C-L-1-test.key";
+pub const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+pub fn config() -> Config {
+    let mut c = Config::demo(9);
+    c.keys = Keys::single(
+        &euid_map::config::Secret::new(API_KEY.into()),
+        &euid_map::config::Secret::new(SECRET.into()),
+    )
+    .unwrap();
+    c.buckets = 4096;
+    c.optout = HashSet::new();
+    c
+}
+
+pub async fn start(c: Config) -> LocalOperator {
+    operator::spawn_local(c).await.expect("loopback bind")
+}
+
+pub fn key() -> Key {
+    Key::new(&decode_secret(SECRET).unwrap())
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// POSTs raw bytes with the given headers; returns status, content type and body.
+pub async fn post(
+    url: &str,
+    auth: Option<&str>,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
+    let mut rb = reqwest::Client::new().post(url).body(body);
+    if let Some(a) = auth {
+        rb = rb.header("Authorization", a);
+    }
+    if let Some(ct) = content_type {
+        rb = rb.header("Content-Type", ct);
+    }
+    let r = rb.send().await.expect("request");
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, r.bytes().await.unwrap().to_vec())
+}
+
+/// Sends `json` in a binary envelope to `path`; returns status and the decrypted JSON (200)
+/// or the raw body (errors).
+pub async fn call(op: &LocalOperator, path: &str, json: &str) -> (u16, serde_json::Value) {
+    let k = key();
+    let (body, nonce) = k.seal_request(now_ms(), json.as_bytes());
+    let (status, ct, resp) = post(
+        &format!("{}{path}", op.base_url()),
+        Some(&format!("Bearer {API_KEY}")),
+        Some("application/octet-stream"),
+        body,
+    )
+    .await;
+    if status != 200 {
+        return (
+            status,
+            serde_json::from_slice(&resp).unwrap_or(serde_json::Value::String(
+                String::from_utf8_lossy(&resp).into(),
+            )),
+        );
+    }
+    let raw = if ct == "application/octet-stream" {
+        resp
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(resp)
+            .unwrap()
+    };
+    let opened = k.open_response(&raw).unwrap();
+    assert_eq!(opened.nonce, nonce, "the operator echoes the nonce");
+    let v: serde_json::Value = serde_json::from_slice(&opened.json).unwrap();
+    assert_eq!(v["status"], "success");
+    (status, v["body"].clone())
+}
+
+/// Reads every row of a dataset directory as JSON-like maps of column → string.
+pub fn read_dataset(dir: &Path) -> Vec<std::collections::BTreeMap<String, Option<String>>> {
+    use arrow_array::Array;
+    let mut parts: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .collect();
+    parts.sort();
+    let mut rows = Vec::new();
+    for p in parts {
+        let f = std::fs::File::open(&p).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let schema = batch.schema();
+            for i in 0..batch.num_rows() {
+                let mut row = std::collections::BTreeMap::new();
+                for (c, field) in schema.fields().iter().enumerate() {
+                    let col = batch.column(c);
+                    let v = if col.is_null(i) {
+                        None
+                    } else {
+                        Some(arrow_cast_string(col.as_ref(), i))
+                    };
+                    row.insert(field.name().clone(), v);
+                }
+                rows.push(row);
+            }
+        }
+    }
+    rows
+}
+
+fn arrow_cast_string(col: &dyn arrow_array::Array, i: usize) -> String {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMillisecondType, UInt64Type};
+    use arrow_schema::DataType;
+    match col.data_type() {
+        DataType::Utf8 => col.as_string::<i32>().value(i).to_string(),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(i).to_string(),
+        DataType::Int64 => col.as_primitive::<Int64Type>().value(i).to_string(),
+        DataType::Timestamp(_, _) => col
+            .as_primitive::<TimestampMillisecondType>()
+            .value(i)
+            .to_string(),
+        other => format!("<{other}>"),
+    }
+}
