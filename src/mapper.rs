@@ -9,7 +9,7 @@
 //! Batches hold at most `batch_size` identities (≤ 5,000); with 44-char hashes a full batch
 //! is about 235 KB of JSON, far below the 1 MiB body limit, which [`Batcher`] still checks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use crate::client::envelope::MIN_REQUEST_LEN;
 use crate::client::{wire, Client, ClientError, MAX_BODY_BYTES, MAX_ITEMS_PER_REQUEST};
 use crate::output::Resolved;
-use crate::record::{Hashed, IdentityHash, IdentityKind, MapOutcome};
+use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
 /// Chunks held while their answers are pending. Bounds the reorder buffer.
 const PENDING_CHUNKS: usize = 8;
@@ -75,6 +75,13 @@ pub struct MapperStats {
     pub answered: AtomicU64,
 }
 
+/// The rows waiting for one hash: (chunk sequence, identity index). Most hashes have one
+/// waiter, so the first is stored inline and only duplicates allocate.
+struct Waiters {
+    first: (u64, usize),
+    more: Vec<(u64, usize)>,
+}
+
 struct Pending {
     resolved: Resolved,
     outcomes: Vec<Option<MapOutcome>>,
@@ -84,8 +91,8 @@ struct Pending {
 /// Two-generation answer cache with a total cap.
 struct Cache {
     cap: usize,
-    young: HashMap<Key, MapOutcome>,
-    old: HashMap<Key, MapOutcome>,
+    young: DigestMap<Key, MapOutcome>,
+    old: DigestMap<Key, MapOutcome>,
 }
 
 impl Cache {
@@ -121,11 +128,11 @@ pub async fn run(
     let max_tasks = client.max_in_flight();
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut base_seq: u64 = 0;
-    let mut waiting: HashMap<Key, Vec<(u64, usize)>> = HashMap::new();
+    let mut waiting: DigestMap<Key, Waiters> = DigestMap::default();
     let mut cache = Cache {
         cap: cache_entries,
-        young: HashMap::new(),
-        old: HashMap::new(),
+        young: DigestMap::default(),
+        old: DigestMap::default(),
     };
     let mut batcher = Batcher::new(batch_size);
     let mut ready: VecDeque<Vec<Key>> = VecDeque::new();
@@ -191,11 +198,11 @@ pub async fn run(
                     remaining += 1;
                     match waiting.get_mut(&key) {
                         Some(w) => {
-                            w.push((seq, idx));
+                            w.more.push((seq, idx));
                             stats.deduplicated.fetch_add(1, Ordering::Relaxed);
                         }
                         None => {
-                            waiting.insert(key, vec![(seq, idx)]);
+                            waiting.insert(key, Waiters { first: (seq, idx), more: Vec::new() });
                             if let Some(full) = batcher.push(key) {
                                 ready.push_back(full);
                             }
@@ -208,7 +215,8 @@ pub async fn run(
                 let (batch, result) = joined.map_err(|e| ClientError::Config(format!("a mapping task failed: {e}")))?;
                 let answers = result?;
                 for (key, outcome) in batch.into_iter().zip(answers) {
-                    for (seq, idx) in waiting.remove(&key).unwrap_or_default() {
+                    let Some(w) = waiting.remove(&key) else { continue };
+                    for (seq, idx) in std::iter::once(w.first).chain(w.more) {
                         let p = &mut pending[(seq - base_seq) as usize];
                         p.outcomes[idx] = Some(outcome.clone());
                         p.remaining -= 1;

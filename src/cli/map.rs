@@ -35,8 +35,9 @@ pub struct MapArgs {
     /// Identities per request (at most 5,000, the documented maximum).
     #[arg(long, default_value_t = MAX_ITEMS_PER_REQUEST)]
     batch_size: usize,
-    /// Answers remembered to deduplicate repeated identities (memory ≈ 200 bytes each).
-    #[arg(long, default_value_t = 1_000_000)]
+    /// Answers remembered to deduplicate repeated identities (≈ 350 bytes each; a repeat
+    /// seen after its answer was evicted is sent again, never lost).
+    #[arg(long, default_value_t = 500_000)]
     dedupe_cache: usize,
 }
 

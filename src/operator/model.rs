@@ -114,6 +114,9 @@ pub struct Model {
     first_level: String,
     hashids: harsh::Harsh,
     state: Mutex<Buckets>,
+    always_optout: Vec<(IdentityKind, IdentityHash)>,
+    never_optout: Vec<(IdentityKind, IdentityHash)>,
+    optout: HashSet<IdentityHash>,
     /// Simulated ms added by `/ops/advance`.
     offset_ms: Mutex<i64>,
     wall_start: std::time::Instant,
@@ -170,7 +173,20 @@ impl Model {
             .length(9)
             .build()
             .expect("the default alphabet with a salt is a valid hashids setup");
+        let decode = |list: &[(IdentityKind, &str)]| -> Vec<(IdentityKind, IdentityHash)> {
+            list.iter()
+                .filter_map(|(k, h)| crate::normalize::decode_prehashed(h).ok().map(|h| (*k, h)))
+                .collect()
+        };
+        let optout = cfg
+            .optout
+            .iter()
+            .filter_map(|h| crate::normalize::decode_prehashed(h.trim()).ok())
+            .collect();
         Model {
+            always_optout: decode(&ALWAYS_OPTOUT),
+            never_optout: decode(&NEVER_OPTOUT),
+            optout,
             cfg,
             first_level,
             hashids,
@@ -206,19 +222,28 @@ impl Model {
         rotated
     }
 
-    fn salt(&self, bucket: usize, generation: u32) -> String {
-        let mut h = Sha256::new();
-        h.update(b"euid-map emulator salt");
-        h.update(self.cfg.seed.to_le_bytes());
-        h.update((bucket as u64).to_le_bytes());
-        h.update(generation.to_le_bytes());
-        STANDARD.encode(h.finalize())
+    /// The salt string of a bucket generation: 32 pseudo-random bytes from the seed, in
+    /// base64 (44 chars), like the operator's salts. Cheap (no SHA) since it is derived for
+    /// every identity mapped.
+    fn salt(&self, bucket: usize, generation: u32) -> [u8; 44] {
+        let mut x =
+            self.cfg.seed ^ ((bucket as u64) << 24) ^ (u64::from(generation) << 56) ^ 0x5EED_5A17;
+        let mut raw = [0u8; 32];
+        for chunk in raw.chunks_exact_mut(8) {
+            x = splitmix(x);
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        let mut out = [0u8; 44];
+        STANDARD
+            .encode_slice(raw, &mut out)
+            .expect("32 bytes encode to 44");
+        out
     }
 
-    fn raw_id(&self, kind: IdentityKind, flh_b64: &str, salt: &str) -> String {
+    fn raw_id(&self, kind: IdentityKind, flh_b64: &[u8; 44], salt: &[u8; 44]) -> String {
         let mut h = Sha256::new();
-        h.update(flh_b64.as_bytes());
-        h.update(salt.as_bytes());
+        h.update(flh_b64);
+        h.update(salt);
         let digest = h.finalize();
         match self.cfg.raw_id {
             RawIdFormat::V2 => STANDARD.encode(digest),
@@ -236,36 +261,36 @@ impl Model {
     }
 
     /// The first-level hash and bucket index of an identity.
-    pub fn locate(&self, hash: &IdentityHash) -> (String, usize) {
+    pub fn locate(&self, hash: &IdentityHash) -> ([u8; 44], usize) {
+        let mut b64 = [0u8; 44];
+        hash.encode_into(&mut b64);
         let mut h = Sha256::new();
-        h.update(hash.to_base64().as_bytes());
+        h.update(b64);
         h.update(self.first_level.as_bytes());
         let flh = h.finalize();
         let idx = ((flh[0] as usize) << 12) | ((flh[1] as usize) << 4) | (flh[2] as usize & 0x0F);
         let n = self.cfg.buckets.max(1);
         let idx = if n == PROD_BUCKETS { idx } else { idx % n };
-        (STANDARD.encode(flh), idx)
+        let mut out = [0u8; 44];
+        STANDARD
+            .encode_slice(flh, &mut out)
+            .expect("32 bytes encode to 44");
+        (out, idx)
     }
 
     /// Whether an identity is opted out (test identities first, then the configured set).
-    pub fn opted_out(&self, kind: IdentityKind, hash_b64: &str) -> bool {
-        if NEVER_OPTOUT
-            .iter()
-            .any(|(k, h)| *k == kind && *h == hash_b64)
-        {
+    pub fn opted_out(&self, kind: IdentityKind, hash: &IdentityHash) -> bool {
+        if self.never_optout.contains(&(kind, *hash)) {
             return false;
         }
-        ALWAYS_OPTOUT
-            .iter()
-            .any(|(k, h)| *k == kind && *h == hash_b64)
-            || self.cfg.optout.contains(hash_b64)
+        self.always_optout.contains(&(kind, *hash)) || self.optout.contains(hash)
     }
 
     /// Maps many identities under one snapshot of the buckets.
     pub fn map_many(&self, items: &[(IdentityKind, IdentityHash)]) -> Vec<Mapping> {
         self.catch_up();
         let now = self.now_ms();
-        let located: Vec<(String, usize)> = items.iter().map(|(_, h)| self.locate(h)).collect();
+        let located: Vec<([u8; 44], usize)> = items.iter().map(|(_, h)| self.locate(h)).collect();
         let snapshot: Vec<(u32, bool, i64, i64)> = {
             let st = self.state.lock().expect("bucket lock");
             located
@@ -286,7 +311,7 @@ impl Model {
             .zip(snapshot)
             .map(
                 |(((kind, hash), (flh, idx)), (gen, has_prev, last_updated, refresh_from))| {
-                    if self.opted_out(*kind, &hash.to_base64()) {
+                    if self.opted_out(*kind, hash) {
                         return Mapping::Optout;
                     }
                     let u = self.raw_id(*kind, &flh, &self.salt(idx, gen));

@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
 use super::faults::Fault;
 use super::keys::Client;
@@ -70,7 +72,7 @@ fn client_error(message: &str) -> Resp {
 }
 
 /// A handler's answer: the response body, or a ready error response.
-type Handled = Result<Value, Box<Resp>>;
+type Handled = Result<String, Box<Resp>>;
 
 fn bad(message: &str) -> Box<Resp> {
     Box::new(client_error(message))
@@ -271,7 +273,7 @@ async fn encrypted(
         Err(resp) => return Ok(*resp),
     };
     // 6. The encrypted 200.
-    let plain = json!({"status": "success", "body": body}).to_string();
+    let plain = format!("{{\"body\":{body},\"status\":\"success\"}}");
     let mut nonce = opened.nonce;
     if fault == Some(Fault::WrongNonce) {
         nonce[0] ^= 0xFF;
@@ -388,7 +390,7 @@ fn kind_of(key: &str) -> IdentityKind {
 }
 
 /// Maps the valid inputs of one request in one model call; `None` for invalid ones.
-fn map_inputs(state: &State, inputs: &[(&str, String)]) -> Vec<Option<Mapping>> {
+fn map_inputs(state: &State, inputs: &[(&str, Cow<'_, str>)]) -> Vec<Option<Mapping>> {
     let hashes: Vec<Option<IdentityHash>> =
         inputs.iter().map(|(k, v)| identity_hash(k, v)).collect();
     let valid: Vec<(IdentityKind, IdentityHash)> = inputs
@@ -420,7 +422,7 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Handled {
     if obj.is_empty() {
         return Err(bad(V3_MISSING));
     }
-    let mut inputs: Vec<(&str, String)> = Vec::new();
+    let mut inputs: Vec<(&str, Cow<'_, str>)> = Vec::new();
     let mut lens = [0usize; 4];
     for (k, v) in obj {
         let Some(slot) = KEYS.iter().position(|x| x == k) else {
@@ -431,9 +433,9 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Handled {
             Value::Array(items) => {
                 for item in items {
                     let s = match item {
-                        Value::String(s) => s.clone(),
-                        Value::Number(n) => n.to_string(),
-                        Value::Bool(b) => b.to_string(),
+                        Value::String(s) => Cow::Borrowed(s.as_str()),
+                        Value::Number(n) => Cow::Owned(n.to_string()),
+                        Value::Bool(b) => Cow::Owned(b.to_string()),
                         _ => return Err(bad(INCORRECT_FORMAT)),
                     };
                     inputs.push((KEYS[slot], s));
@@ -445,7 +447,7 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Handled {
     }
     if state
         .poison
-        .as_ref()
+        .as_deref()
         .is_some_and(|p| inputs.iter().any(|(_, v)| v == p))
     {
         return Err(bad(INCORRECT_FORMAT));
@@ -453,20 +455,40 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Handled {
     // Inputs are grouped by key in KEYS order for the positional answer.
     inputs.sort_by_key(|(k, _)| KEYS.iter().position(|x| x == k));
     let mut answers = map_inputs(state, &inputs).into_iter();
-    let mut body = Map::new();
+    // Written by hand: raw ids are base64 and need no escaping, and this is the emulator's
+    // hot path (a `serde_json::Value` per item cost more than the hashing).
+    let mut out = String::with_capacity(16 + inputs.len() * 120);
+    out.push('{');
     for (slot, key) in KEYS.iter().enumerate() {
-        let arr: Vec<Value> = (0..lens[slot])
-            .map(|_| match answers.next().flatten() {
+        if slot > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{key}\":[");
+        for i in 0..lens[slot] {
+            if i > 0 {
+                out.push(',');
+            }
+            match answers.next().flatten() {
                 Some(Mapping::Mapped {
                     u, p, refresh_ms, ..
-                }) => json!({"u": u, "p": p, "r": refresh_ms / 1000}),
-                Some(Mapping::Optout) => json!({"e": "optout"}),
-                None => json!({"e": "invalid identifier"}),
-            })
-            .collect();
-        body.insert((*key).to_string(), Value::Array(arr));
+                }) => {
+                    let _ = write!(out, "{{\"u\":\"{u}\",\"p\":");
+                    match p {
+                        Some(p) => {
+                            let _ = write!(out, "\"{p}\"");
+                        }
+                        None => out.push_str("null"),
+                    }
+                    let _ = write!(out, ",\"r\":{}}}", refresh_ms / 1000);
+                }
+                Some(Mapping::Optout) => out.push_str("{\"e\":\"optout\"}"),
+                None => out.push_str("{\"e\":\"invalid identifier\"}"),
+            }
+        }
+        out.push(']');
     }
-    Ok(Value::Object(body))
+    out.push('}');
+    Ok(out)
 }
 
 fn map_v2(state: &State, payload: Option<&Value>) -> Handled {
@@ -494,14 +516,14 @@ fn map_v2(state: &State, payload: Option<&Value>) -> Handled {
         return Err(bad(V2_MISSING));
     }
     let Some((key, items)) = chosen else {
-        return Ok(json!({"mapped": []}));
+        return Ok(json!({"mapped": []}).to_string());
     };
     let mut inputs = Vec::with_capacity(items.len());
     for item in items {
         match item {
-            Value::String(s) => inputs.push((key, s.clone())),
+            Value::String(s) => inputs.push((key, Cow::Borrowed(s.as_str()))),
             Value::Null => return Err(Box::new(unknown_error("v2"))),
-            other => inputs.push((key, other.to_string())),
+            other => inputs.push((key, Cow::Owned(other.to_string()))),
         }
     }
     let answers = map_inputs(state, &inputs);
@@ -519,7 +541,7 @@ fn map_v2(state: &State, payload: Option<&Value>) -> Handled {
     if !unmapped.is_empty() {
         body["unmapped"] = Value::Array(unmapped);
     }
-    Ok(body)
+    Ok(body.to_string())
 }
 
 /// Parses the operator's `since_timestamp`: ISO local date-time, taken as UTC.
@@ -548,7 +570,7 @@ fn buckets(state: &State, payload: Option<&Value>) -> Handled {
             json!({"bucket_id": state.model.bucket_id(i), "last_updated": t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()})
         })
         .collect();
-    Ok(Value::Array(list))
+    Ok(Value::Array(list).to_string())
 }
 
 fn optout_status(state: &State, payload: Option<&Value>) -> Handled {
@@ -573,5 +595,5 @@ fn optout_status(state: &State, payload: Option<&Value>) -> Handled {
         .filter(|id| opted.contains_key(*id))
         .map(|id| json!({"advertising_id": id, "opted_out_since": since}))
         .collect();
-    Ok(json!({"opted_out": out}))
+    Ok(json!({"opted_out": out}).to_string())
 }

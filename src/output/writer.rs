@@ -12,6 +12,7 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::schema::types::ColumnPath;
 
 use super::schema::{OutputKind, Schema};
 use super::{io_err, OutputError};
@@ -20,6 +21,8 @@ use crate::record::{Hashed, Identity, MapOutcome, RowStatus, StatusCounts, HASH_
 
 /// Footer metadata key under which each part records its [`PartInfo`].
 const PART_INFO_KEY: &str = "euid_map.part";
+/// Columns of random base64 text (no repeats to exploit).
+const RANDOM_COLUMNS: [&str; 3] = ["identity_hash", "raw_euid", "previous_raw_euid"];
 /// Rows per Parquet row group: bounds the writer's buffered memory (a few tens of MiB).
 const ROW_GROUP_ROWS: usize = 256 * 1024;
 
@@ -237,11 +240,18 @@ impl DatasetWriter {
         self.next_part += 1;
         let tmp = self.dir.join(format!(".{}.tmp", part_name(n)));
         let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("euid-map {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("euid-map {}", env!("CARGO_PKG_VERSION")));
+        // Hashes and raw ids are random base64: dictionaries and compression only cost CPU.
+        for col in RANDOM_COLUMNS {
+            let path = ColumnPath::from(col);
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_compression(path, Compression::UNCOMPRESSED);
+        }
+        let props = props.build();
         let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema.arrow), Some(props))
             .map_err(|e| OutputError::Parquet {
                 path: tmp.display().to_string(),
