@@ -33,5 +33,6 @@ pub mod output;
 pub mod pipeline;
 pub mod progress;
 pub mod record;
+pub mod refresh;
 
 pub use error::Error;

@@ -185,9 +185,14 @@ pub async fn run(
                     continue;
                 };
                 let seq = base_seq + pending.len() as u64;
-                let mut outcomes = vec![None; resolved.ids.len()];
+                let mut resolved = resolved;
+                // Answers filled upstream (rows `refresh` carries over) are kept as they are.
+                let mut outcomes = resolved.outcomes.take().unwrap_or_else(|| vec![None; resolved.ids.len()]);
                 let mut remaining = 0;
                 for (idx, id) in resolved.ids.iter().enumerate() {
+                    if outcomes[idx].is_some() {
+                        continue;
+                    }
                     let Hashed::Ok(h) = id.hashed else { continue };
                     let key = (id.kind, h);
                     if let Some(o) = cache.get(&key) {

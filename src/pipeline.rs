@@ -134,6 +134,7 @@ pub(crate) fn spawn_read_and_hash(
                 chunk.identities.clear(); // raw cells are not needed downstream
                 if hashed_tx
                     .send(Resolved {
+                        origin: None,
                         chunk,
                         ids,
                         outcomes: None,
@@ -159,7 +160,6 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
         columns,
         start,
         mut writer,
-        ..
     } = prepare(job, OutputKind::Hash, &description)?;
     let read_progress = Arc::new(ReadProgress::default());
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
@@ -193,11 +193,9 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     })
 }
 
-/// Everything `euid-map map` needs.
+/// How to reach the operator and how to batch: shared by `map` and `refresh`.
 #[derive(Debug, Clone)]
-pub struct MapConfig {
-    /// Inputs, columns, output.
-    pub job: JobConfig,
+pub struct MapSettings {
     /// The operator and how to talk to it. For `--env local` the base URL and credentials
     /// are replaced by the embedded emulator's.
     pub client: crate::client::ClientConfig,
@@ -211,61 +209,84 @@ pub struct MapConfig {
     pub cache_entries: usize,
 }
 
+/// Everything `euid-map map` needs.
+#[derive(Debug, Clone)]
+pub struct MapConfig {
+    /// Inputs, columns, output.
+    pub job: JobConfig,
+    /// Operator and batching.
+    pub mapping: MapSettings,
+}
+
+/// Runs an async job on a small runtime of its own (the CPU stages run on their own threads).
+pub(crate) fn block_on<T>(
+    f: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("euid-map-io")
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?
+        .block_on(f)
+}
+
 /// Runs `euid-map map`: read → hash → dedupe → batch → map → write.
 ///
 /// # Errors
 /// A run-level failure (bad input, authentication refused, clock skew, output I/O); parts
 /// committed before it stay for `--resume`, and `_SUCCESS` is not written.
 pub fn run_map(cfg: &MapConfig) -> Result<Summary, Error> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("euid-map-io")
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(run_map_async(cfg))
+    block_on(run_map_async(cfg))
 }
 
-async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
-    use crate::client::Client;
-    use crate::mapper::{self, MapperStats};
-    use std::sync::atomic::Ordering;
+/// A connected client, and the embedded operator behind it for `--env local`.
+pub(crate) struct Connection {
+    pub client: Arc<crate::client::Client>,
+    pub local: Option<crate::operator::LocalOperator>,
+}
 
-    let started = Instant::now();
-    let job = &cfg.job;
-    let mut client_cfg = cfg.client.clone();
-    let local = if cfg.embedded_operator {
-        let op = crate::operator::spawn_local(crate::operator::Config::demo(1))
-            .await
-            .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
-        client_cfg.base_url = op.base_url();
-        client_cfg.api_key =
-            crate::config::Secret::new(crate::operator::keys::DEMO_API_KEY.to_string());
-        client_cfg.secret =
-            crate::client::envelope::decode_secret(crate::operator::keys::DEMO_CLIENT_SECRET)
-                .map_err(Error::Config)?;
-        tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
-        Some(op)
-    } else {
-        None
-    };
-    // The environment is part of the job (integ and prod ids must never mix); the URL is
-    // not, so a run can resume against a restarted operator or another host of the same env.
-    let description = job.describe("map", serde_json::json!({"env": cfg.env}));
-    let Prepared {
-        columns,
-        start,
-        mut writer,
-        ..
-    } = prepare(job, OutputKind::Map, &description)?;
-    let client = Arc::new(Client::new(&client_cfg)?);
-    let mstats = Arc::new(MapperStats::default());
-    let read_progress = Arc::new(ReadProgress::default());
-    let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
-    let extra: crate::progress::Extra = {
+impl Connection {
+    /// Connects as `settings` say, starting the embedded operator if asked.
+    pub(crate) async fn open(settings: &MapSettings) -> Result<Connection, Error> {
+        let mut client_cfg = settings.client.clone();
+        let local = if settings.embedded_operator {
+            let op = crate::operator::spawn_local(crate::operator::Config::demo(1))
+                .await
+                .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
+            client_cfg.base_url = op.base_url();
+            client_cfg.api_key =
+                crate::config::Secret::new(crate::operator::keys::DEMO_API_KEY.to_string());
+            client_cfg.secret =
+                crate::client::envelope::decode_secret(crate::operator::keys::DEMO_CLIENT_SECRET)
+                    .map_err(Error::Config)?;
+            tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
+            Some(op)
+        } else {
+            None
+        };
+        Ok(Connection {
+            client: Arc::new(crate::client::Client::new(&client_cfg)?),
+            local,
+        })
+    }
+
+    /// Stops the embedded operator, if any.
+    pub(crate) async fn close(self) {
+        if let Some(op) = self.local {
+            op.stop().await;
+        }
+    }
+
+    /// Progress text: identities answered, requests, retries, 429s.
+    pub(crate) fn progress_extra(
+        &self,
+        mstats: &Arc<crate::mapper::MapperStats>,
+    ) -> crate::progress::Extra {
+        use std::sync::atomic::Ordering;
         let (cs, ms, t0) = (
-            Arc::clone(&client.stats),
-            Arc::clone(&mstats),
+            Arc::clone(&self.client.stats),
+            Arc::clone(mstats),
             Instant::now(),
         );
         Box::new(move || {
@@ -279,20 +300,45 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
                 cs.throttled.load(Ordering::Relaxed)
             )
         })
-    };
-    let progress = Progress::start(
-        job.quiet,
-        total_bytes,
-        Arc::clone(&read_progress),
-        Some(extra),
-    );
-    let (hashed_rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
+    }
 
+    /// The manifest fields every mapping run adds.
+    pub(crate) fn annotate(
+        &self,
+        manifest: &mut serde_json::Value,
+        settings: &MapSettings,
+        mstats: &crate::mapper::MapperStats,
+    ) {
+        use std::sync::atomic::Ordering;
+        manifest["environment"] = settings.env.clone().into();
+        manifest["base_url"] = if settings.embedded_operator {
+            "embedded local operator".into()
+        } else {
+            settings.client.base_url.clone().into()
+        };
+        manifest["unique_hashes_sent"] = mstats.unique_sent.load(Ordering::Relaxed).into();
+        manifest["deduplicated"] = mstats.deduplicated.load(Ordering::Relaxed).into();
+        manifest["client"] = self.client.stats.to_json();
+        manifest["peak_in_flight"] = self.client.peak_in_flight().into();
+    }
+}
+
+/// Maps every chunk `source` yields (identities already hashed; outcomes already filled are
+/// kept) and writes them in order. `tap` sees each chunk just before it is written.
+/// Returns the writer (parts not yet committed stay open) and the mapper's result.
+pub(crate) async fn map_and_write(
+    conn: &Connection,
+    settings: &MapSettings,
+    source: std::sync::mpsc::Receiver<Resolved>,
+    mut writer: DatasetWriter,
+    mstats: Arc<crate::mapper::MapperStats>,
+    mut tap: impl FnMut(&Resolved) + Send + 'static,
+) -> Result<DatasetWriter, Error> {
     let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<Resolved>(CHUNKS_IN_FLIGHT);
     let bridge = std::thread::Builder::new()
         .name("bridge".into())
         .spawn(move || {
-            for r in hashed_rx {
+            for r in source {
                 if to_mapper.blocking_send(r).is_err() {
                     break;
                 }
@@ -304,29 +350,67 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
         .name("writer".into())
         .spawn(move || -> Result<DatasetWriter, Error> {
             while let Some(r) = writer_rx.blocking_recv() {
+                tap(&r);
                 writer.write(&r)?;
             }
             Ok(writer)
         })
         .expect("spawning a thread only fails when the OS is out of resources");
-
-    let mapped = mapper::run(
-        Arc::clone(&client),
+    let mapped = crate::mapper::run(
+        Arc::clone(&conn.client),
         mapper_rx,
         to_writer,
-        cfg.batch_size,
-        cfg.cache_entries,
-        Arc::clone(&mstats),
+        settings.batch_size,
+        settings.cache_entries,
+        mstats,
     )
     .await;
-    // On a fatal error the mapper's receiver is dropped here, which unblocks the bridge,
-    // hasher and reader in turn; the writer sees its channel close.
-    let writer_result = tokio::task::spawn_blocking(move || writer_thread.join())
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|_| Error::Internal("writer thread panicked".into()))?;
-    let reader_result = tokio::task::spawn_blocking(move || {
+    // On a fatal error the mapper's receiver is dropped here, which unblocks the bridge and
+    // the producers behind it; the writer sees its channel close.
+    let written = tokio::task::spawn_blocking(move || {
         let _ = bridge.join();
+        writer_thread.join()
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+    .map_err(|_| Error::Internal("writer thread panicked".into()))?;
+    mapped?;
+    written
+}
+
+async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let job = &cfg.job;
+    let settings = &cfg.mapping;
+    let conn = Connection::open(settings).await?;
+    // The environment is part of the job (integ and prod ids must never mix); the URL is
+    // not, so a run can resume against a restarted operator or another host of the same env.
+    let description = job.describe("map", serde_json::json!({"env": settings.env}));
+    let Prepared {
+        columns,
+        start,
+        writer,
+    } = prepare(job, OutputKind::Map, &description)?;
+    let mstats = Arc::new(crate::mapper::MapperStats::default());
+    let read_progress = Arc::new(ReadProgress::default());
+    let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
+    let progress = Progress::start(
+        job.quiet,
+        total_bytes,
+        Arc::clone(&read_progress),
+        Some(conn.progress_extra(&mstats)),
+    );
+    let (hashed_rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
+    let written = map_and_write(
+        &conn,
+        settings,
+        hashed_rx,
+        writer,
+        Arc::clone(&mstats),
+        |_| {},
+    )
+    .await;
+    let read = tokio::task::spawn_blocking(move || {
         let _ = hasher.join();
         reader.join()
     })
@@ -334,24 +418,12 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     .map_err(|e| Error::Internal(e.to_string()))?
     .map_err(|_| Error::Internal("reader thread panicked".into()))?;
     progress.finish();
-    mapped?;
-    reader_result?;
-    let mut writer = writer_result?;
+    let mut writer = written?;
+    read?;
     writer.commit()?;
-    if let Some(op) = local {
-        op.stop().await;
-    }
     let mut manifest = manifest_base(job, "map", &writer, &columns, started);
-    manifest["environment"] = cfg.env.clone().into();
-    manifest["base_url"] = if cfg.embedded_operator {
-        "embedded local operator".into()
-    } else {
-        cfg.client.base_url.clone().into()
-    };
-    manifest["unique_hashes_sent"] = mstats.unique_sent.load(Ordering::Relaxed).into();
-    manifest["deduplicated"] = mstats.deduplicated.load(Ordering::Relaxed).into();
-    manifest["client"] = client.stats.to_json();
-    manifest["peak_in_flight"] = client.peak_in_flight().into();
+    conn.annotate(&mut manifest, settings, &mstats);
+    conn.close().await;
     output::Manifest(manifest.clone()).publish(&job.out_dir)?;
     Ok(Summary {
         counts: writer.totals.clone(),

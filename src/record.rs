@@ -87,12 +87,15 @@ pub enum InvalidReason {
     InvalidUtf8,
     /// The operator answered `invalid identifier` for a hash we considered valid.
     OperatorInvalid,
+    /// A reason read back from a previous run's output (`refresh` carries it over).
+    Recorded(std::sync::Arc<str>),
 }
 
 impl InvalidReason {
     /// The text of the output's `reason` column.
-    pub fn as_str(&self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
+            InvalidReason::Recorded(r) => r,
             InvalidReason::InvalidEmail => "invalid email",
             InvalidReason::InvalidPhone => "invalid phone",
             InvalidReason::BadHashLength => "bad hash length",

@@ -13,7 +13,7 @@ use crate::record::RowStatus;
 #[derive(Debug, Args)]
 pub(super) struct JobArgs {
     /// Input files: .csv, .tsv, .csv.gz, .tsv.gz or .parquet (several are read in order).
-    #[arg(required = true, value_name = "INPUT")]
+    #[arg(value_name = "INPUT")]
     inputs: Vec<String>,
     /// Output dataset directory (part-NNNNN.parquet, _manifest.json, _SUCCESS).
     #[arg(short, long, value_name = "OUT_DIR")]
@@ -50,6 +50,12 @@ pub(super) struct JobArgs {
 impl JobArgs {
     /// Validates the flags.
     pub(super) fn to_config(&self) -> anyhow::Result<JobConfig> {
+        anyhow::ensure!(!self.inputs.is_empty(), "give at least one INPUT file");
+        self.to_config_any()
+    }
+
+    /// Validates the flags; INPUT may be empty (`refresh` without today's export).
+    pub(super) fn to_config_any(&self) -> anyhow::Result<JobConfig> {
         let delimiter = match self.delimiter {
             None => None,
             Some(c) if c.is_ascii() => Some(c as u8),

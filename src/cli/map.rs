@@ -11,7 +11,7 @@ use super::common::{print_summary, JobArgs};
 use crate::client::envelope::decode_secret;
 use crate::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
 use crate::config::Secret;
-use crate::pipeline::MapConfig;
+use crate::pipeline::{MapConfig, MapSettings};
 use crate::record::RowStatus;
 
 /// Where the operator is.
@@ -43,7 +43,7 @@ pub struct MapArgs {
 
 /// Operator connection flags, shared with `refresh`.
 #[derive(Debug, Args)]
-pub(super) struct ClientArgs {
+pub struct ClientArgs {
     /// Environment: local (embedded emulator), integ or prod.
     #[arg(long, value_enum)]
     env: Option<Env>,
@@ -185,11 +185,13 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
     let (client, env, embedded_operator) = a.client.to_config()?;
     let cfg = MapConfig {
         job,
-        client,
-        env,
-        embedded_operator,
-        batch_size: a.batch_size,
-        cache_entries: a.dedupe_cache,
+        mapping: MapSettings {
+            client,
+            env,
+            embedded_operator,
+            batch_size: a.batch_size,
+            cache_entries: a.dedupe_cache,
+        },
     };
     let summary = crate::pipeline::run_map(&cfg)?;
     print_summary(&summary, &cfg.job.out_dir, cfg.job.quiet);

@@ -6,6 +6,7 @@ mod common;
 pub mod hash;
 pub mod map;
 pub mod operator;
+pub mod refresh;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ pub enum Command {
     Hash(hash::HashArgs),
     /// Map identities to raw EUIDs into a Parquet dataset.
     Map(map::MapArgs),
+    /// Nightly job: remap only what is due in a previous output, carry the rest.
+    Refresh(refresh::RefreshArgs),
     /// Run the local EUID operator emulator (never produces real EUIDs).
     Operator(operator::OperatorArgs),
 }
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Hash(a) => hash::run(a),
         Command::Map(a) => map::run(a),
+        Command::Refresh(a) => refresh::run(a),
         Command::Operator(a) => operator::run(a),
     }
 }

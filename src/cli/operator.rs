@@ -45,7 +45,7 @@ pub struct OperatorArgs {
     /// Simulated start time (RFC 3339); default now.
     #[arg(long, value_name = "RFC3339")]
     start_time: Option<String>,
-    /// File of opted-out identity hashes (base64 SHA-256), one per line.
+    /// File of opted-out identity hashes (base64 SHA-256), one per line; re-read when it changes.
     #[arg(long, value_name = "FILE")]
     optout_file: Option<PathBuf>,
     /// Accepted request clock skew, seconds.
@@ -96,16 +96,8 @@ pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
             .timestamp_millis(),
         None => chrono::Utc::now().timestamp_millis(),
     };
-    let mut optout = HashSet::new();
     if let Some(p) = &a.optout_file {
-        let text =
-            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        optout.extend(
-            text.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string),
-        );
+        std::fs::metadata(p).with_context(|| format!("--optout-file {}", p.display()))?;
     }
     let config = Config {
         keys,
@@ -117,7 +109,8 @@ pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
             RawIdFormat::V2
         },
         start_ms,
-        optout,
+        optout: HashSet::new(),
+        optout_file: a.optout_file.clone(),
         timestamp_window: Duration::from_secs(a.timestamp_window),
         admin: a.admin,
         rate_limit: a.rate_limit,

@@ -54,6 +54,8 @@ pub struct Config {
     pub start_ms: i64,
     /// Opted-out identity hashes (base64).
     pub optout: HashSet<String>,
+    /// A file of opted-out identity hashes (one base64 hash per line), re-read when it changes.
+    pub optout_file: Option<std::path::PathBuf>,
     /// Accepted clock skew.
     pub timestamp_window: Duration,
     /// Whether `/ops/advance` is enabled.
@@ -83,6 +85,7 @@ impl Config {
             raw_id: RawIdFormat::V2,
             start_ms: chrono::Utc::now().timestamp_millis(),
             optout: HashSet::new(),
+            optout_file: None,
             timestamp_window: DEFAULT_TIMESTAMP_WINDOW,
             admin: false,
             rate_limit: None,
@@ -110,27 +113,16 @@ pub(crate) struct State {
     poison: Option<String>,
     expire_after: Option<u64>,
     served: std::sync::atomic::AtomicU64,
-    optout: Vec<String>,
     started_ms: i64,
 }
 
 impl State {
     /// Raw ids (current and previous, both kinds) of every opted-out identity.
     fn optout_raw_ids(&self) -> Vec<String> {
-        use base64::Engine;
         let mut out = Vec::new();
-        for h in &self.optout {
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(h) else {
-                continue;
-            };
-            let Ok(arr) = <[u8; 32]>::try_from(bytes) else {
-                continue;
-            };
+        for h in self.model.optout_hashes() {
             for kind in [IdentityKind::Email, IdentityKind::Phone] {
-                out.extend(
-                    self.model
-                        .raw_ids_ignoring_optout(kind, &crate::record::IdentityHash(arr)),
-                );
+                out.extend(self.model.raw_ids_ignoring_optout(kind, &h));
             }
         }
         out
@@ -151,11 +143,6 @@ pub async fn serve(
 }
 
 fn build_state(config: Config) -> State {
-    let mut optout: Vec<String> = config.optout.iter().cloned().collect();
-    optout.extend([
-        "DYsnJ8r5+cjRDHue98gIGDKvLIMuqAm/RRLODrjqK50=".to_string(),
-        "313yQvZOTb0vjjEU7sTO/UWxGPzVppIbCyQEJEnfxLo=".to_string(),
-    ]);
     State {
         keys: config.keys,
         model: Model::new(ModelConfig {
@@ -164,6 +151,7 @@ fn build_state(config: Config) -> State {
             raw_id: config.raw_id,
             start_ms: config.start_ms,
             optout: config.optout,
+            optout_file: config.optout_file,
         }),
         metrics: Arc::new(Metrics::default()),
         faults: Injector::new(config.faults, config.seed),
@@ -176,7 +164,6 @@ fn build_state(config: Config) -> State {
         poison: config.poison,
         expire_after: config.expire_after,
         served: std::sync::atomic::AtomicU64::new(0),
-        optout,
         started_ms: chrono::Utc::now().timestamp_millis(),
     }
 }

@@ -79,6 +79,8 @@ pub struct ModelConfig {
     pub start_ms: i64,
     /// Identity hashes (base64) that are opted out, of either kind.
     pub optout: HashSet<String>,
+    /// A file of opted-out identity hashes, re-read whenever it changes.
+    pub optout_file: Option<std::path::PathBuf>,
 }
 
 /// A mapping answer for one identity.
@@ -116,7 +118,8 @@ pub struct Model {
     state: Mutex<Buckets>,
     always_optout: Vec<(IdentityKind, IdentityHash)>,
     never_optout: Vec<(IdentityKind, IdentityHash)>,
-    optout: HashSet<IdentityHash>,
+    optout: std::sync::RwLock<HashSet<IdentityHash>>,
+    optout_mtime: Mutex<Option<std::time::SystemTime>>,
     /// Simulated ms added by `/ops/advance`.
     offset_ms: Mutex<i64>,
     wall_start: std::time::Instant,
@@ -186,7 +189,8 @@ impl Model {
         Model {
             always_optout: decode(&ALWAYS_OPTOUT),
             never_optout: decode(&NEVER_OPTOUT),
-            optout,
+            optout: std::sync::RwLock::new(optout),
+            optout_mtime: Mutex::new(None),
             cfg,
             first_level,
             hashids,
@@ -283,12 +287,59 @@ impl Model {
         if self.never_optout.contains(&(kind, *hash)) {
             return false;
         }
-        self.always_optout.contains(&(kind, *hash)) || self.optout.contains(hash)
+        self.always_optout.contains(&(kind, *hash))
+            || self.optout.read().expect("optout lock").contains(hash)
+    }
+
+    /// Re-reads the opt-out file if it changed since the last read (one `stat` per call).
+    pub fn reload_optout(&self) {
+        let Some(path) = &self.cfg.optout_file else {
+            return;
+        };
+        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let mut last = self.optout_mtime.lock().expect("optout lock");
+        if mtime.is_none() || *last == mtime {
+            return;
+        }
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let set: HashSet<IdentityHash> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter_map(|l| crate::normalize::decode_prehashed(l).ok())
+                .collect();
+            let mut guard = self.optout.write().expect("optout lock");
+            *guard = set
+                .into_iter()
+                .chain(
+                    self.cfg
+                        .optout
+                        .iter()
+                        .filter_map(|h| crate::normalize::decode_prehashed(h).ok()),
+                )
+                .collect();
+            *last = mtime;
+        }
+    }
+
+    /// Every opted-out identity hash (configured and test identities).
+    pub fn optout_hashes(&self) -> Vec<IdentityHash> {
+        self.reload_optout();
+        let mut v: Vec<IdentityHash> = self
+            .optout
+            .read()
+            .expect("optout lock")
+            .iter()
+            .copied()
+            .collect();
+        v.extend(self.always_optout.iter().map(|(_, h)| *h));
+        v
     }
 
     /// Maps many identities under one snapshot of the buckets.
     pub fn map_many(&self, items: &[(IdentityKind, IdentityHash)]) -> Vec<Mapping> {
         self.catch_up();
+        self.reload_optout();
         let now = self.now_ms();
         let located: Vec<([u8; 44], usize)> = items.iter().map(|(_, h)| self.locate(h)).collect();
         let snapshot: Vec<(u32, bool, i64, i64)> = {
@@ -413,6 +464,7 @@ mod tests {
             raw_id: RawIdFormat::V2,
             start_ms: 1_767_225_600_000, // 2026-01-01
             optout: HashSet::new(),
+            optout_file: None,
         })
     }
 

@@ -18,7 +18,7 @@ mod writer;
 
 pub use manifest::{prepare_dir, write_json, Manifest, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE};
 pub use schema::{OutputKind, Schema};
-pub use writer::{committed_parts, DatasetWriter, PartInfo, Resolved};
+pub use writer::{committed_parts, DatasetWriter, Origin, PartInfo, Resolved};
 
 /// Errors of the output stage.
 #[derive(Debug, thiserror::Error)]

@@ -35,6 +35,18 @@ pub struct Resolved {
     pub ids: Vec<Identity>,
     /// For `map`: the answer for each identity whose hash is `Ok` (parallel to `ids`).
     pub outcomes: Option<Vec<Option<MapOutcome>>>,
+    /// The `source` and `row` columns, when they are not this chunk's own (rows `refresh`
+    /// carries from a previous run keep theirs). One value per output row.
+    pub origin: Option<Origin>,
+}
+
+/// Explicit `source` (Utf8) and `row` (UInt64) columns for a chunk's output rows.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The `source` column.
+    pub source: ArrayRef,
+    /// The `row` column.
+    pub row: ArrayRef,
 }
 
 /// What a committed part covers, stored in its footer.
@@ -297,7 +309,7 @@ impl DatasetWriter {
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(0);
         let rows = r.ids.len();
-        let source = &self.sources[c.file];
+        let source = self.sources.get(c.file).map_or("", String::as_str);
         let mut src = StringBuilder::with_capacity(rows, rows * source.len());
         let mut row = UInt64Builder::with_capacity(rows);
         let mut ty = StringBuilder::with_capacity(rows, rows * 5);
@@ -312,8 +324,10 @@ impl DatasetWriter {
         let mut statuses = Vec::with_capacity(rows);
         let mut b64 = [0u8; HASH_B64_LEN];
         for (i, id) in r.ids.iter().enumerate() {
-            src.append_value(source);
-            row.append_value(c.first_row + (i / n.max(1)) as u64);
+            if r.origin.is_none() {
+                src.append_value(source);
+                row.append_value(c.first_row + (i / n.max(1)) as u64);
+            }
             ty.append_value(id.kind.as_str());
             let outcome = r.outcomes.as_ref().and_then(|o| o[i].as_ref());
             let (st, why): (RowStatus, Option<&str>) = match (&id.hashed, outcome) {
@@ -367,7 +381,10 @@ impl DatasetWriter {
                 }
             }
         }
-        let mut cols: Vec<ArrayRef> = vec![Arc::new(src.finish()), Arc::new(row.finish())];
+        let mut cols: Vec<ArrayRef> = match &r.origin {
+            Some(o) => vec![Arc::clone(&o.source), Arc::clone(&o.row)],
+            None => vec![Arc::new(src.finish()), Arc::new(row.finish())],
+        };
         if n == 1 {
             cols.extend(c.kept.iter().cloned());
         } else {

@@ -1,0 +1,512 @@
+//! `euid-map refresh`: the nightly incremental job. Reads the previous output dataset as
+//! state; remaps only identities whose `refresh_from` has passed (or that failed, or are
+//! new or changed in today's export), carries every other row over unchanged, and writes a
+//! new dataset with the same guarantees as `map` (order, resume, exit codes, manifest).
+//!
+//! Two modes:
+//! - **state only** (`refresh --state PREV -o NEW`): the state streams through part by part,
+//!   so memory does not grow with its size.
+//! - **state + today's export** (`… INPUT... --key-col ID`): the export is streamed; the
+//!   state is indexed by key in memory (about 200 bytes per identity), which bounds the
+//!   state size this mode handles by the machine's memory.
+
+mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::config::JobConfig;
+use crate::error::Error;
+use crate::input::{self, Chunk, Position, ReadProgress};
+use crate::output::{self, DatasetWriter, Origin, OutputKind, Resolved, Schema};
+use crate::pipeline::{self, Connection, MapSettings, Summary, CHUNKS_IN_FLIGHT};
+use crate::progress::Progress;
+use crate::record::{Hashed, IdentityKind, MapOutcome};
+
+pub use state::StateRow;
+
+/// Everything `euid-map refresh` needs.
+#[derive(Debug, Clone)]
+pub struct RefreshConfig {
+    /// The previous run's output directory.
+    pub state: PathBuf,
+    /// Today's export (may be empty), columns, the new output directory.
+    pub job: JobConfig,
+    /// The column that identifies a customer, joining state and export.
+    pub key_col: Option<String>,
+    /// Keep customers that are gone from today's export.
+    pub keep_missing: bool,
+    /// What "now" is when deciding what is due, Unix ms.
+    pub now_ms: i64,
+    /// Operator and batching.
+    pub mapping: MapSettings,
+}
+
+/// What happened to one identity of the new dataset, for the manifest's counts.
+#[derive(Debug, Clone)]
+enum Plan {
+    /// Written with the previous answer.
+    Carried,
+    /// Remapped because it was due; the previous raw id.
+    Due(Option<Arc<str>>),
+    /// Remapped because the customer's value changed; the previous raw id.
+    Changed(Option<Arc<str>>),
+    /// Mapped for the first time.
+    New,
+    /// Invalid or missing: nothing to map.
+    Local,
+}
+
+/// Counts for the manifest (this invocation).
+#[derive(Debug, Default, Clone)]
+struct Tally {
+    carried: u64,
+    due: u64,
+    value_changed: u64,
+    new: u64,
+    changed_ids: u64,
+    newly_opted_out: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    fn note(&mut self, plans: &[Plan], r: &Resolved) {
+        let outcomes = r.outcomes.as_deref().unwrap_or(&[]);
+        for (i, plan) in plans.iter().enumerate() {
+            let new = outcomes.get(i).and_then(Option::as_ref);
+            let old = match plan {
+                Plan::Carried => {
+                    self.carried += 1;
+                    continue;
+                }
+                Plan::Local => continue,
+                Plan::New => {
+                    self.new += 1;
+                    continue;
+                }
+                Plan::Due(old) => {
+                    self.due += 1;
+                    old
+                }
+                Plan::Changed(old) => {
+                    self.value_changed += 1;
+                    old
+                }
+            };
+            match (old, new) {
+                (Some(o), Some(MapOutcome::Mapped { raw_euid, .. })) if **o != **raw_euid => {
+                    self.changed_ids += 1
+                }
+                (Some(_), Some(MapOutcome::Optout { .. })) => self.newly_opted_out += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn to_json(&self, requests: u64) -> serde_json::Value {
+        serde_json::json!({
+            "carried": self.carried,
+            "due": self.due,
+            "value_changed": self.value_changed,
+            "new": self.new,
+            "remapped": self.due + self.value_changed + self.new,
+            "changed_ids": self.changed_ids,
+            "newly_opted_out": self.newly_opted_out,
+            "dropped": self.dropped,
+            "requests": requests,
+        })
+    }
+}
+
+/// Runs `euid-map refresh`.
+///
+/// # Errors
+/// A run-level failure; committed parts stay for `--resume`, and `_SUCCESS` is not written.
+pub fn run_refresh(cfg: &RefreshConfig) -> Result<Summary, Error> {
+    pipeline::block_on(run_async(cfg))
+}
+
+type Plans = Vec<Plan>;
+
+/// Where a producer sends chunks, and beside them (same order) their plans for the tally.
+struct Sinks {
+    chunks: SyncSender<Resolved>,
+    plans: SyncSender<Plans>,
+}
+
+impl Sinks {
+    /// Sends one chunk; `false` when the consumer is gone.
+    fn send(&self, r: Resolved, plans: Plans) -> bool {
+        self.plans.send(plans).is_ok() && self.chunks.send(r).is_ok()
+    }
+}
+
+/// Turns a state batch into a chunk to map: carried answers filled in, due ones left empty,
+/// `source` and `row` kept from the state.
+fn state_chunk(
+    file: usize,
+    first_row: u64,
+    batch: &arrow_array::RecordBatch,
+    kept: &[(String, arrow_schema::DataType)],
+    now_ms: i64,
+) -> (Resolved, Plans) {
+    let rows = state::decode(batch, now_ms);
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut plans = Vec::with_capacity(rows.len());
+    for r in rows {
+        // Every row of the state that is not due is carried, invalid and missing ones too.
+        plans.push(match (&r.identity.hashed, r.due) {
+            (Hashed::Ok(_), true) => Plan::Due(r.old_raw.clone()),
+            _ => Plan::Carried,
+        });
+        ids.push(r.identity);
+        outcomes.push(r.carried);
+    }
+    let col = |n: &str| {
+        batch
+            .column_by_name(n)
+            .cloned()
+            .expect("checked by state::kept_columns")
+    };
+    let chunk = Chunk {
+        file,
+        first_row,
+        len: batch.num_rows(),
+        identities: Vec::new(),
+        broken: Vec::new(),
+        kept: kept.iter().map(|(n, _)| col(n)).collect(),
+    };
+    let origin = Some(Origin {
+        source: col("source"),
+        row: col("row"),
+    });
+    (
+        Resolved {
+            chunk,
+            ids,
+            outcomes: Some(outcomes),
+            origin,
+        },
+        plans,
+    )
+}
+
+/// Streams state rows from `skip` on (optionally only those `keep` accepts) as chunks.
+fn send_state(
+    parts: &[PathBuf],
+    file: usize,
+    skip: u64,
+    kept: &[(String, arrow_schema::DataType)],
+    now_ms: i64,
+    keep: &dyn Fn(&arrow_array::RecordBatch, usize) -> bool,
+    sinks: &Sinks,
+) -> Result<(), Error> {
+    let mut out_row = 0u64; // position among the rows this pass emits
+    state::for_each_batch(parts, |_, batch| -> Result<bool, Error> {
+        let mask: Vec<usize> = (0..batch.num_rows()).filter(|&i| keep(&batch, i)).collect();
+        let batch = if mask.len() == batch.num_rows() {
+            batch
+        } else {
+            let idx = arrow_array::UInt32Array::from_iter_values(mask.iter().map(|&i| i as u32));
+            let cols = batch
+                .columns()
+                .iter()
+                .map(|c| arrow_select::take::take(c.as_ref(), &idx, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            arrow_array::RecordBatch::try_new(batch.schema(), cols)
+                .map_err(|e| Error::Internal(e.to_string()))?
+        };
+        let n = batch.num_rows() as u64;
+        let first = out_row;
+        out_row += n;
+        if out_row <= skip || n == 0 {
+            return Ok(true);
+        }
+        let batch = if first < skip {
+            batch.slice((skip - first) as usize, (out_row - skip) as usize)
+        } else {
+            batch
+        };
+        let first = first.max(skip);
+        let (resolved, plans) = state_chunk(file, first, &batch, kept, now_ms);
+        Ok(sinks.send(resolved, plans))
+    })
+}
+
+struct Entry {
+    kind: IdentityKind,
+    row: StateRow,
+    used: bool,
+}
+
+async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let job = &cfg.job;
+    let parts = state::parts(&cfg.state)?;
+    let kept = state::kept_columns(&cfg.state, &parts)?;
+    let description = job.describe(
+        "refresh",
+        serde_json::json!({
+            "env": cfg.mapping.env,
+            "state": cfg.state.display().to_string(),
+            "key_col": cfg.key_col,
+            "keep_missing": cfg.keep_missing,
+        }),
+    );
+    let conn = Connection::open(&cfg.mapping).await?;
+    let mstats = Arc::new(crate::mapper::MapperStats::default());
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let (tx, rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let (plans_tx, plans_rx) = sync_channel::<Plans>(CHUNKS_IN_FLIGHT * 4);
+    let sinks = Sinks {
+        chunks: tx,
+        plans: plans_tx,
+    };
+    let read_progress = Arc::new(ReadProgress::default());
+    let now_ms = cfg.now_ms;
+
+    let (columns, writer, producer): (
+        Vec<input::ResolvedColumns>,
+        DatasetWriter,
+        std::thread::JoinHandle<Result<(), Error>>,
+    ) = if job.inputs.is_empty() {
+        if cfg.key_col.is_some() {
+            return Err(Error::Config(
+                "--key-col joins today's export with the state: give the export's INPUT files too"
+                    .into(),
+            ));
+        }
+        output::prepare_dir(&job.out_dir, &description, job.resume)?;
+        let committed = output::committed_parts(&job.out_dir)?;
+        let start = committed.last().map(|p| p.end).unwrap_or_default();
+        let writer = DatasetWriter::new(
+            &job.out_dir,
+            Schema::new(OutputKind::Map, &kept),
+            vec![cfg.state.display().to_string()],
+            job.part_rows,
+            &committed,
+        );
+        let kept2 = kept.clone();
+        let producer = std::thread::Builder::new()
+            .name("state".into())
+            .spawn(move || send_state(&parts, 0, start.row, &kept2, now_ms, &|_, _| true, &sinks))
+            .expect("spawning a thread only fails when the OS is out of resources");
+        (Vec::new(), writer, producer)
+    } else {
+        let key_col = cfg.key_col.clone().ok_or_else(|| {
+            Error::Config("with INPUT files, --key-col names the column that identifies a customer (e.g. customer_id)".into())
+        })?;
+        if !kept.iter().any(|(n, _)| *n == key_col) {
+            return Err(Error::Config(format!(
+                "the state has no column {key_col:?}: it must have been kept with --keep-col {key_col} (state columns kept: {})",
+                kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let mut job = job.clone();
+        if !job.columns.keep.contains(&key_col) {
+            job.columns.keep.insert(0, key_col.clone());
+        }
+        let key_idx = job
+            .columns
+            .keep
+            .iter()
+            .position(|k| *k == key_col)
+            .expect("inserted above");
+        // The state's index by key.
+        let mut index: HashMap<String, Vec<Entry>> = HashMap::new();
+        state::for_each_batch(&parts, |_, batch| -> Result<bool, Error> {
+            let keys = batch
+                .column_by_name(&key_col)
+                .cloned()
+                .expect("checked above");
+            for (i, row) in state::decode(&batch, now_ms).into_iter().enumerate() {
+                if let Some(k) = state::key_at(&keys, i) {
+                    index.entry(k).or_default().push(Entry {
+                        kind: row.identity.kind,
+                        row,
+                        used: false,
+                    });
+                }
+            }
+            Ok(true)
+        })?;
+        let columns = input::resolve_all(&job.inputs, &job.columns)?;
+        let out_kept = columns
+            .first()
+            .map(|c| c.keep_types.clone())
+            .unwrap_or_default();
+        output::prepare_dir(&job.out_dir, &description, job.resume)?;
+        let committed = output::committed_parts(&job.out_dir)?;
+        let start = committed.last().map(|p| p.end).unwrap_or_default();
+        // Keys of today's export already written by an interrupted run count as seen. A part
+        // holds export rows first, then (once the export is done) rows of missing customers,
+        // one output row each: only the leading export rows count.
+        let n_inputs = job.inputs.len();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for p in &committed {
+            let from_export = if p.start.file >= n_inputs {
+                0
+            } else if p.end.file < n_inputs {
+                p.rows
+            } else {
+                p.rows.saturating_sub(p.end.row)
+            };
+            let mut left = from_export as usize;
+            let path = job.out_dir.join(format!("part-{:05}.parquet", p.part));
+            state::for_each_batch(&[path], |_, batch| -> Result<bool, Error> {
+                let take = left.min(batch.num_rows());
+                if let Some(keys) = batch.column_by_name(&key_col) {
+                    seen.extend((0..take).filter_map(|i| state::key_at(keys, i)));
+                }
+                left -= take;
+                Ok(left > 0)
+            })?;
+        }
+        let mut sources: Vec<String> = job.inputs.iter().map(|f| f.given.clone()).collect();
+        sources.push(cfg.state.display().to_string());
+        let writer = DatasetWriter::new(
+            &job.out_dir,
+            Schema::new(OutputKind::Map, &out_kept),
+            sources,
+            job.part_rows,
+            &committed,
+        );
+        let (hashed_rx, reader, hasher) = pipeline::spawn_read_and_hash(
+            &job,
+            &columns,
+            start.min(Position {
+                file: n_inputs,
+                row: 0,
+            }),
+            Arc::clone(&read_progress),
+        );
+        let keep_missing = cfg.keep_missing;
+        let tally2 = Arc::clone(&tally);
+        let kept2 = kept.clone();
+        let producer = std::thread::Builder::new()
+            .name("join".into())
+            .spawn(move || -> Result<(), Error> {
+                for mut r in hashed_rx {
+                    let keys = Arc::clone(&r.chunk.kept[key_idx]);
+                    let n = r.ids.len().checked_div(r.chunk.len).unwrap_or(0);
+                    let mut outcomes = vec![None; r.ids.len()];
+                    let mut plans = Vec::with_capacity(r.ids.len());
+                    for k in 0..r.chunk.len {
+                        let key = state::key_at(&keys, k);
+                        let mut entries = key.as_ref().and_then(|k| index.get_mut(k));
+                        if let Some(k) = key {
+                            seen.insert(k);
+                        }
+                        for j in 0..n {
+                            let id = &r.ids[k * n + j];
+                            let Hashed::Ok(h) = id.hashed else {
+                                plans.push(Plan::Local);
+                                continue;
+                            };
+                            let entry = entries.as_mut().and_then(|es| {
+                                es.iter_mut().find(|e| e.kind == id.kind && !e.used)
+                            });
+                            let plan = match entry {
+                                None => Plan::New,
+                                Some(e) => {
+                                    e.used = true;
+                                    match (&e.row.identity.hashed, &e.row.carried) {
+                                        (Hashed::Ok(old), Some(c)) if *old == h => {
+                                            outcomes[k * n + j] = Some(c.clone());
+                                            Plan::Carried
+                                        }
+                                        (Hashed::Ok(old), None) if *old == h => {
+                                            Plan::Due(e.row.old_raw.clone())
+                                        }
+                                        _ => Plan::Changed(e.row.old_raw.clone()),
+                                    }
+                                }
+                            };
+                            plans.push(plan);
+                        }
+                    }
+                    r.outcomes = Some(outcomes);
+                    if !sinks.send(r, plans) {
+                        return Ok(());
+                    }
+                }
+                let read = hasher
+                    .join()
+                    .map_err(|_| Error::Internal("hasher thread panicked".into()))
+                    .and(
+                        reader
+                            .join()
+                            .map_err(|_| Error::Internal("reader thread panicked".into())),
+                    );
+                read??;
+                // Customers gone from today's export.
+                let missing: std::collections::HashSet<&String> =
+                    index.keys().filter(|k| !seen.contains(*k)).collect();
+                if keep_missing {
+                    let skip = if start.file == n_inputs { start.row } else { 0 };
+                    let keep = |b: &arrow_array::RecordBatch, i: usize| {
+                        b.column_by_name(&key_col)
+                            .and_then(|c| state::key_at(c, i))
+                            .is_some_and(|k| missing.contains(&k))
+                    };
+                    send_state(&parts, n_inputs, skip, &kept2, now_ms, &keep, &sinks)?;
+                } else {
+                    let dropped: usize = missing.iter().map(|k| index[*k].len()).sum();
+                    tally2.lock().expect("tally lock").dropped = dropped as u64;
+                }
+                Ok(())
+            })
+            .expect("spawning a thread only fails when the OS is out of resources");
+        (columns, writer, producer)
+    };
+
+    let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
+    let progress = Progress::start(
+        job.quiet,
+        total_bytes,
+        Arc::clone(&read_progress),
+        Some(conn.progress_extra(&mstats)),
+    );
+    let tally_w = Arc::clone(&tally);
+    let tap = move |r: &Resolved| {
+        if let Ok(plans) = plans_rx.recv() {
+            tally_w.lock().expect("tally lock").note(&plans, r);
+        }
+    };
+    let written =
+        pipeline::map_and_write(&conn, &cfg.mapping, rx, writer, Arc::clone(&mstats), tap).await;
+    let produced = tokio::task::spawn_blocking(move || producer.join())
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|_| Error::Internal("state reader panicked".into()))?;
+    progress.finish();
+    let mut writer = written?;
+    produced?;
+    writer.commit()?;
+    let mut manifest = pipeline::manifest_base(job, "refresh", &writer, &columns, started);
+    conn.annotate(&mut manifest, &cfg.mapping, &mstats);
+    let requests = conn
+        .client
+        .stats
+        .requests
+        .load(std::sync::atomic::Ordering::Relaxed);
+    manifest["state"] = cfg.state.display().to_string().into();
+    manifest["now"] = chrono::DateTime::from_timestamp_millis(cfg.now_ms)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
+        .into();
+    manifest["refresh"] = tally.lock().expect("tally lock").to_json(requests);
+    conn.close().await;
+    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
+    Ok(Summary {
+        counts: writer.totals.clone(),
+        input_rows: writer.input_rows,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        manifest,
+    })
+}

@@ -1,0 +1,412 @@
+//! End to end: `refresh` against the emulator and its simulated clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/customers.csv");
+
+type Row = BTreeMap<String, Option<String>>;
+
+struct Operator {
+    child: Child,
+    url: String,
+}
+
+impl Operator {
+    fn start(extra: &[&str]) -> Operator {
+        let mut child = Command::new(BIN)
+            .args([
+                "operator",
+                "--listen",
+                "127.0.0.1:0",
+                "--buckets",
+                "65536",
+                "--admin",
+                "--start-time",
+                "2026-03-01T12:00:00Z",
+            ])
+            .args(extra)
+            .env("EUID_API_KEY", common::API_KEY)
+            .env("EUID_CLIENT_SECRET", common::SECRET)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("operator prints its address").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Operator { child, url }
+    }
+
+    fn http(&self, post: bool, path: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = format!("{}{path}", self.url);
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            let r = if post {
+                c.post(url).send().await
+            } else {
+                c.get(url).send().await
+            };
+            r.unwrap().text().await.unwrap()
+        })
+    }
+
+    fn requested(&self) -> f64 {
+        euid_map::operator::metrics::sample(
+            &self.http(false, "/metrics"),
+            "euid_emulator_identity_map_inputs_sum",
+        )
+        .unwrap_or(0.0)
+    }
+
+    /// Advances the simulated clock; returns the new simulated now (RFC 3339).
+    fn advance(&self, days: u32) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.http(true, &format!("/ops/advance?days={days}"))).unwrap();
+        chrono::DateTime::from_timestamp_millis(v["now_ms"].as_i64().unwrap())
+            .unwrap()
+            .to_rfc3339()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("EUID_API_KEY", common::API_KEY)
+        .env("EUID_CLIENT_SECRET", common::SECRET)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("_manifest.json")).unwrap()).unwrap()
+}
+
+fn ms(v: &Option<String>) -> i64 {
+    v.as_ref().unwrap().parse().unwrap()
+}
+
+fn due_unique(rows: &[Row], now: &str) -> usize {
+    let now = chrono::DateTime::parse_from_rfc3339(now)
+        .unwrap()
+        .timestamp_millis();
+    rows.iter()
+        .filter(|r| r["status"].as_deref() == Some("mapped") && ms(&r["refresh_from"]) <= now)
+        .map(|r| (r["identity_type"].clone(), r["identity_hash"].clone()))
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+#[test]
+fn refresh_remaps_only_what_is_due_carries_the_rest_and_honours_new_optouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let optout = tmp.path().join("optout.txt");
+    std::fs::write(&optout, "").unwrap();
+    let op = Operator::start(&["--optout-file", optout.to_str().unwrap()]);
+    let d = |n: &str| tmp.path().join(n);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    ok(&run(&[
+        "map",
+        FIXTURE,
+        "-o",
+        &s(&d("day0")),
+        "--base-url",
+        &op.url,
+        "--keep-col",
+        "customer_id",
+        "-q",
+    ]));
+    let day0 = common::read_dataset(&d("day0"));
+
+    // Day 10: only identities whose refresh_from has passed are sent.
+    let now10 = op.advance(10);
+    let before = op.requested();
+    ok(&run(&[
+        "refresh",
+        "--state",
+        &s(&d("day0")),
+        "-o",
+        &s(&d("day10")),
+        "--base-url",
+        &op.url,
+        "--now",
+        &now10,
+        "-q",
+    ]));
+    let due = due_unique(&day0, &now10);
+    assert!(
+        due > 0 && due < 15_000,
+        "some but not all identities are due on day 10: {due}"
+    );
+    assert_eq!(
+        op.requested() - before,
+        due as f64,
+        "the emulator saw exactly the due identities"
+    );
+    let day10 = common::read_dataset(&d("day10"));
+    assert_eq!(day10.len(), day0.len());
+    let now10_ms = chrono::DateTime::parse_from_rfc3339(&now10)
+        .unwrap()
+        .timestamp_millis();
+    let mut carried = 0;
+    for (a, b) in day0.iter().zip(&day10) {
+        let was_due =
+            a["status"].as_deref() == Some("mapped") && ms(&a["refresh_from"]) <= now10_ms;
+        if !was_due {
+            assert_eq!(a, b, "carried rows are identical, mapped_at included");
+            carried += 1;
+        } else {
+            assert_eq!(
+                (
+                    &a["source"],
+                    &a["row"],
+                    &a["customer_id"],
+                    &a["identity_hash"]
+                ),
+                (
+                    &b["source"],
+                    &b["row"],
+                    &b["customer_id"],
+                    &b["identity_hash"]
+                )
+            );
+            assert!(
+                ms(&b["refresh_from"]) > now10_ms,
+                "a remapped row gets a new refresh time"
+            );
+        }
+    }
+    let m = manifest(&d("day10"));
+    assert_eq!(m["refresh"]["carried"], carried);
+    assert_eq!(m["refresh"]["requests"], m["client"]["requests"]);
+
+    // Day 40, refreshing the refresh: buckets rotated; opt an identity out meanwhile.
+    let victim = day10
+        .iter()
+        .find(|r| {
+            r["status"].as_deref() == Some("mapped")
+                && r["identity_type"].as_deref() == Some("email")
+        })
+        .unwrap()
+        .clone();
+    writeln!(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&optout)
+            .unwrap(),
+        "{}",
+        victim["identity_hash"].as_ref().unwrap()
+    )
+    .unwrap();
+    let now40 = op.advance(30);
+    ok(&run(&[
+        "refresh",
+        "--state",
+        &s(&d("day10")),
+        "-o",
+        &s(&d("day40")),
+        "--base-url",
+        &op.url,
+        "--now",
+        &now40,
+        "-q",
+    ]));
+    let day40 = common::read_dataset(&d("day40"));
+    ok(&run(&[
+        "map",
+        FIXTURE,
+        "-o",
+        &s(&d("fresh40")),
+        "--base-url",
+        &op.url,
+        "--keep-col",
+        "customer_id",
+        "-q",
+    ]));
+    let fresh = common::read_dataset(&d("fresh40"));
+    let mut rotated = 0;
+    for ((old, new), f) in day10.iter().zip(&day40).zip(&fresh) {
+        if new["identity_hash"] == victim["identity_hash"]
+            && new["identity_type"] == victim["identity_type"]
+        {
+            assert_eq!(new["status"].as_deref(), Some("optout"));
+            assert_eq!(
+                new["raw_euid"], None,
+                "an opted-out identity loses its raw id"
+            );
+            continue;
+        }
+        assert_eq!(
+            new["raw_euid"], f["raw_euid"],
+            "refresh matches what a fresh map returns"
+        );
+        assert_eq!(new["status"], f["status"]);
+        if old["status"].as_deref() == Some("mapped") && new["raw_euid"] != old["raw_euid"] {
+            rotated += 1;
+            assert_eq!(
+                new["previous_raw_euid"], old["raw_euid"],
+                "the old raw id is the previous one"
+            );
+        }
+    }
+    assert!(rotated > 0, "some identities rotated within 40 days");
+    let m = manifest(&d("day40"));
+    assert_eq!(m["refresh"]["changed_ids"], rotated);
+    assert_eq!(
+        m["refresh"]["newly_opted_out"].as_u64().unwrap() as usize,
+        day10
+            .iter()
+            .filter(|r| r["identity_hash"] == victim["identity_hash"]
+                && r["identity_type"] == victim["identity_type"])
+            .count()
+    );
+}
+
+#[test]
+fn refresh_with_todays_export_maps_new_and_changed_customers_and_drops_gone_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&[]);
+    let d = |n: &str| tmp.path().join(n);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let yesterday = d("yesterday.csv");
+    let today = d("today.csv");
+    std::fs::write(
+        &yesterday,
+        "customer_id,email\n1,a@example.com\n2,b@example.com\n3,c@example.com\n4,d@example.com\n",
+    )
+    .unwrap();
+    std::fs::write(&today, "customer_id,email\n2,b@example.com\n3,c.new@example.com\n1,a@example.com\n5,e@example.com\n").unwrap();
+    ok(&run(&[
+        "map",
+        &s(&yesterday),
+        "-o",
+        &s(&d("s0")),
+        "--base-url",
+        &op.url,
+        "--keep-col",
+        "customer_id",
+        "-q",
+    ]));
+    let now = op.advance(0);
+    let before = op.requested();
+    ok(&run(&[
+        "refresh",
+        "--state",
+        &s(&d("s0")),
+        "-o",
+        &s(&d("s1")),
+        &s(&today),
+        "--key-col",
+        "customer_id",
+        "--base-url",
+        &op.url,
+        "--now",
+        &now,
+        "-q",
+    ]));
+    assert_eq!(
+        op.requested() - before,
+        2.0,
+        "only the changed (3) and new (5) customers are sent"
+    );
+    let s0: HashMap<String, Row> = common::read_dataset(&d("s0"))
+        .into_iter()
+        .map(|r| (r["customer_id"].clone().unwrap(), r))
+        .collect();
+    let s1 = common::read_dataset(&d("s1"));
+    let ids: Vec<&str> = s1
+        .iter()
+        .map(|r| r["customer_id"].as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["2", "3", "1", "5"],
+        "today's order; customer 4 dropped"
+    );
+    assert_eq!(s1[0]["raw_euid"], s0["2"]["raw_euid"]);
+    assert_eq!(
+        s1[0]["mapped_at"], s0["2"]["mapped_at"],
+        "carried, not remapped"
+    );
+    assert_ne!(s1[1]["identity_hash"], s0["3"]["identity_hash"]);
+    assert!(s1.iter().all(|r| r["status"].as_deref() == Some("mapped")));
+    let m = manifest(&d("s1"))["refresh"].clone();
+    assert_eq!(
+        (
+            m["carried"].as_u64(),
+            m["value_changed"].as_u64(),
+            m["new"].as_u64(),
+            m["dropped"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1), Some(1))
+    );
+
+    ok(&run(&[
+        "refresh",
+        "--state",
+        &s(&d("s0")),
+        "-o",
+        &s(&d("s2")),
+        &s(&today),
+        "--key-col",
+        "customer_id",
+        "--keep-missing",
+        "--base-url",
+        &op.url,
+        "--now",
+        &now,
+        "-q",
+    ]));
+    let s2 = common::read_dataset(&d("s2"));
+    let ids: Vec<&str> = s2
+        .iter()
+        .map(|r| r["customer_id"].as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["2", "3", "1", "5", "4"],
+        "--keep-missing keeps customer 4 at the end"
+    );
+    assert_eq!(s2[4], s0["4"], "kept as it was");
+
+    let o = run(&[
+        "refresh",
+        "--state",
+        &s(&d("s0")),
+        "-o",
+        &s(&d("s3")),
+        &s(&today),
+        "--base-url",
+        &op.url,
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--key-col"));
+}
