@@ -97,6 +97,8 @@ pub(crate) fn manifest_base(
         "counts": writer.totals.to_json(),
         "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
         "rows_per_s": if elapsed > 0.0 { (writer.input_rows as f64 / elapsed).round() } else { 0.0 },
+        "started_at": (chrono::Utc::now() - chrono::Duration::milliseconds((elapsed * 1000.0) as i64))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "finished_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
 }
@@ -207,6 +209,16 @@ pub struct MapSettings {
     pub batch_size: usize,
     /// Answers kept for deduplication.
     pub cache_entries: usize,
+}
+
+impl MapSettings {
+    /// The dataset this API writes (v2 adds `bucket_id`).
+    pub fn output_kind(&self) -> OutputKind {
+        match self.client.api {
+            crate::client::Api::V3 => OutputKind::Map,
+            crate::client::Api::V2 => OutputKind::MapV2,
+        }
+    }
 }
 
 /// Everything `euid-map map` needs.
@@ -390,7 +402,7 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
         columns,
         start,
         writer,
-    } = prepare(job, OutputKind::Map, &description)?;
+    } = prepare(job, settings.output_kind(), &description)?;
     let mstats = Arc::new(crate::mapper::MapperStats::default());
     let read_progress = Arc::new(ReadProgress::default());
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();

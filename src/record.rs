@@ -237,8 +237,10 @@ pub enum MapOutcome {
         raw_euid: std::sync::Arc<str>,
         /// Previous raw EUID (`p`), for 90 days after a rotation.
         previous: Option<std::sync::Arc<str>>,
-        /// Refresh time (`r`), Unix seconds.
-        refresh_from: i64,
+        /// Refresh time (`r`), Unix seconds (v3 only).
+        refresh_from: Option<i64>,
+        /// Salt bucket id (legacy v2 only).
+        bucket_id: Option<std::sync::Arc<str>>,
         /// When the answer arrived, Unix milliseconds.
         mapped_at: i64,
     },

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use euid_map::client::envelope::decode_secret;
-use euid_map::client::{Client, ClientConfig, ClientError, RetryPolicy};
+use euid_map::client::{Api, Client, ClientConfig, ClientError, RetryPolicy};
 use euid_map::config::Secret;
 use euid_map::operator::faults::FaultPlan;
 use euid_map::record::{IdentityHash, IdentityKind, MapOutcome};
@@ -22,6 +22,7 @@ fn client_for(op: &euid_map::operator::LocalOperator, concurrency: usize) -> Cli
         concurrency,
         rps: None,
         timeout: Duration::from_secs(5),
+        api: Api::V3,
         retry: RetryPolicy {
             max_retries: 30,
             base: Duration::from_millis(1),
@@ -152,6 +153,7 @@ async fn wrong_key_is_fatal_at_once() {
         concurrency: 4,
         rps: Some(NonZeroU32::new(1000).unwrap()),
         timeout: Duration::from_secs(5),
+        api: Api::V3,
         retry: RetryPolicy::default(),
     })
     .unwrap();
@@ -208,6 +210,7 @@ async fn a_batch_that_keeps_failing_is_reported_failed_not_dropped() {
         concurrency: 2,
         rps: None,
         timeout: Duration::from_secs(5),
+        api: Api::V3,
         retry: RetryPolicy::default(),
     };
     client_cfg.retry = RetryPolicy {

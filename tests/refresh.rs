@@ -28,8 +28,6 @@ impl Operator {
                 "--buckets",
                 "65536",
                 "--admin",
-                "--start-time",
-                "2026-03-01T12:00:00Z",
             ])
             .args(extra)
             .env("EUID_API_KEY", common::API_KEY)
@@ -90,7 +88,7 @@ impl Drop for Operator {
     }
 }
 
-fn run(args: &[&str]) -> Output {
+fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(BIN)
         .args(args)
         .env("EUID_API_KEY", common::API_KEY)
@@ -409,4 +407,192 @@ fn refresh_with_todays_export_maps_new_and_changed_customers_and_drops_gone_ones
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--key-col"));
+}
+
+#[test]
+fn legacy_v2_map_stores_bucket_ids_and_refresh_remaps_only_rotated_buckets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&[]);
+    let d = |n: &str| tmp.path().join(n);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    ok(&run(&[
+        "map",
+        FIXTURE,
+        "-o",
+        &s(&d("v2day0")),
+        "--base-url",
+        &op.url,
+        "--api",
+        "v2",
+        "--keep-col",
+        "customer_id",
+        "-q",
+    ]));
+    let day0 = common::read_dataset(&d("v2day0"));
+    let mapped: Vec<&Row> = day0
+        .iter()
+        .filter(|r| r["status"].as_deref() == Some("mapped"))
+        .collect();
+    assert!(mapped.len() > 15_000);
+    assert!(mapped
+        .iter()
+        .all(|r| r["bucket_id"].as_ref().is_some_and(|b| b.len() >= 10)
+            && r["refresh_from"].is_none()));
+    assert_eq!(
+        day0.iter()
+            .filter(|r| r["status"].as_deref() == Some("optout"))
+            .count(),
+        8
+    );
+
+    let now = op.advance(40);
+    ok(&run(&[
+        "map",
+        FIXTURE,
+        "-o",
+        &s(&d("v2fresh")),
+        "--base-url",
+        &op.url,
+        "--api",
+        "v2",
+        "--keep-col",
+        "customer_id",
+        "-q",
+    ]));
+    let fresh = common::read_dataset(&d("v2fresh"));
+    let rotated: HashSet<(Option<String>, Option<String>)> = day0
+        .iter()
+        .zip(&fresh)
+        .filter(|(a, b)| a["status"].as_deref() == Some("mapped") && a["raw_euid"] != b["raw_euid"])
+        .map(|(a, _)| (a["identity_type"].clone(), a["identity_hash"].clone()))
+        .collect();
+    assert!(!rotated.is_empty());
+    let before = op.requested();
+    ok(&run(&[
+        "refresh",
+        "--state",
+        &s(&d("v2day0")),
+        "-o",
+        &s(&d("v2day40")),
+        "--base-url",
+        &op.url,
+        "--api",
+        "v2",
+        "--now",
+        &now,
+        "-q",
+    ]));
+
+    assert_eq!(
+        op.requested() - before,
+        rotated.len() as f64,
+        "only identities in rotated buckets are remapped"
+    );
+    let day40 = common::read_dataset(&d("v2day40"));
+    for ((old, new), f) in day0.iter().zip(&day40).zip(&fresh) {
+        assert_eq!(new["raw_euid"], f["raw_euid"], "matches a fresh v2 map");
+        assert_eq!(new["bucket_id"], f["bucket_id"]);
+        if !rotated.contains(&(old["identity_type"].clone(), old["identity_hash"].clone())) {
+            assert_eq!(old, new, "rows in unrotated buckets are carried unchanged");
+        }
+    }
+    let o = run(&[
+        "refresh",
+        "--state",
+        &s(&d("day-none")),
+        "-o",
+        &s(&d("x")),
+        "--base-url",
+        &op.url,
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn an_interrupted_refresh_resumes_to_the_rows_of_a_clean_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let input = d("big.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    writeln!(f, "customer_id,email,phone").unwrap();
+    for i in 0..70_000u64 {
+        writeln!(f, "{i},person{i}@example.com,+33{:010}", i * 7919).unwrap();
+    }
+    drop(f);
+    // Two emulators with the same seed and start time answer identically; the first stops
+    // accepting the key after 240 requests (the map takes 140).
+    let start = ["--start-time", "2026-06-01T12:00:00Z"];
+    let a = Operator::start(&[&start[..], &["--expire-after", "240"]].concat());
+    let b = Operator::start(&start);
+    let args = |state: &Path, out: &Path, url: &str, now: &str| -> Vec<String> {
+        [
+            "refresh",
+            "--state",
+            &s(state),
+            "-o",
+            &s(out),
+            "--base-url",
+            url,
+            "--now",
+            now,
+            "--batch-size",
+            "1000",
+            "--concurrency",
+            "1",
+            "--part-rows",
+            "30000",
+            "-q",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect()
+    };
+    ok(&run(&[
+        "map",
+        &s(&input),
+        "-o",
+        &s(&d("s0")),
+        "--base-url",
+        &a.url,
+        "--batch-size",
+        "1000",
+        "--keep-col",
+        "customer_id",
+        "-q",
+    ]));
+    let _ = a.advance(40);
+    let now = b.advance(40);
+    let o = run(&args(&d("s0"), &d("r1"), &a.url, &now));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        !euid_map::output::committed_parts(&d("r1"))
+            .unwrap()
+            .is_empty(),
+        "parts were committed before the key expired"
+    );
+    let mut resumed = args(&d("s0"), &d("r1"), &b.url, &now);
+    resumed.push("--resume".into());
+    ok(&run(&resumed));
+    ok(&run(&args(&d("s0"), &d("r2"), &b.url, &now)));
+    let strip = |rows: Vec<Row>| -> Vec<Row> {
+        rows.into_iter()
+            .map(|mut r| {
+                r.remove("mapped_at");
+                r
+            })
+            .collect()
+    };
+    let (r1, r2) = (
+        strip(common::read_dataset(&d("r1"))),
+        strip(common::read_dataset(&d("r2"))),
+    );
+    assert_eq!(r2.len(), 140_000);
+    assert!(r1 == r2, "same rows, no duplicates, no gaps");
 }

@@ -76,6 +76,20 @@ pub struct ClientArgs {
     /// Retries per batch before its identities are marked failed.
     #[arg(long, default_value_t = 8)]
     max_retries: u32,
+    /// Identity-map API. v3 is the default and the only one public EUID serves (v2 was
+    /// deprecated on 30 September 2026); v2 is for private operators that still serve it,
+    /// and stores each identity's bucket_id for `refresh --api v2`.
+    #[arg(long, value_enum, default_value_t = ApiArg::V3)]
+    api: ApiArg,
+}
+
+/// `--api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    /// /v3/identity/map (default).
+    V3,
+    /// Legacy /v2/identity/map and /v2/identity/buckets.
+    V2,
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -140,6 +154,10 @@ impl ClientArgs {
                 concurrency: self.concurrency,
                 rps: self.rps.and_then(NonZeroU32::new),
                 timeout: Duration::from_secs(self.timeout.max(1)),
+                api: match self.api {
+                    ApiArg::V3 => crate::client::Api::V3,
+                    ApiArg::V2 => crate::client::Api::V2,
+                },
                 retry: RetryPolicy {
                     max_retries: self.max_retries,
                     ..RetryPolicy::default()

@@ -117,6 +117,18 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retry schedule.
     pub retry: RetryPolicy,
+    /// Which identity-map API to call.
+    pub api: Api,
+}
+
+/// The identity-map API version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `/v3/identity/map` (current; gives `r`).
+    V3,
+    /// `/v2/identity/map` and `/v2/identity/buckets` (deprecated by public EUID on
+    /// 30 September 2026; for private operators that still serve them).
+    V2,
 }
 
 /// Counters for progress and the manifest.
@@ -188,7 +200,10 @@ impl ClientStats {
 /// The identity-map client. Cheap to share behind an `Arc`; all batches of a run use one.
 pub struct Client {
     http: reqwest::Client,
-    url: String,
+    v3_url: String,
+    v2_url: String,
+    buckets_url: String,
+    api: Api,
     key: envelope::Key,
     limiter: Option<governor::DefaultDirectRateLimiter>,
     window: rate_limit::Window,
@@ -201,7 +216,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("url", &self.url)
+            .field("url", &self.v3_url)
             .finish_non_exhaustive()
     }
 }
@@ -219,7 +234,10 @@ impl Client {
         )?;
         Ok(Client {
             http,
-            url: format!("{}/v3/identity/map", cfg.base_url.trim_end_matches('/')),
+            v3_url: format!("{}/v3/identity/map", cfg.base_url.trim_end_matches('/')),
+            v2_url: format!("{}/v2/identity/map", cfg.base_url.trim_end_matches('/')),
+            buckets_url: format!("{}/v2/identity/buckets", cfg.base_url.trim_end_matches('/')),
+            api: cfg.api,
             key: envelope::Key::new(&cfg.secret),
             limiter: cfg.rps.map(rate_limit::limiter),
             window: rate_limit::Window::new(cfg.concurrency.clamp(1, MAX_CONCURRENCY)),
@@ -286,12 +304,90 @@ impl Client {
         &self,
         items: &[(IdentityKind, IdentityHash)],
     ) -> Result<Vec<MapOutcome>, ClientError> {
-        let started = Instant::now();
+        if self.api == Api::V2 {
+            return self.map_v2(items).await;
+        }
         let (json, order) = wire::request_json(items);
+        let out = self
+            .with_retries(|| async {
+                let answer = self.exchange(&self.v3_url, &json).await?;
+                parse_answer(&answer, &order, items.len())
+            })
+            .await?;
+        self.stats
+            .identities
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    /// Legacy v2: one request per identity type, answers correlated by the echoed identifier.
+    async fn map_v2(
+        &self,
+        items: &[(IdentityKind, IdentityHash)],
+    ) -> Result<Vec<MapOutcome>, ClientError> {
+        let mut out: Vec<Option<MapOutcome>> = vec![None; items.len()];
+        for (kind, key) in [
+            (IdentityKind::Email, "email_hash"),
+            (IdentityKind::Phone, "phone_hash"),
+        ] {
+            let idx: Vec<usize> = (0..items.len()).filter(|&i| items[i].0 == kind).collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let hashes: Vec<String> = idx.iter().map(|&i| items[i].1.to_base64()).collect();
+            let json =
+                serde_json::to_vec(&serde_json::json!({ key: hashes })).expect("strings serialize");
+            let answers = self
+                .with_retries(|| async {
+                    let answer = self.exchange(&self.v2_url, &json).await?;
+                    wire::parse_v2(&answer, &hashes)
+                })
+                .await?;
+            for (i, a) in idx.into_iter().zip(answers) {
+                out[i] = Some(a);
+            }
+        }
+        self.stats
+            .identities
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every identity is of one of the two kinds"))
+            .collect())
+    }
+
+    /// Salt buckets rotated since `since` (legacy v2 `/v2/identity/buckets`), as
+    /// (bucket id, last updated in Unix ms).
+    ///
+    /// # Errors
+    /// The request failed after retries, or the answer is not the buckets shape.
+    pub async fn rotated_buckets(&self, since_ms: i64) -> Result<Vec<(String, i64)>, ClientError> {
+        let since = chrono::DateTime::from_timestamp_millis(since_ms)
+            .ok_or_else(|| ClientError::Config("the state's time is out of range".into()))?
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S%.3f")
+            .to_string();
+        let json = serde_json::to_vec(&serde_json::json!({ "since_timestamp": since }))
+            .expect("serializes");
+        self.with_retries(|| async {
+            let answer = self.exchange(&self.buckets_url, &json).await?;
+            wire::parse_buckets(&answer)
+        })
+        .await
+    }
+
+    /// Runs `op` until it succeeds, the error is final, or the retry budget is spent; backs
+    /// the window off on 429/503. Each call of `op` must build a fresh envelope.
+    async fn with_retries<T, F, Fut>(&self, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let started = Instant::now();
         let mut attempt = 0u32;
         let mut skew_retried = false;
         loop {
-            let err = match self.attempt(&json, &order, items.len()).await {
+            let err = match op().await {
                 Ok(out) => {
                     self.window.success();
                     return Ok(out);
@@ -323,24 +419,20 @@ impl Client {
                 attempt,
                 cause = err.cause(),
                 wait_ms = wait.as_millis() as u64,
-                "retrying batch"
+                "retrying"
             );
             tokio::time::sleep(wait).await;
             attempt += 1;
         }
     }
 
-    async fn attempt(
-        &self,
-        json: &[u8],
-        order: &[usize],
-        n: usize,
-    ) -> Result<Vec<MapOutcome>, ClientError> {
+    /// One attempt: waits for the rate limiter and a window slot, seals `json` in a fresh
+    /// envelope, posts it, and returns the decrypted JSON of the answer (nonce checked).
+    async fn exchange(&self, url: &str, json: &[u8]) -> Result<Vec<u8>, ClientError> {
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
         let _slot = self.window.acquire().await;
-        // A fresh envelope (time, IV, nonce) for every attempt.
         let (body, nonce) = self
             .key
             .seal_request(chrono::Utc::now().timestamp_millis(), json);
@@ -350,7 +442,7 @@ impl Client {
             .bytes_sent
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         let t0 = Instant::now();
-        let answer = http::post(&self.http, &self.url, body).await;
+        let answer = http::post(&self.http, url, body).await;
         self.stats.latency(t0.elapsed().as_secs_f64() * 1000.0);
         let answer = answer?;
         self.stats
@@ -370,9 +462,7 @@ impl Client {
         if opened.nonce != nonce {
             return Err(ClientError::NonceMismatch);
         }
-        let out = parse_answer(&opened.json, order, n)?;
-        self.stats.identities.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(out)
+        Ok(opened.json)
     }
 }
 
@@ -408,9 +498,11 @@ fn parse_answer(json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome
             (Some(u), _) => MapOutcome::Mapped {
                 raw_euid: Arc::from(u.as_str()),
                 previous: item.p.as_deref().map(Arc::from),
-                refresh_from: item
-                    .r
-                    .ok_or_else(|| ClientError::BadResponse("mapped item without r".into()))?,
+                bucket_id: None,
+                refresh_from: Some(
+                    item.r
+                        .ok_or_else(|| ClientError::BadResponse("mapped item without r".into()))?,
+                ),
                 mapped_at: at,
             },
             (None, Some(e)) if e == "optout" => MapOutcome::Optout { mapped_at: at },
@@ -437,7 +529,7 @@ mod tests {
         let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"u":"U1","p":null,"r":5},{"e":"optout"}],"phone":[],"phone_hash":[{"e":"new reason"}]}}"#;
         let out = parse_answer(json, &[2, 0, 1], 3).expect("parses");
         assert!(
-            matches!(&out[2], MapOutcome::Mapped { raw_euid, previous: None, refresh_from: 5, .. } if &**raw_euid == "U1")
+            matches!(&out[2], MapOutcome::Mapped { raw_euid, previous: None, refresh_from: Some(5), .. } if &**raw_euid == "U1")
         );
         assert!(matches!(out[0], MapOutcome::Optout { .. }));
         assert_eq!(out[1], MapOutcome::Unmapped(Arc::from("new reason")));

@@ -80,6 +80,99 @@ pub struct Item {
     pub e: Option<String>,
 }
 
+/// Parses a v2 answer (`mapped` / `unmapped`, correlated by the echoed `identifier`) into
+/// one outcome per sent hash, in order.
+///
+/// # Errors
+/// The shape is wrong, or an identifier is answered twice or not at all.
+pub fn parse_v2(
+    json: &[u8],
+    sent: &[String],
+) -> Result<Vec<crate::record::MapOutcome>, super::ClientError> {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use crate::record::MapOutcome;
+    let bad = |m: &str| super::ClientError::BadResponse(m.to_string());
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|_| bad("not JSON"))?;
+    if v["status"] != "success" {
+        return Err(bad("status is not success"));
+    }
+    let at = chrono::Utc::now().timestamp_millis();
+    let mut answers: HashMap<&str, MapOutcome> = HashMap::with_capacity(sent.len());
+    for m in v["body"]["mapped"]
+        .as_array()
+        .ok_or_else(|| bad("no mapped list"))?
+    {
+        let (Some(id), Some(u)) = (m["identifier"].as_str(), m["advertising_id"].as_str()) else {
+            return Err(bad("mapped item without identifier or advertising_id"));
+        };
+        answers.insert(
+            id,
+            MapOutcome::Mapped {
+                raw_euid: Arc::from(u),
+                previous: None,
+                refresh_from: None,
+                bucket_id: m["bucket_id"].as_str().map(Arc::from),
+                mapped_at: at,
+            },
+        );
+    }
+    for m in v["body"]["unmapped"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+    {
+        let (Some(id), Some(reason)) = (m["identifier"].as_str(), m["reason"].as_str()) else {
+            return Err(bad("unmapped item without identifier or reason"));
+        };
+        let o = match reason {
+            "optout" => MapOutcome::Optout { mapped_at: at },
+            "invalid identifier" => MapOutcome::Invalid,
+            other => MapOutcome::Unmapped(Arc::from(other)),
+        };
+        answers.insert(id, o);
+    }
+    if answers.len() != sent.len() {
+        return Err(bad("the answer does not cover every identifier sent"));
+    }
+    sent.iter()
+        .map(|s| {
+            answers
+                .remove(s.as_str())
+                .ok_or_else(|| bad("an identifier is missing from the answer"))
+        })
+        .collect()
+}
+
+/// Parses a `/v2/identity/buckets` answer into (bucket id, last updated Unix ms).
+///
+/// # Errors
+/// The shape or a time is wrong.
+pub fn parse_buckets(json: &[u8]) -> Result<Vec<(String, i64)>, super::ClientError> {
+    let bad = |m: &str| super::ClientError::BadResponse(m.to_string());
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|_| bad("not JSON"))?;
+    if v["status"] != "success" {
+        return Err(bad("status is not success"));
+    }
+    v["body"]
+        .as_array()
+        .ok_or_else(|| bad("buckets body is not an array"))?
+        .iter()
+        .map(|b| {
+            let id = b["bucket_id"]
+                .as_str()
+                .ok_or_else(|| bad("bucket without id"))?;
+            let t = b["last_updated"]
+                .as_str()
+                .ok_or_else(|| bad("bucket without last_updated"))?;
+            let t = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
+                .map_err(|_| bad("bad last_updated"))?;
+            Ok((id.to_string(), t.and_utc().timestamp_millis()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,8 @@ pub enum OutputKind {
     Hash,
     /// `euid-map map` / `refresh`: hashes and raw EUIDs.
     Map,
+    /// `map --api v2` / `refresh --api v2`: as `Map`, plus the legacy `bucket_id` column.
+    MapV2,
 }
 
 /// The Arrow schema of a dataset, and where its columns are.
@@ -45,7 +47,7 @@ impl Schema {
             Field::new("status", DataType::Utf8, false),
             Field::new("reason", DataType::Utf8, true),
         ]);
-        if kind == OutputKind::Map {
+        if kind != OutputKind::Hash {
             fields.extend([
                 Field::new("raw_euid", DataType::Utf8, true),
                 Field::new("previous_raw_euid", DataType::Utf8, true),
@@ -60,6 +62,9 @@ impl Schema {
                     true,
                 ),
             ]);
+        }
+        if kind == OutputKind::MapV2 {
+            fields.push(Field::new("bucket_id", DataType::Utf8, true));
         }
         Schema {
             arrow: Arc::new(arrow_schema::Schema::new(fields)),

@@ -316,7 +316,9 @@ impl DatasetWriter {
         let mut hash = StringBuilder::with_capacity(rows, rows * HASH_B64_LEN);
         let mut status = StringBuilder::with_capacity(rows, rows * 7);
         let mut reason = StringBuilder::new();
-        let map = self.schema.kind == OutputKind::Map;
+        let map = self.schema.kind != OutputKind::Hash;
+        let v2 = self.schema.kind == OutputKind::MapV2;
+        let mut bucket = StringBuilder::new();
         let mut u = StringBuilder::new();
         let mut p = StringBuilder::new();
         let mut rf = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
@@ -359,24 +361,28 @@ impl DatasetWriter {
                         raw_euid,
                         previous,
                         refresh_from,
+                        bucket_id,
                         mapped_at,
                     }) => {
                         u.append_value(raw_euid);
                         p.append_option(previous.as_deref());
-                        rf.append_value(refresh_from.saturating_mul(1000));
+                        rf.append_option(refresh_from.map(|r| r.saturating_mul(1000)));
                         at.append_value(*mapped_at);
+                        bucket.append_option(bucket_id.as_deref());
                     }
                     Some(MapOutcome::Optout { mapped_at }) => {
                         u.append_null();
                         p.append_null();
                         rf.append_null();
                         at.append_value(*mapped_at);
+                        bucket.append_null();
                     }
                     _ => {
                         u.append_null();
                         p.append_null();
                         rf.append_null();
                         at.append_null();
+                        bucket.append_null();
                     }
                 }
             }
@@ -408,6 +414,9 @@ impl DatasetWriter {
             cols.push(Arc::new(p.finish()));
             cols.push(Arc::new(rf.finish().with_timezone(super::schema::UTC)));
             cols.push(Arc::new(at.finish().with_timezone(super::schema::UTC)));
+            if v2 {
+                cols.push(Arc::new(bucket.finish()));
+            }
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema.arrow), cols).map_err(|e| {
             OutputError::Parquet {

@@ -12,6 +12,8 @@
 
 mod state;
 
+use state::DuePolicy;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender};
@@ -21,7 +23,7 @@ use std::time::Instant;
 use crate::config::JobConfig;
 use crate::error::Error;
 use crate::input::{self, Chunk, Position, ReadProgress};
-use crate::output::{self, DatasetWriter, Origin, OutputKind, Resolved, Schema};
+use crate::output::{self, DatasetWriter, Origin, Resolved, Schema};
 use crate::pipeline::{self, Connection, MapSettings, Summary, CHUNKS_IN_FLIGHT};
 use crate::progress::Progress;
 use crate::record::{Hashed, IdentityKind, MapOutcome};
@@ -151,9 +153,9 @@ fn state_chunk(
     first_row: u64,
     batch: &arrow_array::RecordBatch,
     kept: &[(String, arrow_schema::DataType)],
-    now_ms: i64,
+    policy: &DuePolicy,
 ) -> (Resolved, Plans) {
-    let rows = state::decode(batch, now_ms);
+    let rows = state::decode(batch, policy);
     let mut ids = Vec::with_capacity(rows.len());
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut plans = Vec::with_capacity(rows.len());
@@ -201,7 +203,7 @@ fn send_state(
     file: usize,
     skip: u64,
     kept: &[(String, arrow_schema::DataType)],
-    now_ms: i64,
+    policy: &DuePolicy,
     keep: &dyn Fn(&arrow_array::RecordBatch, usize) -> bool,
     sinks: &Sinks,
 ) -> Result<(), Error> {
@@ -233,7 +235,7 @@ fn send_state(
             batch
         };
         let first = first.max(skip);
-        let (resolved, plans) = state_chunk(file, first, &batch, kept, now_ms);
+        let (resolved, plans) = state_chunk(file, first, &batch, kept, policy);
         Ok(sinks.send(resolved, plans))
     })
 }
@@ -268,7 +270,31 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         plans: plans_tx,
     };
     let read_progress = Arc::new(ReadProgress::default());
-    let now_ms = cfg.now_ms;
+    // What is due: v3 compares refresh_from with now; v2 asks which buckets rotated since the
+    // state was mapped.
+    let rotated = if cfg.mapping.client.api == crate::client::Api::V2 {
+        if !state::has_bucket_ids(&parts) {
+            return Err(Error::Config(
+                "--api v2 needs a state written with --api v2 (it has no bucket_id column)".into(),
+            ));
+        }
+        let since = state::earliest_mapping(&parts)?.unwrap_or(cfg.now_ms);
+        let buckets = conn.client.rotated_buckets(since).await?;
+        tracing::info!(
+            since_ms = since,
+            rotated = buckets.len(),
+            "buckets rotated since the state was mapped"
+        );
+        Some(Arc::new(
+            buckets.into_iter().collect::<HashMap<String, i64>>(),
+        ))
+    } else {
+        None
+    };
+    let policy = DuePolicy {
+        now_ms: cfg.now_ms,
+        rotated,
+    };
 
     let (columns, writer, producer): (
         Vec<input::ResolvedColumns>,
@@ -286,7 +312,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         let start = committed.last().map(|p| p.end).unwrap_or_default();
         let writer = DatasetWriter::new(
             &job.out_dir,
-            Schema::new(OutputKind::Map, &kept),
+            Schema::new(cfg.mapping.output_kind(), &kept),
             vec![cfg.state.display().to_string()],
             job.part_rows,
             &committed,
@@ -294,7 +320,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         let kept2 = kept.clone();
         let producer = std::thread::Builder::new()
             .name("state".into())
-            .spawn(move || send_state(&parts, 0, start.row, &kept2, now_ms, &|_, _| true, &sinks))
+            .spawn(move || send_state(&parts, 0, start.row, &kept2, &policy, &|_, _| true, &sinks))
             .expect("spawning a thread only fails when the OS is out of resources");
         (Vec::new(), writer, producer)
     } else {
@@ -324,7 +350,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
                 .column_by_name(&key_col)
                 .cloned()
                 .expect("checked above");
-            for (i, row) in state::decode(&batch, now_ms).into_iter().enumerate() {
+            for (i, row) in state::decode(&batch, &policy).into_iter().enumerate() {
                 if let Some(k) = state::key_at(&keys, i) {
                     index.entry(k).or_default().push(Entry {
                         kind: row.identity.kind,
@@ -371,7 +397,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         sources.push(cfg.state.display().to_string());
         let writer = DatasetWriter::new(
             &job.out_dir,
-            Schema::new(OutputKind::Map, &out_kept),
+            Schema::new(cfg.mapping.output_kind(), &out_kept),
             sources,
             job.part_rows,
             &committed,
@@ -454,7 +480,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
                             .and_then(|c| state::key_at(c, i))
                             .is_some_and(|k| missing.contains(&k))
                     };
-                    send_state(&parts, n_inputs, skip, &kept2, now_ms, &keep, &sinks)?;
+                    send_state(&parts, n_inputs, skip, &kept2, &policy, &keep, &sinks)?;
                 } else {
                     let dropped: usize = missing.iter().map(|k| index[*k].len()).sum();
                     tally2.lock().expect("tally lock").dropped = dropped as u64;

@@ -155,8 +155,47 @@ fn ms_at(a: &Option<ArrayRef>, i: usize) -> Option<i64> {
     }
 }
 
-/// Decodes every row of a state batch; `now_ms` decides what is due.
-pub(super) fn decode(batch: &RecordBatch, now_ms: i64) -> Vec<StateRow> {
+/// What makes a mapped row due.
+#[derive(Debug, Clone)]
+pub(super) struct DuePolicy {
+    /// v3: rows whose `refresh_from` is at or before this time (Unix ms).
+    pub now_ms: i64,
+    /// v2: buckets rotated since the state was mapped, with their rotation time (Unix ms);
+    /// a row is due when its bucket rotated after it was mapped.
+    pub rotated: Option<Arc<std::collections::HashMap<String, i64>>>,
+}
+
+/// The earliest `mapped_at` of a dataset (Unix ms): the "previous run's time" for v2.
+///
+/// # Errors
+/// A part cannot be read.
+pub(super) fn earliest_mapping(parts: &[PathBuf]) -> Result<Option<i64>, OutputError> {
+    let mut min: Option<i64> = None;
+    for_each_batch(parts, |_, batch| -> Result<bool, OutputError> {
+        let at = text(&batch, "mapped_at");
+        for i in 0..batch.num_rows() {
+            if let Some(t) = ms_at(&at, i) {
+                min = Some(min.map_or(t, |m| m.min(t)));
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(min)
+}
+
+/// Whether the dataset has the legacy v2 `bucket_id` column.
+pub(super) fn has_bucket_ids(parts: &[PathBuf]) -> bool {
+    parts
+        .first()
+        .and_then(|p| std::fs::File::open(p).ok())
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+        .is_some_and(|b| b.schema().field_with_name("bucket_id").is_ok())
+}
+
+/// Decodes every row of a state batch; `policy` decides what is due.
+pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
+    let now_ms = policy.now_ms;
+    let bucket = text(batch, "bucket_id");
     let ty = text(batch, "identity_type");
     let hash = text(batch, "identity_hash");
     let status = text(batch, "status");
@@ -182,13 +221,22 @@ pub(super) fn decode(batch: &RecordBatch, now_ms: i64) -> Vec<StateRow> {
             };
             let old_raw = str_at(&raw, i).map(Arc::from);
             let mapped_at = ms_at(&at, i).unwrap_or(0);
+            let bucket_id = str_at(&bucket, i).map(Arc::from);
+            let refresh = ms_at(&rf, i);
+            let fresh = match &policy.rotated {
+                None => refresh.is_some_and(|r| r > now_ms),
+                Some(rotated) => bucket_id.as_deref().is_some_and(|b: &str| {
+                    rotated.get(b).is_none_or(|changed| *changed <= mapped_at)
+                }),
+            };
             let (carried, due) = match (&hashed, status) {
-                (Hashed::Ok(_), "mapped") => match (ms_at(&rf, i), &old_raw) {
-                    (Some(r), Some(u)) if r > now_ms => (
+                (Hashed::Ok(_), "mapped") => match &old_raw {
+                    Some(u) if fresh => (
                         Some(MapOutcome::Mapped {
                             raw_euid: Arc::clone(u),
                             previous: str_at(&prev, i).map(Arc::from),
-                            refresh_from: r.div_euclid(1000),
+                            refresh_from: refresh.map(|r| r.div_euclid(1000)),
+                            bucket_id,
                             mapped_at,
                         }),
                         false,
