@@ -8,9 +8,15 @@ use std::sync::Mutex;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 
-/// Builds the shared limiter: `rps` requests per second, burst 1 (smooth pacing).
+/// The request quota: `rps` per second with a burst of 1, so requests are paced evenly and a
+/// quiet moment never turns into a burst the operator answers with 429s.
+pub fn quota(rps: NonZeroU32) -> Quota {
+    Quota::per_second(rps).allow_burst(NonZeroU32::MIN)
+}
+
+/// Builds the shared limiter for [`quota`].
 pub fn limiter(rps: NonZeroU32) -> DefaultDirectRateLimiter {
-    RateLimiter::direct(Quota::per_second(rps).allow_burst(NonZeroU32::MIN))
+    RateLimiter::direct(quota(rps))
 }
 
 /// The adaptive concurrency window.
@@ -133,8 +139,7 @@ mod tests {
     fn limiter_grants_one_permit_per_interval_on_a_fake_clock() {
         use governor::clock::FakeRelativeClock;
         let clock = FakeRelativeClock::default();
-        let q =
-            Quota::per_second(NonZeroU32::new(20).expect("non-zero")).allow_burst(NonZeroU32::MIN);
+        let q = quota(NonZeroU32::new(20).expect("non-zero"));
         let lim = RateLimiter::direct_with_clock(q, clock.clone());
         let mut granted = 0;
         for _ in 0..1000 {

@@ -98,3 +98,45 @@ impl Keys {
         self.by_api_key.get(&h[7..]).filter(|c| c.mapper)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_file_gives_roles_and_only_mappers_are_authorized() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("keys.json");
+        let secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+        let json = format!(
+            r#"[{{"key":"m","secret":"{secret}","roles":["MAPPER"]}},{{"key":"g","secret":"{secret}","roles":["GENERATOR"]}}]"#
+        );
+        std::fs::write(&path, json).expect("write");
+        let keys = Keys::from_file(&path).expect("loads");
+        assert!(keys.authorize(Some("Bearer m")).is_some());
+        assert!(
+            keys.authorize(Some("Bearer g")).is_none(),
+            "a key without the mapper role is refused"
+        );
+        assert!(keys.authorize(Some("Bearer nobody")).is_none());
+        assert!(keys.authorize(Some("Basic m")).is_none());
+        std::fs::write(
+            &path,
+            r#"[{"key":"m","secret":"c2hvcnQ=","roles":["MAPPER"]}]"#,
+        )
+        .expect("write");
+        let err = Keys::from_file(&path).expect_err("short secret");
+        assert!(
+            err.contains("32 bytes") && !err.contains("c2hvcnQ="),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_demo_secret_is_32_bytes() {
+        assert!(decode_secret(DEMO_CLIENT_SECRET).is_ok());
+        assert!(Keys::demo()
+            .authorize(Some(&format!("Bearer {DEMO_API_KEY}")))
+            .is_some());
+    }
+}

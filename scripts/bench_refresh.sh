@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Benchmark of the nightly job: `euid-map refresh` over a large state where about 1/365 of
+# the rows are due (release build, against `euid-map operator` on loopback). Reports the
+# refresh's wall time, requests spent, rows due and carried, and peak RSS.
+#   scripts/bench_refresh.sh                 # 10M-row input (20M identity rows of state)
+#   ROWS=1000000 scripts/bench_refresh.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${ROWS:-10000000}
+DIR=target/bench
+mkdir -p "$DIR"
+cargo build --release --quiet
+BIN=target/release/euid-map
+export EUID_API_KEY="bench-key"
+export EUID_CLIENT_SECRET=$(python3 -c "import base64;print(base64.b64encode(bytes(range(32))).decode())")
+PORT=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
+URL="http://127.0.0.1:$PORT"
+"$BIN" operator --listen "127.0.0.1:$PORT" 2> "$DIR/operator.log" &
+OP=$!
+trap 'kill $OP 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -fs "$URL/ops/healthcheck" >/dev/null 2>&1 && break; python3 -c "import time;time.sleep(0.05)"; done
+IN="$DIR/customers_${ROWS}.csv"
+[ -f "$IN" ] || python3 scripts/gen_customers.py --rows "$ROWS" --dup 0.2 > "$IN"
+rm -rf "$DIR/state" "$DIR/refreshed"
+"$BIN" map "$IN" -o "$DIR/state" --base-url "$URL" --keep-col customer_id -q
+# The emulator's refresh times are spread over the next 30 days, so "now + 30 days / 365"
+# makes about 1/365 of the mapped rows due.
+NOW=$(python3 -c "
+import datetime as d, json
+m = json.load(open('$DIR/state/_manifest.json'))
+t = d.datetime.fromisoformat(m['finished_at'].replace('Z', '+00:00')) + d.timedelta(days=30 / 365)
+print(t.isoformat())")
+/usr/bin/time -v "$BIN" refresh --state "$DIR/state" -o "$DIR/refreshed" --base-url "$URL" --now "$NOW" -q 2> "$DIR/refresh_time.txt"
+python3 - "$DIR/refreshed/_manifest.json" "$DIR/state/_manifest.json" <<PYEOF
+import json, sys
+m = json.load(open(sys.argv[1])); s = json.load(open(sys.argv[2])); r = m["refresh"]
+print(f"state: {m['output_rows']:,} identity rows (map took {s['elapsed_s']} s, {s['client']['requests']} requests)")
+print(f"refresh: {m['elapsed_s']} s, {r['requests']} requests; due {r['due']:,} ({100 * r['due'] / m['output_rows']:.2f}% of rows), "
+      f"carried {r['carried']:,}, raw ids changed {r['changed_ids']:,}")
+PYEOF
+echo "  peak RSS $(( $(grep 'Maximum resident' "$DIR/refresh_time.txt" | awk '{print $6}') / 1024 )) MiB"
