@@ -26,6 +26,17 @@ use crate::record::StatusCounts;
 /// works on one chunk; small enough to keep memory flat.
 pub const CHUNKS_IN_FLIGHT: usize = 4;
 
+/// Waits for a stage thread without blocking the async runtime.
+pub(crate) async fn join_thread<T: Send + 'static>(
+    handle: std::thread::JoinHandle<T>,
+    what: &str,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|_| Error::Internal(format!("the {what} thread panicked")))
+}
+
 /// What a finished run reports.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -422,13 +433,8 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
         |_| {},
     )
     .await;
-    let read = tokio::task::spawn_blocking(move || {
-        let _ = hasher.join();
-        reader.join()
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
-    .map_err(|_| Error::Internal("reader thread panicked".into()))?;
+    join_thread(hasher, "hasher").await?;
+    let read = join_thread(reader, "reader").await?;
     progress.finish();
     let mut writer = written?;
     read?;

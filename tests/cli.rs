@@ -4,10 +4,12 @@
 
 mod common;
 
+use common::Operator;
+
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/customers.csv");
@@ -26,54 +28,6 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `euid-map operator` as a child on a free loopback port.
-struct Operator {
-    child: Child,
-    url: String,
-}
-
-impl Operator {
-    fn start(extra: &[&str]) -> Operator {
-        let mut child = Command::new(BIN)
-            .args(["operator", "--listen", "127.0.0.1:0", "--buckets", "65536"])
-            .args(extra)
-            .env("EUID_API_KEY", common::API_KEY)
-            .env("EUID_CLIENT_SECRET", common::SECRET)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("operator prints its address").unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Operator { child, url }
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        let text = reqwest_blocking_get(&format!("{}/metrics", self.url));
-        euid_map::operator::metrics::sample(&text, name).unwrap_or(0.0)
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn reqwest_blocking_get(url: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
 }
 
 fn creds() -> [(&'static str, &'static str); 2] {

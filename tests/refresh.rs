@@ -3,90 +3,17 @@
 
 mod common;
 
+use common::Operator;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/customers.csv");
 
 type Row = BTreeMap<String, Option<String>>;
-
-struct Operator {
-    child: Child,
-    url: String,
-}
-
-impl Operator {
-    fn start(extra: &[&str]) -> Operator {
-        let mut child = Command::new(BIN)
-            .args([
-                "operator",
-                "--listen",
-                "127.0.0.1:0",
-                "--buckets",
-                "65536",
-                "--admin",
-            ])
-            .args(extra)
-            .env("EUID_API_KEY", common::API_KEY)
-            .env("EUID_CLIENT_SECRET", common::SECRET)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().expect("operator prints its address").unwrap();
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                break rest.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Operator { child, url }
-    }
-
-    fn http(&self, post: bool, path: &str) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let url = format!("{}{path}", self.url);
-        rt.block_on(async {
-            let c = reqwest::Client::new();
-            let r = if post {
-                c.post(url).send().await
-            } else {
-                c.get(url).send().await
-            };
-            r.unwrap().text().await.unwrap()
-        })
-    }
-
-    fn requested(&self) -> f64 {
-        euid_map::operator::metrics::sample(
-            &self.http(false, "/metrics"),
-            "euid_emulator_identity_map_inputs_sum",
-        )
-        .unwrap_or(0.0)
-    }
-
-    /// Advances the simulated clock; returns the new simulated now (RFC 3339).
-    fn advance(&self, days: u32) -> String {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.http(true, &format!("/ops/advance?days={days}"))).unwrap();
-        chrono::DateTime::from_timestamp_millis(v["now_ms"].as_i64().unwrap())
-            .unwrap()
-            .to_rfc3339()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     Command::new(BIN)
@@ -126,7 +53,7 @@ fn refresh_remaps_only_what_is_due_carries_the_rest_and_honours_new_optouts() {
     let tmp = tempfile::tempdir().unwrap();
     let optout = tmp.path().join("optout.txt");
     std::fs::write(&optout, "").unwrap();
-    let op = Operator::start(&["--optout-file", optout.to_str().unwrap()]);
+    let op = Operator::start(&["--admin", "--optout-file", optout.to_str().unwrap()]);
     let d = |n: &str| tmp.path().join(n);
     let s = |p: &Path| p.to_str().unwrap().to_string();
 
@@ -290,7 +217,7 @@ fn refresh_remaps_only_what_is_due_carries_the_rest_and_honours_new_optouts() {
 #[test]
 fn refresh_with_todays_export_maps_new_and_changed_customers_and_drops_gone_ones() {
     let tmp = tempfile::tempdir().unwrap();
-    let op = Operator::start(&[]);
+    let op = Operator::start(&["--admin"]);
     let d = |n: &str| tmp.path().join(n);
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let yesterday = d("yesterday.csv");
@@ -412,7 +339,7 @@ fn refresh_with_todays_export_maps_new_and_changed_customers_and_drops_gone_ones
 #[test]
 fn legacy_v2_map_stores_bucket_ids_and_refresh_remaps_only_rotated_buckets() {
     let tmp = tempfile::tempdir().unwrap();
-    let op = Operator::start(&[]);
+    let op = Operator::start(&["--admin"]);
     let d = |n: &str| tmp.path().join(n);
     let s = |p: &Path| p.to_str().unwrap().to_string();
     ok(&run(&[
@@ -523,7 +450,7 @@ fn an_interrupted_refresh_resumes_to_the_rows_of_a_clean_one() {
     drop(f);
     // Two emulators with the same seed and start time answer identically; the first stops
     // accepting the key after 240 requests (the map takes 140).
-    let start = ["--start-time", "2026-06-01T12:00:00Z"];
+    let start = ["--admin", "--start-time", "2026-06-01T12:00:00Z"];
     let a = Operator::start(&[&start[..], &["--expire-after", "240"]].concat());
     let b = Operator::start(&start);
     let args = |state: &Path, out: &Path, url: &str, now: &str| -> Vec<String> {

@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::client::{ClientConfig, MAX_ITEMS_PER_REQUEST};
 use crate::config::{JobConfig, DEFAULT_PART_ROWS};
 use crate::input::{ColumnSpec, InputFile};
+use crate::pipeline::MapSettings;
 use crate::pipeline::Summary;
 use crate::record::RowStatus;
 
@@ -114,4 +116,48 @@ pub(super) fn print_summary(s: &Summary, out_dir: &std::path::Path, quiet: bool)
         out_dir.display()
     ));
     eprint!("{t}");
+}
+
+/// Batching flags shared by `map` and `refresh`.
+#[derive(Debug, Args)]
+pub(super) struct Tuning {
+    /// Identities per request (at most 5,000, the documented maximum).
+    #[arg(long, default_value_t = MAX_ITEMS_PER_REQUEST)]
+    batch_size: usize,
+    /// Answers remembered to deduplicate repeated identities (≈ 350 bytes each; a repeat
+    /// seen after its answer was evicted is sent again, never lost).
+    #[arg(long, default_value_t = 500_000)]
+    dedupe_cache: usize,
+}
+
+impl Tuning {
+    /// Validates the flags and completes the mapping settings.
+    pub(super) fn settings(
+        &self,
+        client: (ClientConfig, String, bool),
+    ) -> anyhow::Result<MapSettings> {
+        anyhow::ensure!(
+            (1..=MAX_ITEMS_PER_REQUEST).contains(&self.batch_size),
+            "--batch-size must be between 1 and {MAX_ITEMS_PER_REQUEST}"
+        );
+        let (client, env, embedded_operator) = client;
+        Ok(MapSettings {
+            client,
+            env,
+            embedded_operator,
+            batch_size: self.batch_size,
+            cache_entries: self.dedupe_cache,
+        })
+    }
+}
+
+/// Prints the summary and turns it into the exit code: 2 when identities failed.
+pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
+    print_summary(s, &job.out_dir, job.quiet);
+    let failed = s.counts.get(RowStatus::Failed);
+    if failed > 0 {
+        eprintln!("{failed} identities failed after retries (status \"failed\"); {retry_hint}");
+        return 2;
+    }
+    0
 }

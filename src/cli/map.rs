@@ -7,12 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::common::{print_summary, JobArgs};
+use super::common::{finish, JobArgs, Tuning};
 use crate::client::envelope::decode_secret;
-use crate::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
+use crate::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY};
 use crate::config::Secret;
-use crate::pipeline::{MapConfig, MapSettings};
-use crate::record::RowStatus;
+use crate::pipeline::MapConfig;
 
 /// Where the operator is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -32,13 +31,8 @@ pub struct MapArgs {
     job: JobArgs,
     #[command(flatten)]
     client: ClientArgs,
-    /// Identities per request (at most 5,000, the documented maximum).
-    #[arg(long, default_value_t = MAX_ITEMS_PER_REQUEST)]
-    batch_size: usize,
-    /// Answers remembered to deduplicate repeated identities (≈ 350 bytes each; a repeat
-    /// seen after its answer was evicted is sent again, never lost).
-    #[arg(long, default_value_t = 500_000)]
-    dedupe_cache: usize,
+    #[command(flatten)]
+    tuning: Tuning,
 }
 
 /// Operator connection flags, shared with `refresh`.
@@ -195,28 +189,9 @@ impl ClientArgs {
 
 /// Runs the command.
 pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
-    anyhow::ensure!(
-        (1..=MAX_ITEMS_PER_REQUEST).contains(&a.batch_size),
-        "--batch-size must be between 1 and {MAX_ITEMS_PER_REQUEST}"
-    );
     let job = a.job.to_config()?;
-    let (client, env, embedded_operator) = a.client.to_config()?;
-    let cfg = MapConfig {
-        job,
-        mapping: MapSettings {
-            client,
-            env,
-            embedded_operator,
-            batch_size: a.batch_size,
-            cache_entries: a.dedupe_cache,
-        },
-    };
+    let mapping = a.tuning.settings(a.client.to_config()?)?;
+    let cfg = MapConfig { job, mapping };
     let summary = crate::pipeline::run_map(&cfg)?;
-    print_summary(&summary, &cfg.job.out_dir, cfg.job.quiet);
-    let failed = summary.counts.get(RowStatus::Failed);
-    if failed > 0 {
-        eprintln!("{failed} identities failed after retries (status \"failed\"); rerun them later");
-        return Ok(2);
-    }
-    Ok(0)
+    Ok(finish(&summary, &cfg.job, "rerun them later"))
 }

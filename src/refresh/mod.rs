@@ -506,10 +506,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     };
     let written =
         pipeline::map_and_write(&conn, &cfg.mapping, rx, writer, Arc::clone(&mstats), tap).await;
-    let produced = tokio::task::spawn_blocking(move || producer.join())
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|_| Error::Internal("state reader panicked".into()))?;
+    let produced = pipeline::join_thread(producer, "state reader").await?;
     progress.finish();
     let mut writer = written?;
     produced?;

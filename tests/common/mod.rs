@@ -151,3 +151,77 @@ fn arrow_cast_string(col: &dyn arrow_array::Array, i: usize) -> String {
         other => format!("<{other}>"),
     }
 }
+
+/// `euid-map operator` as a child process on a free loopback port (65,536 buckets), with the
+/// test key; `extra` adds flags.
+pub struct Operator {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Operator {
+    pub fn start(extra: &[&str]) -> Operator {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_euid-map"))
+            .args(["operator", "--listen", "127.0.0.1:0", "--buckets", "65536"])
+            .args(extra)
+            .env("EUID_API_KEY", API_KEY)
+            .env("EUID_CLIENT_SECRET", SECRET)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let url = loop {
+            let line = lines.next().expect("operator prints its address").unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.trim().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Operator { child, url }
+    }
+
+    /// A GET or POST to the operator; the body as text.
+    pub fn http(&self, post: bool, path: &str) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = format!("{}{path}", self.url);
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            let r = if post {
+                c.post(url).send().await
+            } else {
+                c.get(url).send().await
+            };
+            r.unwrap().text().await.unwrap()
+        })
+    }
+
+    /// One sample of `/metrics` (0 when absent).
+    pub fn metric(&self, name: &str) -> f64 {
+        euid_map::operator::metrics::sample(&self.http(false, "/metrics"), name).unwrap_or(0.0)
+    }
+
+    /// Identities received in map requests so far.
+    pub fn requested(&self) -> f64 {
+        self.metric("euid_emulator_identity_map_inputs_sum")
+    }
+
+    /// Advances the simulated clock (needs `--admin`); returns the new simulated now.
+    pub fn advance(&self, days: u32) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.http(true, &format!("/ops/advance?days={days}"))).unwrap();
+        chrono::DateTime::from_timestamp_millis(v["now_ms"].as_i64().unwrap())
+            .unwrap()
+            .to_rfc3339()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
