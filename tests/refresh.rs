@@ -523,3 +523,87 @@ fn an_interrupted_refresh_resumes_to_the_rows_of_a_clean_one() {
     assert_eq!(r2.len(), 140_000);
     assert!(r1 == r2, "same rows, no duplicates, no gaps");
 }
+
+#[test]
+fn the_partitioned_join_gives_the_same_rows_as_a_single_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&["--admin"]);
+    let d = |n: &str| tmp.path().join(n);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // Yesterday's export is the fixture; today's drops every 7th customer, changes the email of
+    // every 11th and adds new ones.
+    let text = std::fs::read_to_string(FIXTURE).unwrap();
+    let mut today = String::from("customer_id,email,phone\n");
+    for (i, line) in text.lines().skip(1).enumerate() {
+        if i % 7 == 3 {
+            continue;
+        }
+        if i % 11 == 5 {
+            let id = line.split(',').next().unwrap();
+            today.push_str(&format!("{id},changed{i}@example.com,\n"));
+        } else {
+            today.push_str(line);
+            today.push('\n');
+        }
+    }
+    for i in 0..500 {
+        today.push_str(&format!("new{i},new{i}@example.com,+4420{i:07}\n"));
+    }
+    std::fs::write(d("today.csv"), today).unwrap();
+    ok(&run(&[
+        "map",
+        FIXTURE,
+        "-o",
+        &s(&d("s0")),
+        "--base-url",
+        &op.url,
+        "--keep-col",
+        "customer_id",
+        "-q",
+    ]));
+    let now = op.advance(3);
+    let refresh = |out: &str, partition_rows: &str| {
+        ok(&run(&[
+            "refresh",
+            "--state",
+            &s(&d("s0")),
+            "-o",
+            &s(&d(out)),
+            &s(&d("today.csv")),
+            "--key-col",
+            "customer_id",
+            "--keep-missing",
+            "--base-url",
+            &op.url,
+            "--now",
+            &now,
+            "--partition-rows",
+            partition_rows,
+            "-q",
+        ]));
+        let rows: Vec<Row> = common::read_dataset(&d(out))
+            .into_iter()
+            .map(|mut r| {
+                r.remove("mapped_at");
+                r
+            })
+            .collect();
+        (rows, manifest(&d(out))["refresh"].clone())
+    };
+    let (one, m1) = refresh("one", "1000000");
+    let (many, m2) = refresh("many", "700");
+    assert_eq!(one.len(), many.len());
+    assert!(one == many, "same rows whatever the number of partitions");
+    for k in ["carried", "due", "value_changed", "new", "dropped"] {
+        assert_eq!(m1[k], m2[k], "{k}");
+    }
+    assert!(
+        m1["value_changed"].as_u64().unwrap() > 0
+            && m1["new"].as_u64().unwrap() >= 500
+            && m1["carried"].as_u64().unwrap() > 0
+    );
+    assert!(
+        !d("many").join(".refresh-tmp").exists(),
+        "the temporary partitions are removed"
+    );
+}

@@ -33,6 +33,9 @@ pub struct RefreshArgs {
     client: ClientArgs,
     #[command(flatten)]
     tuning: Tuning,
+    /// State rows per partition when joining with today's export (memory ≈ 250 bytes each).
+    #[arg(long, default_value_t = crate::refresh::join::PARTITION_ROWS, hide = true)]
+    partition_rows: u64,
 }
 
 /// Runs the command.
@@ -52,6 +55,7 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
         keep_missing: a.keep_missing,
         now_ms,
         mapping,
+        partition_rows: a.partition_rows,
     };
     let summary = crate::refresh::run_refresh(&cfg)?;
     if !cfg.job.quiet {

@@ -2,7 +2,7 @@
 //! EUID operator's identity-map endpoints, so that tests, benchmarks, demos and the official
 //! SDKs can run without the real service. It never produces real EUIDs.
 //!
-//! - [`routes`]: HTTP handling in the operator's check order, with its exact error bodies.
+//! - `routes`: HTTP handling in the operator's check order, with its exact error bodies.
 //! - [`model`]: synthetic salts, buckets, the simulated clock, rotation and opt-out.
 //! - [`keys`]: API keys and client secrets.
 //! - [`faults`]: rate limit, in-flight cap and random faults, deterministic from the seed.

@@ -6,10 +6,11 @@
 //! Two modes:
 //! - **state only** (`refresh --state PREV -o NEW`): the state streams through part by part,
 //!   so memory does not grow with its size.
-//! - **state + today's export** (`… INPUT... --key-col ID`): the export is streamed; the
-//!   state is indexed by key in memory (about 200 bytes per identity), which bounds the
-//!   state size this mode handles by the machine's memory.
+//! - **state + today's export** (`… INPUT... --key-col ID`): state and export are joined by
+//!   key through hash partitions on disk ([`join`]), so memory stays bounded too; the export
+//!   is read twice.
 
+pub mod join;
 mod state;
 
 use state::DuePolicy;
@@ -26,7 +27,7 @@ use crate::input::{self, Chunk, Position, ReadProgress};
 use crate::output::{self, DatasetWriter, Origin, Resolved, Schema};
 use crate::pipeline::{self, Connection, MapSettings, Summary, CHUNKS_IN_FLIGHT};
 use crate::progress::Progress;
-use crate::record::{Hashed, IdentityKind, MapOutcome};
+use crate::record::{Hashed, MapOutcome};
 
 pub use state::StateRow;
 
@@ -45,6 +46,8 @@ pub struct RefreshConfig {
     pub now_ms: i64,
     /// Operator and batching.
     pub mapping: MapSettings,
+    /// State rows per join partition (memory of the export mode); see [`join`].
+    pub partition_rows: u64,
 }
 
 /// What happened to one identity of the new dataset, for the manifest's counts.
@@ -204,12 +207,14 @@ fn send_state(
     skip: u64,
     kept: &[(String, arrow_schema::DataType)],
     policy: &DuePolicy,
-    keep: &dyn Fn(&arrow_array::RecordBatch, usize) -> bool,
+    keep: &dyn Fn(u64) -> bool,
     sinks: &Sinks,
 ) -> Result<(), Error> {
     let mut out_row = 0u64; // position among the rows this pass emits
-    state::for_each_batch(parts, |_, batch| -> Result<bool, Error> {
-        let mask: Vec<usize> = (0..batch.num_rows()).filter(|&i| keep(&batch, i)).collect();
+    state::for_each_batch(parts, |state_row, batch| -> Result<bool, Error> {
+        let mask: Vec<usize> = (0..batch.num_rows())
+            .filter(|&i| keep(state_row + i as u64))
+            .collect();
         let batch = if mask.len() == batch.num_rows() {
             batch
         } else {
@@ -238,12 +243,6 @@ fn send_state(
         let (resolved, plans) = state_chunk(file, first, &batch, kept, policy);
         Ok(sinks.send(resolved, plans))
     })
-}
-
-struct Entry {
-    kind: IdentityKind,
-    row: StateRow,
-    used: bool,
 }
 
 async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
@@ -320,7 +319,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         let kept2 = kept.clone();
         let producer = std::thread::Builder::new()
             .name("state".into())
-            .spawn(move || send_state(&parts, 0, start.row, &kept2, &policy, &|_, _| true, &sinks))
+            .spawn(move || send_state(&parts, 0, start.row, &kept2, &policy, &|_| true, &sinks))
             .expect("spawning a thread only fails when the OS is out of resources");
         (Vec::new(), writer, producer)
     } else {
@@ -343,24 +342,6 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
             .iter()
             .position(|k| *k == key_col)
             .expect("inserted above");
-        // The state's index by key.
-        let mut index: HashMap<String, Vec<Entry>> = HashMap::new();
-        state::for_each_batch(&parts, |_, batch| -> Result<bool, Error> {
-            let keys = batch
-                .column_by_name(&key_col)
-                .cloned()
-                .expect("checked above");
-            for (i, row) in state::decode(&batch, &policy).into_iter().enumerate() {
-                if let Some(k) = state::key_at(&keys, i) {
-                    index.entry(k).or_default().push(Entry {
-                        kind: row.identity.kind,
-                        row,
-                        used: false,
-                    });
-                }
-            }
-            Ok(true)
-        })?;
         let columns = input::resolve_all(&job.inputs, &job.columns)?;
         let out_kept = columns
             .first()
@@ -369,30 +350,72 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         output::prepare_dir(&job.out_dir, &description, job.resume)?;
         let committed = output::committed_parts(&job.out_dir)?;
         let start = committed.last().map(|p| p.end).unwrap_or_default();
-        // Keys of today's export already written by an interrupted run count as seen. A part
-        // holds export rows first, then (once the export is done) rows of missing customers,
-        // one output row each: only the leading export rows count.
         let n_inputs = job.inputs.len();
-        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-        for p in &committed {
-            let from_export = if p.start.file >= n_inputs {
-                0
-            } else if p.end.file < n_inputs {
-                p.rows
-            } else {
-                p.rows.saturating_sub(p.end.row)
-            };
-            let mut left = from_export as usize;
-            let path = job.out_dir.join(format!("part-{:05}.parquet", p.part));
-            state::for_each_batch(&[path], |_, batch| -> Result<bool, Error> {
-                let take = left.min(batch.num_rows());
-                if let Some(keys) = batch.column_by_name(&key_col) {
-                    seen.extend((0..take).filter_map(|i| state::key_at(keys, i)));
+        let n_ids: Vec<u64> = columns.iter().map(|c| c.identities.len() as u64).collect();
+
+        // Pass 1 over the export: partition it with the state and decide (bounded memory).
+        let state_rows: u64 = output::committed_parts(&cfg.state)?
+            .iter()
+            .map(|p| p.rows)
+            .sum();
+        let tmp = job.out_dir.join(".refresh-tmp");
+        let mut file_rows = vec![0u64; n_inputs];
+        let joined = join::build(
+            &tmp,
+            &parts,
+            &key_col,
+            &policy,
+            state_rows,
+            cfg.partition_rows,
+            |sink| {
+                let (rx, reader, hasher) = pipeline::spawn_read_and_hash(
+                    &job,
+                    &columns,
+                    Position::default(),
+                    Arc::new(ReadProgress::default()),
+                );
+                let mut result = Ok(());
+                for r in rx.iter() {
+                    let c = &r.chunk;
+                    file_rows[c.file] += c.len as u64;
+                    let base: u64 = (0..c.file).map(|g| file_rows[g] * n_ids[g]).sum();
+                    let n = n_ids[c.file] as usize;
+                    let keys = &c.kept[key_idx];
+                    for k in 0..c.len {
+                        let key = state::key_at(keys, k);
+                        for j in 0..n {
+                            let id = &r.ids[k * n + j];
+                            if let Hashed::Ok(hash) = id.hashed {
+                                let ordinal = base + (c.first_row + k as u64) * n as u64 + j as u64;
+                                result = result.and_then(|()| {
+                                    sink(join::ExportIdentity {
+                                        ordinal,
+                                        key: key.as_deref(),
+                                        kind: id.kind,
+                                        hash,
+                                    })
+                                });
+                            }
+                        }
+                    }
+                    if result.is_err() {
+                        break;
+                    }
                 }
-                left -= take;
-                Ok(left > 0)
-            })?;
-        }
+                drop(rx);
+                let _ = hasher.join();
+                reader
+                    .join()
+                    .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
+                result
+            },
+        )?;
+        let bases: Vec<u64> = (0..n_inputs)
+            .map(|f| (0..f).map(|g| file_rows[g] * n_ids[g]).sum())
+            .collect();
+
+        // Pass 2: the export again, with the decisions merged back in order.
+        let mut merged = joined.merge()?;
         let mut sources: Vec<String> = job.inputs.iter().map(|f| f.given.clone()).collect();
         sources.push(cfg.state.display().to_string());
         let writer = DatasetWriter::new(
@@ -418,73 +441,45 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
             .name("join".into())
             .spawn(move || -> Result<(), Error> {
                 for mut r in hashed_rx {
-                    let keys = Arc::clone(&r.chunk.kept[key_idx]);
-                    let n = r.ids.len().checked_div(r.chunk.len).unwrap_or(0);
+                    let n = n_ids[r.chunk.file] as usize;
+                    let base = bases[r.chunk.file];
                     let mut outcomes = vec![None; r.ids.len()];
                     let mut plans = Vec::with_capacity(r.ids.len());
-                    for k in 0..r.chunk.len {
-                        let key = state::key_at(&keys, k);
-                        let mut entries = key.as_ref().and_then(|k| index.get_mut(k));
-                        if let Some(k) = key {
-                            seen.insert(k);
+                    for (i, id) in r.ids.iter().enumerate() {
+                        if !matches!(id.hashed, Hashed::Ok(_)) {
+                            plans.push(Plan::Local);
+                            continue;
                         }
-                        for j in 0..n {
-                            let id = &r.ids[k * n + j];
-                            let Hashed::Ok(h) = id.hashed else {
-                                plans.push(Plan::Local);
-                                continue;
-                            };
-                            let entry = entries.as_mut().and_then(|es| {
-                                es.iter_mut().find(|e| e.kind == id.kind && !e.used)
-                            });
-                            let plan = match entry {
-                                None => Plan::New,
-                                Some(e) => {
-                                    e.used = true;
-                                    match (&e.row.identity.hashed, &e.row.carried) {
-                                        (Hashed::Ok(old), Some(c)) if *old == h => {
-                                            outcomes[k * n + j] = Some(c.clone());
-                                            Plan::Carried
-                                        }
-                                        (Hashed::Ok(old), None) if *old == h => {
-                                            Plan::Due(e.row.old_raw.clone())
-                                        }
-                                        _ => Plan::Changed(e.row.old_raw.clone()),
-                                    }
-                                }
-                            };
-                            plans.push(plan);
-                        }
+                        let ordinal = base + r.chunk.first_row * n as u64 + i as u64;
+                        plans.push(match merged.take(ordinal)? {
+                            Some(join::Decision::Carried(o)) => {
+                                outcomes[i] = Some(o);
+                                Plan::Carried
+                            }
+                            Some(join::Decision::Due(old)) => Plan::Due(old),
+                            Some(join::Decision::Changed(old)) => Plan::Changed(old),
+                            Some(join::Decision::New) | None => Plan::New,
+                        });
                     }
                     r.outcomes = Some(outcomes);
                     if !sinks.send(r, plans) {
                         return Ok(());
                     }
                 }
-                let read = hasher
+                let _ = hasher.join();
+                reader
                     .join()
-                    .map_err(|_| Error::Internal("hasher thread panicked".into()))
-                    .and(
-                        reader
-                            .join()
-                            .map_err(|_| Error::Internal("reader thread panicked".into())),
-                    );
-                read??;
+                    .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
                 // Customers gone from today's export.
-                let missing: std::collections::HashSet<&String> =
-                    index.keys().filter(|k| !seen.contains(*k)).collect();
+                let missing = &joined.missing;
                 if keep_missing {
                     let skip = if start.file == n_inputs { start.row } else { 0 };
-                    let keep = |b: &arrow_array::RecordBatch, i: usize| {
-                        b.column_by_name(&key_col)
-                            .and_then(|c| state::key_at(c, i))
-                            .is_some_and(|k| missing.contains(&k))
-                    };
+                    let keep = |row: u64| missing.binary_search(&row).is_ok();
                     send_state(&parts, n_inputs, skip, &kept2, &policy, &keep, &sinks)?;
                 } else {
-                    let dropped: usize = missing.iter().map(|k| index[*k].len()).sum();
-                    tally2.lock().expect("tally lock").dropped = dropped as u64;
+                    tally2.lock().expect("tally lock").dropped = missing.len() as u64;
                 }
+                let _ = std::fs::remove_dir_all(&tmp);
                 Ok(())
             })
             .expect("spawning a thread only fails when the OS is out of resources");

@@ -1,0 +1,505 @@
+//! The bounded-memory join of today's export with the state by key (`refresh INPUT...
+//! --key-col`): both sides are hash-partitioned by key into temporary files, each partition
+//! is decided on its own (only one partition of the state is in memory at a time), and the
+//! decisions are merged back in export order while the export is read a second time.
+//!
+//! ```text
+//! state ──▶ s-P files ─┐
+//!                      ├─ per partition: decide carried / due / changed / new ─▶ d-P files
+//! export ─▶ i-P files ─┘                                                          │
+//! export (second read) ◀── k-way merge by ordinal (position in the output) ◀──────┘
+//! ```
+//!
+//! Memory: about [`PARTITION_ROWS`] state rows at a time, whatever the state's size. Disk: a
+//! few dozen bytes per identity on each side, in `OUT_DIR/.refresh-tmp`, removed at the end.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::state::{self, DuePolicy};
+use crate::error::Error;
+use crate::record::{Hashed, IdentityHash, IdentityKind, MapOutcome};
+
+/// State rows per partition: bounds the memory of the decision step (~250 bytes a row).
+pub const PARTITION_ROWS: u64 = 400_000;
+
+/// What to do with one identity of the export.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Decision {
+    /// Same value as in the state and not due: write the state's answer.
+    Carried(MapOutcome),
+    /// Same value, but due: map again (the previous raw id, if any).
+    Due(Option<Arc<str>>),
+    /// The customer's value changed: map (the previous raw id, if any).
+    Changed(Option<Arc<str>>),
+    /// A new customer, or a new identity type for it: map.
+    New,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| {
+        Error::Output(crate::output::OutputError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })
+    }
+}
+
+/// FNV-1a: a stable hash, so a key lands in the same partition on both sides.
+fn partition(key: &str, n: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % n as u64) as usize
+}
+
+// --- binary records -------------------------------------------------------------------
+
+fn put_u64(w: &mut impl Write, v: u64) -> std::io::Result<()> {
+    w.write_all(&v.to_le_bytes())
+}
+
+fn put_str(w: &mut impl Write, s: Option<&str>) -> std::io::Result<()> {
+    match s {
+        None => w.write_all(&u32::MAX.to_le_bytes()),
+        Some(s) => {
+            w.write_all(&(s.len() as u32).to_le_bytes())?;
+            w.write_all(s.as_bytes())
+        }
+    }
+}
+
+fn put_hash(w: &mut impl Write, h: Option<&IdentityHash>) -> std::io::Result<()> {
+    match h {
+        None => w.write_all(&[0]),
+        Some(h) => {
+            w.write_all(&[1])?;
+            w.write_all(&h.0)
+        }
+    }
+}
+
+fn get_u64(r: &mut impl Read) -> std::io::Result<Option<u64>> {
+    let mut b = [0u8; 8];
+    match r.read_exact(&mut b) {
+        Ok(()) => Ok(Some(u64::from_le_bytes(b))),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn get_exact<const N: usize>(r: &mut impl Read) -> std::io::Result<[u8; N]> {
+    let mut b = [0u8; N];
+    r.read_exact(&mut b)?;
+    Ok(b)
+}
+
+fn get_str(r: &mut impl Read) -> std::io::Result<Option<String>> {
+    let n = u32::from_le_bytes(get_exact::<4>(r)?);
+    if n == u32::MAX {
+        return Ok(None);
+    }
+    let mut b = vec![0u8; n as usize];
+    r.read_exact(&mut b)?;
+    String::from_utf8(b)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+fn get_hash(r: &mut impl Read) -> std::io::Result<Option<IdentityHash>> {
+    Ok(match get_exact::<1>(r)?[0] {
+        0 => None,
+        _ => Some(IdentityHash(get_exact::<32>(r)?)),
+    })
+}
+
+fn kind_byte(k: IdentityKind) -> u8 {
+    match k {
+        IdentityKind::Email => 0,
+        IdentityKind::Phone => 1,
+    }
+}
+
+fn put_decision(w: &mut impl Write, d: &Decision) -> std::io::Result<()> {
+    match d {
+        Decision::Carried(MapOutcome::Mapped {
+            raw_euid,
+            previous,
+            refresh_from,
+            bucket_id,
+            mapped_at,
+        }) => {
+            w.write_all(&[0])?;
+            put_str(w, Some(raw_euid))?;
+            put_str(w, previous.as_deref())?;
+            put_u64(w, refresh_from.map_or(u64::MAX, |r| r as u64))?;
+            put_str(w, bucket_id.as_deref())?;
+            put_u64(w, *mapped_at as u64)
+        }
+        Decision::Carried(MapOutcome::Optout { mapped_at }) => {
+            w.write_all(&[1])?;
+            put_u64(w, *mapped_at as u64)
+        }
+        Decision::Carried(MapOutcome::Invalid) => w.write_all(&[2]),
+        Decision::Carried(MapOutcome::Unmapped(_) | MapOutcome::Failed(_)) | Decision::New => {
+            w.write_all(&[5])
+        }
+        Decision::Due(old) => {
+            w.write_all(&[3])?;
+            put_str(w, old.as_deref())
+        }
+        Decision::Changed(old) => {
+            w.write_all(&[4])?;
+            put_str(w, old.as_deref())
+        }
+    }
+}
+
+fn get_decision(r: &mut impl Read) -> std::io::Result<Decision> {
+    let arc = |s: Option<String>| s.map(|s| Arc::<str>::from(s.as_str()));
+    Ok(match get_exact::<1>(r)?[0] {
+        0 => {
+            let raw = get_str(r)?.unwrap_or_default();
+            let previous = arc(get_str(r)?);
+            let rf = u64::from_le_bytes(get_exact::<8>(r)?);
+            let bucket_id = arc(get_str(r)?);
+            let mapped_at = u64::from_le_bytes(get_exact::<8>(r)?) as i64;
+            Decision::Carried(MapOutcome::Mapped {
+                raw_euid: Arc::from(raw.as_str()),
+                previous,
+                refresh_from: (rf != u64::MAX).then_some(rf as i64),
+                bucket_id,
+                mapped_at,
+            })
+        }
+        1 => Decision::Carried(MapOutcome::Optout {
+            mapped_at: u64::from_le_bytes(get_exact::<8>(r)?) as i64,
+        }),
+        2 => Decision::Carried(MapOutcome::Invalid),
+        3 => Decision::Due(arc(get_str(r)?)),
+        4 => Decision::Changed(arc(get_str(r)?)),
+        _ => Decision::New,
+    })
+}
+
+// --- the join ---------------------------------------------------------------------------
+
+/// Partition files of one side.
+struct Sides {
+    dir: PathBuf,
+    n: usize,
+}
+
+impl Sides {
+    fn path(&self, side: &str, p: usize) -> PathBuf {
+        self.dir.join(format!("{side}-{p:05}.bin"))
+    }
+
+    fn writers(&self, side: &str) -> Result<Vec<BufWriter<File>>, Error> {
+        (0..self.n)
+            .map(|p| {
+                let path = self.path(side, p);
+                File::create(&path)
+                    .map(|f| BufWriter::with_capacity(1 << 16, f))
+                    .map_err(io(&path))
+            })
+            .collect()
+    }
+
+    fn reader(&self, side: &str, p: usize) -> Result<BufReader<File>, Error> {
+        let path = self.path(side, p);
+        File::open(&path)
+            .map(|f| BufReader::with_capacity(1 << 16, f))
+            .map_err(io(&path))
+    }
+}
+
+fn finish(ws: Vec<BufWriter<File>>, dir: &Path) -> Result<(), Error> {
+    for mut w in ws {
+        w.flush().map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// The decided join, ready to be merged back in export order.
+pub(super) struct Joined {
+    sides: Sides,
+    /// State rows whose customer is gone from the export, sorted (for `--keep-missing`).
+    pub missing: Vec<u64>,
+}
+
+/// One export identity to decide: its position in the output, key, kind and hash.
+pub(super) struct ExportIdentity<'a> {
+    /// Position of the identity among all output rows of the export.
+    pub ordinal: u64,
+    /// The customer key, if the row has one.
+    pub key: Option<&'a str>,
+    /// Email or phone.
+    pub kind: IdentityKind,
+    /// Its hash.
+    pub hash: IdentityHash,
+}
+
+/// Partitions the state and the export by key, decides every export identity, and returns
+/// the decisions ready for [`Joined::merge`]. `export` is called once with a sink that takes
+/// every hashed identity of the export, in order.
+///
+/// # Errors
+/// Reading the state, or the temporary files, failed.
+pub(super) fn build(
+    tmp: &Path,
+    parts: &[PathBuf],
+    key_col: &str,
+    policy: &DuePolicy,
+    state_rows: u64,
+    partition_rows: u64,
+    export: impl FnOnce(&mut dyn FnMut(ExportIdentity<'_>) -> Result<(), Error>) -> Result<(), Error>,
+) -> Result<Joined, Error> {
+    let _ = std::fs::remove_dir_all(tmp);
+    std::fs::create_dir_all(tmp).map_err(io(tmp))?;
+    let n = state_rows.div_ceil(partition_rows.max(1)).max(1) as usize;
+    let sides = Sides {
+        dir: tmp.to_path_buf(),
+        n,
+    };
+
+    // 1. The state, by key: row index, key, kind, hash, and what a match would mean.
+    let mut ws = sides.writers("s")?;
+    state::for_each_batch(parts, |first, batch| -> Result<bool, Error> {
+        let keys = batch
+            .column_by_name(key_col)
+            .cloned()
+            .expect("the caller checked the key column");
+        for (i, row) in state::decode(&batch, policy).into_iter().enumerate() {
+            let Some(key) = state::key_at(&keys, i) else {
+                continue;
+            };
+            let w = &mut ws[partition(&key, n)];
+            let decision = match (&row.identity.hashed, row.carried, row.due) {
+                (Hashed::Ok(_), Some(c), _) => Decision::Carried(c),
+                (Hashed::Ok(_), None, true) => Decision::Due(row.old_raw.clone()),
+                _ => Decision::Changed(row.old_raw.clone()),
+            };
+            let hash = match &row.identity.hashed {
+                Hashed::Ok(h) => Some(h),
+                _ => None,
+            };
+            (|| {
+                put_u64(w, first + i as u64)?;
+                put_str(w, Some(&key))?;
+                w.write_all(&[kind_byte(row.identity.kind)])?;
+                put_hash(w, hash)?;
+                put_decision(w, &decision)
+            })()
+            .map_err(io(tmp))?;
+        }
+        Ok(true)
+    })?;
+    finish(ws, tmp)?;
+
+    // 2. The export, by key: ordinal, key, kind, hash.
+    let mut ws = sides.writers("i")?;
+    export(&mut |x: ExportIdentity<'_>| {
+        let p = x.key.map_or(0, |k| partition(k, n));
+        let w = &mut ws[p];
+        (|| {
+            put_u64(w, x.ordinal)?;
+            put_str(w, x.key)?;
+            w.write_all(&[kind_byte(x.kind)])?;
+            put_hash(w, Some(&x.hash))
+        })()
+        .map_err(io(tmp))
+    })?;
+    finish(ws, tmp)?;
+
+    // 3. Decide each partition with only its part of the state in memory.
+    struct Entry {
+        kind: u8,
+        hash: Option<IdentityHash>,
+        decision: Decision,
+        row: u64,
+        used: bool,
+    }
+    let mut missing = Vec::new();
+    let mut ws = sides.writers("d")?;
+    for (p, w) in ws.iter_mut().enumerate() {
+        let mut by_key: HashMap<String, (bool, Vec<Entry>)> = HashMap::new();
+        let mut r = sides.reader("s", p)?;
+        while let Some(row) = get_u64(&mut r).map_err(io(tmp))? {
+            let rec = (|| -> std::io::Result<(String, Entry)> {
+                let key = get_str(&mut r)?.unwrap_or_default();
+                let kind = get_exact::<1>(&mut r)?[0];
+                let hash = get_hash(&mut r)?;
+                let decision = get_decision(&mut r)?;
+                Ok((
+                    key,
+                    Entry {
+                        kind,
+                        hash,
+                        decision,
+                        row,
+                        used: false,
+                    },
+                ))
+            })()
+            .map_err(io(tmp))?;
+            by_key.entry(rec.0).or_default().1.push(rec.1);
+        }
+        let mut r = sides.reader("i", p)?;
+        while let Some(ordinal) = get_u64(&mut r).map_err(io(tmp))? {
+            let (key, kind, hash) = (|| -> std::io::Result<_> {
+                Ok((
+                    get_str(&mut r)?,
+                    get_exact::<1>(&mut r)?[0],
+                    get_hash(&mut r)?,
+                ))
+            })()
+            .map_err(io(tmp))?;
+            let decision = match key.and_then(|k| by_key.get_mut(&k)) {
+                None => Decision::New,
+                Some((seen, entries)) => {
+                    *seen = true;
+                    match entries.iter_mut().find(|e| e.kind == kind && !e.used) {
+                        None => Decision::New,
+                        Some(e) => {
+                            e.used = true;
+                            match &e.decision {
+                                d @ (Decision::Carried(_) | Decision::Due(_)) if e.hash == hash => {
+                                    d.clone()
+                                }
+                                Decision::Carried(MapOutcome::Mapped { raw_euid, .. }) => {
+                                    Decision::Changed(Some(Arc::clone(raw_euid)))
+                                }
+                                Decision::Due(old) | Decision::Changed(old) => {
+                                    Decision::Changed(old.clone())
+                                }
+                                _ => Decision::Changed(None),
+                            }
+                        }
+                    }
+                }
+            };
+            (|| {
+                put_u64(w, ordinal)?;
+                put_decision(w, &decision)
+            })()
+            .map_err(io(tmp))?;
+        }
+        missing.extend(
+            by_key
+                .into_values()
+                .filter(|(seen, _)| !seen)
+                .flat_map(|(_, es)| es.into_iter().map(|e| e.row)),
+        );
+    }
+    finish(ws, tmp)?;
+    missing.sort_unstable();
+    Ok(Joined { sides, missing })
+}
+
+/// Decisions of every partition, merged in ordinal order.
+pub(super) struct Merged {
+    readers: Vec<BufReader<File>>,
+    heap: BinaryHeap<Reverse<(u64, usize)>>,
+    pending: Vec<Option<Decision>>,
+    tmp: PathBuf,
+}
+
+impl Joined {
+    /// Opens the decision files for the merge.
+    ///
+    /// # Errors
+    /// A decision file cannot be read.
+    pub(super) fn merge(&self) -> Result<Merged, Error> {
+        let mut m = Merged {
+            readers: (0..self.sides.n)
+                .map(|p| self.sides.reader("d", p))
+                .collect::<Result<_, _>>()?,
+            heap: BinaryHeap::new(),
+            pending: vec![None; self.sides.n],
+            tmp: self.sides.dir.clone(),
+        };
+        for p in 0..self.sides.n {
+            m.refill(p)?;
+        }
+        Ok(m)
+    }
+}
+
+impl Merged {
+    fn refill(&mut self, p: usize) -> Result<(), Error> {
+        let r = &mut self.readers[p];
+        if let Some(ordinal) = get_u64(r).map_err(io(&self.tmp))? {
+            self.pending[p] = Some(get_decision(r).map_err(io(&self.tmp))?);
+            self.heap.push(Reverse((ordinal, p)));
+        }
+        Ok(())
+    }
+
+    /// The decision for `ordinal`; decisions for smaller ordinals (rows an interrupted run
+    /// already wrote) are skipped. `None` if there is none (the caller treats it as new).
+    ///
+    /// # Errors
+    /// A decision file cannot be read.
+    pub(super) fn take(&mut self, ordinal: u64) -> Result<Option<Decision>, Error> {
+        while let Some(Reverse((o, p))) = self.heap.peek().copied() {
+            if o > ordinal {
+                return Ok(None);
+            }
+            self.heap.pop();
+            let d = self.pending[p].take();
+            self.refill(p)?;
+            if o == ordinal {
+                return Ok(d);
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_round_trip_through_their_binary_form() {
+        let ds = vec![
+            Decision::Carried(MapOutcome::Mapped {
+                raw_euid: Arc::from("u"),
+                previous: None,
+                refresh_from: Some(17),
+                bucket_id: Some(Arc::from("b1")),
+                mapped_at: 5,
+            }),
+            Decision::Carried(MapOutcome::Optout { mapped_at: 9 }),
+            Decision::Carried(MapOutcome::Invalid),
+            Decision::Due(Some(Arc::from("old"))),
+            Decision::Changed(None),
+            Decision::New,
+        ];
+        let mut buf = Vec::new();
+        for d in &ds {
+            put_decision(&mut buf, d).expect("write");
+        }
+        let mut r = buf.as_slice();
+        for d in &ds {
+            assert_eq!(&get_decision(&mut r).expect("read"), d);
+        }
+    }
+
+    #[test]
+    fn partitioning_is_stable_and_in_range() {
+        for n in [1, 7, 250] {
+            for k in ["1", "abc", "customer-42", ""] {
+                assert_eq!(partition(k, n), partition(k, n));
+                assert!(partition(k, n) < n);
+            }
+        }
+    }
+}
