@@ -26,6 +26,15 @@ impl<T> Secret<T> {
     }
 }
 
+/// Parses a flag or environment value straight into a [`Secret`] (clap `value_parser`), so
+/// that even the parsed arguments' `Debug` output never shows it.
+///
+/// # Errors
+/// Never; the signature is clap's.
+pub fn parse_secret(s: &str) -> Result<Secret<String>, std::convert::Infallible> {
+    Ok(Secret::new(s.to_string()))
+}
+
 impl<T> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")

@@ -45,16 +45,17 @@ pub struct ClientArgs {
     #[arg(long, value_name = "URL", conflicts_with = "env")]
     base_url: Option<String>,
     /// API key (bearer token).
-    #[arg(long, env = "EUID_API_KEY", hide_env_values = true, value_name = "KEY")]
-    api_key: Option<String>,
+    #[arg(long, env = "EUID_API_KEY", hide_env_values = true, value_name = "KEY", value_parser = crate::config::parse_secret)]
+    api_key: Option<Secret<String>>,
     /// Client secret (base64 of 32 bytes).
     #[arg(
         long,
         env = "EUID_CLIENT_SECRET",
         hide_env_values = true,
-        value_name = "SECRET"
+        value_name = "SECRET",
+        value_parser = crate::config::parse_secret
     )]
-    client_secret: Option<String>,
+    client_secret: Option<Secret<String>>,
     /// JSON file {"api_key": "...", "client_secret": "..."} instead of the environment.
     #[arg(long, value_name = "FILE")]
     credentials: Option<PathBuf>,
@@ -177,11 +178,13 @@ impl ClientArgs {
         }
         let key = self
             .api_key
-            .clone()
+            .as_ref()
+            .map(|k| k.expose().clone())
             .context("no API key: set EUID_API_KEY (or --credentials FILE)")?;
         let secret = self
             .client_secret
-            .clone()
+            .as_ref()
+            .map(|k| k.expose().clone())
             .context("no client secret: set EUID_CLIENT_SECRET (or --credentials FILE)")?;
         Ok((key, secret))
     }

@@ -51,3 +51,42 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Operator(a) => operator::run(a),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::Cli;
+
+    #[test]
+    fn parsed_arguments_never_show_secrets_in_debug_output() {
+        for args in [
+            vec![
+                "euid-map",
+                "map",
+                "in.csv",
+                "-o",
+                "out",
+                "--env",
+                "prod",
+                "--api-key",
+                "KEY-SEKRET-1",
+                "--client-secret",
+                "SEKRET-2",
+            ],
+            vec![
+                "euid-map",
+                "operator",
+                "--api-key",
+                "KEY-SEKRET-1",
+                "--client-secret",
+                "SEKRET-2",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            let shown = format!("{cli:?}");
+            assert!(!shown.contains("SEKRET"), "{shown}");
+            assert!(shown.contains("[redacted]"));
+        }
+    }
+}

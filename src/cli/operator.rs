@@ -24,12 +24,13 @@ pub struct OperatorArgs {
         long,
         env = "EUID_API_KEY",
         hide_env_values = true,
-        requires = "client_secret"
+        requires = "client_secret",
+        value_parser = crate::config::parse_secret
     )]
-    api_key: Option<String>,
+    api_key: Option<Secret<String>>,
     /// Its client secret (base64 of 32 bytes).
-    #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true)]
-    client_secret: Option<String>,
+    #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true, value_parser = crate::config::parse_secret)]
+    client_secret: Option<Secret<String>>,
     /// JSON file of clients: [{"key": "...", "secret": "...", "roles": ["MAPPER"]}].
     #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
     keys: Option<PathBuf>,
@@ -81,8 +82,7 @@ pub struct OperatorArgs {
 pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
     let keys = match (&a.keys, &a.api_key, &a.client_secret) {
         (Some(path), _, _) => Keys::from_file(path).map_err(|e| anyhow::anyhow!(e))?,
-        (None, Some(k), Some(s)) => Keys::single(&Secret::new(k.clone()), &Secret::new(s.clone()))
-            .map_err(|e| anyhow::anyhow!(e))?,
+        (None, Some(k), Some(s)) => Keys::single(k, s).map_err(|e| anyhow::anyhow!(e))?,
         _ => {
             eprintln!("no keys configured: using the demo credentials (local use only)");
             eprintln!("  EUID_API_KEY={DEMO_API_KEY}");

@@ -20,10 +20,16 @@ pub struct Client {
     pub mapper: bool,
 }
 
-/// The emulator's key store.
-#[derive(Debug, Default)]
+/// The emulator's key store. `Debug` shows how many keys it holds, never the keys.
+#[derive(Default)]
 pub struct Keys {
     by_api_key: HashMap<String, Client>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Keys({} keys, [redacted])", self.by_api_key.len())
+    }
 }
 
 impl Keys {
