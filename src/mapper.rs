@@ -139,12 +139,10 @@ pub async fn run(
     let mut tasks: JoinSet<BatchResult> = JoinSet::new();
     let mut input_done = false;
     loop {
-        // Partial batches go out when nothing else would make progress.
-        if !batcher.is_empty()
-            && (input_done
-                || (tasks.is_empty() && ready.is_empty())
-                || pending.len() >= PENDING_CHUNKS)
-        {
+        // A partial batch goes out only when no more input can fill it: the input ended, or
+        // the reorder buffer is full. Sending it earlier would spend requests (and rate-limit
+        // budget) on small batches, e.g. the few due identities per chunk of a refresh.
+        if !batcher.is_empty() && (input_done || pending.len() >= PENDING_CHUNKS) {
             ready.push_back(batcher.take());
         }
         while tasks.len() < max_tasks {

@@ -13,7 +13,7 @@ mod columns;
 mod csv;
 mod parquet;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
@@ -318,9 +318,4 @@ fn open(f: &InputFile) -> Result<std::fs::File, InputError> {
         path: f.given.clone(),
         source,
     })
-}
-
-/// Whether `p` names an existing regular file.
-pub fn exists(p: &Path) -> bool {
-    p.is_file()
 }
