@@ -31,6 +31,9 @@ use crate::record::{Hashed, MapOutcome};
 
 pub use state::StateRow;
 
+/// Plans queued beside chunks (see `run_async`).
+const PLANS_IN_FLIGHT: usize = 64;
+
 /// Everything `euid-map refresh` needs.
 #[derive(Debug, Clone)]
 pub struct RefreshConfig {
@@ -263,7 +266,10 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let mstats = Arc::new(crate::mapper::MapperStats::default());
     let tally = Arc::new(Mutex::new(Tally::default()));
     let (tx, rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
-    let (plans_tx, plans_rx) = sync_channel::<Plans>(CHUNKS_IN_FLIGHT * 4);
+    // Plans travel beside their chunks; this queue must never be the one that blocks, so it
+    // holds more than every chunk that can be in flight between the producer and the writer
+    // (channels and the mapper's reorder buffer: about 25).
+    let (plans_tx, plans_rx) = sync_channel::<Plans>(PLANS_IN_FLIGHT);
     let sinks = Sinks {
         chunks: tx,
         plans: plans_tx,
