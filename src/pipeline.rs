@@ -195,7 +195,7 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     progress.finish();
     write_result?;
     read_result?;
-    writer.commit()?;
+    writer.finish()?;
     let manifest = manifest_base(job, "hash", &writer, &columns, started);
     output::Manifest(manifest.clone()).publish(&job.out_dir)?;
     Ok(Summary {
@@ -438,7 +438,7 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     progress.finish();
     let mut writer = written?;
     read?;
-    writer.commit()?;
+    writer.finish()?;
     let mut manifest = manifest_base(job, "map", &writer, &columns, started);
     conn.annotate(&mut manifest, settings, &mstats);
     conn.close().await;

@@ -737,3 +737,35 @@ fn tsv_gzip_bom_and_several_inputs_in_one_run() {
     let sources: HashSet<_> = got.iter().map(|g| g.0.clone()).collect();
     assert_eq!(sources.len(), 2);
 }
+
+#[test]
+fn a_header_only_export_gives_an_empty_dataset_that_still_has_its_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("empty.csv");
+    std::fs::write(&p, "customer_id,email\r\n").unwrap();
+    let out = tmp.path().join("o");
+    let o = run(
+        &[
+            "map",
+            p.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--env",
+            "local",
+            "--keep-col",
+            "customer_id",
+            "-q",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("_SUCCESS").exists());
+    let part = std::fs::File::open(out.join("part-00000.parquet")).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(part).unwrap();
+    assert_eq!(b.metadata().file_metadata().num_rows(), 0);
+    assert!(
+        b.schema().field_with_name("raw_euid").is_ok()
+            && b.schema().field_with_name("customer_id").is_ok()
+    );
+    assert_eq!(manifest(&out)["input_rows"], 0);
+}

@@ -66,7 +66,12 @@ pub async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<An
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/octet-stream"));
+        // The media type alone decides; parameters (`; charset=…`) do not change it.
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/octet-stream"))
+        });
     let retry_after = resp
         .headers()
         .get(RETRY_AFTER)

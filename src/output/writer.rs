@@ -281,6 +281,18 @@ impl DatasetWriter {
         })
     }
 
+    /// Commits the open part; a dataset that got no row at all still gets one empty part, so
+    /// that readers see its schema (a glob over zero files is an error in most engines).
+    ///
+    /// # Errors
+    /// Writing, closing, syncing or renaming failed.
+    pub fn finish(&mut self) -> Result<(), OutputError> {
+        if self.open.is_none() && self.next_part == 0 {
+            self.open = Some(self.open_part(Position::default())?);
+        }
+        self.commit().map(|_| ())
+    }
+
     /// Closes, syncs and renames the open part, if any.
     ///
     /// # Errors

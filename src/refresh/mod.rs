@@ -511,7 +511,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     progress.finish();
     let mut writer = written?;
     produced?;
-    writer.commit()?;
+    writer.finish()?;
     let mut manifest = pipeline::manifest_base(job, "refresh", &writer, &columns, started);
     conn.annotate(&mut manifest, &cfg.mapping, &mstats);
     let requests = conn
