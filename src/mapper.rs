@@ -29,6 +29,16 @@ type Key = (IdentityKind, IdentityHash);
 type BatchResult = (Vec<Key>, Result<Vec<MapOutcome>, ClientError>);
 
 /// Fills batches within the protocol's limits.
+///
+/// ```
+/// use euid_map::mapper::Batcher;
+/// use euid_map::record::IdentityKind;
+/// let mut b = Batcher::new(2);
+/// let h = |s: &str| (IdentityKind::Email, euid_map::normalize::sha256(s.as_bytes()));
+/// assert!(b.push(h("a")).is_none());
+/// assert_eq!(b.push(h("b")).map(|batch| batch.len()), Some(2));
+/// assert!(b.is_empty());
+/// ```
 #[derive(Debug)]
 pub struct Batcher {
     max_items: usize,

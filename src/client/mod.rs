@@ -198,6 +198,29 @@ impl ClientStats {
 }
 
 /// The identity-map client. Cheap to share behind an `Arc`; all batches of a run use one.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), euid_map::client::ClientError> {
+/// use euid_map::client::{Api, Client, ClientConfig, RetryPolicy};
+/// use euid_map::config::Secret;
+/// use euid_map::record::IdentityKind;
+/// let client = Client::new(&ClientConfig {
+///     base_url: "https://integ.euid.eu".into(),
+///     api_key: Secret::new(std::env::var("EUID_API_KEY").unwrap_or_default()),
+///     secret: euid_map::client::envelope::decode_secret(&std::env::var("EUID_CLIENT_SECRET").unwrap_or_default())
+///         .map_err(euid_map::client::ClientError::Config)?,
+///     concurrency: 8,
+///     rps: None,
+///     timeout: std::time::Duration::from_secs(60),
+///     retry: RetryPolicy::default(),
+///     api: Api::V3,
+/// })?;
+/// let hash = euid_map::normalize::hash_email("user@example.com").expect("valid email");
+/// let answers = client.map(&[(IdentityKind::Email, hash)]).await?;
+/// println!("{answers:?}");
+/// # Ok(())
+/// # }
+/// ```
 pub struct Client {
     http: reqwest::Client,
     v3_url: String,
