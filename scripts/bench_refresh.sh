@@ -10,15 +10,7 @@ ROWS=${ROWS:-10000000}
 DIR=target/bench
 mkdir -p "$DIR"
 cargo build --release --quiet
-BIN=target/release/euid-map
-export EUID_API_KEY="bench-key"
-export EUID_CLIENT_SECRET=$(python3 -c "import base64;print(base64.b64encode(bytes(range(32))).decode())")
-PORT=$(python3 -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")
-URL="http://127.0.0.1:$PORT"
-"$BIN" operator --listen "127.0.0.1:$PORT" 2> "$DIR/operator.log" &
-OP=$!
-trap 'kill $OP 2>/dev/null || true' EXIT
-for _ in $(seq 100); do curl -fs "$URL/ops/healthcheck" >/dev/null 2>&1 && break; python3 -c "import time;time.sleep(0.05)"; done
+. scripts/start_operator.sh
 IN="$DIR/customers_${ROWS}.csv"
 [ -f "$IN" ] || python3 scripts/gen_customers.py --rows "$ROWS" --dup 0.2 > "$IN"
 rm -rf "$DIR/state" "$DIR/refreshed"

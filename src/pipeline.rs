@@ -114,6 +114,22 @@ pub(crate) fn manifest_base(
     })
 }
 
+/// Writes the manifest and `_SUCCESS` (the last step of every job) and returns the summary.
+pub(crate) fn publish(
+    job: &JobConfig,
+    writer: &DatasetWriter,
+    manifest: serde_json::Value,
+    started: Instant,
+) -> Result<Summary, Error> {
+    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
+    Ok(Summary {
+        counts: writer.totals.clone(),
+        input_rows: writer.input_rows,
+        elapsed_s: started.elapsed().as_secs_f64(),
+        manifest,
+    })
+}
+
 /// Spawns the reader and hasher threads; returns the receiver of hashed chunks.
 pub(crate) fn spawn_read_and_hash(
     job: &JobConfig,
@@ -197,13 +213,7 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     read_result?;
     writer.finish()?;
     let manifest = manifest_base(job, "hash", &writer, &columns, started);
-    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
-    Ok(Summary {
-        counts: writer.totals.clone(),
-        input_rows: writer.input_rows,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        manifest,
-    })
+    publish(job, &writer, manifest, started)
 }
 
 /// How to reach the operator and how to batch: shared by `map` and `refresh`.
@@ -442,11 +452,5 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     let mut manifest = manifest_base(job, "map", &writer, &columns, started);
     conn.annotate(&mut manifest, settings, &mstats);
     conn.close().await;
-    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
-    Ok(Summary {
-        counts: writer.totals.clone(),
-        input_rows: writer.input_rows,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        manifest,
-    })
+    publish(job, &writer, manifest, started)
 }

@@ -526,11 +526,5 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         .into();
     manifest["refresh"] = tally.lock().expect("tally lock").to_json(requests);
     conn.close().await;
-    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
-    Ok(Summary {
-        counts: writer.totals.clone(),
-        input_rows: writer.input_rows,
-        elapsed_s: started.elapsed().as_secs_f64(),
-        manifest,
-    })
+    pipeline::publish(job, &writer, manifest, started)
 }
