@@ -4,7 +4,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::input::{ColumnSpec, InputFile};
+use crate::client::{Api, ClientConfig};
+use crate::input::{ColumnSpec, Fingerprint, InputError, InputFile};
+use crate::interrupt::Interrupt;
+use crate::output::{JobDescription, OutputKind};
 
 /// Output rows per part file before it is committed (and becomes a resume point).
 pub const DEFAULT_PART_ROWS: u64 = 1_000_000;
@@ -41,6 +44,53 @@ impl<T> fmt::Debug for Secret<T> {
     }
 }
 
+/// Checks an operator base URL and returns it without a trailing slash or `/v2`/`/v3`.
+///
+/// `https://` is required, except plain `http://` to this machine: an IP literal in
+/// 127.0.0.0/8, `::1`, or exactly `localhost`. A host that merely starts with `127.`
+/// (`127.0.0.1.nip.io`) is a remote host, and a URL with user info (`http://127.0.0.1@host`)
+/// is refused outright: either would send the API key, a bearer token, in clear or to
+/// somewhere else than it seems.
+///
+/// # Errors
+/// The URL does not parse, has user info, a query or fragment, or is plain http to a
+/// non-loopback host.
+pub fn operator_url(raw: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|e| format!("--base-url {raw:?} is not a URL: {e}"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "--base-url must not carry user info (user@ or user:password@): {}",
+            url.host_str().unwrap_or("?")
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("--base-url must not have a query or fragment".to_string());
+    }
+    let host = url.host().ok_or("--base-url has no host")?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match &host {
+                url::Host::Domain(d) => *d == "localhost",
+                url::Host::Ipv4(ip) => ip.is_loopback(),
+                url::Host::Ipv6(ip) => ip.is_loopback(),
+            };
+            if !loopback {
+                return Err(format!(
+                    "refusing plain http:// to {host}: the API key would travel in clear; use https:// (plain http is allowed only to 127.0.0.0/8, ::1 or localhost)"
+                ));
+            }
+        }
+        other => return Err(format!("--base-url must start with https:// (got {other}://)")),
+    }
+    let s = url.as_str().trim_end_matches('/');
+    Ok(s.trim_end_matches("/v2")
+        .trim_end_matches("/v3")
+        .trim_end_matches('/')
+        .to_string())
+}
+
 /// What every job reads and where it writes.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
@@ -56,29 +106,113 @@ pub struct JobConfig {
     pub part_rows: u64,
     /// No progress bar or log lines (errors are still reported).
     pub quiet: bool,
+    /// Set when the run must stop (SIGINT/SIGTERM): it drains, commits and stops.
+    pub interrupt: Interrupt,
 }
 
 impl JobConfig {
-    /// The `_job.json` description used to check `--resume`.
-    pub fn describe(&self, command: &str, extra: serde_json::Value) -> serde_json::Value {
-        serde_json::json!({
-            "command": command,
-            "inputs": self.inputs.iter().map(|f| f.given.clone()).collect::<Vec<_>>(),
-            "columns": {
+    /// The `_job.json` description used to check `--resume`, with a fingerprint of every
+    /// input so that a resumed run never continues over a changed file.
+    ///
+    /// # Errors
+    /// An input cannot be read.
+    pub fn describe(
+        &self,
+        command: &str,
+        options: serde_json::Value,
+    ) -> Result<JobDescription, InputError> {
+        Ok(JobDescription {
+            command: command.to_string(),
+            inputs: self.inputs.iter().map(|f| f.given.clone()).collect(),
+            columns: serde_json::json!({
                 "email": self.columns.email,
                 "phone": self.columns.phone,
                 "email_hash": self.columns.email_hash,
                 "phone_hash": self.columns.phone_hash,
                 "keep": self.columns.keep,
-            },
-            "options": extra,
+            }),
+            options,
+            fingerprints: self
+                .inputs
+                .iter()
+                .map(Fingerprint::of)
+                .collect::<Result<_, _>>()?,
         })
     }
 }
 
+/// How to reach the operator and how to batch: shared by `map` and `refresh`.
+#[derive(Debug, Clone)]
+pub struct MapSettings {
+    /// The operator and how to talk to it. For `--env local` the base URL and credentials
+    /// are replaced by the embedded emulator's.
+    pub client: ClientConfig,
+    /// `local`, `integ`, `prod` or `custom`, for the manifest.
+    pub env: String,
+    /// Start the embedded emulator and map against it.
+    pub embedded_operator: bool,
+    /// Identities per request (≤ 5,000).
+    pub batch_size: usize,
+    /// Answers kept for deduplication.
+    pub cache_entries: usize,
+}
+
+impl MapSettings {
+    /// The dataset this API writes (v2 adds `bucket_id`).
+    pub fn output_kind(&self) -> OutputKind {
+        match self.client.api {
+            Api::V3 => OutputKind::Map,
+            Api::V2 => OutputKind::MapV2,
+        }
+    }
+}
+
+/// Everything `euid-map map` needs.
+#[derive(Debug, Clone)]
+pub struct MapConfig {
+    /// Inputs, columns, output.
+    pub job: JobConfig,
+    /// Operator and batching.
+    pub mapping: MapSettings,
+}
+
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #9.10: plain http only to real loopback, and never with user info.
+    #[test]
+    fn plain_http_only_to_loopback_and_never_with_user_info() {
+        for ok in [
+            "http://127.0.0.1:8080",
+            "http://127.8.9.10/",
+            "http://[::1]:9000/v3",
+            "http://localhost:1234",
+            "https://prod.euid.eu",
+            "https://operator.example.com/v2/",
+        ] {
+            assert!(operator_url(ok).is_ok(), "{ok}: {:?}", operator_url(ok));
+        }
+        for bad in [
+            "http://127.0.0.1.nip.io",
+            "http://127.0.0.1@example.com",
+            "https://user:pw@prod.euid.eu",
+            "http://localhost.example.com",
+            "http://example.com",
+            "http://10.0.0.1",
+            "http://[::2]",
+            "ftp://127.0.0.1",
+            "127.0.0.1:8080",
+        ] {
+            assert!(operator_url(bad).is_err(), "{bad} must be refused");
+        }
+        assert_eq!(
+            operator_url("http://127.0.0.1:8080/v3/").as_deref(),
+            Ok("http://127.0.0.1:8080")
+        );
+    }
 
     #[test]
     fn secret_debug_is_redacted() {

@@ -20,9 +20,15 @@ pub enum Error {
     /// A flag or credential is unusable.
     #[error("{0}")]
     Config(String),
-    /// The run was interrupted (Ctrl-C); committed parts are kept for `--resume`.
-    #[error("interrupted; committed parts are kept, run again with --resume to continue")]
-    Interrupted,
+    /// The run was interrupted by a signal after committing what was complete.
+    #[error("interrupted: rerun the same command with --resume")]
+    Interrupted {
+        /// The signal (2 SIGINT, 15 SIGTERM); the exit code is 128 + signal.
+        signal: i32,
+    },
+    /// A refresh would drop more of the state's customers than allowed.
+    #[error("{0}")]
+    Refused(String),
     /// An internal stage stopped unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

@@ -21,17 +21,18 @@
 //! - [`pipeline`]: how the stages are wired and how big each queue is.
 //! - [`operator`]: the emulator.
 
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod input;
+pub mod interrupt;
 pub mod mapper;
 pub mod normalize;
 pub mod operator;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod protocol;
 pub mod record;
 pub mod refresh;
 

@@ -1,29 +1,33 @@
-//! The `euid-map` binary: parse flags, set up logging, run, map the outcome to an exit code.
+//! The `euid-map` binary: parse flags, set up logging and signal handling, run the library,
+//! and map the outcome to an exit code (see [`cli::EXIT_CODES`]).
+
+mod cli;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use euid_map::cli::{run, Cli};
+use cli::{exit, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let default = match cli.verbose {
-        0 => "warn,euid_map=info",
-        1 => "info",
-        _ => "debug",
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout with exit 0; every other parse error is a usage
+            // error, 64 (EX_USAGE) — never clap's 2, which here means "some identities failed".
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    match run(cli) {
+    cli::logging::init(&cli);
+    match cli::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("euid-map: error: {e:#}");
-            ExitCode::from(1)
+            let code = exit::code_of(&e);
+            match e.downcast_ref::<euid_map::Error>() {
+                Some(euid_map::Error::Interrupted { .. }) => eprintln!("{e}"),
+                _ => eprintln!("euid-map: error: {e:#}"),
+            }
+            ExitCode::from(code)
         }
     }
 }

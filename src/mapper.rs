@@ -16,63 +16,19 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::client::envelope::MIN_REQUEST_LEN;
-use crate::client::{wire, Client, ClientError, MAX_BODY_BYTES, MAX_ITEMS_PER_REQUEST};
+use crate::client::{Client, ClientError};
+use crate::protocol::Batcher;
+use crate::interrupt::Interrupt;
 use crate::output::Resolved;
 use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
 /// Chunks held while their answers are pending. Bounds the reorder buffer.
 const PENDING_CHUNKS: usize = 8;
 
-type Key = (IdentityKind, IdentityHash);
+/// What is deduplicated and sent: an identity's kind and hash.
+pub type Key = (IdentityKind, IdentityHash);
 /// What a batch task returns: its identities and their answers.
 type BatchResult = (Vec<Key>, Result<Vec<MapOutcome>, ClientError>);
-
-/// Fills batches within the protocol's limits.
-///
-/// ```
-/// use euid_map::mapper::Batcher;
-/// use euid_map::record::IdentityKind;
-/// let mut b = Batcher::new(2);
-/// let h = |s: &str| (IdentityKind::Email, euid_map::normalize::sha256(s.as_bytes()));
-/// assert!(b.push(h("a")).is_none());
-/// assert_eq!(b.push(h("b")).map(|batch| batch.len()), Some(2));
-/// assert!(b.is_empty());
-/// ```
-#[derive(Debug)]
-pub struct Batcher {
-    max_items: usize,
-    items: Vec<Key>,
-}
-
-impl Batcher {
-    /// A batcher of at most `max_items` (clamped to 1..=5,000) identities per request.
-    pub fn new(max_items: usize) -> Batcher {
-        Batcher {
-            max_items: max_items.clamp(1, MAX_ITEMS_PER_REQUEST),
-            items: Vec::new(),
-        }
-    }
-
-    /// Adds an identity; returns a full batch when this one filled it.
-    pub fn push(&mut self, key: Key) -> Option<Vec<Key>> {
-        self.items.push(key);
-        let body = MIN_REQUEST_LEN
-            + wire::REQUEST_OVERHEAD
-            + (self.items.len() + 1) * wire::BYTES_PER_HASH;
-        (self.items.len() >= self.max_items || body > MAX_BODY_BYTES).then(|| self.take())
-    }
-
-    /// Takes the current (possibly partial) batch.
-    pub fn take(&mut self) -> Vec<Key> {
-        std::mem::take(&mut self.items)
-    }
-
-    /// Whether nothing is waiting.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-}
 
 /// Counters of the mapper for the manifest.
 #[derive(Debug, Default)]
@@ -93,7 +49,7 @@ struct Waiters {
 }
 
 struct Pending {
-    resolved: Resolved,
+    chunk: Resolved,
     outcomes: Vec<Option<MapOutcome>>,
     remaining: usize,
 }
@@ -121,157 +77,410 @@ impl Cache {
     }
 }
 
-/// Runs the mapper until the input ends.
+/// The mapper's state, without I/O: chunks waiting for answers (the reorder window), the
+/// answer cache, the hashes in flight and the batches ready to send. [`run`] drives it;
+/// tests drive it directly.
+pub struct Mapper {
+    pending: VecDeque<Pending>,
+    /// Sequence number of `pending[0]`.
+    base_seq: u64,
+    waiting: DigestMap<Key, Waiters>,
+    cache: Cache,
+    batcher: Batcher,
+    ready: VecDeque<Vec<Key>>,
+    stats: Arc<MapperStats>,
+}
+
+impl Mapper {
+    /// A mapper sending batches of at most `batch_size` identities and remembering about
+    /// `cache_entries` answers.
+    pub fn new(batch_size: usize, cache_entries: usize, stats: Arc<MapperStats>) -> Mapper {
+        Mapper {
+            pending: VecDeque::new(),
+            base_seq: 0,
+            waiting: DigestMap::default(),
+            cache: Cache {
+                cap: cache_entries,
+                young: DigestMap::default(),
+                old: DigestMap::default(),
+            },
+            batcher: Batcher::new(batch_size),
+            ready: VecDeque::new(),
+            stats,
+        }
+    }
+
+    /// Whether another chunk fits in the reorder window while fewer than `max_ready`
+    /// batches wait to be sent.
+    pub fn can_accept(&self, max_ready: usize) -> bool {
+        self.pending.len() < PENDING_CHUNKS && self.ready.len() < max_ready
+    }
+
+    /// Takes a chunk: answers what the cache or an in-flight request answers, queues the
+    /// rest for batches. Answers already filled (rows `refresh` carries over) are kept.
+    pub fn accept(&mut self, mut chunk: Resolved) {
+        let seq = self.base_seq + self.pending.len() as u64;
+        let mut outcomes = chunk
+            .outcomes
+            .take()
+            .unwrap_or_else(|| vec![None; chunk.ids.len()]);
+        let mut remaining = 0;
+        for (idx, id) in chunk.ids.iter().enumerate() {
+            if outcomes[idx].is_some() {
+                continue;
+            }
+            let Hashed::Ok(h) = id.hashed else { continue };
+            let key = (id.kind, h);
+            if let Some(o) = self.cache.get(&key) {
+                outcomes[idx] = Some(o.clone());
+                self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            remaining += 1;
+            match self.waiting.get_mut(&key) {
+                Some(w) => {
+                    w.more.push((seq, idx));
+                    self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    self.waiting.insert(
+                        key,
+                        Waiters {
+                            first: (seq, idx),
+                            more: Vec::new(),
+                        },
+                    );
+                    if let Some(full) = self.batcher.push(key) {
+                        self.ready.push_back(full);
+                    }
+                }
+            }
+        }
+        self.pending.push_back(Pending {
+            chunk,
+            outcomes,
+            remaining,
+        });
+    }
+
+    /// The next batch to send. A partial batch goes out only when no more input can fill
+    /// it: the input ended, or the reorder window is full. Sending it earlier would spend
+    /// requests (and rate-limit budget) on small batches, e.g. the few due identities per
+    /// chunk of a refresh.
+    pub fn next_batch(&mut self, input_done: bool) -> Option<Vec<Key>> {
+        if self.ready.is_empty()
+            && !self.batcher.is_empty()
+            && (input_done || self.pending.len() >= PENDING_CHUNKS)
+        {
+            self.ready.push_back(self.batcher.take());
+        }
+        let batch = self.ready.pop_front()?;
+        self.stats
+            .unique_sent
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// Hands the answers of a batch to every row waiting for them; caches all but failures.
+    ///
+    /// # Errors
+    /// The answers are not one per identity of the batch: assigning them would give rows
+    /// another identity's raw EUID, so the run stops.
+    pub fn complete(
+        &mut self,
+        batch: Vec<Key>,
+        answers: Vec<MapOutcome>,
+    ) -> Result<(), ClientError> {
+        if answers.len() != batch.len() {
+            return Err(ClientError::BadResponse(format!(
+                "internal: {} answers for a batch of {} identities",
+                answers.len(),
+                batch.len()
+            )));
+        }
+        for (key, outcome) in batch.into_iter().zip(answers) {
+            let Some(w) = self.waiting.remove(&key) else {
+                continue;
+            };
+            for (seq, idx) in std::iter::once(w.first).chain(w.more) {
+                let p = &mut self.pending[(seq - self.base_seq) as usize];
+                p.outcomes[idx] = Some(outcome.clone());
+                p.remaining -= 1;
+                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+            }
+            if !matches!(outcome, MapOutcome::Failed(_)) {
+                self.cache.insert(key, outcome);
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest chunk, once every identity in it is answered: chunks leave in input order.
+    pub fn pop_finished(&mut self) -> Option<Resolved> {
+        if self.pending.front()?.remaining > 0 {
+            return None;
+        }
+        let p = self.pending.pop_front().expect("checked");
+        self.base_seq += 1;
+        let mut chunk = p.chunk;
+        chunk.outcomes = Some(p.outcomes);
+        Some(chunk)
+    }
+
+    /// Whether nothing is pending, queued or half-batched.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty() && self.ready.is_empty() && self.batcher.is_empty()
+    }
+}
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    /// Every chunk was answered and handed on.
+    Done,
+    /// Interrupted: chunks handed on are complete; the others were dropped, to be read
+    /// again by `--resume`.
+    Interrupted,
+}
+
+/// Runs the mapper until the input ends, or until an interrupt has given in-flight batches
+/// [`crate::interrupt::GRACE`] to finish.
 ///
 /// # Errors
-/// A fatal client error (401, clock skew); the caller stops the run.
+/// A fatal client error (401, wrong secret, clock skew, operator unreachable); the caller
+/// stops the run.
 pub async fn run(
     client: Arc<Client>,
     mut input: mpsc::Receiver<Resolved>,
     output: mpsc::Sender<Resolved>,
-    batch_size: usize,
-    cache_entries: usize,
-    stats: Arc<MapperStats>,
-) -> Result<(), ClientError> {
+    mut mapper: Mapper,
+    interrupt: Interrupt,
+) -> Result<Finish, ClientError> {
     // As many batch tasks as requests may be in flight: batches then go out in input order,
     // so chunks complete (and parts commit) in order too, and nothing queues unboundedly.
     let max_tasks = client.max_in_flight();
-    let mut pending: VecDeque<Pending> = VecDeque::new();
-    let mut base_seq: u64 = 0;
-    let mut waiting: DigestMap<Key, Waiters> = DigestMap::default();
-    let mut cache = Cache {
-        cap: cache_entries,
-        young: DigestMap::default(),
-        old: DigestMap::default(),
-    };
-    let mut batcher = Batcher::new(batch_size);
-    let mut ready: VecDeque<Vec<Key>> = VecDeque::new();
     let mut tasks: JoinSet<BatchResult> = JoinSet::new();
     let mut input_done = false;
+    let grace = interrupt.grace_over();
+    tokio::pin!(grace);
     loop {
-        // A partial batch goes out only when no more input can fill it: the input ended, or
-        // the reorder buffer is full. Sending it earlier would spend requests (and rate-limit
-        // budget) on small batches, e.g. the few due identities per chunk of a refresh.
-        if !batcher.is_empty() && (input_done || pending.len() >= PENDING_CHUNKS) {
-            ready.push_back(batcher.take());
+        if interrupt.is_triggered() {
+            input_done = true; // take no more chunks; finish those already taken
         }
         while tasks.len() < max_tasks {
-            let Some(batch) = ready.pop_front() else {
+            let Some(batch) = mapper.next_batch(input_done) else {
                 break;
             };
-            stats
-                .unique_sent
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
             let c = Arc::clone(&client);
             tasks.spawn(async move {
                 let r = c.map(&batch).await;
                 (batch, r)
             });
         }
-        // Chunks whose every identity is answered leave in input order.
-        while pending.front().is_some_and(|p| p.remaining == 0) {
-            let p = pending.pop_front().expect("checked");
-            base_seq += 1;
-            let mut resolved = p.resolved;
-            resolved.outcomes = Some(p.outcomes);
-            if output.send(resolved).await.is_err() {
-                return Ok(()); // writer gone: it reports its own error
+        while let Some(chunk) = mapper.pop_finished() {
+            if output.send(chunk).await.is_err() {
+                return Ok(Finish::Done); // writer gone: it reports its own error
             }
         }
-        if input_done && tasks.is_empty() && ready.is_empty() && batcher.is_empty() {
+        if input_done && tasks.is_empty() {
+            if interrupt.is_triggered() && !mapper.is_idle() {
+                return Ok(Finish::Interrupted);
+            }
             debug_assert!(
-                pending.is_empty(),
+                mapper.is_idle(),
                 "every chunk is answered once all batches are"
             );
-            return Ok(());
+            return Ok(if interrupt.is_triggered() {
+                Finish::Interrupted
+            } else {
+                Finish::Done
+            });
         }
-        let can_take = !input_done && pending.len() < PENDING_CHUNKS && ready.len() < max_tasks;
+        let can_take = !input_done && mapper.can_accept(max_tasks);
         tokio::select! {
-            chunk = input.recv(), if can_take => {
-                let Some(resolved) = chunk else {
-                    input_done = true;
-                    continue;
-                };
-                let seq = base_seq + pending.len() as u64;
-                let mut resolved = resolved;
-                // Answers filled upstream (rows `refresh` carries over) are kept as they are.
-                let mut outcomes = resolved.outcomes.take().unwrap_or_else(|| vec![None; resolved.ids.len()]);
-                let mut remaining = 0;
-                for (idx, id) in resolved.ids.iter().enumerate() {
-                    if outcomes[idx].is_some() {
-                        continue;
-                    }
-                    let Hashed::Ok(h) = id.hashed else { continue };
-                    let key = (id.kind, h);
-                    if let Some(o) = cache.get(&key) {
-                        outcomes[idx] = Some(o.clone());
-                        stats.deduplicated.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    remaining += 1;
-                    match waiting.get_mut(&key) {
-                        Some(w) => {
-                            w.more.push((seq, idx));
-                            stats.deduplicated.fetch_add(1, Ordering::Relaxed);
-                        }
-                        None => {
-                            waiting.insert(key, Waiters { first: (seq, idx), more: Vec::new() });
-                            if let Some(full) = batcher.push(key) {
-                                ready.push_back(full);
-                            }
-                        }
-                    }
-                }
-                pending.push_back(Pending { resolved, outcomes, remaining });
-            }
+            chunk = input.recv(), if can_take => match chunk {
+                Some(chunk) => mapper.accept(chunk),
+                None => input_done = true,
+            },
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 let (batch, result) = joined.map_err(|e| ClientError::Config(format!("a mapping task failed: {e}")))?;
-                let answers = result?;
-                for (key, outcome) in batch.into_iter().zip(answers) {
-                    let Some(w) = waiting.remove(&key) else { continue };
-                    for (seq, idx) in std::iter::once(w.first).chain(w.more) {
-                        let p = &mut pending[(seq - base_seq) as usize];
-                        p.outcomes[idx] = Some(outcome.clone());
-                        p.remaining -= 1;
-                        stats.answered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if !matches!(outcome, MapOutcome::Failed(_)) {
-                        cache.insert(key, outcome);
-                    }
-                }
+                mapper.complete(batch, result?)?;
             }
+            () = &mut grace => {
+                tracing::warn!(batches = tasks.len(), "interrupted: in-flight batches did not finish in time; their chunks will be mapped again by --resume");
+                return Ok(Finish::Interrupted);
+            }
+            () = interrupt.triggered(), if !input_done => {}
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use quickcheck::quickcheck;
-
     use super::*;
 
-    quickcheck! {
-        fn batcher_never_exceeds_its_limit_and_never_drops_an_item(n: u16, size: u16) -> bool {
-            let mut b = Batcher::new(size as usize);
-            let limit = (size as usize).clamp(1, MAX_ITEMS_PER_REQUEST);
-            let mut seen = 0;
-            let mut ok = true;
-            for i in 0..n as u32 {
-                let key = (IdentityKind::Email, crate::normalize::sha256(&i.to_le_bytes()));
-                if let Some(batch) = b.push(key) {
-                    ok &= batch.len() <= limit;
-                    seen += batch.len();
-                }
-            }
-            seen += b.take().len();
-            ok && seen == n as usize
+    fn key(s: &str) -> Key {
+        (IdentityKind::Email, crate::normalize::sha256(s.as_bytes()))
+    }
+
+    fn chunk(first_row: u64, values: &[&str]) -> Resolved {
+        Resolved {
+            chunk: crate::input::Chunk {
+                file: 0,
+                first_row,
+                len: values.len(),
+                identities: Vec::new(),
+                broken: Vec::new(),
+                kept: Vec::new(),
+            },
+            ids: values
+                .iter()
+                .map(|v| crate::record::Identity {
+                    kind: IdentityKind::Email,
+                    hashed: Hashed::Ok(key(v).1),
+                })
+                .collect(),
+            outcomes: None,
+            origin: None,
         }
     }
 
+    fn mapped(u: &str) -> MapOutcome {
+        MapOutcome::Mapped {
+            raw_euid: Arc::from(u),
+            previous: None,
+            refresh_from: Some(1),
+            bucket_id: None,
+            mapped_at: 0,
+        }
+    }
+
+    /// The raw ids of a finished chunk, in row order.
+    fn raw(c: &Resolved) -> Vec<String> {
+        c.outcomes
+            .as_ref()
+            .expect("finished")
+            .iter()
+            .map(|o| match o {
+                Some(MapOutcome::Mapped { raw_euid, .. }) => raw_euid.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    fn answer(batch: &[Key], names: &[&str]) -> Vec<MapOutcome> {
+        batch
+            .iter()
+            .map(|k| {
+                let n = names
+                    .iter()
+                    .find(|n| key(n) == *k)
+                    .expect("a known identity");
+                mapped(&format!("U-{n}"))
+            })
+            .collect()
+    }
+
+    fn mapper(batch: usize, cache: usize) -> Mapper {
+        Mapper::new(batch, cache, Arc::new(MapperStats::default()))
+    }
+
     #[test]
-    fn a_full_batch_stays_under_the_body_limit() {
-        let body =
-            MIN_REQUEST_LEN + wire::REQUEST_OVERHEAD + MAX_ITEMS_PER_REQUEST * wire::BYTES_PER_HASH;
-        assert!(body < MAX_BODY_BYTES / 4, "{body}");
+    fn batches_completing_out_of_order_release_chunks_in_input_order() {
+        let mut m = mapper(2, 100);
+        m.accept(chunk(0, &["a", "b"]));
+        m.accept(chunk(2, &["c", "d"]));
+        let first = m.next_batch(false).expect("full batch");
+        let second = m.next_batch(false).expect("full batch");
+        m.complete(second.clone(), answer(&second, &["c", "d"]))
+            .expect("one answer each");
+        assert!(m.pop_finished().is_none(), "the first chunk still waits");
+        m.complete(first.clone(), answer(&first, &["a", "b"]))
+            .expect("one answer each");
+        let a = m.pop_finished().expect("first chunk");
+        let b = m.pop_finished().expect("second chunk");
+        assert_eq!((a.chunk.first_row, b.chunk.first_row), (0, 2));
+        assert_eq!(raw(&a), ["U-a", "U-b"]);
+        assert_eq!(raw(&b), ["U-c", "U-d"]);
+        assert!(m.is_idle());
+    }
+
+    #[test]
+    fn a_duplicate_is_sent_once_and_answered_for_every_row() {
+        let mut m = mapper(10, 100);
+        m.accept(chunk(0, &["a", "b", "a"]));
+        m.accept(chunk(3, &["a"]));
+        let batch = m.next_batch(true).expect("partial batch at end of input");
+        assert_eq!(batch.len(), 2, "a is in flight once");
+        m.complete(batch.clone(), answer(&batch, &["a", "b"]))
+            .expect("ok");
+        assert_eq!(raw(&m.pop_finished().expect("done")), ["U-a", "U-b", "U-a"]);
+        assert_eq!(raw(&m.pop_finished().expect("done")), ["U-a"]);
+        m.accept(chunk(4, &["b"]));
+        assert!(m.next_batch(true).is_none(), "b comes from the cache");
+        assert_eq!(raw(&m.pop_finished().expect("done")), ["U-b"]);
+    }
+
+    #[test]
+    fn an_evicted_duplicate_is_sent_again_not_lost() {
+        let mut m = mapper(1, 2); // one answer per cache generation
+        for (row, name) in ["a", "b", "c"].into_iter().enumerate() {
+            m.accept(chunk(row as u64, &[name]));
+            let batch = m.next_batch(false).expect("full batch of one");
+            m.complete(batch.clone(), answer(&batch, &[name]))
+                .expect("ok");
+            m.pop_finished().expect("done");
+        }
+        m.accept(chunk(3, &["c"]));
+        assert!(m.next_batch(true).is_none(), "c is still cached");
+        m.pop_finished().expect("from cache");
+        m.accept(chunk(4, &["a"]));
+        let again = m.next_batch(true).expect("a was evicted, so it is sent again");
+        assert_eq!(again, vec![key("a")]);
+        m.complete(again.clone(), answer(&again, &["a"])).expect("ok");
+        assert_eq!(raw(&m.pop_finished().expect("done")), ["U-a"]);
+    }
+
+    #[test]
+    fn a_failed_batch_marks_its_rows_failed_and_is_not_cached() {
+        let mut m = mapper(5, 100);
+        m.accept(chunk(0, &["a", "a"]));
+        let batch = m.next_batch(true).expect("batch");
+        let failed = MapOutcome::Failed(Arc::from("operator error (HTTP 503)"));
+        m.complete(batch, vec![failed.clone()]).expect("ok");
+        let done = m.pop_finished().expect("done");
+        assert_eq!(
+            done.outcomes.expect("answered"),
+            vec![Some(failed.clone()), Some(failed)]
+        );
+        m.accept(chunk(2, &["a"]));
+        assert!(
+            m.next_batch(true).is_some(),
+            "a failure is not remembered: the next occurrence is tried again"
+        );
+    }
+
+    #[test]
+    fn the_reorder_window_is_bounded_and_flushes_partial_batches_when_full() {
+        let mut m = mapper(crate::protocol::MAX_ITEMS_PER_REQUEST, 100);
+        for i in 0..PENDING_CHUNKS {
+            assert!(m.can_accept(20));
+            m.accept(chunk(i as u64, &[&format!("id{i}")]));
+        }
+        assert!(!m.can_accept(20), "the window is full");
+        let batch = m
+            .next_batch(false)
+            .expect("a full window sends its partial batch");
+        assert_eq!(batch.len(), PENDING_CHUNKS);
+    }
+
+    /// Issue #9.4: answers are never zipped onto identities when their count is off.
+    #[test]
+    fn answers_of_the_wrong_count_are_an_error_not_a_shift() {
+        let mut m = mapper(10, 100);
+        m.accept(chunk(0, &["a", "b"]));
+        let batch = m.next_batch(true).expect("batch");
+        assert!(m.complete(batch, vec![mapped("U")]).is_err());
+        assert!(m.pop_finished().is_none(), "nothing was assigned");
     }
 }

@@ -14,13 +14,16 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::JobConfig;
+use crate::config::{JobConfig, MapConfig, MapSettings};
 use crate::error::Error;
 use crate::input::{self, Chunk, Position, ReadProgress, ResolvedColumns};
 use crate::normalize;
-use crate::output::{self, DatasetWriter, OutputKind, Resolved, Schema};
+use crate::output::{
+    self, DatasetWriter, DirLock, DirState, JobDescription, Manifest, ManifestColumn,
+    ManifestInput, OutputKind, Resolved, RunState, Schema,
+};
 use crate::progress::Progress;
-use crate::record::StatusCounts;
+use crate::record::{IdentityForm, StatusCounts};
 
 /// Chunks queued between two stages. Enough to keep each stage busy while its neighbour
 /// works on one chunk; small enough to keep memory flat.
@@ -47,38 +50,87 @@ pub struct Summary {
     /// Wall time of this invocation, seconds.
     pub elapsed_s: f64,
     /// The manifest as written.
-    pub manifest: serde_json::Value,
+    pub manifest: Manifest,
+    /// `--resume` found the run already complete and changed nothing.
+    pub already_complete: bool,
 }
 
-/// Prepared state shared by `hash` and `map`: resolved columns, the output directory checked
-/// or resumed, and where to start reading.
+/// Prepared state shared by `hash` and `map`: resolved columns, the output directory locked
+/// and checked or resumed, and where to start reading.
 pub(crate) struct Prepared {
     pub columns: Vec<ResolvedColumns>,
     pub start: Position,
     pub writer: DatasetWriter,
+    pub dir: DirState,
 }
 
-/// Checks inputs, prepares the output directory and finds the resume point.
+/// Locks the output directory, checks it against the job (or the job it holds, on
+/// `--resume`) and lists its committed parts. The lock is taken before anything in the
+/// directory is read or written, and lives in the writer until the run ends.
+///
+/// # Errors
+/// Another run holds the directory, it holds another job or changed inputs, or I/O failed.
+pub(crate) fn open_output(
+    job: &JobConfig,
+    description: &JobDescription,
+    schema: Schema,
+    sources: Vec<String>,
+) -> Result<(DatasetWriter, DirState, Position), Error> {
+    let lock = DirLock::acquire(&job.out_dir, &description.command)?;
+    let dir = output::prepare_dir(&job.out_dir, description, job.resume)?;
+    let parts = output::committed_parts(&job.out_dir)?;
+    let start = parts.last().map(|p| p.end).unwrap_or_default();
+    if dir == DirState::Resume && !job.quiet {
+        let rows: u64 = parts.iter().map(|p| p.input_rows).sum();
+        match parts.last() {
+            Some(p) => tracing::info!(
+                part = p.part,
+                input_rows = rows,
+                "resuming after part {}, {rows} input rows committed",
+                p.part
+            ),
+            None => tracing::info!("resuming from the start: no part was committed"),
+        }
+    }
+    let writer = DatasetWriter::new(&job.out_dir, schema, sources, job.part_rows, &parts, lock);
+    Ok((writer, dir, start))
+}
+
+/// Checks inputs, locks and prepares the output directory and finds the resume point.
 pub(crate) fn prepare(
     job: &JobConfig,
     kind: OutputKind,
-    description: &serde_json::Value,
+    command: &str,
+    options: serde_json::Value,
 ) -> Result<Prepared, Error> {
     let columns = input::resolve_all(&job.inputs, &job.columns)?;
     let kept = columns
         .first()
         .map(|c| c.keep_types.clone())
         .unwrap_or_default();
-    let schema = Schema::new(kind, &kept);
-    output::prepare_dir(&job.out_dir, description, job.resume)?;
-    let parts = output::committed_parts(&job.out_dir)?;
-    let start = parts.last().map(|p| p.end).unwrap_or_default();
+    let description = job.describe(command, options)?;
     let sources = job.inputs.iter().map(|f| f.given.clone()).collect();
-    let writer = DatasetWriter::new(&job.out_dir, schema.clone(), sources, job.part_rows, &parts);
+    let (writer, dir, start) = open_output(job, &description, Schema::new(kind, &kept), sources)?;
     Ok(Prepared {
         columns,
         start,
         writer,
+        dir,
+    })
+}
+
+/// The summary of a run that `--resume` found complete: nothing is read or rewritten.
+pub(crate) fn already_complete(job: &JobConfig, started: Instant) -> Result<Summary, Error> {
+    let manifest = Manifest::read(&job.out_dir)?;
+    let parts = output::committed_parts(&job.out_dir)?;
+    let mut counts = StatusCounts::default();
+    parts.iter().for_each(|p| counts.merge(&p.counts));
+    Ok(Summary {
+        counts,
+        input_rows: parts.iter().map(|p| p.input_rows).sum(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        manifest,
+        already_complete: true,
     })
 }
 
@@ -89,44 +141,84 @@ pub(crate) fn manifest_base(
     writer: &DatasetWriter,
     columns: &[ResolvedColumns],
     started: Instant,
-) -> serde_json::Value {
+) -> Manifest {
     let elapsed = started.elapsed().as_secs_f64();
-    serde_json::json!({
-        "tool": "euid-map",
-        "version": env!("CARGO_PKG_VERSION"),
-        "command": command,
-        "inputs": job.inputs.iter().zip(columns).map(|(f, c)| serde_json::json!({
-            "path": f.given,
-            "identity_columns": c.identities.iter().map(|i| serde_json::json!({
-                "name": i.name, "type": i.kind.as_str(),
-                "form": match i.form { crate::record::IdentityForm::Raw => "raw", crate::record::IdentityForm::Hashed => "hashed" },
-            })).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "kept_columns": job.columns.keep,
-        "input_rows": writer.input_rows,
-        "output_rows": writer.totals.total(),
-        "counts": writer.totals.to_json(),
-        "elapsed_s": (elapsed * 1000.0).round() / 1000.0,
-        "rows_per_s": if elapsed > 0.0 { (writer.input_rows as f64 / elapsed).round() } else { 0.0 },
-        "started_at": (chrono::Utc::now() - chrono::Duration::milliseconds((elapsed * 1000.0) as i64))
+    let now = chrono::Utc::now();
+    let form = |f: IdentityForm| match f {
+        IdentityForm::Raw => "raw",
+        IdentityForm::Hashed => "hashed",
+    };
+    Manifest {
+        tool: "euid-map".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        command: command.to_string(),
+        status: RunState::Complete,
+        inputs: job
+            .inputs
+            .iter()
+            .zip(columns)
+            .map(|(f, c)| ManifestInput {
+                path: f.given.clone(),
+                identity_columns: c
+                    .identities
+                    .iter()
+                    .map(|i| ManifestColumn {
+                        name: i.name.clone(),
+                        kind: i.kind.as_str().to_string(),
+                        form: form(i.form).to_string(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        kept_columns: job.columns.keep.clone(),
+        input_rows: writer.input_rows,
+        output_rows: writer.totals.total(),
+        counts: output::counts_map(&writer.totals),
+        elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+        rows_per_s: if elapsed > 0.0 {
+            (writer.input_rows as f64 / elapsed).round()
+        } else {
+            0.0
+        },
+        started_at: (now - chrono::Duration::milliseconds((elapsed * 1000.0) as i64))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "finished_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    })
+        finished_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        environment: None,
+        base_url: None,
+        unique_hashes_sent: None,
+        deduplicated: None,
+        client: None,
+        peak_in_flight: None,
+        state: None,
+        now: None,
+        refresh: None,
+    }
 }
 
-/// Writes the manifest and `_SUCCESS` (the last step of every job) and returns the summary.
+/// The last step of every job. A complete run writes the manifest and then `_SUCCESS`; an
+/// interrupted one writes the manifest marked `interrupted` and no `_SUCCESS`, and fails
+/// with [`Error::Interrupted`].
+///
+/// # Errors
+/// Writing failed, or the run was interrupted.
 pub(crate) fn publish(
     job: &JobConfig,
     writer: &DatasetWriter,
-    manifest: serde_json::Value,
+    mut manifest: Manifest,
     started: Instant,
 ) -> Result<Summary, Error> {
-    output::Manifest(manifest.clone()).publish(&job.out_dir)?;
+    if let Some(signal) = job.interrupt.signal() {
+        manifest.status = RunState::Interrupted;
+        output::write_json(&job.out_dir, output::MANIFEST_FILE, &manifest)?;
+        return Err(Error::Interrupted { signal });
+    }
+    manifest.publish(&job.out_dir)?;
     Ok(Summary {
         counts: writer.totals.clone(),
         input_rows: writer.input_rows,
         elapsed_s: started.elapsed().as_secs_f64(),
         manifest,
+        already_complete: false,
     })
 }
 
@@ -145,11 +237,13 @@ pub(crate) fn spawn_read_and_hash(
     let (hashed_tx, hashed_rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
     let inputs = job.inputs.clone();
     let cols = columns.to_vec();
+    let interrupt = job.interrupt.clone();
     let reader = std::thread::Builder::new()
         .name("reader".into())
         .spawn(move || {
+            // An interrupt stops reading between chunks; what was read is still mapped.
             input::read_all(&inputs, &cols, start, &progress, &mut |c| {
-                chunk_tx.send(c).is_ok()
+                !interrupt.is_triggered() && chunk_tx.send(c).is_ok()
             })?;
             Ok(())
         })
@@ -184,12 +278,15 @@ pub(crate) fn spawn_read_and_hash(
 /// A run-level failure; committed parts stay for `--resume`.
 pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     let started = Instant::now();
-    let description = job.describe("hash", serde_json::json!({}));
     let Prepared {
         columns,
         start,
         mut writer,
-    } = prepare(job, OutputKind::Hash, &description)?;
+        dir,
+    } = prepare(job, OutputKind::Hash, "hash", serde_json::json!({}))?;
+    if dir == DirState::Complete {
+        return already_complete(job, started);
+    }
     let read_progress = Arc::new(ReadProgress::default());
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
     let progress = Progress::start(job.quiet, total_bytes, Arc::clone(&read_progress), None);
@@ -204,51 +301,16 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     drop(rx);
     let read_result = reader
         .join()
-        .map_err(|_| Error::Internal("reader thread panicked".into()))?;
+        .map_err(|_| Error::Internal("the reader thread panicked".into()))?;
     hasher
         .join()
-        .map_err(|_| Error::Internal("hasher thread panicked".into()))?;
+        .map_err(|_| Error::Internal("the hasher thread panicked".into()))?;
     progress.finish();
     write_result?;
     read_result?;
     writer.finish()?;
     let manifest = manifest_base(job, "hash", &writer, &columns, started);
     publish(job, &writer, manifest, started)
-}
-
-/// How to reach the operator and how to batch: shared by `map` and `refresh`.
-#[derive(Debug, Clone)]
-pub struct MapSettings {
-    /// The operator and how to talk to it. For `--env local` the base URL and credentials
-    /// are replaced by the embedded emulator's.
-    pub client: crate::client::ClientConfig,
-    /// `local`, `integ`, `prod` or `custom`, for the manifest.
-    pub env: String,
-    /// Start the embedded emulator and map against it.
-    pub embedded_operator: bool,
-    /// Identities per request (≤ 5,000).
-    pub batch_size: usize,
-    /// Answers kept for deduplication.
-    pub cache_entries: usize,
-}
-
-impl MapSettings {
-    /// The dataset this API writes (v2 adds `bucket_id`).
-    pub fn output_kind(&self) -> OutputKind {
-        match self.client.api {
-            crate::client::Api::V3 => OutputKind::Map,
-            crate::client::Api::V2 => OutputKind::MapV2,
-        }
-    }
-}
-
-/// Everything `euid-map map` needs.
-#[derive(Debug, Clone)]
-pub struct MapConfig {
-    /// Inputs, columns, output.
-    pub job: JobConfig,
-    /// Operator and batching.
-    pub mapping: MapSettings,
 }
 
 /// Runs an async job on a small runtime of its own (the CPU stages run on their own threads).
@@ -289,9 +351,9 @@ impl Connection {
                 .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
             client_cfg.base_url = op.base_url();
             client_cfg.api_key =
-                crate::config::Secret::new(crate::operator::keys::DEMO_API_KEY.to_string());
+                crate::config::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
             client_cfg.secret =
-                crate::client::envelope::decode_secret(crate::operator::keys::DEMO_CLIENT_SECRET)
+                crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)
                     .map_err(Error::Config)?;
             tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
             Some(op)
@@ -338,29 +400,34 @@ impl Connection {
     /// The manifest fields every mapping run adds.
     pub(crate) fn annotate(
         &self,
-        manifest: &mut serde_json::Value,
+        manifest: &mut Manifest,
         settings: &MapSettings,
         mstats: &crate::mapper::MapperStats,
     ) {
         use std::sync::atomic::Ordering;
-        manifest["environment"] = settings.env.clone().into();
-        manifest["base_url"] = if settings.embedded_operator {
-            "embedded local operator".into()
+        manifest.environment = Some(settings.env.clone());
+        manifest.base_url = Some(if settings.embedded_operator {
+            "embedded local operator".to_string()
         } else {
-            settings.client.base_url.clone().into()
-        };
-        manifest["unique_hashes_sent"] = mstats.unique_sent.load(Ordering::Relaxed).into();
-        manifest["deduplicated"] = mstats.deduplicated.load(Ordering::Relaxed).into();
-        manifest["client"] = self.client.stats.to_json();
-        manifest["peak_in_flight"] = self.client.peak_in_flight().into();
+            settings.client.base_url.clone()
+        });
+        manifest.unique_hashes_sent = Some(mstats.unique_sent.load(Ordering::Relaxed));
+        manifest.deduplicated = Some(mstats.deduplicated.load(Ordering::Relaxed));
+        manifest.client = Some(self.client.stats.to_json());
+        manifest.peak_in_flight = Some(self.client.peak_in_flight());
     }
 }
 
 /// Maps every chunk `source` yields (identities already hashed; outcomes already filled are
 /// kept) and writes them in order. `tap` sees each chunk just before it is written.
-/// Returns the writer (parts not yet committed stay open) and the mapper's result.
+/// Returns the writer (parts not yet committed stay open). When the job is interrupted, the
+/// chunks answered within the grace period are written and the rest dropped.
+///
+/// # Errors
+/// A fatal client error, a write error, or a stage that panicked.
 pub(crate) async fn map_and_write(
     conn: &Connection,
+    job: &JobConfig,
     settings: &MapSettings,
     source: std::sync::mpsc::Receiver<Resolved>,
     mut writer: DatasetWriter,
@@ -389,25 +456,21 @@ pub(crate) async fn map_and_write(
             Ok(writer)
         })
         .expect("spawning a thread only fails when the OS is out of resources");
+    let mapper = crate::mapper::Mapper::new(settings.batch_size, settings.cache_entries, mstats);
     let mapped = crate::mapper::run(
         Arc::clone(&conn.client),
         mapper_rx,
         to_writer,
-        settings.batch_size,
-        settings.cache_entries,
-        mstats,
+        mapper,
+        job.interrupt.clone(),
     )
     .await;
-    // On a fatal error the mapper's receiver is dropped here, which unblocks the bridge and
-    // the producers behind it; the writer sees its channel close.
-    let written = tokio::task::spawn_blocking(move || {
-        let _ = bridge.join();
-        writer_thread.join()
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))?
-    .map_err(|_| Error::Internal("writer thread panicked".into()))?;
+    // The mapper's receiver is dropped with it, which unblocks the bridge and the producers
+    // behind it; the writer sees its channel close.
+    let bridged = join_thread(bridge, "bridge").await;
+    let written = join_thread(writer_thread, "writer").await?;
     mapped?;
+    bridged?;
     written
 }
 
@@ -415,15 +478,23 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     let started = Instant::now();
     let job = &cfg.job;
     let settings = &cfg.mapping;
-    let conn = Connection::open(settings).await?;
     // The environment is part of the job (integ and prod ids must never mix); the URL is
     // not, so a run can resume against a restarted operator or another host of the same env.
-    let description = job.describe("map", serde_json::json!({"env": settings.env}));
     let Prepared {
         columns,
         start,
         writer,
-    } = prepare(job, settings.output_kind(), &description)?;
+        dir,
+    } = prepare(
+        job,
+        settings.output_kind(),
+        "map",
+        serde_json::json!({"env": settings.env}),
+    )?;
+    if dir == DirState::Complete {
+        return already_complete(job, started);
+    }
+    let conn = Connection::open(settings).await?;
     let mstats = Arc::new(crate::mapper::MapperStats::default());
     let read_progress = Arc::new(ReadProgress::default());
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
@@ -436,6 +507,7 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     let (hashed_rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
     let written = map_and_write(
         &conn,
+        job,
         settings,
         hashed_rx,
         writer,
@@ -443,11 +515,12 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
         |_| {},
     )
     .await;
-    join_thread(hasher, "hasher").await?;
-    let read = join_thread(reader, "reader").await?;
+    let hashed = join_thread(hasher, "hasher").await;
+    let read = join_thread(reader, "reader").await;
     progress.finish();
     let mut writer = written?;
-    read?;
+    hashed?;
+    read??;
     writer.finish()?;
     let mut manifest = manifest_base(job, "map", &writer, &columns, started);
     conn.annotate(&mut manifest, settings, &mstats);

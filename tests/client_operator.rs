@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use common::*;
-use euid_map::client::envelope::decode_secret;
+use euid_map::protocol::envelope::decode_secret;
 use euid_map::client::{Api, Client, ClientConfig, ClientError, RetryPolicy};
 use euid_map::config::Secret;
 use euid_map::operator::faults::FaultPlan;

@@ -240,6 +240,25 @@ fn refresh_with_todays_export_maps_new_and_changed_customers_and_drops_gone_ones
         "-q",
     ]));
     let now = op.advance(0);
+    // Issue #9.6: dropping a quarter of the customers is refused by default.
+    let refused = run(&[
+        "refresh",
+        "--state",
+        &s(&d("s0")),
+        "-o",
+        &s(&d("s1-refused")),
+        &s(&today),
+        "--key-col",
+        "customer_id",
+        "--base-url",
+        &op.url,
+        "--now",
+        &now,
+        "-q",
+    ]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--max-drop-fraction"));
+    assert!(!d("s1-refused").join("_SUCCESS").exists());
     let before = op.requested();
     ok(&run(&[
         "refresh",
@@ -250,6 +269,8 @@ fn refresh_with_todays_export_maps_new_and_changed_customers_and_drops_gone_ones
         &s(&today),
         "--key-col",
         "customer_id",
+        "--max-drop-fraction",
+        "0.5",
         "--base-url",
         &op.url,
         "--now",

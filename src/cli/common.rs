@@ -4,12 +4,21 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::client::{ClientConfig, MAX_ITEMS_PER_REQUEST};
-use crate::config::{JobConfig, DEFAULT_PART_ROWS};
-use crate::input::{ColumnSpec, InputFile};
-use crate::pipeline::MapSettings;
-use crate::pipeline::Summary;
-use crate::record::RowStatus;
+use euid_map::client::MAX_ITEMS_PER_REQUEST;
+use euid_map::config::{JobConfig, MapSettings, Secret, DEFAULT_PART_ROWS};
+use euid_map::input::{ColumnSpec, InputFile};
+use euid_map::interrupt::Interrupt;
+use euid_map::pipeline::Summary;
+use euid_map::record::RowStatus;
+
+use super::map::OperatorTarget;
+use super::usage;
+
+/// Parses a flag or environment value straight into a [`Secret`] (clap `value_parser`), so
+/// that even the parsed arguments' `Debug` output never shows it.
+pub(super) fn parse_secret(s: &str) -> Result<Secret<String>, std::convert::Infallible> {
+    Ok(Secret::new(s.to_string()))
+}
 
 /// Inputs, columns and output of a dataset command.
 #[derive(Debug, Args)]
@@ -35,9 +44,9 @@ pub(super) struct JobArgs {
     /// Column to copy to the output unchanged, with its type (repeatable), e.g. a customer id.
     #[arg(long = "keep-col", value_name = "NAME")]
     keep_col: Vec<String>,
-    /// CSV field delimiter (one character; default , or TAB for .tsv).
-    #[arg(long, value_name = "CHAR")]
-    delimiter: Option<char>,
+    /// CSV field delimiter: one ASCII character, or `tab` / `\t` (default , or TAB for .tsv).
+    #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
+    delimiter: Option<u8>,
     /// Continue an interrupted run in OUT_DIR from its last committed part.
     #[arg(long)]
     resume: bool,
@@ -52,17 +61,15 @@ pub(super) struct JobArgs {
 impl JobArgs {
     /// Validates the flags.
     pub(super) fn to_config(&self) -> anyhow::Result<JobConfig> {
-        anyhow::ensure!(!self.inputs.is_empty(), "give at least one INPUT file");
+        if self.inputs.is_empty() {
+            usage!("give at least one INPUT file");
+        }
         self.to_config_any()
     }
 
     /// Validates the flags; INPUT may be empty (`refresh` without today's export).
     pub(super) fn to_config_any(&self) -> anyhow::Result<JobConfig> {
-        let delimiter = match self.delimiter {
-            None => None,
-            Some(c) if c.is_ascii() => Some(c as u8),
-            Some(c) => anyhow::bail!("--delimiter must be one ASCII character, got {c:?}"),
-        };
+        let delimiter = self.delimiter;
         for i in &self.inputs {
             if !std::path::Path::new(i).is_file() {
                 anyhow::bail!("{i}: no such file");
@@ -85,7 +92,21 @@ impl JobArgs {
             resume: self.resume,
             part_rows: self.part_rows,
             quiet: self.quiet,
+            interrupt: Interrupt::default(),
         })
+    }
+}
+
+/// `--delimiter`: one ASCII character, or `tab`, `\t` (as typed in a shell) for TAB.
+fn parse_delimiter(s: &str) -> Result<u8, String> {
+    match s {
+        "tab" | "TAB" | "\\t" | "\t" => Ok(b'\t'),
+        _ => match s.as_bytes() {
+            [b] if b.is_ascii() && !matches!(b, b'"' | b'\n' | b'\r') => Ok(*b),
+            _ => Err(format!(
+                "expected one ASCII character such as , ; | or `tab`, got {s:?}"
+            )),
+        },
     }
 }
 
@@ -132,19 +153,14 @@ pub(super) struct Tuning {
 
 impl Tuning {
     /// Validates the flags and completes the mapping settings.
-    pub(super) fn settings(
-        &self,
-        client: (ClientConfig, String, bool),
-    ) -> anyhow::Result<MapSettings> {
-        anyhow::ensure!(
-            (1..=MAX_ITEMS_PER_REQUEST).contains(&self.batch_size),
-            "--batch-size must be between 1 and {MAX_ITEMS_PER_REQUEST}"
-        );
-        let (client, env, embedded_operator) = client;
+    pub(super) fn settings(&self, target: OperatorTarget) -> anyhow::Result<MapSettings> {
+        if !(1..=MAX_ITEMS_PER_REQUEST).contains(&self.batch_size) {
+            usage!("--batch-size must be between 1 and {MAX_ITEMS_PER_REQUEST}");
+        }
         Ok(MapSettings {
-            client,
-            env,
-            embedded_operator,
+            client: target.client,
+            env: target.env,
+            embedded_operator: target.embedded,
             batch_size: self.batch_size,
             cache_entries: self.dedupe_cache,
         })
@@ -153,11 +169,26 @@ impl Tuning {
 
 /// Prints the summary and turns it into the exit code: 2 when identities failed.
 pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
+    if s.already_complete {
+        eprintln!(
+            "{} already holds a complete run (finished {}); nothing to do",
+            job.out_dir.display(),
+            s.manifest.finished_at
+        );
+        return super::exit::OK;
+    }
     print_summary(s, &job.out_dir, job.quiet);
     let failed = s.counts.get(RowStatus::Failed);
     if failed > 0 {
         eprintln!("{failed} identities failed after retries (status \"failed\"); {retry_hint}");
-        return 2;
+        return super::exit::SOME_FAILED;
     }
-    0
+    super::exit::OK
+}
+
+/// Starts listening for SIGINT/SIGTERM: the first one interrupts `job` cleanly.
+pub(super) fn handle_signals(job: &JobConfig) -> anyhow::Result<()> {
+    job.interrupt
+        .listen_for_signals()
+        .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))
 }

@@ -2,11 +2,11 @@
 
 use clap::Args;
 
-use super::common::{print_summary, JobArgs};
+use super::common::{finish, handle_signals, JobArgs};
 
 /// Arguments of `euid-map hash`.
 #[derive(Debug, Args)]
-pub struct HashArgs {
+pub(crate) struct HashArgs {
     #[command(flatten)]
     job: JobArgs,
 }
@@ -14,7 +14,7 @@ pub struct HashArgs {
 /// Runs the command.
 pub(super) fn run(a: HashArgs) -> anyhow::Result<u8> {
     let job = a.job.to_config()?;
-    let summary = crate::pipeline::run_hash(&job)?;
-    print_summary(&summary, &job.out_dir, job.quiet);
-    Ok(0)
+    handle_signals(&job)?;
+    let summary = euid_map::pipeline::run_hash(&job)?;
+    Ok(finish(&summary, &job, ""))
 }

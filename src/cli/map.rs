@@ -7,11 +7,22 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::common::{finish, JobArgs, Tuning};
-use crate::client::envelope::decode_secret;
-use crate::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY};
-use crate::config::Secret;
-use crate::pipeline::MapConfig;
+use super::common::{finish, handle_signals, JobArgs, Tuning};
+use super::usage;
+use euid_map::protocol::envelope::decode_secret;
+use euid_map::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY};
+use euid_map::config::{MapConfig, Secret};
+
+/// Where the operator is and how to talk to it, as the flags say.
+#[derive(Debug)]
+pub(super) struct OperatorTarget {
+    /// The client configuration.
+    pub(super) client: ClientConfig,
+    /// `local`, `integ`, `prod` or `custom`, for the manifest and `--resume`.
+    pub(super) env: String,
+    /// Start the embedded emulator (`--env local`).
+    pub(super) embedded: bool,
+}
 
 /// Where the operator is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,7 +37,7 @@ pub(super) enum Env {
 
 /// Arguments of `euid-map map`.
 #[derive(Debug, Args)]
-pub struct MapArgs {
+pub(crate) struct MapArgs {
     #[command(flatten)]
     job: JobArgs,
     #[command(flatten)]
@@ -37,7 +48,7 @@ pub struct MapArgs {
 
 /// Operator connection flags, shared with `refresh`.
 #[derive(Debug, Args)]
-pub struct ClientArgs {
+pub(crate) struct ClientArgs {
     /// Environment: local (embedded emulator), integ or prod.
     #[arg(long, value_enum)]
     env: Option<Env>,
@@ -45,7 +56,7 @@ pub struct ClientArgs {
     #[arg(long, value_name = "URL", conflicts_with = "env")]
     base_url: Option<String>,
     /// API key (bearer token).
-    #[arg(long, env = "EUID_API_KEY", hide_env_values = true, value_name = "KEY", value_parser = crate::config::parse_secret)]
+    #[arg(long, env = "EUID_API_KEY", hide_env_values = true, value_name = "KEY", value_parser = super::common::parse_secret)]
     api_key: Option<Secret<String>>,
     /// Client secret (base64 of 32 bytes).
     #[arg(
@@ -53,7 +64,7 @@ pub struct ClientArgs {
         env = "EUID_CLIENT_SECRET",
         hide_env_values = true,
         value_name = "SECRET",
-        value_parser = crate::config::parse_secret
+        value_parser = super::common::parse_secret
     )]
     client_secret: Option<Secret<String>>,
     /// JSON file {"api_key": "...", "client_secret": "..."} instead of the environment.
@@ -80,69 +91,44 @@ pub struct ClientArgs {
 
 /// `--api`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ApiArg {
+pub(crate) enum ApiArg {
     /// /v3/identity/map (default).
     V3,
     /// Legacy /v2/identity/map and /v2/identity/buckets.
     V2,
 }
 
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host == "[::1]" || host.starts_with("127.")
-}
-
 impl ClientArgs {
-    /// Resolves the environment, base URL and credentials. Returns the config, the
-    /// environment label and whether to start the embedded operator.
-    pub(super) fn to_config(&self) -> anyhow::Result<(ClientConfig, String, bool)> {
-        anyhow::ensure!(
-            (1..=MAX_CONCURRENCY).contains(&self.concurrency),
-            "--concurrency must be between 1 and {MAX_CONCURRENCY} (the documented maximum of parallel batches)"
-        );
+    /// Resolves the environment, base URL and credentials.
+    pub(super) fn to_config(&self) -> anyhow::Result<OperatorTarget> {
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            usage!("--concurrency must be between 1 and {MAX_CONCURRENCY} (the documented maximum of parallel batches)");
+        }
         let (base, env, embedded) = match (self.env, &self.base_url) {
             (Some(Env::Local), _) => (String::new(), "local", true),
             (Some(Env::Integ), _) => ("https://integ.euid.eu".to_string(), "integ", false),
             (Some(Env::Prod), _) => ("https://prod.euid.eu".to_string(), "prod", false),
             (None, Some(url)) => (url.clone(), "custom", false),
             (None, None) => {
-                anyhow::bail!("say where the operator is: --env local|integ|prod or --base-url URL")
+                usage!("say where the operator is: --env local|integ|prod or --base-url URL")
             }
         };
-        let base = base
-            .trim_end_matches('/')
-            .trim_end_matches("/v2")
-            .trim_end_matches("/v3")
-            .to_string();
-        if !embedded {
-            let rest = base
-                .strip_prefix("https://")
-                .or_else(|| base.strip_prefix("http://"))
-                .with_context(|| format!("--base-url must start with https:// (got {base:?})"))?;
-            let host = rest.split('/').next().unwrap_or("");
-            let host = if host.starts_with('[') {
-                host.split(']')
-                    .next()
-                    .map(|h| format!("{h}]"))
-                    .unwrap_or_default()
-            } else {
-                host.split(':').next().unwrap_or("").to_string()
-            };
-            anyhow::ensure!(
-                base.starts_with("https://") || is_loopback(&host),
-                "refusing plain http:// to {host}: the API key would travel in clear; use https:// (plain http is allowed only to loopback)"
-            );
-        }
+        let base = if embedded {
+            base
+        } else {
+            euid_map::config::operator_url(&base).map_err(anyhow::Error::msg)?
+        };
         let (api_key, secret) = if embedded {
             (
                 String::new(),
-                crate::operator::keys::DEMO_CLIENT_SECRET.to_string(),
+                euid_map::protocol::DEMO_CLIENT_SECRET.to_string(),
             )
         } else {
             self.credentials()?
         };
         let secret = decode_secret(&secret).map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok((
-            ClientConfig {
+        Ok(OperatorTarget {
+            client: ClientConfig {
                 base_url: base,
                 api_key: Secret::new(api_key),
                 secret,
@@ -150,17 +136,17 @@ impl ClientArgs {
                 rps: self.rps.and_then(NonZeroU32::new),
                 timeout: Duration::from_secs(self.timeout.max(1)),
                 api: match self.api {
-                    ApiArg::V3 => crate::client::Api::V3,
-                    ApiArg::V2 => crate::client::Api::V2,
+                    ApiArg::V3 => euid_map::client::Api::V3,
+                    ApiArg::V2 => euid_map::client::Api::V2,
                 },
                 retry: RetryPolicy {
                     max_retries: self.max_retries,
                     ..RetryPolicy::default()
                 },
             },
-            env.to_string(),
+            env: env.to_string(),
             embedded,
-        ))
+        })
     }
 
     fn credentials(&self) -> anyhow::Result<(String, String)> {
@@ -195,6 +181,7 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
     let job = a.job.to_config()?;
     let mapping = a.tuning.settings(a.client.to_config()?)?;
     let cfg = MapConfig { job, mapping };
-    let summary = crate::pipeline::run_map(&cfg)?;
+    handle_signals(&cfg.job)?;
+    let summary = euid_map::pipeline::run_map(&cfg)?;
     Ok(finish(&summary, &cfg.job, "rerun them later"))
 }

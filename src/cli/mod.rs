@@ -1,34 +1,77 @@
-//! The command line: clap definitions and dispatch. Each subcommand's file turns its flags
-//! into validated configuration and calls the library. Exit codes: 0 done, 1 fatal error,
-//! 2 some identities `failed` (map/refresh; the output is complete and marked).
+//! The command line (binary only: the library has no clap and no anyhow): clap definitions,
+//! dispatch, logging set-up and exit codes. Each subcommand's file turns its flags into the
+//! library's validated configuration and calls it.
 
 mod common;
-pub mod hash;
-pub mod map;
-pub mod operator;
-pub mod refresh;
+pub(crate) mod hash;
+pub(crate) mod logging;
+pub(crate) mod map;
+pub(crate) mod operator;
+pub(crate) mod refresh;
 
 use clap::{Parser, Subcommand};
 
+/// Exit codes, documented in `--help` and the README.
+pub(crate) mod exit {
+    /// Every identity has a final status (mapped, opted out, invalid, missing…).
+    pub(crate) const OK: u8 = 0;
+    /// A run-level problem: bad configuration, unreadable input, refused credentials, an
+    /// unreachable operator. No `_SUCCESS` is written.
+    pub(crate) const FATAL: u8 = 1;
+    /// Some identities failed after retries: the output is complete and marks them `failed`.
+    pub(crate) const SOME_FAILED: u8 = 2;
+    /// Usage error: unknown flag, missing argument, flags that do not go together.
+    pub(crate) const USAGE: u8 = 64;
+
+    /// A usage error found after parsing (flag values that do not go together).
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    pub(crate) struct Usage(pub(crate) String);
+
+    /// The exit code of a failed run: 64 for usage errors, 128 + signal for an interrupted
+    /// run (130 SIGINT, 143 SIGTERM), 1 otherwise.
+    pub(crate) fn code_of(e: &anyhow::Error) -> u8 {
+        if e.downcast_ref::<Usage>().is_some() {
+            return USAGE;
+        }
+        match e.downcast_ref::<euid_map::Error>() {
+            Some(euid_map::Error::Interrupted { signal }) => {
+                u8::try_from(128 + signal).unwrap_or(FATAL)
+            }
+            _ => FATAL,
+        }
+    }
+}
+
+/// Fails with a usage error (exit 64).
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err(anyhow::Error::new($crate::cli::exit::Usage(format!($($t)*))))
+    };
+}
+pub(crate) use usage;
+
 /// Map emails and phone numbers to raw EUIDs through the EUID identity-map API.
-///
-/// Exit codes: 0 every identity has a final status; 1 fatal error (bad config, unreadable
-/// input, authentication refused; no _SUCCESS is written); 2 some identities failed after
-/// retries (the output is complete, those rows have status "failed").
 #[derive(Debug, Parser)]
-#[command(name = "euid-map", version, about, long_about)]
-pub struct Cli {
+#[command(
+    name = "euid-map",
+    version,
+    about,
+    long_about,
+    after_help = "Exit codes:\n  0    every identity has a final status\n  1    fatal error (bad config, unreadable input, refused credentials, operator unreachable); no _SUCCESS\n  2    some identities failed after retries; the output is complete, those rows say \"failed\"\n  64   usage error (unknown flag, missing argument)\n  130  interrupted by SIGINT (Ctrl-C) after committing what was complete; rerun with --resume\n  143  interrupted by SIGTERM, likewise"
+)]
+pub(crate) struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
     /// The command.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Normalize and hash identities offline into a Parquet dataset (no network).
     Hash(hash::HashArgs),
     /// Map identities to raw EUIDs into a Parquet dataset.
@@ -42,8 +85,8 @@ pub enum Command {
 /// Runs the parsed command; returns the process exit code.
 ///
 /// # Errors
-/// A fatal error (exit code 1).
-pub fn run(cli: Cli) -> anyhow::Result<u8> {
+/// A fatal error, a usage error or an interrupt (see [`exit::code_of`]).
+pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Hash(a) => hash::run(a),
         Command::Map(a) => map::run(a),

@@ -7,15 +7,16 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use crate::config::Secret;
-use crate::operator::faults::FaultPlan;
-use crate::operator::keys::{Keys, DEMO_API_KEY, DEMO_CLIENT_SECRET};
-use crate::operator::model::RawIdFormat;
-use crate::operator::{self, Config};
+use euid_map::config::Secret;
+use euid_map::operator::faults::FaultPlan;
+use euid_map::operator::keys::Keys;
+use euid_map::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
+use euid_map::operator::model::RawIdFormat;
+use euid_map::operator::{self, Config};
 
 /// Arguments of `euid-map operator`.
 #[derive(Debug, Args)]
-pub struct OperatorArgs {
+pub(crate) struct OperatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
@@ -25,11 +26,11 @@ pub struct OperatorArgs {
         env = "EUID_API_KEY",
         hide_env_values = true,
         requires = "client_secret",
-        value_parser = crate::config::parse_secret
+        value_parser = super::common::parse_secret
     )]
     api_key: Option<Secret<String>>,
     /// Its client secret (base64 of 32 bytes).
-    #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true, value_parser = crate::config::parse_secret)]
+    #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true, value_parser = super::common::parse_secret)]
     client_secret: Option<Secret<String>>,
     /// JSON file of clients: [{"key": "...", "secret": "...", "roles": ["MAPPER"]}].
     #[arg(long, value_name = "FILE", conflicts_with = "api_key")]

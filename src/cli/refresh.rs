@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::common::{finish, JobArgs, Tuning};
+use super::common::{finish, handle_signals, JobArgs, Tuning};
 use super::map::ClientArgs;
-use crate::refresh::RefreshConfig;
+use euid_map::refresh::RefreshConfig;
 
 /// Arguments of `euid-map refresh`.
 ///
 /// v3 (`/v3/identity/map`) is the only API: public EUID deprecated the v2 endpoints on
 /// 30 September 2026, and v3's per-identity refresh time (`r`) is what tells which rows are due.
 #[derive(Debug, Args)]
-pub struct RefreshArgs {
+pub(crate) struct RefreshArgs {
     /// The previous run's output directory (of map or refresh).
     #[arg(long, value_name = "PREV_DIR")]
     state: PathBuf,
@@ -33,8 +33,13 @@ pub struct RefreshArgs {
     client: ClientArgs,
     #[command(flatten)]
     tuning: Tuning,
+    /// Refuse (exit 1, no _SUCCESS) when today's export lacks more than this fraction of
+    /// the state's customers: an empty or truncated export would otherwise wipe the state.
+    /// 1 allows any drop. Ignored with --keep-missing, which drops nothing.
+    #[arg(long, default_value_t = euid_map::refresh::DEFAULT_MAX_DROP_FRACTION, value_name = "FRACTION")]
+    max_drop_fraction: f64,
     /// State rows per partition when joining with today's export (memory ≈ 250 bytes each).
-    #[arg(long, default_value_t = crate::refresh::join::PARTITION_ROWS, hide = true)]
+    #[arg(long, default_value_t = euid_map::refresh::join::PARTITION_ROWS, hide = true)]
     partition_rows: u64,
 }
 
@@ -56,10 +61,18 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
         now_ms,
         mapping,
         partition_rows: a.partition_rows,
+        max_drop_fraction: a.max_drop_fraction,
     };
-    let summary = crate::refresh::run_refresh(&cfg)?;
-    if !cfg.job.quiet {
-        eprintln!("refresh: {}", summary.manifest["refresh"]);
+    handle_signals(&cfg.job)?;
+    if !(0.0..=1.0).contains(&a.max_drop_fraction) {
+        super::usage!("--max-drop-fraction must be between 0 and 1");
+    }
+    let summary = euid_map::refresh::run_refresh(&cfg)?;
+    if let (false, Some(r)) = (cfg.job.quiet, &summary.manifest.refresh) {
+        eprintln!(
+            "refresh: carried {}, remapped {} (due {}, changed {}, new {}), changed ids {}, newly opted out {}, dropped {}",
+            r.carried, r.remapped, r.due, r.value_changed, r.new, r.changed_ids, r.newly_opted_out, r.dropped
+        );
     }
     Ok(finish(&summary, &cfg.job, "the next refresh retries them"))
 }

@@ -92,11 +92,7 @@ pub async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<An
                         .map(|m| m.chars().take(300).collect::<String>())
                 })
                 .unwrap_or_default();
-            if message.starts_with("Invalid timestamp") {
-                Err(ClientError::ClockSkew)
-            } else {
-                Err(ClientError::Rejected { message })
-            }
+            Err(classify_400(message))
         }
         413 => Err(ClientError::Rejected {
             message: "Request Entity Too Large".into(),
@@ -106,18 +102,80 @@ pub async fn post(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<An
     }
 }
 
+/// Sorts a 400 by its message (`euid-protocol.md` §3.4): envelope-level rejections are about
+/// the request as a whole (credentials, clock, format) and stop the run; anything else is
+/// about the identities it carries.
+pub fn classify_400(message: String) -> ClientError {
+    if message.starts_with("Invalid timestamp") {
+        ClientError::ClockSkew
+    } else if message.starts_with("Invalid body: Check encryption key") {
+        ClientError::WrongSecret
+    } else if message.starts_with("Invalid body") {
+        ClientError::EnvelopeRejected { message }
+    } else {
+        ClientError::Rejected { message }
+    }
+}
+
 fn classify(e: reqwest::Error) -> ClientError {
     if e.is_timeout() {
-        ClientError::Timeout
+        return ClientError::Timeout;
+    }
+    // Only the error kind, from the source chain: reqwest's message may include the URL,
+    // never a body or key, but the kind is what the user can act on.
+    let mut chain = String::new();
+    let mut refused = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            refused |= io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        chain.push_str(&s.to_string().to_ascii_lowercase());
+        chain.push('\n');
+        source = s.source();
+    }
+    let kind = if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        "DNS lookup failed (unknown host)"
+    } else if refused || chain.contains("connection refused") {
+        "connection refused"
+    } else if chain.contains("certificate")
+        || chain.contains("tls")
+        || chain.contains("handshake")
+        || chain.contains("invalidcontenttype")
+    {
+        "TLS handshake failed (certificate or protocol)"
+    } else if chain.contains("timed out") {
+        "connect timed out"
+    } else if e.is_connect() {
+        "connect failed"
+    } else if e.is_body() || e.is_decode() {
+        "body interrupted"
     } else {
-        // Only the error kind: reqwest's message may include the URL, never a body or key.
-        let kind = if e.is_connect() {
-            "connect failed"
-        } else if e.is_body() || e.is_decode() {
-            "body interrupted"
-        } else {
-            "connection error"
-        };
-        ClientError::Connection(kind.to_string())
+        "connection error"
+    };
+    ClientError::Connection(kind.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #9.8: a wrong secret is about the credentials, not about an identity.
+    #[test]
+    fn envelope_400s_are_run_level_and_item_400s_are_not() {
+        let wrong = classify_400(
+            "Invalid body: Check encryption key (ClientSecret). See https://euid.eu/docs".into(),
+        );
+        assert!(matches!(wrong, ClientError::WrongSecret) && wrong.is_fatal());
+        let version = classify_400(
+            "Invalid body: Invalid request envelope format version: received 2, must be 1.".into(),
+        );
+        assert!(version.is_fatal(), "{version:?}");
+        assert!(matches!(
+            classify_400("Invalid timestamp: Request too old or client time drift.".into()),
+            ClientError::ClockSkew
+        ));
+        let item = classify_400("Required Parameter Missing: one or more of [...]".into());
+        assert!(matches!(item, ClientError::Rejected { .. }) && !item.is_fatal());
     }
 }

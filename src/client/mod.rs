@@ -3,17 +3,14 @@
 //! retry budget is spent, or the error is final. A batch is never dropped: it ends as
 //! answers or as `failed` outcomes for each identity.
 //!
-//! - [`envelope`]: the AES-256-GCM envelope (pure).
-//! - [`wire`]: request JSON and positional response parsing.
+//! - [`crate::protocol`] (shared with the emulator): the envelope, the wire formats, limits.
 //! - [`http`]: the POST and HTTP status classification.
 //! - [`retry`]: what is retryable, and the backoff schedule.
 //! - [`rate_limit`]: the governor limiter and the AIMD window.
 
-pub mod envelope;
 pub mod http;
 pub mod rate_limit;
 pub mod retry;
-pub mod wire;
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,14 +22,15 @@ use base64::Engine;
 use crate::config::Secret;
 use crate::record::{IdentityHash, IdentityKind, MapOutcome};
 
+pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
+use crate::protocol::{envelope, wire};
 pub use retry::RetryPolicy;
 
-/// Most identities in one request (the documented maximum).
-pub const MAX_ITEMS_PER_REQUEST: usize = 5000;
-/// The operator's body limit; every request stays under it.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
-/// Most requests in flight the docs allow ("no more than 20 batches in parallel").
-pub const MAX_CONCURRENCY: usize = 20;
+impl From<wire::WireError> for ClientError {
+    fn from(e: wire::WireError) -> ClientError {
+        ClientError::BadResponse(e.0)
+    }
+}
 
 /// Errors of one request, and the run-level ones.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,6 +41,26 @@ pub enum ClientError {
     /// 400 `Invalid timestamp`: this machine's clock is off.
     #[error("the operator rejected the request time (400 Invalid timestamp): this machine's clock differs from the operator's by more than about a minute; sync it with NTP")]
     ClockSkew,
+    /// 400 `Invalid body: Check encryption key (ClientSecret)`: the operator could not
+    /// decrypt the envelope, so the client secret does not belong to the API key.
+    #[error("the operator could not decrypt the request (400 Invalid body: Check encryption key): the client secret (EUID_CLIENT_SECRET) does not belong to this API key, or is for another environment")]
+    WrongSecret,
+    /// Another envelope-level 400 (`Invalid body: …`): the request as a whole is unreadable,
+    /// whatever identities it carries (a proxy altering bodies, or a client bug).
+    #[error("the operator rejected the request envelope (400): {message}")]
+    EnvelopeRejected {
+        /// The operator's message.
+        message: String,
+    },
+    /// No request has ever succeeded and the first batches spent their retries on network
+    /// errors: the operator is not reachable from here.
+    #[error("cannot reach the operator at {endpoint}: {cause}; no request has succeeded, so nothing was mapped (check --env/--base-url, DNS, proxy and firewall)")]
+    Unreachable {
+        /// Scheme, host and port (never a credential).
+        endpoint: String,
+        /// DNS lookup, connection refused, TLS, timeout…
+        cause: String,
+    },
     /// 429.
     #[error("rate limited (429)")]
     RateLimited {
@@ -94,6 +112,9 @@ impl ClientError {
             self,
             ClientError::Unauthorized
                 | ClientError::ClockSkew
+                | ClientError::WrongSecret
+                | ClientError::EnvelopeRejected { .. }
+                | ClientError::Unreachable { .. }
                 | ClientError::Decrypt
                 | ClientError::Config(_)
         )
@@ -207,7 +228,7 @@ impl ClientStats {
 /// let client = Client::new(&ClientConfig {
 ///     base_url: "https://integ.euid.eu".into(),
 ///     api_key: Secret::new(std::env::var("EUID_API_KEY").unwrap_or_default()),
-///     secret: euid_map::client::envelope::decode_secret(&std::env::var("EUID_CLIENT_SECRET").unwrap_or_default())
+///     secret: euid_map::protocol::envelope::decode_secret(&std::env::var("EUID_CLIENT_SECRET").unwrap_or_default())
 ///         .map_err(euid_map::client::ClientError::Config)?,
 ///     concurrency: 8,
 ///     rps: None,
@@ -234,6 +255,10 @@ pub struct Client {
     /// Counters.
     pub stats: Arc<ClientStats>,
     jitter: Mutex<u64>,
+    /// Whether any request of this client has succeeded (see [`ClientError::Unreachable`]).
+    reached: std::sync::atomic::AtomicBool,
+    /// `scheme://host:port` of the operator, for messages.
+    endpoint: String,
 }
 
 impl std::fmt::Debug for Client {
@@ -267,6 +292,10 @@ impl Client {
             retry: cfg.retry.clone(),
             stats: Arc::new(ClientStats::default()),
             jitter: Mutex::new(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1),
+            reached: std::sync::atomic::AtomicBool::new(false),
+            endpoint: reqwest::Url::parse(&cfg.base_url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_else(|_| "the configured URL".to_string()),
         })
     }
 
@@ -289,38 +318,87 @@ impl Client {
     }
 
     /// Maps a batch (≤ [`MAX_ITEMS_PER_REQUEST`] identities): one answer per identity, in
-    /// order. Retries transient errors; isolates items the operator rejects with 400 by
-    /// splitting the batch; gives up as [`MapOutcome::Failed`] per identity.
+    /// order. Retries transient errors; isolates an item the operator rejects with an
+    /// item-level 400 by splitting the batch; gives up as [`MapOutcome::Failed`] per identity.
     ///
     /// # Errors
-    /// Only fatal errors ([`ClientError::is_fatal`]): the run must stop.
+    /// Only fatal errors ([`ClientError::is_fatal`]): the run must stop. A batch that fails on
+    /// network errors before any request of the run has succeeded is fatal too
+    /// ([`ClientError::Unreachable`]): the operator was never reached.
     pub async fn map(
         &self,
         items: &[(IdentityKind, IdentityHash)],
     ) -> Result<Vec<MapOutcome>, ClientError> {
-        match self.map_with_retries(items).await {
+        let result = self.map_with_retries(items).await;
+        self.settle(items, result).await
+    }
+
+    /// Turns the result of one batch into answers: bisects an item-level rejection, stops
+    /// the run on a fatal error, marks the identities failed otherwise.
+    async fn settle(
+        &self,
+        items: &[(IdentityKind, IdentityHash)],
+        result: Result<Vec<MapOutcome>, ClientError>,
+    ) -> Result<Vec<MapOutcome>, ClientError> {
+        match result {
             Ok(out) => Ok(out),
             Err(e) if e.is_fatal() => Err(e),
-            Err(ClientError::Rejected { .. }) if items.len() > 1 => {
-                let (a, b) = items.split_at(items.len() / 2);
-                tracing::debug!(
-                    items = items.len(),
-                    "operator rejected a batch; splitting it to isolate the bad item"
-                );
-                let mut left = Box::pin(self.map(a)).await?;
-                left.extend(Box::pin(self.map(b)).await?);
-                Ok(left)
+            Err(ClientError::Rejected { message }) if items.len() > 1 => {
+                Box::pin(self.isolate(items, message)).await
             }
             Err(e) => {
-                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(items = items.len(), error = %e, "batch failed after retries; its identities are marked failed");
-                let reason: Arc<str> = Arc::from(e.to_string());
-                Ok(items
-                    .iter()
-                    .map(|_| MapOutcome::Failed(Arc::clone(&reason)))
-                    .collect())
+                if e.is_network() && !self.reached.load(Ordering::Relaxed) {
+                    return Err(ClientError::Unreachable {
+                        endpoint: self.endpoint.clone(),
+                        cause: e.to_string(),
+                    });
+                }
+                Ok(self.failed(items, &e))
             }
         }
+    }
+
+    /// Splits a batch the operator rejected with an item-level 400 to find the bad item.
+    /// When both halves are rejected with the same message the problem is not one item, so
+    /// the batch fails as a whole instead of being split down to single identities: the cost
+    /// stays at about two requests per level for one bad item.
+    async fn isolate(
+        &self,
+        items: &[(IdentityKind, IdentityHash)],
+        message: String,
+    ) -> Result<Vec<MapOutcome>, ClientError> {
+        let (a, b) = items.split_at(items.len() / 2);
+        tracing::debug!(
+            items = items.len(),
+            "operator rejected a batch; splitting it to isolate the bad item"
+        );
+        let left = match self.map_with_retries(a).await {
+            Err(e) if e.is_fatal() => return Err(e),
+            other => other,
+        };
+        let right = self.map_with_retries(b).await;
+        if let (Err(ClientError::Rejected { message: l }), Err(ClientError::Rejected { message: r })) =
+            (&left, &right)
+        {
+            if *l == message && *r == message {
+                let e = ClientError::Rejected { message };
+                return Ok(self.failed(items, &e));
+            }
+        }
+        let mut out = self.settle(a, left).await?;
+        out.extend(self.settle(b, right).await?);
+        Ok(out)
+    }
+
+    /// `failed` outcomes for every identity of a batch that could not be mapped.
+    fn failed(&self, items: &[(IdentityKind, IdentityHash)], e: &ClientError) -> Vec<MapOutcome> {
+        self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(items = items.len(), error = %e, "batch failed after retries; its identities are marked failed");
+        let reason: Arc<str> = Arc::from(e.to_string());
+        items
+            .iter()
+            .map(|_| MapOutcome::Failed(Arc::clone(&reason)))
+            .collect()
     }
 
     async fn map_with_retries(
@@ -334,7 +412,7 @@ impl Client {
         let out = self
             .with_retries(|| async {
                 let answer = self.exchange(&self.v3_url, &json).await?;
-                parse_answer(&answer, &order, items.len())
+                parse_answer(&answer, &order, items)
             })
             .await?;
         self.stats
@@ -363,7 +441,7 @@ impl Client {
             let answers = self
                 .with_retries(|| async {
                     let answer = self.exchange(&self.v2_url, &json).await?;
-                    wire::parse_v2(&answer, &hashes)
+                    Ok(wire::parse_v2(&answer, &hashes)?)
                 })
                 .await?;
             for (i, a) in idx.into_iter().zip(answers) {
@@ -394,7 +472,7 @@ impl Client {
             .expect("serializes");
         self.with_retries(|| async {
             let answer = self.exchange(&self.buckets_url, &json).await?;
-            wire::parse_buckets(&answer)
+            Ok(wire::parse_buckets(&answer)?)
         })
         .await
     }
@@ -413,6 +491,7 @@ impl Client {
             let err = match op().await {
                 Ok(out) => {
                     self.window.success();
+                    self.reached.store(true, Ordering::Relaxed);
                     return Ok(out);
                 }
                 Err(e) => e,
@@ -490,8 +569,18 @@ impl Client {
 }
 
 /// Turns the decrypted JSON into one outcome per requested identity, in the caller's order.
-/// Arrays whose lengths differ from the request are an error, never a silent shift.
-fn parse_answer(json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome>, ClientError> {
+/// Each positional array must have exactly as many answers as that kind had hashes in the
+/// request: any other length is a bad response for the whole batch (retried, never assigned),
+/// because a surplus in one array and a shortfall in the other would shift answers between
+/// identities.
+fn parse_answer(
+    json: &[u8],
+    order: &[usize],
+    items: &[(IdentityKind, IdentityHash)],
+) -> Result<Vec<MapOutcome>, ClientError> {
+    let n = items.len();
+    let emails = items.iter().filter(|(k, _)| *k == IdentityKind::Email).count();
+    let phones = n - emails;
     let resp: wire::Response = serde_json::from_slice(json)
         .map_err(|e| ClientError::BadResponse(format!("not the v3 answer shape: {e}")))?;
     if resp.status != "success" {
@@ -504,19 +593,16 @@ fn parse_answer(json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome
         .body
         .ok_or_else(|| ClientError::BadResponse("no body".into()))?;
     let at = chrono::Utc::now().timestamp_millis();
-    let answered: Vec<&wire::Item> = body
-        .email_hash
-        .iter()
-        .chain(body.phone_hash.iter())
-        .collect();
-    if answered.len() != n || order.len() != n {
+    if body.email_hash.len() != emails || body.phone_hash.len() != phones || order.len() != n {
         return Err(ClientError::BadResponse(format!(
-            "{} answers for {n} identities",
-            answered.len()
+            "{} email_hash and {} phone_hash answers for {emails} email and {phones} phone hashes sent",
+            body.email_hash.len(),
+            body.phone_hash.len()
         )));
     }
+    let answered = body.email_hash.iter().chain(body.phone_hash.iter());
     let mut out: Vec<Option<MapOutcome>> = vec![None; n];
-    for (item, &slot) in answered.iter().zip(order) {
+    for (item, &slot) in answered.zip(order) {
         let outcome = match (&item.u, &item.e) {
             (Some(u), _) => MapOutcome::Mapped {
                 raw_euid: Arc::from(u.as_str()),
@@ -547,10 +633,19 @@ fn parse_answer(json: &[u8], order: &[usize], n: usize) -> Result<Vec<MapOutcome
 mod tests {
     use super::*;
 
+    fn h(s: &str) -> IdentityHash {
+        crate::normalize::sha256(s.as_bytes())
+    }
+
     #[test]
     fn answers_are_put_back_in_request_order_and_unknown_reasons_kept() {
         let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"u":"U1","p":null,"r":5},{"e":"optout"}],"phone":[],"phone_hash":[{"e":"new reason"}]}}"#;
-        let out = parse_answer(json, &[2, 0, 1], 3).expect("parses");
+        let items = [
+            (IdentityKind::Email, h("a")),
+            (IdentityKind::Phone, h("b")),
+            (IdentityKind::Email, h("c")),
+        ];
+        let out = parse_answer(json, &[2, 0, 1], &items).expect("parses");
         assert!(
             matches!(&out[2], MapOutcome::Mapped { raw_euid, previous: None, refresh_from: Some(5), .. } if &**raw_euid == "U1")
         );
@@ -561,9 +656,26 @@ mod tests {
     #[test]
     fn a_short_answer_is_an_error_not_a_shift() {
         let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"e":"optout"}],"phone":[],"phone_hash":[]}}"#;
+        let items = [(IdentityKind::Email, h("a")), (IdentityKind::Email, h("b"))];
         assert!(matches!(
-            parse_answer(json, &[0, 1], 2),
+            parse_answer(json, &[0, 1], &items),
             Err(ClientError::BadResponse(_))
         ));
+    }
+
+    /// Issue #9.4: one answer too many for emails and one too few for phones (same total)
+    /// would shift every phone's raw EUID onto another identity.
+    #[test]
+    fn arrays_are_checked_per_kind_not_by_total() {
+        let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"u":"U1","p":null,"r":5},{"u":"U2","p":null,"r":5}],"phone":[],"phone_hash":[{"u":"U3","p":null,"r":5}]}}"#;
+        let items = [
+            (IdentityKind::Email, h("a")),
+            (IdentityKind::Phone, h("b")),
+            (IdentityKind::Phone, h("c")),
+        ];
+        let (_, order) = wire::request_json(&items);
+        let err = parse_answer(json, &order, &items).expect_err("a per-kind mismatch is refused");
+        assert!(matches!(err, ClientError::BadResponse(_)), "{err:?}");
+        assert!(err.is_retryable(), "a bad response is retried, never assigned");
     }
 }

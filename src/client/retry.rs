@@ -64,6 +64,11 @@ impl ClientError {
         )
     }
 
+    /// Whether the operator was not reached at all (connection, DNS, TLS, timeout).
+    pub fn is_network(&self) -> bool {
+        matches!(self, ClientError::Timeout | ClientError::Connection(_))
+    }
+
     /// The counter this error is retried under.
     pub fn cause(&self) -> &'static str {
         match self {

@@ -2,7 +2,7 @@
 //! gzip. Records are read as bytes so that a cell that is not UTF-8 becomes a row status,
 //! not a crash; rows of the wrong width likewise.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
@@ -29,6 +29,170 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// A quoted field longer than this is taken for a stray quote, not data.
+pub(super) const MAX_QUOTED_FIELD_BYTES: u64 = 1 << 20;
+/// A quoted field spanning more lines than this is taken for a stray quote, not data.
+pub(super) const MAX_QUOTED_FIELD_LINES: u64 = 1_000;
+
+/// A quote problem found by [`QuoteGuard`], carried through the csv reader as an I/O error.
+#[derive(Debug)]
+struct QuoteProblem {
+    /// 1-based line where the quote opened.
+    line: u64,
+    /// Whether the field ran to end of file (else it outgrew the limits).
+    at_eof: bool,
+}
+
+impl std::fmt::Display for QuoteProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "quote opened on line {}", self.line)
+    }
+}
+
+impl std::error::Error for QuoteProblem {}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// At the start of a field: a quote here opens a quoted field.
+    Start,
+    /// Inside an unquoted field: quotes are literal.
+    Field,
+    /// Inside a quoted field.
+    Quoted,
+    /// A quote inside a quoted field: the end of the field, or the first of two.
+    QuoteInQuoted,
+}
+
+/// Follows the quoting of the bytes the csv reader consumes, with the same rules as
+/// csv-core (RFC 4180: a quote opens a field only at its start, `""` escapes), because
+/// csv-core silently ends an open quoted field at end of file: one stray quote would then
+/// swallow the rest of the export into a single cell and the run would "succeed" with
+/// every later row lost. Fails the read instead, naming the line where the quote opened.
+struct QuoteGuard<R> {
+    inner: R,
+    delimiter: u8,
+    state: Quoting,
+    /// Lines seen so far (0-based line of the next byte).
+    line: u64,
+    /// Where the open quoted field started: line, bytes and lines since.
+    opened_line: u64,
+    quoted_bytes: u64,
+    quoted_lines: u64,
+    /// Bytes of a leading UTF-8 BOM matched so far (3: done), skipped as csv-core does.
+    bom_checked: usize,
+}
+
+impl<R: Read> QuoteGuard<R> {
+    fn new(inner: R, delimiter: u8) -> QuoteGuard<R> {
+        QuoteGuard {
+            inner,
+            delimiter,
+            state: Quoting::Start,
+            line: 0,
+            opened_line: 0,
+            quoted_bytes: 0,
+            quoted_lines: 0,
+            bom_checked: 0,
+        }
+    }
+
+    fn scan(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let mut bytes = bytes;
+        while self.bom_checked < 3 {
+            let Some(&b) = bytes.first() else { break };
+            if b != b"\xEF\xBB\xBF"[self.bom_checked] {
+                if self.bom_checked > 0 {
+                    self.state = Quoting::Field; // a partial BOM is field text
+                }
+                self.bom_checked = 3;
+                break;
+            }
+            bytes = &bytes[1..];
+            self.bom_checked += 1;
+        }
+        for &b in bytes {
+            let newline = b == b'\n';
+            if newline {
+                self.line += 1;
+            }
+            self.state = match self.state {
+                Quoting::Start if b == b'"' => {
+                    self.opened_line = self.line + 1;
+                    self.quoted_bytes = 0;
+                    self.quoted_lines = 0;
+                    Quoting::Quoted
+                }
+                Quoting::Start | Quoting::Field | Quoting::QuoteInQuoted
+                    if b == self.delimiter || newline || b == b'\r' =>
+                {
+                    Quoting::Start
+                }
+                Quoting::Start | Quoting::Field => Quoting::Field,
+                Quoting::QuoteInQuoted if b == b'"' => Quoting::Quoted,
+                Quoting::QuoteInQuoted => Quoting::Field,
+                Quoting::Quoted if b == b'"' => Quoting::QuoteInQuoted,
+                Quoting::Quoted => {
+                    self.quoted_bytes += 1;
+                    self.quoted_lines += u64::from(newline);
+                    if self.quoted_bytes > MAX_QUOTED_FIELD_BYTES
+                        || self.quoted_lines > MAX_QUOTED_FIELD_LINES
+                    {
+                        return Err(self.problem(false));
+                    }
+                    Quoting::Quoted
+                }
+            };
+        }
+        Ok(())
+    }
+
+    fn problem(&self, at_eof: bool) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            QuoteProblem {
+                line: self.opened_line,
+                at_eof,
+            },
+        )
+    }
+}
+
+impl<R: Read> Read for QuoteGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.state == Quoting::Quoted {
+            return Err(self.problem(true));
+        }
+        self.scan(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// The error for a failed CSV read: a quote problem names the line where the quote opened.
+fn read_error(f: &InputFile, row: u64, e: ::csv::Error) -> InputError {
+    if let ::csv::ErrorKind::Io(io) = e.kind() {
+        if let Some(q) = io.get_ref().and_then(|x| x.downcast_ref::<QuoteProblem>()) {
+            return InputError::UnterminatedQuote {
+                path: f.given.clone(),
+                line: q.line,
+                why: if q.at_eof {
+                    "it is never closed before the end of the file".to_string()
+                } else {
+                    format!(
+                        "the quoted field runs on for more than {MAX_QUOTED_FIELD_LINES} lines or {} KiB",
+                        MAX_QUOTED_FIELD_BYTES / 1024
+                    )
+                },
+            };
+        }
+    }
+    InputError::Read {
+        path: f.given.clone(),
+        row,
+        message: e.to_string(),
+    }
+}
+
 fn reader<'a>(
     f: &InputFile,
     progress: &'a ReadProgress,
@@ -48,40 +212,40 @@ fn reader<'a>(
     } else {
         Box::new(file)
     };
-    let mut buffered = BufReader::with_capacity(1 << 16, raw);
-    // Skip a UTF-8 byte order mark so that the first column name is not "\u{feff}email".
-    let has_bom = buffered
-        .fill_buf()
-        .map_err(|e| InputError::Read {
-            path: f.given.clone(),
-            row: 0,
-            message: e.to_string(),
-        })?
-        .starts_with(b"\xEF\xBB\xBF");
-    if has_bom {
-        buffered.consume(3);
-    }
+    // csv-core strips a UTF-8 byte order mark itself; the guard only watches the quoting.
     Ok(::csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(Box::new(buffered) as Box<dyn Read + 'a>))
+        .from_reader(Box::new(QuoteGuard::new(raw, delimiter)) as Box<dyn Read + 'a>))
 }
 
 /// Reads the header row.
 pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
     let progress = ReadProgress::default();
     let mut r = reader(f, &progress)?;
-    let h = r.byte_headers().map_err(|e| InputError::Read {
-        path: f.given.clone(),
-        row: 0,
-        message: e.to_string(),
-    })?;
+    let h = r.byte_headers().map_err(|e| read_error(f, 0, e))?;
     if h.is_empty() {
         return Err(InputError::NoHeader {
             path: f.given.clone(),
         });
+    }
+    if h.len() == 1 {
+        let Format::Csv { delimiter, .. } = f.format else {
+            unreachable!("CSV header of a CSV input")
+        };
+        let only = &h[0];
+        if let Some(&d) = [b';', b'|', b'\t', b','].iter().find(|&&d| d != delimiter && only.contains(&d)) {
+            return Err(InputError::OneColumnHeader {
+                path: f.given.clone(),
+                header: String::from_utf8_lossy(only).chars().take(200).collect(),
+                suggestion: match d {
+                    b'\t' => "tab".to_string(),
+                    d => (d as char).to_string(),
+                },
+            });
+        }
     }
     Ok(Header {
         columns: h
@@ -110,11 +274,9 @@ pub(super) fn read(
     let mut row: u64 = 0;
     let mut builder = ChunkBuilder::new(file_idx, skip, cols);
     loop {
-        let more = r.read_byte_record(&mut rec).map_err(|e| InputError::Read {
-            path: f.given.clone(),
-            row: row + 1,
-            message: e.to_string(),
-        })?;
+        let more = r
+            .read_byte_record(&mut rec)
+            .map_err(|e| read_error(f, row + 1, e))?;
         if !more {
             break;
         }
@@ -178,10 +340,12 @@ impl ChunkBuilder {
         };
         if let Some(p) = problem {
             self.broken.push((k, p));
-            self.identities
-                .iter_mut()
-                .chain(self.kept.iter_mut())
-                .for_each(|b| b.append_null());
+            self.identities.iter_mut().for_each(|b| b.append_null());
+            // Kept cells that could be read stay, so that the bad row can be traced (by its
+            // customer id, say); a missing or non-UTF-8 one is null.
+            for (b, &i) in self.kept.iter_mut().zip(&cols.keep) {
+                append_text(b, rec.get(i).unwrap_or_default());
+            }
             return;
         }
         for (b, c) in self.identities.iter_mut().zip(&cols.identities) {
@@ -214,5 +378,72 @@ fn append_text(b: &mut StringBuilder, cell: &[u8]) {
     match std::str::from_utf8(cell) {
         Ok("") | Err(_) => b.append_null(),
         Ok(s) => b.append_value(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads `data` through the guard and csv; the records, or the line of a quote problem.
+    fn parse(data: &[u8]) -> Result<Vec<Vec<String>>, (u64, bool)> {
+        let mut r = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(QuoteGuard::new(data, b','));
+        let mut out = Vec::new();
+        for rec in r.byte_records() {
+            match rec {
+                Ok(rec) => out.push(
+                    rec.iter()
+                        .map(|c| String::from_utf8_lossy(c).into_owned())
+                        .collect(),
+                ),
+                Err(e) => {
+                    let ::csv::ErrorKind::Io(io) = e.kind() else {
+                        panic!("unexpected {e}")
+                    };
+                    let q = io
+                        .get_ref()
+                        .and_then(|x| x.downcast_ref::<QuoteProblem>())
+                        .expect("a quote problem");
+                    return Err((q.line, q.at_eof));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Issue #9.1: an open quote reaching end of file used to swallow every later row.
+    #[test]
+    fn an_unterminated_quote_is_an_error_naming_its_line() {
+        assert_eq!(
+            parse(b"id,email\n1,\"a@b.com\n2,c@d.com\n3,e@f.com\n"),
+            Err((2, true))
+        );
+        assert_eq!(parse(b"id,email\n1,a\n2,\"x"), Err((3, true)));
+    }
+
+    #[test]
+    fn valid_quoting_passes_untouched() {
+        let rows = parse(
+            b"\xEF\xBB\xBF\"id\",note\n1,\"two\nlines, \"\"quoted\"\"\"\n2,a\"b\r\n3,\"\"\n",
+        )
+        .expect("valid");
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[0], ["id", "note"]);
+        assert_eq!(rows[1][1], "two\nlines, \"quoted\"");
+        assert_eq!(rows[2][1], "a\"b");
+        assert_eq!(rows[3], ["3", ""]);
+    }
+
+    #[test]
+    fn a_quoted_field_running_on_for_too_many_lines_stops_before_the_end() {
+        let mut data = b"id,email\n1,\"a\n".to_vec();
+        for i in 0..(MAX_QUOTED_FIELD_LINES + 10) {
+            data.extend_from_slice(format!("{i},x@y.z\n").as_bytes());
+        }
+        data.extend_from_slice(b"\"\n");
+        assert_eq!(parse(&data), Err((2, false)));
     }
 }

@@ -11,6 +11,7 @@
 
 mod columns;
 mod csv;
+mod fingerprint;
 mod parquet;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArra
 use arrow_schema::DataType;
 
 pub use columns::{ColumnSpec, ResolvedColumns};
+pub use fingerprint::Fingerprint;
 
 use crate::record::InvalidReason;
 
@@ -31,7 +33,7 @@ pub const CHUNK_ROWS: usize = 32 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The file does not exist or cannot be opened.
-    #[error("{path}: cannot open: {source}")]
+    #[error("{path}: cannot open")]
     Open {
         /// Input path as given.
         path: String,
@@ -47,6 +49,27 @@ pub enum InputError {
         row: u64,
         /// What failed.
         message: String,
+    },
+    /// A quoted field never closes (or runs on absurdly): a stray quote that would swallow
+    /// the rest of the file.
+    #[error("{path}: line {line}: a quote opens a field here but {why}; fix or escape the stray quote (\"\" inside a quoted field)")]
+    UnterminatedQuote {
+        /// Input path as given.
+        path: String,
+        /// 1-based line of the file where the quote opened.
+        line: u64,
+        /// What went wrong.
+        why: String,
+    },
+    /// The header came out as one column that contains another likely delimiter.
+    #[error("{path}: the header {header:?} reads as a single column; is the file delimited by {suggestion:?}? Pass --delimiter {suggestion}")]
+    OneColumnHeader {
+        /// Input path as given.
+        path: String,
+        /// The header line (shortened).
+        header: String,
+        /// The delimiter it seems to use, as `--delimiter` takes it.
+        suggestion: String,
     },
     /// The file has no header row.
     #[error("{path}: the file is empty (no header row)")]

@@ -3,13 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::client::envelope::{decode_secret, Key};
 use crate::config::Secret;
-
-/// The demo API key used when no key is configured. Local use only.
-pub const DEMO_API_KEY: &str = "EUID-L-DEMO-local-emulator-not-a-real-key";
-/// The demo client secret (base64 of 32 bytes) matching [`DEMO_API_KEY`]. Local use only.
-pub const DEMO_CLIENT_SECRET: &str = "ZXVpZC1tYXAgbG9jYWwgZW11bGF0b3IgZGVtbyBrZXk=";
+use crate::protocol::envelope::{decode_secret, Key};
+use crate::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
 
 /// One client of the emulator.
 #[derive(Debug)]

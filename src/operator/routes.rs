@@ -19,7 +19,7 @@ use super::faults::Fault;
 use super::keys::Client;
 use super::model::Mapping;
 use super::State;
-use crate::client::envelope::{EnvelopeError, Opened};
+use crate::protocol::envelope::{EnvelopeError, Opened};
 use crate::normalize;
 use crate::record::{IdentityHash, IdentityKind};
 

@@ -1,13 +1,17 @@
-//! `_job.json` (what a run reads, for `--resume`) and `_manifest.json` (what it did), and the
-//! `_SUCCESS` marker. Written to a temporary name and renamed, like the parts.
+//! The dataset's metadata files, each with one typed definition: `_job.json` (what a run
+//! reads, checked by `--resume`), `_manifest.json` (what it did) and the `_SUCCESS` marker.
+//! Written to a temporary name and renamed, like the parts.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use super::writer::sync_dir;
 use super::{io_err, OutputError};
+use crate::input::Fingerprint;
+use crate::record::{RowStatus, StatusCounts};
 
 /// Name of the manifest file.
 pub const MANIFEST_FILE: &str = "_manifest.json";
@@ -16,17 +20,163 @@ pub const JOB_FILE: &str = "_job.json";
 /// Name of the success marker, written last.
 pub const SUCCESS_FILE: &str = "_SUCCESS";
 
-/// The manifest: a JSON object assembled by the command that ran.
-#[derive(Debug, Clone)]
-pub struct Manifest(pub Value);
+/// What a run reads and how: `--resume` continues only the same job over unchanged inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDescription {
+    /// `hash`, `map` or `refresh`.
+    pub command: String,
+    /// Input paths as given.
+    pub inputs: Vec<String>,
+    /// Column choices.
+    pub columns: serde_json::Value,
+    /// Command-specific options that change the output (environment, state, key column…).
+    pub options: serde_json::Value,
+    /// Size, modification time and content hash of every input, in order (absent in jobs
+    /// written before fingerprints existed, which then cannot be resumed safely).
+    #[serde(default)]
+    pub fingerprints: Vec<Fingerprint>,
+}
+
+/// An identity column of an input, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestColumn {
+    /// Column name.
+    pub name: String,
+    /// `email` or `phone`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `raw` or `hashed`.
+    pub form: String,
+}
+
+/// One input of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ManifestInput {
+    /// The path as given.
+    pub path: String,
+    /// Its identity columns.
+    pub identity_columns: Vec<ManifestColumn>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    /// Every input row is in the dataset; `_SUCCESS` follows.
+    Complete,
+    /// Stopped by a signal after committing what was complete; `--resume` continues.
+    Interrupted,
+}
+
+/// What `refresh` did, for its manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefreshCounts {
+    /// Identities written with the state's answer.
+    pub carried: u64,
+    /// Identities remapped because their refresh time passed (or they had failed).
+    pub due: u64,
+    /// Identities remapped because the customer's value changed.
+    pub value_changed: u64,
+    /// Identities mapped for the first time.
+    pub new: u64,
+    /// `due + value_changed + new`.
+    pub remapped: u64,
+    /// Remapped identities whose raw EUID changed.
+    pub changed_ids: u64,
+    /// Remapped identities that are now opted out.
+    pub newly_opted_out: u64,
+    /// State rows of customers gone from today's export (not kept).
+    pub dropped: u64,
+    /// Distinct customers in the state (export mode).
+    #[serde(default)]
+    pub state_customers: u64,
+    /// Of those, customers absent from today's export.
+    #[serde(default)]
+    pub missing_customers: u64,
+    /// State rows with a null key: they match no customer, and are dropped or, with
+    /// `--keep-missing`, kept.
+    #[serde(default)]
+    pub state_null_key_rows: u64,
+    /// Export identities with a null key: mapped as new.
+    #[serde(default)]
+    pub export_null_key_identities: u64,
+    /// Requests sent.
+    pub requests: u64,
+}
+
+/// `_manifest.json`: what a run did. One definition, written by `hash`, `map` and `refresh`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always `euid-map`.
+    pub tool: String,
+    /// The tool's version.
+    pub version: String,
+    /// `hash`, `map` or `refresh`.
+    pub command: String,
+    /// Complete, or interrupted (then there is no `_SUCCESS`).
+    pub status: RunState,
+    /// The inputs and their identity columns.
+    pub inputs: Vec<ManifestInput>,
+    /// `--keep-col` columns.
+    pub kept_columns: Vec<String>,
+    /// Input rows covered by the committed parts.
+    pub input_rows: u64,
+    /// Output rows (one per identity cell).
+    pub output_rows: u64,
+    /// Output rows per status.
+    pub counts: BTreeMap<String, u64>,
+    /// Wall time of the invocation that wrote this manifest, seconds.
+    pub elapsed_s: f64,
+    /// Input rows per second of that invocation.
+    pub rows_per_s: f64,
+    /// When that invocation started (RFC 3339).
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: String,
+    /// `local`, `integ`, `prod` or `custom` (map and refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// The operator's base URL (map and refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Distinct hashes sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_hashes_sent: Option<u64>,
+    /// Identities answered from the cache or an in-flight request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deduplicated: Option<u64>,
+    /// Client counters (requests, retries, latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<serde_json::Value>,
+    /// Most requests in flight at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_in_flight: Option<usize>,
+    /// `refresh`: the state dataset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `refresh`: the time that decided what was due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<String>,
+    /// `refresh`: what it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<RefreshCounts>,
+}
+
+/// The `counts` object: every status, zeros included.
+pub fn counts_map(c: &StatusCounts) -> BTreeMap<String, u64> {
+    RowStatus::ALL
+        .into_iter()
+        .map(|s| (s.as_str().to_string(), c.get(s)))
+        .collect()
+}
 
 /// Writes `value` as pretty JSON to `dir/name` atomically.
 ///
 /// # Errors
 /// Writing, syncing or renaming failed.
-pub fn write_json(dir: &Path, name: &str, value: &Value) -> Result<(), OutputError> {
+pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), OutputError> {
     let tmp = dir.join(format!(".{name}.tmp"));
-    let text = serde_json::to_string_pretty(value).expect("a JSON value always serializes");
+    let text = serde_json::to_string_pretty(value).expect("manifest types always serialize");
     fs::write(&tmp, text + "\n").map_err(io_err(&tmp))?;
     fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
@@ -37,49 +187,105 @@ pub fn write_json(dir: &Path, name: &str, value: &Value) -> Result<(), OutputErr
 }
 
 impl Manifest {
-    /// Writes the manifest, then the empty `_SUCCESS` marker.
+    /// Writes the manifest of a complete run, then the empty `_SUCCESS` marker.
     ///
     /// # Errors
     /// Writing either file failed.
     pub fn publish(&self, dir: &Path) -> Result<(), OutputError> {
-        write_json(dir, MANIFEST_FILE, &self.0)?;
+        debug_assert_eq!(self.status, RunState::Complete);
+        write_json(dir, MANIFEST_FILE, self)?;
         let ok = dir.join(SUCCESS_FILE);
         fs::write(&ok, b"").map_err(io_err(&ok))?;
         sync_dir(dir)
     }
+
+    /// Reads `dir/_manifest.json`.
+    ///
+    /// # Errors
+    /// The file is missing or is not a manifest.
+    pub fn read(dir: &Path) -> Result<Manifest, OutputError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
+        serde_json::from_str(&text).map_err(|e| OutputError::CannotResume {
+            path: path.display().to_string(),
+            why: format!("not an euid-map manifest: {e}"),
+        })
+    }
 }
 
-/// Prepares `dir` for a run described by `job`: creates it, refuses a non-empty directory
-/// unless `resume`, and on resume checks that it holds the same job.
+/// What [`prepare_dir`] found in the output directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirState {
+    /// Empty or new: the run starts from the beginning.
+    Fresh,
+    /// `--resume` of an unfinished run of the same job: continue after its committed parts.
+    Resume,
+    /// `--resume` of a run that already finished (`_SUCCESS` present): nothing to do.
+    Complete,
+}
+
+/// Names the first difference between two jobs' fingerprints, if any.
+fn changed_input(previous: &JobDescription, job: &JobDescription) -> Option<(String, String)> {
+    if previous.fingerprints.len() != job.fingerprints.len() {
+        return Some((
+            job.inputs.join(", "),
+            "the previous run recorded no fingerprint of its inputs".to_string(),
+        ));
+    }
+    previous
+        .fingerprints
+        .iter()
+        .zip(&job.fingerprints)
+        .zip(&job.inputs)
+        .find_map(|((old, new), path)| old.differs(new).map(|why| (path.clone(), why)))
+}
+
+/// Prepares `dir` (already locked by the caller) for the run `job`: refuses a non-empty
+/// directory unless `resume`, and on resume checks that it holds the same job over unchanged
+/// inputs.
 ///
 /// # Errors
-/// [`OutputError::NotEmpty`], [`OutputError::CannotResume`], or an I/O error.
-pub fn prepare_dir(dir: &Path, job: &Value, resume: bool) -> Result<(), OutputError> {
+/// [`OutputError::NotEmpty`], [`OutputError::CannotResume`], [`OutputError::InputChanged`],
+/// or an I/O error.
+pub fn prepare_dir(dir: &Path, job: &JobDescription, resume: bool) -> Result<DirState, OutputError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let non_empty = fs::read_dir(dir).map_err(io_err(dir))?.next().is_some();
+    let mut non_empty = false;
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        non_empty |= entry.file_name() != super::lock::LOCK_FILE;
+    }
     let shown = dir.display().to_string();
     if non_empty && !resume {
         return Err(OutputError::NotEmpty { path: shown });
     }
-    if non_empty {
-        let text =
-            fs::read_to_string(dir.join(JOB_FILE)).map_err(|_| OutputError::CannotResume {
-                path: shown.clone(),
-                why: format!("no {JOB_FILE}"),
-            })?;
-        let previous: Value =
-            serde_json::from_str(&text).map_err(|e| OutputError::CannotResume {
-                path: shown.clone(),
-                why: format!("{JOB_FILE}: {e}"),
-            })?;
-        if &previous != job {
-            return Err(OutputError::CannotResume {
-                path: shown,
-                why: "it holds a run with other inputs or options".to_string(),
-            });
-        }
-        let _ = fs::remove_file(dir.join(super::SUCCESS_FILE));
-        return Ok(());
+    if !non_empty {
+        write_json(dir, JOB_FILE, job)?;
+        return Ok(DirState::Fresh);
     }
-    write_json(dir, JOB_FILE, job)
+    let text = fs::read_to_string(dir.join(JOB_FILE)).map_err(|_| OutputError::CannotResume {
+        path: shown.clone(),
+        why: format!("no {JOB_FILE}"),
+    })?;
+    let previous: JobDescription =
+        serde_json::from_str(&text).map_err(|e| OutputError::CannotResume {
+            path: shown.clone(),
+            why: format!("{JOB_FILE}: {e}"),
+        })?;
+    let same_job = previous.command == job.command
+        && previous.inputs == job.inputs
+        && previous.columns == job.columns
+        && previous.options == job.options;
+    if !same_job {
+        return Err(OutputError::CannotResume {
+            path: shown,
+            why: "it holds a run with other inputs or options".to_string(),
+        });
+    }
+    if let Some((path, why)) = changed_input(&previous, job) {
+        return Err(OutputError::InputChanged { path, why });
+    }
+    if dir.join(SUCCESS_FILE).exists() {
+        return Ok(DirState::Complete);
+    }
+    Ok(DirState::Resume)
 }

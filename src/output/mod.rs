@@ -12,11 +12,16 @@
 //! half file. Each part records in its footer metadata the input range it covers and its
 //! status counts; `--resume` continues from the end of the last committed part.
 
+mod lock;
 mod manifest;
 mod schema;
 mod writer;
 
-pub use manifest::{prepare_dir, write_json, Manifest, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE};
+pub use lock::{DirLock, LOCK_FILE};
+pub use manifest::{
+    counts_map, prepare_dir, write_json, DirState, JobDescription, Manifest, ManifestColumn,
+    ManifestInput, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
+};
 pub use schema::{OutputKind, Schema};
 pub use writer::{committed_parts, DatasetWriter, Origin, PartInfo, Resolved};
 
@@ -24,7 +29,7 @@ pub use writer::{committed_parts, DatasetWriter, Origin, PartInfo, Resolved};
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
     /// Creating, writing, syncing or renaming a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file or directory.
         path: String,
@@ -44,6 +49,22 @@ pub enum OutputError {
     NotEmpty {
         /// The directory.
         path: String,
+    },
+    /// Another run holds the directory's lock.
+    #[error("{path} is in use by another run ({holder}); wait for it to finish, or stop it (the lock is released as soon as that process ends)")]
+    Busy {
+        /// The directory.
+        path: String,
+        /// Who holds the lock: pid, host, command and start time.
+        holder: String,
+    },
+    /// `--resume` over an input that is not the one the run started with.
+    #[error("cannot resume: input {path} is not the file the run started with ({why}); start a new run in a new output directory")]
+    InputChanged {
+        /// The input as given.
+        path: String,
+        /// What changed.
+        why: String,
     },
     /// `--resume` on a directory that holds another job, or no job.
     #[error("cannot resume in {path}: {why}")]

@@ -162,18 +162,32 @@ pub struct DatasetWriter {
     pub totals: StatusCounts,
     /// Input rows covered by every part.
     pub input_rows: u64,
+    /// The directory's lock, held as long as the writer lives.
+    _lock: super::DirLock,
+}
+
+impl Drop for DatasetWriter {
+    /// A part still open when the writer goes away (a write error, a full disk, an
+    /// interrupted or failed run) is removed: only committed parts stay.
+    fn drop(&mut self) {
+        if let Some(part) = self.open.take() {
+            drop(part.writer);
+            let _ = fs::remove_file(&part.tmp);
+        }
+    }
 }
 
 impl DatasetWriter {
     /// Starts writing into `dir`, after the parts in `existing` (empty for a fresh run).
     /// `sources` are the input paths as given, by file index. A part is committed after about
-    /// `part_rows` output rows.
+    /// `part_rows` output rows. `lock` is the directory's lock, held until the writer drops.
     pub fn new(
         dir: &Path,
         schema: Schema,
         sources: Vec<String>,
         part_rows: u64,
         existing: &[PartInfo],
+        lock: super::DirLock,
     ) -> DatasetWriter {
         let mut totals = StatusCounts::default();
         let mut input_rows = 0;
@@ -190,6 +204,7 @@ impl DatasetWriter {
             open: None,
             totals,
             input_rows,
+            _lock: lock,
         }
     }
 

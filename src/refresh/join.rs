@@ -227,11 +227,45 @@ fn finish(ws: Vec<BufWriter<File>>, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The join's scratch folder (it holds hashed identities): removed when this guard drops,
+/// on every exit path, success, error or panic.
+pub(super) struct Scratch(PathBuf);
+
+impl Scratch {
+    /// Creates `dir` afresh (removing what an interrupted run left).
+    ///
+    /// # Errors
+    /// The folder cannot be created.
+    pub(super) fn create(dir: PathBuf) -> Result<Scratch, Error> {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(Scratch(dir))
+    }
+
+    /// The folder.
+    pub(super) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The decided join, ready to be merged back in export order.
 pub(super) struct Joined {
     sides: Sides,
-    /// State rows whose customer is gone from the export, sorted (for `--keep-missing`).
+    /// State rows whose customer is gone from the export, sorted (for `--keep-missing`),
+    /// and state rows with a null key (they match no customer).
     pub missing: Vec<u64>,
+    /// Distinct customer keys in the state.
+    pub state_customers: u64,
+    /// Of those, keys absent from the export.
+    pub missing_customers: u64,
+    /// State rows with a null key.
+    pub null_key_rows: u64,
 }
 
 /// One export identity to decide: its position in the output, key, kind and hash.
@@ -261,8 +295,6 @@ pub(super) fn build(
     partition_rows: u64,
     export: impl FnOnce(&mut dyn FnMut(ExportIdentity<'_>) -> Result<(), Error>) -> Result<(), Error>,
 ) -> Result<Joined, Error> {
-    let _ = std::fs::remove_dir_all(tmp);
-    std::fs::create_dir_all(tmp).map_err(io(tmp))?;
     let n = state_rows.div_ceil(partition_rows.max(1)).max(1) as usize;
     let sides = Sides {
         dir: tmp.to_path_buf(),
@@ -271,13 +303,15 @@ pub(super) fn build(
 
     // 1. The state, by key: row index, key, kind, hash, and what a match would mean.
     let mut ws = sides.writers("s")?;
+    let mut null_keys: Vec<u64> = Vec::new();
     state::for_each_batch(parts, |first, batch| -> Result<bool, Error> {
         let keys = batch
             .column_by_name(key_col)
             .cloned()
-            .expect("the caller checked the key column");
+            .ok_or_else(|| Error::Config(format!("the state has no column {key_col:?}")))?;
         for (i, row) in state::decode(&batch, policy).into_iter().enumerate() {
             let Some(key) = state::key_at(&keys, i) else {
+                null_keys.push(first + i as u64);
                 continue;
             };
             let w = &mut ws[partition(&key, n)];
@@ -327,6 +361,7 @@ pub(super) fn build(
         used: bool,
     }
     let mut missing = Vec::new();
+    let (mut state_customers, mut missing_customers) = (0u64, 0u64);
     let mut ws = sides.writers("d")?;
     for (p, w) in ws.iter_mut().enumerate() {
         let mut by_key: HashMap<String, (bool, Vec<Entry>)> = HashMap::new();
@@ -391,16 +426,25 @@ pub(super) fn build(
             })()
             .map_err(io(tmp))?;
         }
-        missing.extend(
-            by_key
-                .into_values()
-                .filter(|(seen, _)| !seen)
-                .flat_map(|(_, es)| es.into_iter().map(|e| e.row)),
-        );
+        state_customers += by_key.len() as u64;
+        for (seen, entries) in by_key.into_values() {
+            if !seen {
+                missing_customers += 1;
+                missing.extend(entries.into_iter().map(|e| e.row));
+            }
+        }
     }
     finish(ws, tmp)?;
+    let null_key_rows = null_keys.len() as u64;
+    missing.extend(null_keys);
     missing.sort_unstable();
-    Ok(Joined { sides, missing })
+    Ok(Joined {
+        sides,
+        missing,
+        state_customers,
+        missing_customers,
+        null_key_rows,
+    })
 }
 
 /// Decisions of every partition, merged in ordinal order.

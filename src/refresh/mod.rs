@@ -10,8 +10,10 @@
 //!   key through hash partitions on disk ([`join`]), so memory stays bounded too; the export
 //!   is read twice.
 
+mod export;
 pub mod join;
 mod state;
+mod state_only;
 
 use state::DuePolicy;
 
@@ -23,9 +25,10 @@ use std::time::Instant;
 
 use crate::config::JobConfig;
 use crate::error::Error;
-use crate::input::{self, Chunk, Position, ReadProgress};
-use crate::output::{self, DatasetWriter, Origin, Resolved, Schema};
-use crate::pipeline::{self, Connection, MapSettings, Summary, CHUNKS_IN_FLIGHT};
+use crate::input::{self, Chunk, ReadProgress};
+use crate::output::{self, DatasetWriter, Origin, RefreshCounts, Resolved};
+use crate::config::MapSettings;
+use crate::pipeline::{self, Connection, Summary, CHUNKS_IN_FLIGHT};
 use crate::progress::Progress;
 use crate::record::{Hashed, MapOutcome};
 
@@ -51,7 +54,14 @@ pub struct RefreshConfig {
     pub mapping: MapSettings,
     /// State rows per join partition (memory of the export mode); see [`join`].
     pub partition_rows: u64,
+    /// Refuse a refresh that would drop more than this fraction of the state's customers
+    /// (an empty or truncated export); 1.0 allows anything.
+    pub max_drop_fraction: f64,
 }
+
+/// Default of [`RefreshConfig::max_drop_fraction`]: losing more than a tenth of the
+/// customers overnight is far more often a broken export than real churn.
+pub const DEFAULT_MAX_DROP_FRACTION: f64 = 0.1;
 
 /// What happened to one identity of the new dataset, for the manifest's counts.
 #[derive(Debug, Clone)]
@@ -78,6 +88,10 @@ struct Tally {
     changed_ids: u64,
     newly_opted_out: u64,
     dropped: u64,
+    state_customers: u64,
+    missing_customers: u64,
+    state_null_key_rows: u64,
+    export_null_key_identities: u64,
 }
 
 impl Tally {
@@ -114,18 +128,22 @@ impl Tally {
         }
     }
 
-    fn to_json(&self, requests: u64) -> serde_json::Value {
-        serde_json::json!({
-            "carried": self.carried,
-            "due": self.due,
-            "value_changed": self.value_changed,
-            "new": self.new,
-            "remapped": self.due + self.value_changed + self.new,
-            "changed_ids": self.changed_ids,
-            "newly_opted_out": self.newly_opted_out,
-            "dropped": self.dropped,
-            "requests": requests,
-        })
+    fn counts(&self, requests: u64) -> RefreshCounts {
+        RefreshCounts {
+            carried: self.carried,
+            due: self.due,
+            value_changed: self.value_changed,
+            new: self.new,
+            remapped: self.due + self.value_changed + self.new,
+            changed_ids: self.changed_ids,
+            newly_opted_out: self.newly_opted_out,
+            dropped: self.dropped,
+            state_customers: self.state_customers,
+            missing_customers: self.missing_customers,
+            state_null_key_rows: self.state_null_key_rows,
+            export_null_key_identities: self.export_null_key_identities,
+            requests,
+        }
     }
 }
 
@@ -143,22 +161,26 @@ type Plans = Vec<Plan>;
 struct Sinks {
     chunks: SyncSender<Resolved>,
     plans: SyncSender<Plans>,
+    interrupt: crate::interrupt::Interrupt,
 }
 
 impl Sinks {
-    /// Sends one chunk; `false` when the consumer is gone.
+    /// Sends one chunk; `false` when the consumer is gone or the run is interrupted.
     fn send(&self, r: Resolved, plans: Plans) -> bool {
-        self.plans.send(plans).is_ok() && self.chunks.send(r).is_ok()
+        !self.interrupt.is_triggered()
+            && self.plans.send(plans).is_ok()
+            && self.chunks.send(r).is_ok()
     }
 }
 
 /// Turns a state batch into a chunk to map: carried answers filled in, due ones left empty,
-/// `source` and `row` kept from the state.
+/// `source` and `row` kept from the state. `kept` names the output's kept columns, in the
+/// output's order: they are taken from the state by name, never by position.
 fn state_chunk(
     file: usize,
     first_row: u64,
     batch: &arrow_array::RecordBatch,
-    kept: &[(String, arrow_schema::DataType)],
+    kept: &[String],
     policy: &DuePolicy,
 ) -> (Resolved, Plans) {
     let rows = state::decode(batch, policy);
@@ -178,7 +200,7 @@ fn state_chunk(
         batch
             .column_by_name(n)
             .cloned()
-            .expect("checked by state::kept_columns")
+            .expect("checked by state::kept_columns and check_kept_match")
     };
     let chunk = Chunk {
         file,
@@ -186,7 +208,7 @@ fn state_chunk(
         len: batch.num_rows(),
         identities: Vec::new(),
         broken: Vec::new(),
-        kept: kept.iter().map(|(n, _)| col(n)).collect(),
+        kept: kept.iter().map(|n| col(n)).collect(),
     };
     let origin = Some(Origin {
         source: col("source"),
@@ -208,7 +230,7 @@ fn send_state(
     parts: &[PathBuf],
     file: usize,
     skip: u64,
-    kept: &[(String, arrow_schema::DataType)],
+    kept: &[String],
     policy: &DuePolicy,
     keep: &dyn Fn(u64) -> bool,
     sinks: &Sinks,
@@ -248,42 +270,59 @@ fn send_state(
     })
 }
 
-async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
-    let started = Instant::now();
-    let job = &cfg.job;
-    let parts = state::parts(&cfg.state)?;
-    let kept = state::kept_columns(&cfg.state, &parts)?;
-    let description = job.describe(
+/// What a mode hands the common part of the run: the chunks to map come through `sinks`
+/// from `producer`; `writer` writes them.
+struct Started {
+    columns: Vec<input::ResolvedColumns>,
+    writer: DatasetWriter,
+    producer: std::thread::JoinHandle<Result<(), Error>>,
+}
+
+/// What both modes share once the output is open: the state, the policy, the channels.
+struct Common<'a> {
+    cfg: &'a RefreshConfig,
+    parts: Vec<PathBuf>,
+    kept: Vec<(String, arrow_schema::DataType)>,
+    policy: DuePolicy,
+    sinks: Sinks,
+    tally: Arc<Mutex<Tally>>,
+    read_progress: Arc<ReadProgress>,
+}
+
+/// The job description of a refresh: the state's manifest is fingerprinted too, so that a
+/// resumed refresh never continues against another state.
+fn describe(cfg: &RefreshConfig) -> Result<output::JobDescription, Error> {
+    let state_manifest = input::InputFile::new(
+        &cfg.state.join(output::MANIFEST_FILE).display().to_string(),
+        None,
+    );
+    let state_fingerprint = input::Fingerprint::of(&state_manifest)?;
+    Ok(cfg.job.describe(
         "refresh",
         serde_json::json!({
             "env": cfg.mapping.env,
             "state": cfg.state.display().to_string(),
+            "state_manifest_sha256": state_fingerprint.sample_sha256,
             "key_col": cfg.key_col,
             "keep_missing": cfg.keep_missing,
         }),
-    );
-    let conn = Connection::open(&cfg.mapping).await?;
-    let mstats = Arc::new(crate::mapper::MapperStats::default());
-    let tally = Arc::new(Mutex::new(Tally::default()));
-    let (tx, rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
-    // Plans travel beside their chunks; this queue must never be the one that blocks, so it
-    // holds more than every chunk that can be in flight between the producer and the writer
-    // (channels and the mapper's reorder buffer: about 25).
-    let (plans_tx, plans_rx) = sync_channel::<Plans>(PLANS_IN_FLIGHT);
-    let sinks = Sinks {
-        chunks: tx,
-        plans: plans_tx,
-    };
-    let read_progress = Arc::new(ReadProgress::default());
-    // What is due: v3 compares refresh_from with now; v2 asks which buckets rotated since the
-    // state was mapped.
+    )?)
+}
+
+/// The v2 policy needs the buckets rotated since the state was mapped; v3 compares
+/// `refresh_from` with now.
+async fn due_policy(
+    cfg: &RefreshConfig,
+    conn: &Connection,
+    parts: &[PathBuf],
+) -> Result<DuePolicy, Error> {
     let rotated = if cfg.mapping.client.api == crate::client::Api::V2 {
-        if !state::has_bucket_ids(&parts) {
+        if !state::has_bucket_ids(parts) {
             return Err(Error::Config(
                 "--api v2 needs a state written with --api v2 (it has no bucket_id column)".into(),
             ));
         }
-        let since = state::earliest_mapping(&parts)?.unwrap_or(cfg.now_ms);
+        let since = state::earliest_mapping(parts)?.unwrap_or(cfg.now_ms);
         let buckets = conn.client.rotated_buckets(since).await?;
         tracing::info!(
             since_ms = since,
@@ -296,207 +335,72 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     } else {
         None
     };
-    let policy = DuePolicy {
+    Ok(DuePolicy {
         now_ms: cfg.now_ms,
         rotated,
+    })
+}
+
+async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let job = &cfg.job;
+    let parts = state::parts(&cfg.state)?;
+    let kept = state::kept_columns(&cfg.state, &parts)?;
+    if !job.inputs.is_empty() && cfg.key_col.is_none() {
+        return Err(Error::Config(
+            "with INPUT files, --key-col names the column that identifies a customer (e.g. customer_id)".into(),
+        ));
+    }
+    if job.inputs.is_empty() && cfg.key_col.is_some() {
+        return Err(Error::Config(
+            "--key-col joins today's export with the state: give the export's INPUT files too"
+                .into(),
+        ));
+    }
+    let description = describe(cfg)?;
+    let conn = Connection::open(&cfg.mapping).await?;
+    let policy = due_policy(cfg, &conn, &parts).await?;
+    let mstats = Arc::new(crate::mapper::MapperStats::default());
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let (tx, rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    // Plans travel beside their chunks; this queue must never be the one that blocks, so it
+    // holds more than every chunk that can be in flight between the producer and the writer
+    // (channels and the mapper's reorder buffer: about 25).
+    let (plans_tx, plans_rx) = sync_channel::<Plans>(PLANS_IN_FLIGHT);
+    let common = Common {
+        cfg,
+        parts,
+        kept,
+        policy,
+        sinks: Sinks {
+            chunks: tx,
+            plans: plans_tx,
+            interrupt: job.interrupt.clone(),
+        },
+        tally: Arc::clone(&tally),
+        read_progress: Arc::new(ReadProgress::default()),
     };
-
-    let (columns, writer, producer): (
-        Vec<input::ResolvedColumns>,
-        DatasetWriter,
-        std::thread::JoinHandle<Result<(), Error>>,
-    ) = if job.inputs.is_empty() {
-        if cfg.key_col.is_some() {
-            return Err(Error::Config(
-                "--key-col joins today's export with the state: give the export's INPUT files too"
-                    .into(),
-            ));
-        }
-        output::prepare_dir(&job.out_dir, &description, job.resume)?;
-        let committed = output::committed_parts(&job.out_dir)?;
-        let start = committed.last().map(|p| p.end).unwrap_or_default();
-        let writer = DatasetWriter::new(
-            &job.out_dir,
-            Schema::new(cfg.mapping.output_kind(), &kept),
-            vec![cfg.state.display().to_string()],
-            job.part_rows,
-            &committed,
-        );
-        let kept2 = kept.clone();
-        let producer = std::thread::Builder::new()
-            .name("state".into())
-            .spawn(move || send_state(&parts, 0, start.row, &kept2, &policy, &|_| true, &sinks))
-            .expect("spawning a thread only fails when the OS is out of resources");
-        (Vec::new(), writer, producer)
+    let read_progress = Arc::clone(&common.read_progress);
+    let opened = if job.inputs.is_empty() {
+        state_only::start(common, &description)?
     } else {
-        let key_col = cfg.key_col.clone().ok_or_else(|| {
-            Error::Config("with INPUT files, --key-col names the column that identifies a customer (e.g. customer_id)".into())
-        })?;
-        if !kept.iter().any(|(n, _)| *n == key_col) {
-            return Err(Error::Config(format!(
-                "the state has no column {key_col:?}: it must have been kept with --keep-col {key_col} (state columns kept: {})",
-                kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        let mut job = job.clone();
-        if !job.columns.keep.contains(&key_col) {
-            job.columns.keep.insert(0, key_col.clone());
-        }
-        let key_idx = job
-            .columns
-            .keep
-            .iter()
-            .position(|k| *k == key_col)
-            .expect("inserted above");
-        let columns = input::resolve_all(&job.inputs, &job.columns)?;
-        let out_kept = columns
-            .first()
-            .map(|c| c.keep_types.clone())
-            .unwrap_or_default();
-        output::prepare_dir(&job.out_dir, &description, job.resume)?;
-        let committed = output::committed_parts(&job.out_dir)?;
-        let start = committed.last().map(|p| p.end).unwrap_or_default();
-        let n_inputs = job.inputs.len();
-        let n_ids: Vec<u64> = columns.iter().map(|c| c.identities.len() as u64).collect();
-
-        // Pass 1 over the export: partition it with the state and decide (bounded memory).
-        let state_rows: u64 = output::committed_parts(&cfg.state)?
-            .iter()
-            .map(|p| p.rows)
-            .sum();
-        let tmp = job.out_dir.join(".refresh-tmp");
-        let mut file_rows = vec![0u64; n_inputs];
-        let joined = join::build(
-            &tmp,
-            &parts,
-            &key_col,
-            &policy,
-            state_rows,
-            cfg.partition_rows,
-            |sink| {
-                let (rx, reader, hasher) = pipeline::spawn_read_and_hash(
-                    &job,
-                    &columns,
-                    Position::default(),
-                    Arc::new(ReadProgress::default()),
-                );
-                let mut result = Ok(());
-                for r in rx.iter() {
-                    let c = &r.chunk;
-                    file_rows[c.file] += c.len as u64;
-                    let base: u64 = (0..c.file).map(|g| file_rows[g] * n_ids[g]).sum();
-                    let n = n_ids[c.file] as usize;
-                    let keys = &c.kept[key_idx];
-                    for k in 0..c.len {
-                        let key = state::key_at(keys, k);
-                        for j in 0..n {
-                            let id = &r.ids[k * n + j];
-                            if let Hashed::Ok(hash) = id.hashed {
-                                let ordinal = base + (c.first_row + k as u64) * n as u64 + j as u64;
-                                result = result.and_then(|()| {
-                                    sink(join::ExportIdentity {
-                                        ordinal,
-                                        key: key.as_deref(),
-                                        kind: id.kind,
-                                        hash,
-                                    })
-                                });
-                            }
-                        }
-                    }
-                    if result.is_err() {
-                        break;
-                    }
-                }
-                drop(rx);
-                let _ = hasher.join();
-                reader
-                    .join()
-                    .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
-                result
-            },
-        )?;
-        let bases: Vec<u64> = (0..n_inputs)
-            .map(|f| (0..f).map(|g| file_rows[g] * n_ids[g]).sum())
-            .collect();
-
-        // Pass 2: the export again, with the decisions merged back in order.
-        let mut merged = joined.merge()?;
-        let mut sources: Vec<String> = job.inputs.iter().map(|f| f.given.clone()).collect();
-        sources.push(cfg.state.display().to_string());
-        let writer = DatasetWriter::new(
-            &job.out_dir,
-            Schema::new(cfg.mapping.output_kind(), &out_kept),
-            sources,
-            job.part_rows,
-            &committed,
-        );
-        let (hashed_rx, reader, hasher) = pipeline::spawn_read_and_hash(
-            &job,
-            &columns,
-            start.min(Position {
-                file: n_inputs,
-                row: 0,
-            }),
-            Arc::clone(&read_progress),
-        );
-        let keep_missing = cfg.keep_missing;
-        let tally2 = Arc::clone(&tally);
-        let kept2 = kept.clone();
-        let producer = std::thread::Builder::new()
-            .name("join".into())
-            .spawn(move || -> Result<(), Error> {
-                for mut r in hashed_rx {
-                    let n = n_ids[r.chunk.file] as usize;
-                    let base = bases[r.chunk.file];
-                    let mut outcomes = vec![None; r.ids.len()];
-                    let mut plans = Vec::with_capacity(r.ids.len());
-                    for (i, id) in r.ids.iter().enumerate() {
-                        if !matches!(id.hashed, Hashed::Ok(_)) {
-                            plans.push(Plan::Local);
-                            continue;
-                        }
-                        let ordinal = base + r.chunk.first_row * n as u64 + i as u64;
-                        plans.push(match merged.take(ordinal)? {
-                            Some(join::Decision::Carried(o)) => {
-                                outcomes[i] = Some(o);
-                                Plan::Carried
-                            }
-                            Some(join::Decision::Due(old)) => Plan::Due(old),
-                            Some(join::Decision::Changed(old)) => Plan::Changed(old),
-                            Some(join::Decision::New) | None => Plan::New,
-                        });
-                    }
-                    r.outcomes = Some(outcomes);
-                    if !sinks.send(r, plans) {
-                        return Ok(());
-                    }
-                }
-                let _ = hasher.join();
-                reader
-                    .join()
-                    .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
-                // Customers gone from today's export.
-                let missing = &joined.missing;
-                if keep_missing {
-                    let skip = if start.file == n_inputs { start.row } else { 0 };
-                    let keep = |row: u64| missing.binary_search(&row).is_ok();
-                    send_state(&parts, n_inputs, skip, &kept2, &policy, &keep, &sinks)?;
-                } else {
-                    tally2.lock().expect("tally lock").dropped = missing.len() as u64;
-                }
-                let _ = std::fs::remove_dir_all(&tmp);
-                Ok(())
-            })
-            .expect("spawning a thread only fails when the OS is out of resources");
-        (columns, writer, producer)
+        export::start(common, &description)?
+    };
+    let Some(Started {
+        columns,
+        writer,
+        producer,
+    }) = opened
+    else {
+        conn.close().await;
+        return pipeline::already_complete(job, started);
     };
 
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
     let progress = Progress::start(
         job.quiet,
         total_bytes,
-        Arc::clone(&read_progress),
+        read_progress,
         Some(conn.progress_extra(&mstats)),
     );
     let tally_w = Arc::clone(&tally);
@@ -505,12 +409,20 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
             tally_w.lock().expect("tally lock").note(&plans, r);
         }
     };
-    let written =
-        pipeline::map_and_write(&conn, &cfg.mapping, rx, writer, Arc::clone(&mstats), tap).await;
-    let produced = pipeline::join_thread(producer, "state reader").await?;
+    let written = pipeline::map_and_write(
+        &conn,
+        job,
+        &cfg.mapping,
+        rx,
+        writer,
+        Arc::clone(&mstats),
+        tap,
+    )
+    .await;
+    let produced = pipeline::join_thread(producer, "refresh producer").await;
     progress.finish();
     let mut writer = written?;
-    produced?;
+    produced??;
     writer.finish()?;
     let mut manifest = pipeline::manifest_base(job, "refresh", &writer, &columns, started);
     conn.annotate(&mut manifest, &cfg.mapping, &mstats);
@@ -519,12 +431,13 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         .stats
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
-    manifest["state"] = cfg.state.display().to_string().into();
-    manifest["now"] = chrono::DateTime::from_timestamp_millis(cfg.now_ms)
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default()
-        .into();
-    manifest["refresh"] = tally.lock().expect("tally lock").to_json(requests);
+    manifest.state = Some(cfg.state.display().to_string());
+    manifest.now = Some(
+        chrono::DateTime::from_timestamp_millis(cfg.now_ms)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
+    );
+    manifest.refresh = Some(tally.lock().expect("tally lock").counts(requests));
     conn.close().await;
     pipeline::publish(job, &writer, manifest, started)
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use base64::Engine;
-use euid_map::client::envelope::{decode_secret, Key};
+use euid_map::protocol::envelope::{decode_secret, Key};
 use euid_map::operator::{self, keys::Keys, Config, LocalOperator};
 
 pub const API_KEY: &str = "EUID-C-L-1-test.key";

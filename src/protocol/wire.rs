@@ -5,6 +5,11 @@ use serde::Deserialize;
 
 use crate::record::{IdentityHash, IdentityKind, HASH_B64_LEN};
 
+/// A decrypted answer that is not the shape the protocol promises.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(pub String);
+
 /// Fixed JSON overhead of a request: `{"email_hash":[],"phone_hash":[]}`.
 pub const REQUEST_OVERHEAD: usize = 33;
 /// Bytes one hash adds to the request JSON: quotes, comma and 44 characters.
@@ -88,12 +93,12 @@ pub struct Item {
 pub fn parse_v2(
     json: &[u8],
     sent: &[String],
-) -> Result<Vec<crate::record::MapOutcome>, super::ClientError> {
+) -> Result<Vec<crate::record::MapOutcome>, WireError> {
     use std::collections::HashMap;
     use std::sync::Arc;
 
     use crate::record::MapOutcome;
-    let bad = |m: &str| super::ClientError::BadResponse(m.to_string());
+    let bad = |m: &str| WireError(m.to_string());
     let v: serde_json::Value = serde_json::from_slice(json).map_err(|_| bad("not JSON"))?;
     if v["status"] != "success" {
         return Err(bad("status is not success"));
@@ -149,8 +154,8 @@ pub fn parse_v2(
 ///
 /// # Errors
 /// The shape or a time is wrong.
-pub fn parse_buckets(json: &[u8]) -> Result<Vec<(String, i64)>, super::ClientError> {
-    let bad = |m: &str| super::ClientError::BadResponse(m.to_string());
+pub fn parse_buckets(json: &[u8]) -> Result<Vec<(String, i64)>, WireError> {
+    let bad = |m: &str| WireError(m.to_string());
     let v: serde_json::Value = serde_json::from_slice(json).map_err(|_| bad("not JSON"))?;
     if v["status"] != "success" {
         return Err(bad("status is not success"));

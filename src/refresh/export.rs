@@ -1,0 +1,269 @@
+//! Refresh with today's export (`refresh --state PREV -o NEW INPUT... --key-col ID`): the
+//! export is joined with the state by customer key ([`super::join`]) and read a second time
+//! with the decisions merged in; new and changed customers are mapped, customers gone from
+//! the export are dropped (or kept with `--keep-missing`).
+
+use std::sync::Arc;
+
+use super::{join, send_state, state, Common, Plan, Started};
+use crate::error::Error;
+use crate::input::{self, Position, ReadProgress};
+use crate::output::{self, DirState, JobDescription, Schema};
+use crate::pipeline;
+use crate::record::Hashed;
+
+/// With `--keep-missing`, state rows are written beside export rows, so every kept column
+/// of the output must exist in the state with the same type: they are matched by name.
+fn check_kept_match(
+    out_kept: &[(String, arrow_schema::DataType)],
+    state_kept: &[(String, arrow_schema::DataType)],
+) -> Result<(), Error> {
+    for (name, ty) in out_kept {
+        match state_kept.iter().find(|(n, _)| n == name) {
+            Some((_, t)) if t == ty => {}
+            Some((_, t)) => {
+                return Err(Error::Config(format!(
+                    "--keep-missing writes state rows beside today's rows, but kept column {name:?} is {ty} in today's export and {t} in the state; keep columns of the same type (or refresh without --keep-missing)"
+                )))
+            }
+            None => {
+                return Err(Error::Config(format!(
+                    "--keep-missing writes state rows beside today's rows, but the state has no kept column {name:?} (its kept columns: {}); keep the same columns as the run that made the state",
+                    state_kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a join that would drop more than the allowed fraction of the state's customers.
+fn check_drop(joined: &join::Joined, max_fraction: f64) -> Result<(), Error> {
+    let (gone, all) = (joined.missing_customers, joined.state_customers);
+    if all > 0 && gone as f64 > max_fraction * all as f64 {
+        return Err(Error::Refused(format!(
+            "refusing to drop {gone} of the state's {all} customers ({:.1}%): today's export lacks them, which is more than --max-drop-fraction {max_fraction} allows. An empty or truncated export looks like this; if the customers really left, rerun with a higher --max-drop-fraction (or --keep-missing to keep them)",
+            100.0 * gone as f64 / all as f64
+        )));
+    }
+    Ok(())
+}
+
+/// Opens the output, joins the export with the state (first read of the export), and
+/// starts the thread that reads the export again with the decisions; `None` when `--resume`
+/// found the run already complete.
+///
+/// # Errors
+/// A bad key column, kept columns that do not match, a refused drop, or I/O.
+pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
+    let cfg = c.cfg;
+    let key_col = cfg.key_col.clone().expect("checked by the caller");
+    if !c.kept.iter().any(|(n, _)| *n == key_col) {
+        return Err(Error::Config(format!(
+            "the state has no column {key_col:?}: it must have been kept with --keep-col {key_col} (state columns kept: {})",
+            c.kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let mut job = cfg.job.clone();
+    if !job.columns.keep.contains(&key_col) {
+        job.columns.keep.insert(0, key_col.clone());
+    }
+    let key_idx = job
+        .columns
+        .keep
+        .iter()
+        .position(|k| *k == key_col)
+        .expect("inserted above");
+    let columns = input::resolve_all(&job.inputs, &job.columns)?;
+    let out_kept = columns
+        .first()
+        .map(|c| c.keep_types.clone())
+        .unwrap_or_default();
+    if cfg.keep_missing {
+        check_kept_match(&out_kept, &c.kept)?;
+    }
+    let n_inputs = job.inputs.len();
+    let mut sources: Vec<String> = job.inputs.iter().map(|f| f.given.clone()).collect();
+    sources.push(cfg.state.display().to_string());
+    let (writer, dir, start) = pipeline::open_output(
+        &job,
+        description,
+        Schema::new(cfg.mapping.output_kind(), &out_kept),
+        sources,
+    )?;
+    if dir == DirState::Complete {
+        return Ok(None);
+    }
+    let n_ids: Vec<u64> = columns.iter().map(|c| c.identities.len() as u64).collect();
+
+    // Pass 1 over the export: partition it with the state and decide (bounded memory).
+    let state_rows: u64 = output::committed_parts(&cfg.state)?
+        .iter()
+        .map(|p| p.rows)
+        .sum();
+    let scratch = join::Scratch::create(job.out_dir.join(".refresh-tmp"))?;
+    let mut file_rows = vec![0u64; n_inputs];
+    let mut export_null_keys = 0u64;
+    let joined = join::build(
+        scratch.path(),
+        &c.parts,
+        &key_col,
+        &c.policy,
+        state_rows,
+        cfg.partition_rows,
+        |sink| {
+            let (rx, reader, hasher) = pipeline::spawn_read_and_hash(
+                &job,
+                &columns,
+                Position::default(),
+                Arc::new(ReadProgress::default()),
+            );
+            let mut result = Ok(());
+            for r in rx.iter() {
+                let c = &r.chunk;
+                file_rows[c.file] += c.len as u64;
+                let base: u64 = (0..c.file).map(|g| file_rows[g] * n_ids[g]).sum();
+                let n = n_ids[c.file] as usize;
+                let keys = &c.kept[key_idx];
+                for k in 0..c.len {
+                    let key = state::key_at(keys, k);
+                    for j in 0..n {
+                        let id = &r.ids[k * n + j];
+                        if let Hashed::Ok(hash) = id.hashed {
+                            export_null_keys += u64::from(key.is_none());
+                            let ordinal = base + (c.first_row + k as u64) * n as u64 + j as u64;
+                            result = result.and_then(|()| {
+                                sink(join::ExportIdentity {
+                                    ordinal,
+                                    key: key.as_deref(),
+                                    kind: id.kind,
+                                    hash,
+                                })
+                            });
+                        }
+                    }
+                }
+                if result.is_err() {
+                    break;
+                }
+            }
+            drop(rx);
+            let hashed = hasher.join();
+            reader
+                .join()
+                .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
+            hashed.map_err(|_| Error::Internal("the hasher thread panicked".into()))?;
+            result
+        },
+    )?;
+    if let Some(signal) = job.interrupt.signal() {
+        return Err(Error::Interrupted { signal });
+    }
+    if !cfg.keep_missing {
+        check_drop(&joined, cfg.max_drop_fraction)?;
+    }
+    {
+        let mut t = c.tally.lock().expect("tally lock");
+        t.state_customers = joined.state_customers;
+        t.missing_customers = joined.missing_customers;
+        t.state_null_key_rows = joined.null_key_rows;
+        t.export_null_key_identities = export_null_keys;
+    }
+    let bases: Vec<u64> = (0..n_inputs)
+        .map(|f| (0..f).map(|g| file_rows[g] * n_ids[g]).sum())
+        .collect();
+
+    // Pass 2: the export again, with the decisions merged back in order.
+    let mut merged = joined.merge()?;
+    let (hashed_rx, reader, hasher) = pipeline::spawn_read_and_hash(
+        &job,
+        &columns,
+        start.min(Position {
+            file: n_inputs,
+            row: 0,
+        }),
+        Arc::clone(&c.read_progress),
+    );
+    let keep_missing = cfg.keep_missing;
+    let out_names: Vec<String> = out_kept.iter().map(|(n, _)| n.clone()).collect();
+    let Common {
+        parts,
+        policy,
+        sinks,
+        tally,
+        ..
+    } = c;
+    let producer = std::thread::Builder::new()
+        .name("join".into())
+        .spawn(move || -> Result<(), Error> {
+            let _scratch = scratch; // removed when this thread ends, however it ends
+            for mut r in hashed_rx {
+                let n = n_ids[r.chunk.file] as usize;
+                let base = bases[r.chunk.file];
+                let mut outcomes = vec![None; r.ids.len()];
+                let mut plans = Vec::with_capacity(r.ids.len());
+                for (i, id) in r.ids.iter().enumerate() {
+                    if !matches!(id.hashed, Hashed::Ok(_)) {
+                        plans.push(Plan::Local);
+                        continue;
+                    }
+                    let ordinal = base + r.chunk.first_row * n as u64 + i as u64;
+                    plans.push(match merged.take(ordinal)? {
+                        Some(join::Decision::Carried(o)) => {
+                            outcomes[i] = Some(o);
+                            Plan::Carried
+                        }
+                        Some(join::Decision::Due(old)) => Plan::Due(old),
+                        Some(join::Decision::Changed(old)) => Plan::Changed(old),
+                        Some(join::Decision::New) | None => Plan::New,
+                    });
+                }
+                r.outcomes = Some(outcomes);
+                if !sinks.send(r, plans) {
+                    break;
+                }
+            }
+            let hashed = hasher.join();
+            reader
+                .join()
+                .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
+            hashed.map_err(|_| Error::Internal("the hasher thread panicked".into()))?;
+            if sinks.interrupt.is_triggered() {
+                return Ok(());
+            }
+            // Customers gone from today's export.
+            let missing = &joined.missing;
+            if keep_missing {
+                let skip = if start.file == n_inputs { start.row } else { 0 };
+                let keep = |row: u64| missing.binary_search(&row).is_ok();
+                send_state(&parts, n_inputs, skip, &out_names, &policy, &keep, &sinks)?;
+            } else {
+                tally.lock().expect("tally lock").dropped = missing.len() as u64;
+            }
+            Ok(())
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+    Ok(Some(Started {
+        columns,
+        writer,
+        producer,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::DataType;
+
+    use super::*;
+
+    /// Issue #9.5: kept columns are matched by name and type, never by position.
+    #[test]
+    fn kept_columns_match_by_name_and_type() {
+        let s = |n: &str, t: DataType| (n.to_string(), t);
+        let state = [s("customer_id", DataType::Utf8), s("name", DataType::Utf8)];
+        let swapped = [s("name", DataType::Utf8), s("customer_id", DataType::Utf8)];
+        assert!(check_kept_match(&swapped, &state).is_ok());
+        assert!(check_kept_match(&[s("customer_id", DataType::Int64)], &state).is_err());
+        assert!(check_kept_match(&[s("segment", DataType::Utf8)], &state).is_err());
+    }
+}

@@ -1,0 +1,51 @@
+//! Refresh without today's export (`refresh --state PREV -o NEW`): the state streams through
+//! part by part; rows that are due are mapped again, every other row is carried as it is.
+
+use super::{send_state, Common, Started};
+use crate::error::Error;
+use crate::output::{DirState, JobDescription, Schema};
+use crate::pipeline;
+
+/// Opens the output and starts the thread that streams the state; `None` when `--resume`
+/// found the run already complete.
+///
+/// # Errors
+/// The output cannot be opened (busy, other job, I/O).
+pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
+    let job = &c.cfg.job;
+    let (writer, dir, start) = pipeline::open_output(
+        job,
+        description,
+        Schema::new(c.cfg.mapping.output_kind(), &c.kept),
+        vec![c.cfg.state.display().to_string()],
+    )?;
+    if dir == DirState::Complete {
+        return Ok(None);
+    }
+    let kept_names: Vec<String> = c.kept.iter().map(|(n, _)| n.clone()).collect();
+    let Common {
+        parts,
+        policy,
+        sinks,
+        ..
+    } = c;
+    let producer = std::thread::Builder::new()
+        .name("state".into())
+        .spawn(move || {
+            send_state(
+                &parts,
+                0,
+                start.row,
+                &kept_names,
+                &policy,
+                &|_| true,
+                &sinks,
+            )
+        })
+        .expect("spawning a thread only fails when the OS is out of resources");
+    Ok(Some(Started {
+        columns: Vec::new(),
+        writer,
+        producer,
+    }))
+}
