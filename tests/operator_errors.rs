@@ -79,6 +79,61 @@ async fn oversized_body_gets_413_plain_text_before_auth() {
     op.stop().await;
 }
 
+/// Issue #9.13: a client still sending a body over 1 MiB reads the 413, not a broken pipe.
+#[tokio::test]
+async fn a_client_still_sending_an_oversized_body_reads_the_413() {
+    let op = start(config()).await;
+    for size in [(1 << 20) + 1, 8 << 20] {
+        let (s, _, b) = post(
+            &format!("{}/v3/identity/map", op.base_url()),
+            Some(BEARER),
+            Some("application/octet-stream"),
+            vec![b'A'; size],
+        )
+        .await;
+        assert_eq!((s, b.as_slice()), (413, b"Request Entity Too Large".as_slice()));
+    }
+    let (s, _) = call(&op, "/v3/identity/map", r#"{"email_hash":[]}"#).await;
+    assert_eq!(s, 200, "the server keeps serving");
+    op.stop().await;
+}
+
+/// Issue #9.14: overflow-proof arithmetic on client times and `days`.
+#[tokio::test]
+async fn absurd_client_times_and_days_are_refused_without_crashing() {
+    let mut c = config();
+    c.admin = true;
+    let op = start(c).await;
+    let k = key();
+    for ts in [i64::MIN, i64::MAX, i64::MIN + 1] {
+        let (s, v) = message(
+            &op,
+            Some(BEARER),
+            Some("application/octet-stream"),
+            k.seal_request(ts, b"{}").0,
+        )
+        .await;
+        assert_eq!(s, 400);
+        assert!(v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid timestamp"));
+    }
+    for days in ["9223372036854775807", "-1", "3651"] {
+        let (s, _, _) = post(
+            &format!("{}/ops/advance?days={days}", op.base_url()),
+            None,
+            None,
+            vec![],
+        )
+        .await;
+        assert_eq!(s, 400, "days={days}");
+    }
+    let (s, _) = call(&op, "/v3/identity/map", r#"{"email_hash":[]}"#).await;
+    assert_eq!(s, 200, "the server keeps serving");
+    op.stop().await;
+}
+
 #[tokio::test]
 async fn each_envelope_failure_has_the_operators_400_message() {
     let op = start(config()).await;

@@ -65,7 +65,8 @@ pub(crate) struct OperatorArgs {
     /// Concurrent requests before 429s.
     #[arg(long)]
     max_in_flight: Option<usize>,
-    /// Random faults: e.g. 429=0.05,500=0.02,503=0.02,reset=0.01,slow=0.01,text=0.05,nonce=0.01
+    /// Random faults: e.g. 429=0.05,500=0.02,503=0.02,reset=0.01,slow=0.01,text=0.05,nonce=0.01,shift=0.01
+    /// (shift: one phone answer moved into the email array, a wrong positional answer)
     #[arg(long, default_value = "")]
     faults: String,
     /// Delay of a "slow" fault, milliseconds.

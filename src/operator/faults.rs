@@ -22,11 +22,14 @@ pub enum Fault {
     TextMode,
     /// Echo a wrong nonce.
     WrongNonce,
+    /// v3: move the first `phone_hash` answer to the end of `email_hash` (same total, wrong
+    /// per-kind counts), as a buggy server would.
+    Shift,
 }
 
 impl Fault {
     /// Every fault, in the order `--faults` lists them.
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::TooMany,
         Fault::Internal,
         Fault::Unavailable,
@@ -34,6 +37,7 @@ impl Fault {
         Fault::Slow,
         Fault::TextMode,
         Fault::WrongNonce,
+        Fault::Shift,
     ];
 
     /// The name used in `--faults` and in metrics.
@@ -46,6 +50,7 @@ impl Fault {
             Fault::Slow => "slow",
             Fault::TextMode => "text",
             Fault::WrongNonce => "nonce",
+            Fault::Shift => "shift",
         }
     }
 }

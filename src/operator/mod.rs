@@ -39,6 +39,9 @@ use crate::record::IdentityKind;
 /// 60 s; the real operator's code accepts just under 2 minutes).
 pub const DEFAULT_TIMESTAMP_WINDOW: Duration = Duration::from_secs(60);
 
+/// Pause after a failed `accept` before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Everything the emulator needs to start.
 #[derive(Debug)]
 pub struct Config {
@@ -179,7 +182,16 @@ async fn serve_state(
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
-                let (stream, _) = accepted?;
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, a connection reset before accept…: back
+                        // off a little and keep serving the connections already open.
+                        tracing::warn!(error = %e, "accept failed; retrying shortly");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
                 conns.spawn(async move {

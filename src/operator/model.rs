@@ -209,7 +209,9 @@ impl Model {
     /// Moves the simulated clock forward by `days` and applies the rotations of every day
     /// crossed. Returns the number of buckets rotated.
     pub fn advance(&self, days: i64) -> usize {
-        *self.offset_ms.lock().expect("offset lock") += days * DAY_MS;
+        let mut offset = self.offset_ms.lock().expect("offset lock");
+        *offset = offset.saturating_add(days.saturating_mul(DAY_MS));
+        drop(offset);
         self.catch_up()
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,6 +25,9 @@ use crate::record::{IdentityHash, IdentityKind};
 
 /// The operator's body limit (`MAX_REQUEST_BODY_SIZE = 1 << 20`).
 pub(super) const MAX_BODY: usize = 1 << 20;
+/// Most days `/ops/advance` moves the clock at once (ten years): rotation catches up day by
+/// day, so an absurd value would keep the server busy for hours.
+const MAX_ADVANCE_DAYS: i64 = 3650;
 /// `/v2/optout/status` accepts at most this many ids.
 const OPTOUT_STATUS_MAX: usize = 5000;
 const HINT: &str = " See https://euid.eu/docs/getting-started/gs-encryption-decryption for details on the request envelope format.";
@@ -104,7 +107,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
                 .query()
                 .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("days=")))
                 .and_then(|d| d.parse::<i64>().ok())
-                .filter(|d| *d >= 0);
+                .filter(|d| (0..=MAX_ADVANCE_DAYS).contains(d));
             return Ok(match days {
                 Some(d) => {
                     let rotated = state.model.advance(d);
@@ -113,7 +116,9 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
                         &json!({"advanced_days": d, "rotated_buckets": rotated, "now_ms": state.model.now_ms()}),
                     )
                 }
-                None => client_error("days must be a non-negative integer"),
+                None => client_error(&format!(
+                    "days must be an integer from 0 to {MAX_ADVANCE_DAYS}"
+                )),
             });
         }
         (
@@ -159,6 +164,39 @@ fn too_many(state: &State) -> Resp {
     r
 }
 
+/// Most bytes of an oversized body read (and thrown away) before answering 413: a client
+/// still sending then reads the 413 instead of a broken pipe. Beyond this the connection is
+/// closed with the answer.
+const DRAIN_CAP: usize = 16 << 20;
+
+/// Reads and discards up to [`DRAIN_CAP`] bytes of a body.
+async fn drain(mut body: Incoming) {
+    let mut seen = 0usize;
+    while seen <= DRAIN_CAP {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, Bytes::len),
+            _ => return,
+        }
+    }
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes; `None` (after draining the rest) when it is
+/// larger.
+async fn read_body(mut body: Incoming) -> Result<Option<Bytes>, Reset> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Reset)?;
+        if let Some(d) = frame.data_ref() {
+            if buf.len() + d.len() > MAX_BODY {
+                drain(body).await;
+                return Ok(None);
+            }
+            buf.extend_from_slice(d);
+        }
+    }
+    Ok(Some(buf.freeze()))
+}
+
 async fn encrypted(
     state: &State,
     route: &str,
@@ -170,13 +208,7 @@ async fn encrypted(
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY) {
-        return Ok(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request Entity Too Large",
-        ));
-    }
+        .and_then(|v| v.parse::<u64>().ok());
     let binary = req
         .headers()
         .get(CONTENT_TYPE)
@@ -187,18 +219,13 @@ async fn encrypted(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Ok(text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Request Entity Too Large",
-            ));
-        }
-        Err(_) => return Err(Reset),
+    let too_large = || text(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        drain(req.into_body()).await;
+        return Ok(too_large());
+    }
+    let Some(body) = read_body(req.into_body()).await? else {
+        return Ok(too_large());
     };
     // 2. What the infrastructure in front of the operator does: rate limit, overload, faults.
     if state.rate_limit.as_ref().is_some_and(|tb| !tb.try_take())
@@ -236,7 +263,8 @@ async fn encrypted(
         Err(message) => return Ok(client_error(&message)),
     };
     let now = chrono::Utc::now().timestamp_millis();
-    if (now - opened.ts_ms).abs() > state.timestamp_window_ms {
+    // abs_diff: a client may send any 64-bit time, i64::MIN included.
+    if now.abs_diff(opened.ts_ms) > state.timestamp_window_ms.unsigned_abs() {
         return Ok(client_error(
             "Invalid timestamp: Request too old or client time drift.",
         ));
@@ -263,7 +291,7 @@ async fn encrypted(
     }
     // 5. The endpoint.
     let answer = match route {
-        "/v3/identity/map" => map_v3(state, payload.as_ref()),
+        "/v3/identity/map" => map_v3(state, payload.as_ref(), fault == Some(Fault::Shift)),
         "/v2/identity/map" => map_v2(state, payload.as_ref()),
         "/v2/identity/buckets" => buckets(state, payload.as_ref()),
         _ => optout_status(state, payload.as_ref()),
@@ -415,7 +443,7 @@ fn map_inputs(state: &State, inputs: &[(&str, Cow<'_, str>)]) -> Vec<Option<Mapp
         .collect()
 }
 
-fn map_v3(state: &State, payload: Option<&Value>) -> Handled {
+fn map_v3(state: &State, payload: Option<&Value>, shift: bool) -> Handled {
     let Some(obj) = payload.and_then(Value::as_object) else {
         return Err(bad(V3_MISSING));
     };
@@ -455,6 +483,10 @@ fn map_v3(state: &State, payload: Option<&Value>) -> Handled {
     // Inputs are grouped by key in KEYS order for the positional answer.
     inputs.sort_by_key(|(k, _)| KEYS.iter().position(|x| x == k));
     let mut answers = map_inputs(state, &inputs).into_iter();
+    if shift && lens[3] > 0 {
+        lens[1] += 1; // the first phone's answer ends up in email_hash
+        lens[3] -= 1;
+    }
     // Written by hand: raw ids are base64 and need no escaping, and this is the emulator's
     // hot path (a `serde_json::Value` per item cost more than the hashing).
     let mut out = String::with_capacity(16 + inputs.len() * 120);
