@@ -2,9 +2,9 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use euid_map::config::Secret;
 use euid_map::protocol::envelope::Key;
 use euid_map::protocol::wire;
-use euid_map::config::Secret;
 use euid_map::record::IdentityKind;
 use std::hint::black_box;
 

@@ -82,7 +82,11 @@ pub fn operator_url(raw: &str) -> Result<String, String> {
                 ));
             }
         }
-        other => return Err(format!("--base-url must start with https:// (got {other}://)")),
+        other => {
+            return Err(format!(
+                "--base-url must start with https:// (got {other}://)"
+            ))
+        }
     }
     let s = url.as_str().trim_end_matches('/');
     Ok(s.trim_end_matches("/v2")
@@ -175,8 +179,6 @@ pub struct MapConfig {
     /// Operator and batching.
     pub mapping: MapSettings,
 }
-
-
 
 #[cfg(test)]
 mod tests {

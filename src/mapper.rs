@@ -17,9 +17,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientError};
-use crate::protocol::Batcher;
 use crate::interrupt::Interrupt;
 use crate::output::Resolved;
+use crate::protocol::Batcher;
 use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
 /// Chunks held while their answers are pending. Bounds the reorder buffer.
@@ -435,9 +435,12 @@ mod tests {
         assert!(m.next_batch(true).is_none(), "c is still cached");
         m.pop_finished().expect("from cache");
         m.accept(chunk(4, &["a"]));
-        let again = m.next_batch(true).expect("a was evicted, so it is sent again");
+        let again = m
+            .next_batch(true)
+            .expect("a was evicted, so it is sent again");
         assert_eq!(again, vec![key("a")]);
-        m.complete(again.clone(), answer(&again, &["a"])).expect("ok");
+        m.complete(again.clone(), answer(&again, &["a"]))
+            .expect("ok");
         assert_eq!(raw(&m.pop_finished().expect("done")), ["U-a"]);
     }
 

@@ -8,10 +8,10 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use common::*;
-use euid_map::protocol::envelope::decode_secret;
 use euid_map::client::{Api, Client, ClientConfig, ClientError, RetryPolicy};
 use euid_map::config::Secret;
 use euid_map::operator::faults::FaultPlan;
+use euid_map::protocol::envelope::decode_secret;
 use euid_map::record::{IdentityHash, IdentityKind, MapOutcome};
 
 fn client_for(op: &euid_map::operator::LocalOperator, concurrency: usize) -> Client {
@@ -232,6 +232,32 @@ async fn a_batch_that_keeps_failing_is_reported_failed_not_dropped() {
             .load(std::sync::atomic::Ordering::Relaxed),
         4,
         "1 attempt + 3 retries"
+    );
+    op.stop().await;
+}
+
+/// Issue #9.8: bisection is bounded. When both halves of a rejected batch are rejected the
+/// same way, the problem is not one item: the batch fails as a whole after three requests
+/// instead of being split down to single identities.
+#[tokio::test]
+async fn a_batch_whose_halves_are_rejected_alike_is_not_split_further() {
+    let mut batch = items(64, "h");
+    let poison = batch[5];
+    batch[50] = poison; // the bad value in both halves
+    let mut c = config();
+    c.poison = Some(poison.1.to_base64());
+    let op = start(c).await;
+    let client = client_for(&op, 4);
+    let out = client.map(&batch).await.unwrap();
+    assert_eq!(out.len(), 64);
+    assert!(out.iter().all(|o| matches!(o, MapOutcome::Failed(_))));
+    assert_eq!(
+        client
+            .stats
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "the batch, then each half once"
     );
     op.stop().await;
 }

@@ -91,7 +91,10 @@ async fn a_client_still_sending_an_oversized_body_reads_the_413() {
             vec![b'A'; size],
         )
         .await;
-        assert_eq!((s, b.as_slice()), (413, b"Request Entity Too Large".as_slice()));
+        assert_eq!(
+            (s, b.as_slice()),
+            (413, b"Request Entity Too Large".as_slice())
+        );
     }
     let (s, _) = call(&op, "/v3/identity/map", r#"{"email_hash":[]}"#).await;
     assert_eq!(s, 200, "the server keeps serving");

@@ -97,7 +97,8 @@ fn a_second_run_into_a_busy_directory_fails_naming_the_holder() {
         assert_eq!(o.status.code(), Some(1));
         let e = stderr(&o);
         assert!(
-            e.contains("in use by another run") && e.contains(&format!("pid {}", std::process::id())),
+            e.contains("in use by another run")
+                && e.contains(&format!("pid {}", std::process::id())),
             "{e}"
         );
     }
@@ -118,7 +119,11 @@ fn resume_refuses_a_changed_input_and_leaves_a_complete_run_alone() {
     let manifest = std::fs::read(out.join("_manifest.json")).unwrap();
     let o = run(&["hash", &s(&input), "-o", &s(&out), "--resume"], &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("already holds a complete run"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already holds a complete run"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(
         std::fs::read(out.join("_manifest.json")).unwrap(),
         manifest,
@@ -130,7 +135,10 @@ fn resume_refuses_a_changed_input_and_leaves_a_complete_run_alone() {
     let o = run(&["hash", &s(&input), "-o", &s(&out), "--resume"], &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("in.csv") && e.contains("not the file the run started with"), "{e}");
+    assert!(
+        e.contains("in.csv") && e.contains("not the file the run started with"),
+        "{e}"
+    );
 }
 
 /// #9.4: answers with the right total but wrong per-kind counts are never assigned.
@@ -232,7 +240,10 @@ fn an_unreachable_operator_is_fatal_with_the_cause() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
-    assert!(e.contains("cannot reach the operator") && e.contains("connection refused"), "{e}");
+    assert!(
+        e.contains("cannot reach the operator") && e.contains("connection refused"),
+        "{e}"
+    );
     assert!(!out.join("_SUCCESS").exists());
 }
 
@@ -243,7 +254,14 @@ fn look_alike_hosts_are_refused_and_usage_errors_exit_64() {
     let input = customers(tmp.path(), "in.csv", 1);
     for url in ["http://127.0.0.1.nip.io", "http://127.0.0.1@example.com"] {
         let o = run(
-            &["map", &s(&input), "-o", &s(&tmp.path().join("o")), "--base-url", url],
+            &[
+                "map",
+                &s(&input),
+                "-o",
+                &s(&tmp.path().join("o")),
+                "--base-url",
+                url,
+            ],
             &creds(),
         );
         assert_eq!(o.status.code(), Some(1), "{url}");
@@ -251,8 +269,16 @@ fn look_alike_hosts_are_refused_and_usage_errors_exit_64() {
     }
     let o = run(&["map", "--no-such-flag"], &[]);
     assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
-    let o = run(&["map", &s(&input), "-o", &s(&tmp.path().join("p"))], &creds());
-    assert_eq!(o.status.code(), Some(64), "no --env/--base-url: {}", stderr(&o));
+    let o = run(
+        &["map", &s(&input), "-o", &s(&tmp.path().join("p"))],
+        &creds(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "no --env/--base-url: {}",
+        stderr(&o)
+    );
     let o = run(&["--help"], &[]);
     assert_eq!(o.status.code(), Some(0));
     let help = String::from_utf8_lossy(&o.stdout);
@@ -302,7 +328,10 @@ fn sigterm_commits_what_is_complete_and_resume_finishes_the_run() {
     while !tmp_part.exists() && child.try_wait().unwrap().is_none() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    assert!(child.try_wait().unwrap().is_none(), "the run ended before the signal");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the signal"
+    );
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -453,9 +482,21 @@ fn refresh_keeps_columns_by_name_and_refuses_to_wipe_the_state() {
 fn malformed_rows_stay_traceable_and_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path().join("short.csv");
-    std::fs::write(&p, "customer_id,email,phone\nC1,a@example.com,+4912345678901\nC2\n").unwrap();
+    std::fs::write(
+        &p,
+        "customer_id,email,phone\nC1,a@example.com,+4912345678901\nC2\n",
+    )
+    .unwrap();
     let o = run(
-        &["hash", &s(&p), "-o", &s(&tmp.path().join("o")), "--keep-col", "customer_id", "-q"],
+        &[
+            "hash",
+            &s(&p),
+            "-o",
+            &s(&tmp.path().join("o")),
+            "--keep-col",
+            "customer_id",
+            "-q",
+        ],
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -465,7 +506,9 @@ fn malformed_rows_stay_traceable_and_errors_are_clear() {
         .filter(|r| r["status"].as_deref() == Some("invalid"))
         .collect();
     assert_eq!(bad.len(), 2);
-    assert!(bad.iter().all(|r| r["customer_id"].as_deref() == Some("C2")));
+    assert!(bad
+        .iter()
+        .all(|r| r["customer_id"].as_deref() == Some("C2")));
 
     let semi = tmp.path().join("semi.csv");
     std::fs::write(&semi, "id;email\n1;a@example.com\n").unwrap();
@@ -473,21 +516,47 @@ fn malformed_rows_stay_traceable_and_errors_are_clear() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--delimiter ;"), "{}", stderr(&o));
     let o = run(
-        &["hash", &s(&semi), "-o", &s(&tmp.path().join("s2")), "--delimiter", ";", "-q"],
+        &[
+            "hash",
+            &s(&semi),
+            "-o",
+            &s(&tmp.path().join("s2")),
+            "--delimiter",
+            ";",
+            "-q",
+        ],
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let tsv = tmp.path().join("t.txt");
     std::fs::write(&tsv, "id\temail\n1\ta@example.com\n").unwrap();
     let o = run(
-        &["hash", &s(&tsv), "-o", &s(&tmp.path().join("t")), "--delimiter", "tab", "-q"],
+        &[
+            "hash",
+            &s(&tsv),
+            "-o",
+            &s(&tmp.path().join("t")),
+            "--delimiter",
+            "tab",
+            "-q",
+        ],
         &[],
     );
     assert!(o.status.success(), "{}", stderr(&o));
 
     let file_as_dir = tmp.path().join("plain-file");
     std::fs::write(&file_as_dir, "x").unwrap();
-    let o = run(&["hash", &s(&semi), "-o", &s(&file_as_dir.join("o")), "--delimiter", ";"], &[]);
+    let o = run(
+        &[
+            "hash",
+            &s(&semi),
+            "-o",
+            &s(&file_as_dir.join("o")),
+            "--delimiter",
+            ";",
+        ],
+        &[],
+    );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     let os_error = e.find("(os error").expect("an OS error");

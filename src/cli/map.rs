@@ -9,9 +9,9 @@ use clap::{Args, ValueEnum};
 
 use super::common::{finish, handle_signals, JobArgs, Tuning};
 use super::usage;
-use euid_map::protocol::envelope::decode_secret;
 use euid_map::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY};
 use euid_map::config::{MapConfig, Secret};
+use euid_map::protocol::envelope::decode_secret;
 
 /// Where the operator is and how to talk to it, as the flags say.
 #[derive(Debug)]

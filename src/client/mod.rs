@@ -22,8 +22,8 @@ use base64::Engine;
 use crate::config::Secret;
 use crate::record::{IdentityHash, IdentityKind, MapOutcome};
 
-pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
 use crate::protocol::{envelope, wire};
+pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
 pub use retry::RetryPolicy;
 
 impl From<wire::WireError> for ClientError {
@@ -377,8 +377,10 @@ impl Client {
             other => other,
         };
         let right = self.map_with_retries(b).await;
-        if let (Err(ClientError::Rejected { message: l }), Err(ClientError::Rejected { message: r })) =
-            (&left, &right)
+        if let (
+            Err(ClientError::Rejected { message: l }),
+            Err(ClientError::Rejected { message: r }),
+        ) = (&left, &right)
         {
             if *l == message && *r == message {
                 let e = ClientError::Rejected { message };
@@ -579,7 +581,10 @@ fn parse_answer(
     items: &[(IdentityKind, IdentityHash)],
 ) -> Result<Vec<MapOutcome>, ClientError> {
     let n = items.len();
-    let emails = items.iter().filter(|(k, _)| *k == IdentityKind::Email).count();
+    let emails = items
+        .iter()
+        .filter(|(k, _)| *k == IdentityKind::Email)
+        .count();
     let phones = n - emails;
     let resp: wire::Response = serde_json::from_slice(json)
         .map_err(|e| ClientError::BadResponse(format!("not the v3 answer shape: {e}")))?;
@@ -676,6 +681,9 @@ mod tests {
         let (_, order) = wire::request_json(&items);
         let err = parse_answer(json, &order, &items).expect_err("a per-kind mismatch is refused");
         assert!(matches!(err, ClientError::BadResponse(_)), "{err:?}");
-        assert!(err.is_retryable(), "a bad response is retried, never assigned");
+        assert!(
+            err.is_retryable(),
+            "a bad response is retried, never assigned"
+        );
     }
 }

@@ -236,7 +236,10 @@ pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
             unreachable!("CSV header of a CSV input")
         };
         let only = &h[0];
-        if let Some(&d) = [b';', b'|', b'\t', b','].iter().find(|&&d| d != delimiter && only.contains(&d)) {
+        if let Some(&d) = [b';', b'|', b'\t', b',']
+            .iter()
+            .find(|&&d| d != delimiter && only.contains(&d))
+        {
             return Err(InputError::OneColumnHeader {
                 path: f.given.clone(),
                 header: String::from_utf8_lossy(only).chars().take(200).collect(),
@@ -426,10 +429,9 @@ mod tests {
 
     #[test]
     fn valid_quoting_passes_untouched() {
-        let rows = parse(
-            b"\xEF\xBB\xBF\"id\",note\n1,\"two\nlines, \"\"quoted\"\"\"\n2,a\"b\r\n3,\"\"\n",
-        )
-        .expect("valid");
+        let rows =
+            parse(b"\xEF\xBB\xBF\"id\",note\n1,\"two\nlines, \"\"quoted\"\"\"\n2,a\"b\r\n3,\"\"\n")
+                .expect("valid");
         assert_eq!(rows.len(), 4);
         assert_eq!(rows[0], ["id", "note"]);
         assert_eq!(rows[1][1], "two\nlines, \"quoted\"");

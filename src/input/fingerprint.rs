@@ -59,11 +59,7 @@ impl Fingerprint {
             file.take(SAMPLE_BYTES).read_to_end(&mut buf).map_err(err)?;
             sha.update(&buf);
         }
-        let sample_sha256 = sha
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sample_sha256 = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(Fingerprint {
             size,
             modified,
@@ -74,7 +70,10 @@ impl Fingerprint {
     /// How `new` differs from this recorded fingerprint, in words; `None` if it does not.
     pub fn differs(&self, new: &Fingerprint) -> Option<String> {
         if self.size != new.size {
-            Some(format!("its size changed from {} to {} bytes", self.size, new.size))
+            Some(format!(
+                "its size changed from {} to {} bytes",
+                self.size, new.size
+            ))
         } else if self.sample_sha256 != new.sample_sha256 {
             Some("its content changed".to_string())
         } else if self.modified != new.modified {

@@ -19,8 +19,8 @@ use super::faults::Fault;
 use super::keys::Client;
 use super::model::Mapping;
 use super::State;
-use crate::protocol::envelope::{EnvelopeError, Opened};
 use crate::normalize;
+use crate::protocol::envelope::{EnvelopeError, Opened};
 use crate::record::{IdentityHash, IdentityKind};
 
 /// The operator's body limit (`MAX_REQUEST_BODY_SIZE = 1 << 20`).

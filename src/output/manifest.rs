@@ -247,7 +247,11 @@ fn changed_input(previous: &JobDescription, job: &JobDescription) -> Option<(Str
 /// # Errors
 /// [`OutputError::NotEmpty`], [`OutputError::CannotResume`], [`OutputError::InputChanged`],
 /// or an I/O error.
-pub fn prepare_dir(dir: &Path, job: &JobDescription, resume: bool) -> Result<DirState, OutputError> {
+pub fn prepare_dir(
+    dir: &Path,
+    job: &JobDescription,
+    resume: bool,
+) -> Result<DirState, OutputError> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut non_empty = false;
     for entry in fs::read_dir(dir).map_err(io_err(dir))? {

@@ -461,3 +461,40 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), OutputError> {
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Identity, IdentityKind};
+
+    /// Issue #9.7: a part left open by a failed or interrupted run does not stay on disk.
+    #[test]
+    fn an_open_part_is_removed_when_the_writer_goes_away() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let lock = super::super::DirLock::acquire(tmp.path(), "hash").expect("lock");
+        let schema = Schema::new(OutputKind::Hash, &[]);
+        let mut w = DatasetWriter::new(tmp.path(), schema, vec!["in.csv".into()], 1000, &[], lock);
+        let chunk = Resolved {
+            chunk: Chunk {
+                file: 0,
+                first_row: 0,
+                len: 1,
+                identities: Vec::new(),
+                broken: Vec::new(),
+                kept: Vec::new(),
+            },
+            ids: vec![Identity {
+                kind: IdentityKind::Email,
+                hashed: Hashed::Ok(crate::normalize::sha256(b"a")),
+            }],
+            outcomes: None,
+            origin: None,
+        };
+        w.write(&chunk).expect("written to the open part");
+        let tmp_part = tmp.path().join(".part-00000.parquet.tmp");
+        assert!(tmp_part.exists());
+        drop(w);
+        assert!(!tmp_part.exists(), "the half part is removed");
+        assert!(committed_parts(tmp.path()).expect("readable").is_empty());
+    }
+}

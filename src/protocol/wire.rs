@@ -90,10 +90,7 @@ pub struct Item {
 ///
 /// # Errors
 /// The shape is wrong, or an identifier is answered twice or not at all.
-pub fn parse_v2(
-    json: &[u8],
-    sent: &[String],
-) -> Result<Vec<crate::record::MapOutcome>, WireError> {
+pub fn parse_v2(json: &[u8], sent: &[String]) -> Result<Vec<crate::record::MapOutcome>, WireError> {
     use std::collections::HashMap;
     use std::sync::Arc;
 

@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::config::JobConfig;
+use crate::config::MapSettings;
 use crate::error::Error;
 use crate::input::{self, Chunk, ReadProgress};
 use crate::output::{self, DatasetWriter, Origin, RefreshCounts, Resolved};
-use crate::config::MapSettings;
 use crate::pipeline::{self, Connection, Summary, CHUNKS_IN_FLIGHT};
 use crate::progress::Progress;
 use crate::record::{Hashed, MapOutcome};

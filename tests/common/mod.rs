@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use base64::Engine;
-use euid_map::protocol::envelope::{decode_secret, Key};
 use euid_map::operator::{self, keys::Keys, Config, LocalOperator};
+use euid_map::protocol::envelope::{decode_secret, Key};
 
 pub const API_KEY: &str = "EUID-C-L-1-test.key";
 pub const SECRET: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
