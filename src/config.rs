@@ -2,7 +2,9 @@
 //! these types, never clap's, so an invalid combination cannot reach the pipeline.
 
 use std::fmt;
+
 use std::path::PathBuf;
+use zeroize::Zeroize;
 
 use crate::client::{Api, ClientConfig};
 use crate::input::{ColumnSpec, Fingerprint, InputError, InputFile};
@@ -13,11 +15,18 @@ use crate::output::{JobDescription, OutputKind};
 pub const DEFAULT_PART_ROWS: u64 = 1_000_000;
 
 /// A secret value (API key, client secret). `Debug` prints `[redacted]` and there is no
-/// `Display`, so it cannot reach a log line or an error message by accident.
+/// `Display`, so it cannot reach a log line or an error message by accident; the memory is
+/// zeroed when it is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T>(T);
+pub struct Secret<T: Zeroize>(T);
 
-impl<T> Secret<T> {
+impl<T: Zeroize> Drop for Secret<T> {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl<T: Zeroize> Secret<T> {
     /// Wraps a secret.
     pub fn new(value: T) -> Secret<T> {
         Secret(value)
@@ -29,19 +38,61 @@ impl<T> Secret<T> {
     }
 }
 
-/// Parses a flag or environment value straight into a [`Secret`] (clap `value_parser`), so
-/// that even the parsed arguments' `Debug` output never shows it.
-///
-/// # Errors
-/// Never; the signature is clap's.
-pub fn parse_secret(s: &str) -> Result<Secret<String>, std::convert::Infallible> {
-    Ok(Secret::new(s.to_string()))
-}
-
-impl<T> fmt::Debug for Secret<T> {
+impl<T: Zeroize> fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
+}
+
+/// Why a configuration value is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The client secret is not base64.
+    #[error("the client secret is not valid base64")]
+    SecretNotBase64,
+    /// The client secret does not decode to 32 bytes.
+    #[error("the client secret must decode to 32 bytes, it decodes to {0}")]
+    SecretLength(usize),
+    /// `--base-url` does not parse.
+    #[error("--base-url {url:?} is not a URL: {why}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// The parser's message.
+        why: String,
+    },
+    /// `--base-url` has user info.
+    #[error("--base-url must not carry user info (user@ or user:password@): {host}")]
+    UserInfo {
+        /// The host part.
+        host: String,
+    },
+    /// `--base-url` has a query or a fragment, or no host.
+    #[error("--base-url must be scheme://host[:port][/path], without query or fragment")]
+    NotABase,
+    /// Plain http to a host that is not this machine.
+    #[error("refusing plain http:// to {host}: the API key would travel in clear; use https:// (plain http is allowed only to 127.0.0.0/8, ::1 or localhost)")]
+    PlainHttp {
+        /// The host.
+        host: String,
+    },
+    /// Neither https nor http.
+    #[error("--base-url must start with https:// (got {scheme}://)")]
+    Scheme {
+        /// The scheme given.
+        scheme: String,
+    },
+    /// The emulator's keys file is unusable.
+    #[error("{path}: {why}")]
+    KeysFile {
+        /// The file.
+        path: String,
+        /// What is wrong (never a secret).
+        why: String,
+    },
+    /// `--faults` does not parse.
+    #[error("--faults: {0}")]
+    Faults(String),
 }
 
 /// Checks an operator base URL and returns it without a trailing slash or `/v2`/`/v3`.
@@ -55,19 +106,20 @@ impl<T> fmt::Debug for Secret<T> {
 /// # Errors
 /// The URL does not parse, has user info, a query or fragment, or is plain http to a
 /// non-loopback host.
-pub fn operator_url(raw: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(raw.trim())
-        .map_err(|e| format!("--base-url {raw:?} is not a URL: {e}"))?;
+pub fn operator_url(raw: &str) -> Result<String, ConfigError> {
+    let url = reqwest::Url::parse(raw.trim()).map_err(|e| ConfigError::BadUrl {
+        url: raw.to_string(),
+        why: e.to_string(),
+    })?;
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "--base-url must not carry user info (user@ or user:password@): {}",
-            url.host_str().unwrap_or("?")
-        ));
+        return Err(ConfigError::UserInfo {
+            host: url.host_str().unwrap_or("?").to_string(),
+        });
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err("--base-url must not have a query or fragment".to_string());
+        return Err(ConfigError::NotABase);
     }
-    let host = url.host().ok_or("--base-url has no host")?;
+    let host = url.host().ok_or(ConfigError::NotABase)?;
     match url.scheme() {
         "https" => {}
         "http" => {
@@ -77,15 +129,15 @@ pub fn operator_url(raw: &str) -> Result<String, String> {
                 url::Host::Ipv6(ip) => ip.is_loopback(),
             };
             if !loopback {
-                return Err(format!(
-                    "refusing plain http:// to {host}: the API key would travel in clear; use https:// (plain http is allowed only to 127.0.0.0/8, ::1 or localhost)"
-                ));
+                return Err(ConfigError::PlainHttp {
+                    host: host.to_string(),
+                });
             }
         }
         other => {
-            return Err(format!(
-                "--base-url must start with https:// (got {other}://)"
-            ))
+            return Err(ConfigError::Scheme {
+                scheme: other.to_string(),
+            })
         }
     }
     let s = url.as_str().trim_end_matches('/');

@@ -17,7 +17,10 @@ pub enum Error {
     /// The operator refused the run (authentication, clock skew, configuration).
     #[error(transparent)]
     Client(#[from] ClientError),
-    /// A flag or credential is unusable.
+    /// A flag, a file or a credential is unusable.
+    #[error(transparent)]
+    Invalid(#[from] crate::config::ConfigError),
+    /// A combination of options or a state that the run cannot use.
     #[error("{0}")]
     Config(String),
     /// The run was interrupted by a signal after committing what was complete.

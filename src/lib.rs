@@ -12,14 +12,26 @@
 //! protocol, so tests, benchmarks and demos never need the real service.
 //!
 //! # Where to look
+//! In pipeline order:
+//! - [`input`]: readers (CSV/TSV/gzip, Parquet) that yield [`input::Chunk`]s with row numbers;
+//!   input fingerprints for `--resume`.
 //! - [`normalize`]: the operator's normalization and hashing rules (one place).
-//! - [`input`]: readers that yield chunks with row numbers.
-//! - [`client::envelope`]: the AES-256-GCM request/response envelope.
-//! - [`client`]: the identity-map client: batching limits, concurrency, retries.
-//! - [`mapper`]: dedupe + batching + fan-out of answers back to rows.
-//! - [`output`]: the dataset directory (parts, manifest, `_SUCCESS`).
-//! - [`pipeline`]: how the stages are wired and how big each queue is.
+//! - [`mapper`]: dedupe, batching and the reorder window, as a struct ([`mapper::Mapper`]).
+//! - [`client`]: one encrypted request per batch: retries, rate limit, in-flight window.
+//! - [`output`]: the dataset directory: parts, the typed manifest, the lock, `_SUCCESS`.
+//!
+//! Beside them:
+//! - [`protocol`]: what the client and the emulator share (envelope, wire formats, limits);
+//!   they never import each other.
 //! - [`operator`]: the emulator.
+//! - [`refresh`]: the nightly job (state-only mode, export-join mode).
+//! - [`record`]: the types that flow between stages, [`record::IdentityChunk`] above all.
+//! - [`config`]: validated configuration; [`interrupt`]: clean stops on SIGINT/SIGTERM.
+//! - [`pipeline`]: how the stages are wired, how big each queue is, `run_hash`/`run_map`.
+//!
+//! The library never parses flags or prints: the `euid-map` binary (`src/main.rs`, `src/cli/`)
+//! turns flags into [`config`] types and calls [`pipeline::run_hash`], [`pipeline::run_map`],
+//! [`refresh::run_refresh`] or [`operator::serve`].
 
 pub mod client;
 pub mod config;
@@ -37,3 +49,6 @@ pub mod record;
 pub mod refresh;
 
 pub use error::Error;
+pub use operator::{serve, Config as OperatorConfig};
+pub use pipeline::{run_hash, run_map};
+pub use refresh::run_refresh;

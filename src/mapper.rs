@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientError};
 use crate::interrupt::Interrupt;
-use crate::output::Resolved;
 use crate::protocol::Batcher;
+use crate::record::IdentityChunk;
 use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
 /// Chunks held while their answers are pending. Bounds the reorder buffer.
@@ -49,7 +49,7 @@ struct Waiters {
 }
 
 struct Pending {
-    chunk: Resolved,
+    chunk: IdentityChunk,
     outcomes: Vec<Option<MapOutcome>>,
     remaining: usize,
 }
@@ -118,7 +118,7 @@ impl Mapper {
 
     /// Takes a chunk: answers what the cache or an in-flight request answers, queues the
     /// rest for batches. Answers already filled (rows `refresh` carries over) are kept.
-    pub fn accept(&mut self, mut chunk: Resolved) {
+    pub fn accept(&mut self, mut chunk: IdentityChunk) {
         let seq = self.base_seq + self.pending.len() as u64;
         let mut outcomes = chunk
             .outcomes
@@ -216,7 +216,7 @@ impl Mapper {
     }
 
     /// The oldest chunk, once every identity in it is answered: chunks leave in input order.
-    pub fn pop_finished(&mut self) -> Option<Resolved> {
+    pub fn pop_finished(&mut self) -> Option<IdentityChunk> {
         if self.pending.front()?.remaining > 0 {
             return None;
         }
@@ -251,8 +251,8 @@ pub enum Finish {
 /// stops the run.
 pub async fn run(
     client: Arc<Client>,
-    mut input: mpsc::Receiver<Resolved>,
-    output: mpsc::Sender<Resolved>,
+    mut input: mpsc::Receiver<IdentityChunk>,
+    output: mpsc::Sender<IdentityChunk>,
     mut mapper: Mapper,
     interrupt: Interrupt,
 ) -> Result<Finish, ClientError> {
@@ -323,8 +323,8 @@ mod tests {
         (IdentityKind::Email, crate::normalize::sha256(s.as_bytes()))
     }
 
-    fn chunk(first_row: u64, values: &[&str]) -> Resolved {
-        Resolved {
+    fn chunk(first_row: u64, values: &[&str]) -> IdentityChunk {
+        IdentityChunk {
             chunk: crate::input::Chunk {
                 file: 0,
                 first_row,
@@ -356,7 +356,7 @@ mod tests {
     }
 
     /// The raw ids of a finished chunk, in row order.
-    fn raw(c: &Resolved) -> Vec<String> {
+    fn raw(c: &IdentityChunk) -> Vec<String> {
         c.outcomes
             .as_ref()
             .expect("finished")

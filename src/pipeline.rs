@@ -19,11 +19,10 @@ use crate::error::Error;
 use crate::input::{self, Chunk, Position, ReadProgress, ResolvedColumns};
 use crate::normalize;
 use crate::output::{
-    self, DatasetWriter, DirLock, DirState, JobDescription, Manifest, ManifestColumn,
-    ManifestInput, OutputKind, Resolved, RunState, Schema,
+    self, DatasetWriter, DirLock, DirState, JobDescription, Manifest, OutputKind, RunState, Schema,
 };
 use crate::progress::Progress;
-use crate::record::{IdentityForm, StatusCounts};
+use crate::record::{IdentityChunk, StatusCounts};
 
 /// Chunks queued between two stages. Enough to keep each stage busy while its neighbour
 /// works on one chunk; small enough to keep memory flat.
@@ -134,67 +133,6 @@ pub(crate) fn already_complete(job: &JobConfig, started: Instant) -> Result<Summ
     })
 }
 
-/// The fields every manifest carries.
-pub(crate) fn manifest_base(
-    job: &JobConfig,
-    command: &str,
-    writer: &DatasetWriter,
-    columns: &[ResolvedColumns],
-    started: Instant,
-) -> Manifest {
-    let elapsed = started.elapsed().as_secs_f64();
-    let now = chrono::Utc::now();
-    let form = |f: IdentityForm| match f {
-        IdentityForm::Raw => "raw",
-        IdentityForm::Hashed => "hashed",
-    };
-    Manifest {
-        tool: "euid-map".to_string(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        command: command.to_string(),
-        status: RunState::Complete,
-        inputs: job
-            .inputs
-            .iter()
-            .zip(columns)
-            .map(|(f, c)| ManifestInput {
-                path: f.given.clone(),
-                identity_columns: c
-                    .identities
-                    .iter()
-                    .map(|i| ManifestColumn {
-                        name: i.name.clone(),
-                        kind: i.kind.as_str().to_string(),
-                        form: form(i.form).to_string(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-        kept_columns: job.columns.keep.clone(),
-        input_rows: writer.input_rows,
-        output_rows: writer.totals.total(),
-        counts: output::counts_map(&writer.totals),
-        elapsed_s: (elapsed * 1000.0).round() / 1000.0,
-        rows_per_s: if elapsed > 0.0 {
-            (writer.input_rows as f64 / elapsed).round()
-        } else {
-            0.0
-        },
-        started_at: (now - chrono::Duration::milliseconds((elapsed * 1000.0) as i64))
-            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        finished_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        environment: None,
-        base_url: None,
-        unique_hashes_sent: None,
-        deduplicated: None,
-        client: None,
-        peak_in_flight: None,
-        state: None,
-        now: None,
-        refresh: None,
-    }
-}
-
 /// The last step of every job. A complete run writes the manifest and then `_SUCCESS`; an
 /// interrupted one writes the manifest marked `interrupted` and no `_SUCCESS`, and fails
 /// with [`Error::Interrupted`].
@@ -229,12 +167,12 @@ pub(crate) fn spawn_read_and_hash(
     start: Position,
     progress: Arc<ReadProgress>,
 ) -> (
-    std::sync::mpsc::Receiver<Resolved>,
+    std::sync::mpsc::Receiver<IdentityChunk>,
     std::thread::JoinHandle<Result<(), Error>>,
     std::thread::JoinHandle<()>,
 ) {
     let (chunk_tx, chunk_rx) = sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
-    let (hashed_tx, hashed_rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let (hashed_tx, hashed_rx) = sync_channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
     let inputs = job.inputs.clone();
     let cols = columns.to_vec();
     let interrupt = job.interrupt.clone();
@@ -256,7 +194,7 @@ pub(crate) fn spawn_read_and_hash(
                 let ids = normalize::chunk(&chunk, &cols[chunk.file]);
                 chunk.identities.clear(); // raw cells are not needed downstream
                 if hashed_tx
-                    .send(Resolved {
+                    .send(IdentityChunk {
                         origin: None,
                         chunk,
                         ids,
@@ -309,7 +247,7 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     write_result?;
     read_result?;
     writer.finish()?;
-    let manifest = manifest_base(job, "hash", &writer, &columns, started);
+    let manifest = Manifest::new(job, "hash", &writer, &columns, started);
     publish(job, &writer, manifest, started)
 }
 
@@ -354,7 +292,7 @@ impl Connection {
                 crate::config::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
             client_cfg.secret =
                 crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)
-                    .map_err(Error::Config)?;
+                    .map_err(Error::Invalid)?;
             tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
             Some(op)
         } else {
@@ -429,12 +367,12 @@ pub(crate) async fn map_and_write(
     conn: &Connection,
     job: &JobConfig,
     settings: &MapSettings,
-    source: std::sync::mpsc::Receiver<Resolved>,
+    source: std::sync::mpsc::Receiver<IdentityChunk>,
     mut writer: DatasetWriter,
     mstats: Arc<crate::mapper::MapperStats>,
-    mut tap: impl FnMut(&Resolved) + Send + 'static,
+    mut tap: impl FnMut(&IdentityChunk) + Send + 'static,
 ) -> Result<DatasetWriter, Error> {
-    let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
     let bridge = std::thread::Builder::new()
         .name("bridge".into())
         .spawn(move || {
@@ -445,7 +383,7 @@ pub(crate) async fn map_and_write(
             }
         })
         .expect("spawning a thread only fails when the OS is out of resources");
-    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
     let writer_thread = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || -> Result<DatasetWriter, Error> {
@@ -522,7 +460,7 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     hashed?;
     read??;
     writer.finish()?;
-    let mut manifest = manifest_base(job, "map", &writer, &columns, started);
+    let mut manifest = Manifest::new(job, "map", &writer, &columns, started);
     conn.annotate(&mut manifest, settings, &mstats);
     conn.close().await;
     publish(job, &writer, manifest, started)

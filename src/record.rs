@@ -1,16 +1,20 @@
 //! Shared record types that flow between the pipeline stages: identity kinds, hashes, the
-//! per-identity outcome of each stage and the final row status written to the output.
+//! per-identity outcome of each stage, the final row status written to the output, and
+//! [`IdentityChunk`], the message every stage hands to the next.
 //!
 //! Nothing here does I/O; the types are deliberately small and `Copy` where they sit on the
 //! hot path (a hash is 32 bytes inline, never a heap string).
 
 use std::fmt;
 
+use arrow_array::ArrayRef;
 use base64::Engine;
 
 /// Which kind of personal identifier a column holds. The kind decides the normalization rule
 /// and the request key (`email_hash` / `phone_hash`) it is sent under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum IdentityKind {
     /// An email address.
     Email,
@@ -38,7 +42,9 @@ pub enum IdentityForm {
 }
 
 /// SHA-256 of a normalized identity: the value sent as `email_hash` / `phone_hash`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct IdentityHash(pub [u8; 32]);
 
 /// Length of a SHA-256 digest in standard padded base64.
@@ -229,7 +235,7 @@ impl StatusCounts {
 }
 
 /// What the operator said about one identity hash (the `map` stage's result).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MapOutcome {
     /// A raw EUID, exactly as the operator returned it.
     Mapped {
@@ -255,6 +261,30 @@ pub enum MapOutcome {
     Unmapped(std::sync::Arc<str>),
     /// The batch failed after every retry; the text says why.
     Failed(std::sync::Arc<str>),
+}
+
+/// The message every stage passes on: a chunk of input rows with their identities (hashed
+/// by `normalize`) and, once `mapper` has them, the operator's answers; `output` writes it.
+#[derive(Debug)]
+pub struct IdentityChunk {
+    /// The input rows (only `file`, `first_row`, `len`, `kept` and `broken` are used).
+    pub chunk: crate::input::Chunk,
+    /// Row-major identities, `chunk.len * n` of them.
+    pub ids: Vec<Identity>,
+    /// For `map`: the answer for each identity whose hash is `Ok` (parallel to `ids`).
+    pub outcomes: Option<Vec<Option<MapOutcome>>>,
+    /// The `source` and `row` columns, when they are not this chunk's own (rows `refresh`
+    /// carries from a previous run keep theirs). One value per output row.
+    pub origin: Option<Origin>,
+}
+
+/// Explicit `source` (Utf8) and `row` (UInt64) columns for a chunk's output rows.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The `source` column.
+    pub source: ArrayRef,
+    /// The `row` column.
+    pub row: ArrayRef,
 }
 
 /// A hasher for keys that are already uniformly distributed (SHA-256 digests): it folds the

@@ -116,7 +116,7 @@ impl ClientArgs {
         let base = if embedded {
             base
         } else {
-            euid_map::config::operator_url(&base).map_err(anyhow::Error::msg)?
+            euid_map::config::operator_url(&base)?
         };
         let (api_key, secret) = if embedded {
             (
@@ -126,7 +126,7 @@ impl ClientArgs {
         } else {
             self.credentials()?
         };
-        let secret = decode_secret(&secret).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let secret = decode_secret(&secret)?;
         Ok(OperatorTarget {
             client: ClientConfig {
                 base_url: base,

@@ -83,8 +83,8 @@ pub(crate) struct OperatorArgs {
 /// Runs the server until Ctrl-C.
 pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
     let keys = match (&a.keys, &a.api_key, &a.client_secret) {
-        (Some(path), _, _) => Keys::from_file(path).map_err(|e| anyhow::anyhow!(e))?,
-        (None, Some(k), Some(s)) => Keys::single(k, s).map_err(|e| anyhow::anyhow!(e))?,
+        (Some(path), _, _) => Keys::from_file(path)?,
+        (None, Some(k), Some(s)) => Keys::single(k, s)?,
         _ => {
             eprintln!("no keys configured: using the demo credentials (local use only)");
             eprintln!("  EUID_API_KEY={DEMO_API_KEY}");
@@ -118,8 +118,7 @@ pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
         rate_limit: a.rate_limit,
         retry_after_s: a.retry_after,
         max_in_flight: a.max_in_flight,
-        faults: FaultPlan::parse(&a.faults, Duration::from_millis(a.slow_ms))
-            .map_err(|e| anyhow::anyhow!(e))?,
+        faults: FaultPlan::parse(&a.faults, Duration::from_millis(a.slow_ms))?,
         poison: a.poison,
         expire_after: a.expire_after,
     };

@@ -8,12 +8,15 @@
 //! - [`retry`]: what is retryable, and the backoff schedule.
 //! - [`rate_limit`]: the governor limiter and the AIMD window.
 
+mod answer;
+mod error;
 pub mod http;
 pub mod rate_limit;
 pub mod retry;
+mod stats;
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,102 +27,9 @@ use crate::record::{IdentityHash, IdentityKind, MapOutcome};
 
 use crate::protocol::{envelope, wire};
 pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
+pub use error::ClientError;
 pub use retry::RetryPolicy;
-
-impl From<wire::WireError> for ClientError {
-    fn from(e: wire::WireError) -> ClientError {
-        ClientError::BadResponse(e.0)
-    }
-}
-
-/// Errors of one request, and the run-level ones.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    /// 401: the API key is unknown, disabled or lacks the mapper role.
-    #[error("the operator refused the API key (401 unauthorized): check EUID_API_KEY and that the key has the mapper role for this environment")]
-    Unauthorized,
-    /// 400 `Invalid timestamp`: this machine's clock is off.
-    #[error("the operator rejected the request time (400 Invalid timestamp): this machine's clock differs from the operator's by more than about a minute; sync it with NTP")]
-    ClockSkew,
-    /// 400 `Invalid body: Check encryption key (ClientSecret)`: the operator could not
-    /// decrypt the envelope, so the client secret does not belong to the API key.
-    #[error("the operator could not decrypt the request (400 Invalid body: Check encryption key): the client secret (EUID_CLIENT_SECRET) does not belong to this API key, or is for another environment")]
-    WrongSecret,
-    /// Another envelope-level 400 (`Invalid body: …`): the request as a whole is unreadable,
-    /// whatever identities it carries (a proxy altering bodies, or a client bug).
-    #[error("the operator rejected the request envelope (400): {message}")]
-    EnvelopeRejected {
-        /// The operator's message.
-        message: String,
-    },
-    /// No request has ever succeeded and the first batches spent their retries on network
-    /// errors: the operator is not reachable from here.
-    #[error("cannot reach the operator at {endpoint}: {cause}; no request has succeeded, so nothing was mapped (check --env/--base-url, DNS, proxy and firewall)")]
-    Unreachable {
-        /// Scheme, host and port (never a credential).
-        endpoint: String,
-        /// DNS lookup, connection refused, TLS, timeout…
-        cause: String,
-    },
-    /// 429.
-    #[error("rate limited (429)")]
-    RateLimited {
-        /// The server's `Retry-After`.
-        retry_after: Option<Duration>,
-    },
-    /// 5xx.
-    #[error("operator error (HTTP {status})")]
-    Server {
-        /// The status code.
-        status: u16,
-    },
-    /// Another 400: the operator rejected this batch.
-    #[error("rejected by the operator (400): {message}")]
-    Rejected {
-        /// The operator's message.
-        message: String,
-    },
-    /// Any other status.
-    #[error("unexpected HTTP status {status}")]
-    Unexpected {
-        /// The status code.
-        status: u16,
-    },
-    /// The request timed out.
-    #[error("request timed out")]
-    Timeout,
-    /// Connecting or transferring failed.
-    #[error("connection problem: {0}")]
-    Connection(String),
-    /// The response nonce is not the request's.
-    #[error("response nonce does not match the request")]
-    NonceMismatch,
-    /// The response could not be decrypted with our secret.
-    #[error("the response does not decrypt with the client secret")]
-    Decrypt,
-    /// The decrypted answer is not what was asked for.
-    #[error("unusable response: {0}")]
-    BadResponse(String),
-    /// Configuration is unusable.
-    #[error("{0}")]
-    Config(String),
-}
-
-impl ClientError {
-    /// Errors that end the whole run at once: retrying any batch is pointless.
-    pub fn is_fatal(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Unauthorized
-                | ClientError::ClockSkew
-                | ClientError::WrongSecret
-                | ClientError::EnvelopeRejected { .. }
-                | ClientError::Unreachable { .. }
-                | ClientError::Decrypt
-                | ClientError::Config(_)
-        )
-    }
-}
+pub use stats::ClientStats;
 
 /// How to reach the operator and how hard to push it.
 #[derive(Debug, Clone)]
@@ -152,84 +62,17 @@ pub enum Api {
     V2,
 }
 
-/// Counters for progress and the manifest.
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    /// HTTP requests sent (attempts).
-    pub requests: AtomicU64,
-    /// Retries, all causes.
-    pub retries: AtomicU64,
-    /// 429 answers.
-    pub throttled: AtomicU64,
-    /// Request bytes sent.
-    pub bytes_sent: AtomicU64,
-    /// Response bytes received.
-    pub bytes_received: AtomicU64,
-    /// Identities answered.
-    pub identities: AtomicU64,
-    /// Batches that ended failed.
-    pub failed_batches: AtomicU64,
-    retries_by_cause: Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    latencies_ms: Mutex<Vec<f64>>,
-}
-
-/// Latency samples kept for percentiles.
-const LATENCY_SAMPLES: usize = 1 << 20;
-
-impl ClientStats {
-    fn latency(&self, ms: f64) {
-        let mut l = self.latencies_ms.lock().expect("stats lock");
-        if l.len() < LATENCY_SAMPLES {
-            l.push(ms);
-        }
-    }
-
-    fn retry(&self, cause: &'static str) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
-        *self
-            .retries_by_cause
-            .lock()
-            .expect("stats lock")
-            .entry(cause)
-            .or_default() += 1;
-    }
-
-    /// The counters as JSON for the manifest.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut l = self.latencies_ms.lock().expect("stats lock").clone();
-        l.sort_by(f64::total_cmp);
-        let pct = |p: f64| {
-            if l.is_empty() {
-                0.0
-            } else {
-                (l[((l.len() - 1) as f64 * p).round() as usize] * 10.0).round() / 10.0
-            }
-        };
-        serde_json::json!({
-            "requests": self.requests.load(Ordering::Relaxed),
-            "retries": self.retries.load(Ordering::Relaxed),
-            "retries_by_cause": *self.retries_by_cause.lock().expect("stats lock"),
-            "http_429": self.throttled.load(Ordering::Relaxed),
-            "bytes_sent": self.bytes_sent.load(Ordering::Relaxed),
-            "bytes_received": self.bytes_received.load(Ordering::Relaxed),
-            "failed_batches": self.failed_batches.load(Ordering::Relaxed),
-            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
-        })
-    }
-}
-
 /// The identity-map client. Cheap to share behind an `Arc`; all batches of a run use one.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), euid_map::client::ClientError> {
+/// # async fn demo() -> Result<(), euid_map::Error> {
 /// use euid_map::client::{Api, Client, ClientConfig, RetryPolicy};
 /// use euid_map::config::Secret;
 /// use euid_map::record::IdentityKind;
 /// let client = Client::new(&ClientConfig {
 ///     base_url: "https://integ.euid.eu".into(),
 ///     api_key: Secret::new(std::env::var("EUID_API_KEY").unwrap_or_default()),
-///     secret: euid_map::protocol::envelope::decode_secret(&std::env::var("EUID_CLIENT_SECRET").unwrap_or_default())
-///         .map_err(euid_map::client::ClientError::Config)?,
+///     secret: euid_map::protocol::envelope::decode_secret(&std::env::var("EUID_CLIENT_SECRET").unwrap_or_default())?,
 ///     concurrency: 8,
 ///     rps: None,
 ///     timeout: std::time::Duration::from_secs(60),
@@ -414,7 +257,7 @@ impl Client {
         let out = self
             .with_retries(|| async {
                 let answer = self.exchange(&self.v3_url, &json).await?;
-                parse_answer(&answer, &order, items)
+                answer::parse_answer(&answer, &order, items)
             })
             .await?;
         self.stats
@@ -567,123 +410,5 @@ impl Client {
             return Err(ClientError::NonceMismatch);
         }
         Ok(opened.json)
-    }
-}
-
-/// Turns the decrypted JSON into one outcome per requested identity, in the caller's order.
-/// Each positional array must have exactly as many answers as that kind had hashes in the
-/// request: any other length is a bad response for the whole batch (retried, never assigned),
-/// because a surplus in one array and a shortfall in the other would shift answers between
-/// identities.
-fn parse_answer(
-    json: &[u8],
-    order: &[usize],
-    items: &[(IdentityKind, IdentityHash)],
-) -> Result<Vec<MapOutcome>, ClientError> {
-    let n = items.len();
-    let emails = items
-        .iter()
-        .filter(|(k, _)| *k == IdentityKind::Email)
-        .count();
-    let phones = n - emails;
-    let resp: wire::Response = serde_json::from_slice(json)
-        .map_err(|e| ClientError::BadResponse(format!("not the v3 answer shape: {e}")))?;
-    if resp.status != "success" {
-        return Err(ClientError::BadResponse(format!(
-            "status {:?}",
-            resp.status
-        )));
-    }
-    let body = resp
-        .body
-        .ok_or_else(|| ClientError::BadResponse("no body".into()))?;
-    let at = chrono::Utc::now().timestamp_millis();
-    if body.email_hash.len() != emails || body.phone_hash.len() != phones || order.len() != n {
-        return Err(ClientError::BadResponse(format!(
-            "{} email_hash and {} phone_hash answers for {emails} email and {phones} phone hashes sent",
-            body.email_hash.len(),
-            body.phone_hash.len()
-        )));
-    }
-    let answered = body.email_hash.iter().chain(body.phone_hash.iter());
-    let mut out: Vec<Option<MapOutcome>> = vec![None; n];
-    for (item, &slot) in answered.zip(order) {
-        let outcome = match (&item.u, &item.e) {
-            (Some(u), _) => MapOutcome::Mapped {
-                raw_euid: Arc::from(u.as_str()),
-                previous: item.p.as_deref().map(Arc::from),
-                bucket_id: None,
-                refresh_from: Some(
-                    item.r
-                        .ok_or_else(|| ClientError::BadResponse("mapped item without r".into()))?,
-                ),
-                mapped_at: at,
-            },
-            (None, Some(e)) if e == "optout" => MapOutcome::Optout { mapped_at: at },
-            (None, Some(e)) if e == "invalid identifier" => MapOutcome::Invalid,
-            (None, Some(e)) => MapOutcome::Unmapped(Arc::from(e.as_str())),
-            (None, None) => {
-                return Err(ClientError::BadResponse("item with neither u nor e".into()))
-            }
-        };
-        out[slot] = Some(outcome);
-    }
-    Ok(out
-        .into_iter()
-        .map(|o| o.expect("every slot is filled once: order is a permutation"))
-        .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn h(s: &str) -> IdentityHash {
-        crate::normalize::sha256(s.as_bytes())
-    }
-
-    #[test]
-    fn answers_are_put_back_in_request_order_and_unknown_reasons_kept() {
-        let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"u":"U1","p":null,"r":5},{"e":"optout"}],"phone":[],"phone_hash":[{"e":"new reason"}]}}"#;
-        let items = [
-            (IdentityKind::Email, h("a")),
-            (IdentityKind::Phone, h("b")),
-            (IdentityKind::Email, h("c")),
-        ];
-        let out = parse_answer(json, &[2, 0, 1], &items).expect("parses");
-        assert!(
-            matches!(&out[2], MapOutcome::Mapped { raw_euid, previous: None, refresh_from: Some(5), .. } if &**raw_euid == "U1")
-        );
-        assert!(matches!(out[0], MapOutcome::Optout { .. }));
-        assert_eq!(out[1], MapOutcome::Unmapped(Arc::from("new reason")));
-    }
-
-    #[test]
-    fn a_short_answer_is_an_error_not_a_shift() {
-        let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"e":"optout"}],"phone":[],"phone_hash":[]}}"#;
-        let items = [(IdentityKind::Email, h("a")), (IdentityKind::Email, h("b"))];
-        assert!(matches!(
-            parse_answer(json, &[0, 1], &items),
-            Err(ClientError::BadResponse(_))
-        ));
-    }
-
-    /// Issue #9.4: one answer too many for emails and one too few for phones (same total)
-    /// would shift every phone's raw EUID onto another identity.
-    #[test]
-    fn arrays_are_checked_per_kind_not_by_total() {
-        let json = br#"{"status":"success","body":{"email":[],"email_hash":[{"u":"U1","p":null,"r":5},{"u":"U2","p":null,"r":5}],"phone":[],"phone_hash":[{"u":"U3","p":null,"r":5}]}}"#;
-        let items = [
-            (IdentityKind::Email, h("a")),
-            (IdentityKind::Phone, h("b")),
-            (IdentityKind::Phone, h("c")),
-        ];
-        let (_, order) = wire::request_json(&items);
-        let err = parse_answer(json, &order, &items).expect_err("a per-kind mismatch is refused");
-        assert!(matches!(err, ClientError::BadResponse(_)), "{err:?}");
-        assert!(
-            err.is_retryable(),
-            "a bad response is retried, never assigned"
-        );
     }
 }

@@ -135,6 +135,10 @@ quickcheck! {
         let domain = if gmail { "GMail.com".to_string() } else { domain };
         let raw = format!("  {local}@{domain}  ");
         match email(&raw) {
+            // The operator trims before it drops gmail dots, so ". @gmail.com" becomes
+            // " @gmail.com", which a second pass trims into an empty local part: the
+            // operator's rule is not idempotent there, and euid-map normalizes only once.
+            Some(once) if once.starts_with(char::is_whitespace) => TestResult::discard(),
             Some(once) => TestResult::from_bool(email(&once).as_deref() == Some(once.as_str())),
             None => TestResult::discard(),
         }

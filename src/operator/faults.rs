@@ -2,8 +2,7 @@
 //! drawn deterministically from the seed (the n-th request always gets the same draw).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A fault the emulator can inject into one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,27 +68,28 @@ impl FaultPlan {
     ///
     /// # Errors
     /// An unknown name, a probability outside 0..=1, or a sum above 1.
-    pub fn parse(spec: &str, slow: Duration) -> Result<FaultPlan, String> {
+    pub fn parse(spec: &str, slow: Duration) -> Result<FaultPlan, crate::config::ConfigError> {
+        let bad = crate::config::ConfigError::Faults;
         let mut probabilities = Vec::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, p) = part
                 .split_once('=')
-                .ok_or_else(|| format!("--faults: expected name=probability, got {part:?}"))?;
+                .ok_or_else(|| bad(format!("expected name=probability, got {part:?}")))?;
             let fault = Fault::ALL
                 .into_iter()
                 .find(|f| f.name() == name.trim())
-                .ok_or_else(|| format!("--faults: unknown fault {name:?}; known: 429, 500, 503, reset, slow, text, nonce"))?;
+                .ok_or_else(|| bad(format!("unknown fault {name:?}; known: 429, 500, 503, reset, slow, text, nonce, shift")))?;
             let p: f64 = p
                 .trim()
                 .parse()
-                .map_err(|_| format!("--faults: {p:?} is not a probability"))?;
+                .map_err(|_| bad(format!("{p:?} is not a probability")))?;
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!("--faults: {p} is not between 0 and 1"));
+                return Err(bad(format!("{p} is not between 0 and 1")));
             }
             probabilities.push((fault, p));
         }
         if probabilities.iter().map(|(_, p)| p).sum::<f64>() > 1.0 + 1e-9 {
-            return Err("--faults: probabilities add up to more than 1".into());
+            return Err(bad("probabilities add up to more than 1".into()));
         }
         Ok(FaultPlan {
             probabilities,
@@ -143,36 +143,28 @@ impl Injector {
     }
 }
 
-/// A token bucket of `rate` requests per second with a burst of `rate`.
-#[derive(Debug)]
-pub struct TokenBucket {
-    rate: f64,
-    state: Mutex<(f64, Instant)>,
+/// The operator's rate limit: `rate` requests per second with a burst of `rate` (governor's
+/// GCRA, the same crate the client paces itself with).
+pub struct TokenBucket(governor::DefaultDirectRateLimiter);
+
+impl std::fmt::Debug for TokenBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenBucket")
+    }
 }
 
 impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32) -> TokenBucket {
-        let rate = f64::from(rate.max(1));
-        TokenBucket {
+        let rate = std::num::NonZeroU32::new(rate.max(1)).expect("at least 1");
+        TokenBucket(governor::RateLimiter::direct(governor::Quota::per_second(
             rate,
-            state: Mutex::new((rate, Instant::now())),
-        }
+        )))
     }
 
     /// Takes a token if one is available.
     pub fn try_take(&self) -> bool {
-        let mut st = self.state.lock().expect("bucket lock");
-        let now = Instant::now();
-        let refill = now.duration_since(st.1).as_secs_f64() * self.rate;
-        st.0 = (st.0 + refill).min(self.rate);
-        st.1 = now;
-        if st.0 >= 1.0 {
-            st.0 -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.0.check().is_ok()
     }
 }
 

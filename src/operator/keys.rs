@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::Secret;
+use crate::config::{ConfigError, Secret};
 use crate::protocol::envelope::{decode_secret, Key};
 use crate::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
 
@@ -33,7 +33,10 @@ impl Keys {
     ///
     /// # Errors
     /// The secret is not base64 of 32 bytes.
-    pub fn single(api_key: &Secret<String>, secret_b64: &Secret<String>) -> Result<Keys, String> {
+    pub fn single(
+        api_key: &Secret<String>,
+        secret_b64: &Secret<String>,
+    ) -> Result<Keys, ConfigError> {
         let mut k = Keys::default();
         k.insert(api_key.expose(), secret_b64.expose(), true)?;
         Ok(k)
@@ -51,33 +54,37 @@ impl Keys {
     ///
     /// # Errors
     /// The file is unreadable or malformed (the message never contains a secret).
-    pub fn from_file(path: &std::path::Path) -> Result<Keys, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    pub fn from_file(path: &std::path::Path) -> Result<Keys, ConfigError> {
+        let bad = |why: String| ConfigError::KeysFile {
+            path: path.display().to_string(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
         let mut k = Keys::default();
         for (i, entry) in v
             .as_array()
-            .ok_or_else(|| format!("{}: expected a JSON array", path.display()))?
+            .ok_or_else(|| bad("expected a JSON array".to_string()))?
             .iter()
             .enumerate()
         {
             let field = |f: &str| {
                 entry[f]
                     .as_str()
-                    .ok_or_else(|| format!("{}: entry {i}: missing \"{f}\"", path.display()))
+                    .ok_or_else(|| bad(format!("entry {i}: missing \"{f}\"")))
             };
             let roles = entry["roles"].as_array().cloned().unwrap_or_default();
             let mapper = roles
                 .iter()
                 .any(|r| r.as_str().is_some_and(|r| r.eq_ignore_ascii_case("mapper")));
             k.insert(field("key")?, field("secret")?, mapper)
-                .map_err(|e| format!("{}: entry {i}: {e}", path.display()))?;
+                .map_err(|e| bad(format!("entry {i}: {e}")))?;
         }
         Ok(k)
     }
 
-    fn insert(&mut self, api_key: &str, secret_b64: &str, mapper: bool) -> Result<(), String> {
+    fn insert(&mut self, api_key: &str, secret_b64: &str, mapper: bool) -> Result<(), ConfigError> {
         let secret = decode_secret(secret_b64)?;
         self.by_api_key.insert(
             api_key.to_string(),
@@ -127,7 +134,9 @@ mod tests {
             r#"[{"key":"m","secret":"c2hvcnQ=","roles":["MAPPER"]}]"#,
         )
         .expect("write");
-        let err = Keys::from_file(&path).expect_err("short secret");
+        let err = Keys::from_file(&path)
+            .expect_err("short secret")
+            .to_string();
         assert!(
             err.contains("32 bytes") && !err.contains("c2hvcnQ="),
             "{err}"

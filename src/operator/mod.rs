@@ -3,6 +3,7 @@
 //! SDKs can run without the real service. It never produces real EUIDs.
 //!
 //! - `routes`: HTTP handling in the operator's check order, with its exact error bodies.
+//! - `endpoints`: the identity map (v3, v2), buckets and opt-out handlers behind the envelope.
 //! - [`model`]: synthetic salts, buckets, the simulated clock, rotation and opt-out.
 //! - [`keys`]: API keys and client secrets.
 //! - [`faults`]: rate limit, in-flight cap and random faults, deterministic from the seed.
@@ -11,6 +12,7 @@
 //! [`serve`] takes a bound listener and a shutdown future (mini-redis style), so tests run it
 //! in-process on port 0; [`spawn_local`] does exactly that for `map --env local`.
 
+mod endpoints;
 pub mod faults;
 pub mod keys;
 pub mod metrics;

@@ -5,13 +5,16 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::writer::sync_dir;
+use super::DatasetWriter;
 use super::{io_err, OutputError};
-use crate::input::Fingerprint;
-use crate::record::{RowStatus, StatusCounts};
+use crate::config::JobConfig;
+use crate::input::{Fingerprint, ResolvedColumns};
+use crate::record::{IdentityForm, RowStatus, StatusCounts};
 
 /// Name of the manifest file.
 pub const MANIFEST_FILE: &str = "_manifest.json";
@@ -187,6 +190,68 @@ pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(),
 }
 
 impl Manifest {
+    /// The manifest of a complete run of `command`, with the fields every command writes;
+    /// `map` and `refresh` add theirs.
+    pub fn new(
+        job: &JobConfig,
+        command: &str,
+        writer: &DatasetWriter,
+        columns: &[ResolvedColumns],
+        started: Instant,
+    ) -> Manifest {
+        let elapsed = started.elapsed().as_secs_f64();
+        let now = chrono::Utc::now();
+        let form = |f: IdentityForm| match f {
+            IdentityForm::Raw => "raw",
+            IdentityForm::Hashed => "hashed",
+        };
+        Manifest {
+            tool: "euid-map".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            command: command.to_string(),
+            status: RunState::Complete,
+            inputs: job
+                .inputs
+                .iter()
+                .zip(columns)
+                .map(|(f, c)| ManifestInput {
+                    path: f.given.clone(),
+                    identity_columns: c
+                        .identities
+                        .iter()
+                        .map(|i| ManifestColumn {
+                            name: i.name.clone(),
+                            kind: i.kind.as_str().to_string(),
+                            form: form(i.form).to_string(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            kept_columns: job.columns.keep.clone(),
+            input_rows: writer.input_rows,
+            output_rows: writer.totals.total(),
+            counts: counts_map(&writer.totals),
+            elapsed_s: (elapsed * 1000.0).round() / 1000.0,
+            rows_per_s: if elapsed > 0.0 {
+                (writer.input_rows as f64 / elapsed).round()
+            } else {
+                0.0
+            },
+            started_at: (now - chrono::Duration::milliseconds((elapsed * 1000.0) as i64))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            finished_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            environment: None,
+            base_url: None,
+            unique_hashes_sent: None,
+            deduplicated: None,
+            client: None,
+            peak_in_flight: None,
+            state: None,
+            now: None,
+            refresh: None,
+        }
+    }
+
     /// Writes the manifest of a complete run, then the empty `_SUCCESS` marker.
     ///
     /// # Errors

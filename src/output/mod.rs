@@ -23,7 +23,7 @@ pub use manifest::{
     ManifestInput, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
 };
 pub use schema::{OutputKind, Schema};
-pub use writer::{committed_parts, DatasetWriter, Origin, PartInfo, Resolved};
+pub use writer::{committed_parts, DatasetWriter, PartInfo};
 
 /// Errors of the output stage.
 #[derive(Debug, thiserror::Error)]

@@ -16,8 +16,9 @@ use parquet::schema::types::ColumnPath;
 
 use super::schema::{OutputKind, Schema};
 use super::{io_err, OutputError};
-use crate::input::{Chunk, Position};
-use crate::record::{Hashed, Identity, MapOutcome, RowStatus, StatusCounts, HASH_B64_LEN};
+use crate::input::Position;
+use crate::record::IdentityChunk;
+use crate::record::{Hashed, MapOutcome, RowStatus, StatusCounts, HASH_B64_LEN};
 
 /// Footer metadata key under which each part records its [`PartInfo`].
 const PART_INFO_KEY: &str = "euid_map.part";
@@ -25,29 +26,6 @@ const PART_INFO_KEY: &str = "euid_map.part";
 const RANDOM_COLUMNS: [&str; 3] = ["identity_hash", "raw_euid", "previous_raw_euid"];
 /// Rows per Parquet row group: bounds the writer's buffered memory (a few tens of MiB).
 const ROW_GROUP_ROWS: usize = 256 * 1024;
-
-/// A chunk with its hashes and, for `map`, the operator's answers; ready to write.
-#[derive(Debug)]
-pub struct Resolved {
-    /// The input rows (only `file`, `first_row`, `len`, `kept` and `broken` are used).
-    pub chunk: Chunk,
-    /// Row-major identities, `chunk.len * n` of them.
-    pub ids: Vec<Identity>,
-    /// For `map`: the answer for each identity whose hash is `Ok` (parallel to `ids`).
-    pub outcomes: Option<Vec<Option<MapOutcome>>>,
-    /// The `source` and `row` columns, when they are not this chunk's own (rows `refresh`
-    /// carries from a previous run keep theirs). One value per output row.
-    pub origin: Option<Origin>,
-}
-
-/// Explicit `source` (Utf8) and `row` (UInt64) columns for a chunk's output rows.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    /// The `source` column.
-    pub source: ArrayRef,
-    /// The `row` column.
-    pub row: ArrayRef,
-}
 
 /// What a committed part covers, stored in its footer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -213,7 +191,7 @@ impl DatasetWriter {
     ///
     /// # Errors
     /// Writing or committing a part failed.
-    pub fn write(&mut self, r: &Resolved) -> Result<(), OutputError> {
+    pub fn write(&mut self, r: &IdentityChunk) -> Result<(), OutputError> {
         let (batch, statuses) = self.batch(r)?;
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(1).max(1);
@@ -332,7 +310,7 @@ impl DatasetWriter {
         Ok(Some(part.info))
     }
 
-    fn batch(&self, r: &Resolved) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
+    fn batch(&self, r: &IdentityChunk) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(0);
         let rows = r.ids.len();
@@ -474,8 +452,8 @@ mod tests {
         let lock = super::super::DirLock::acquire(tmp.path(), "hash").expect("lock");
         let schema = Schema::new(OutputKind::Hash, &[]);
         let mut w = DatasetWriter::new(tmp.path(), schema, vec!["in.csv".into()], 1000, &[], lock);
-        let chunk = Resolved {
-            chunk: Chunk {
+        let chunk = IdentityChunk {
+            chunk: crate::input::Chunk {
                 file: 0,
                 first_row: 0,
                 len: 1,

@@ -10,7 +10,7 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::config::Secret;
+use crate::config::{ConfigError, Secret};
 
 /// Envelope format version, the first byte of every request.
 pub const VERSION: u8 = 1;
@@ -191,17 +191,14 @@ fn fresh() -> ([u8; IV_LEN], [u8; 8]) {
 ///
 /// # Errors
 /// A message (without the secret) when it is not base64 of exactly 32 bytes.
-pub fn decode_secret(b64: &str) -> Result<Secret<[u8; 32]>, String> {
+pub fn decode_secret(b64: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
     use base64::Engine;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
-        .map_err(|_| "the client secret is not valid base64".to_string())?;
-    let arr: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        format!(
-            "the client secret must decode to 32 bytes, it decodes to {}",
-            b.len()
-        )
-    })?;
+        .map_err(|_| ConfigError::SecretNotBase64)?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| ConfigError::SecretLength(b.len()))?;
     Ok(Secret::new(arr))
 }
 
@@ -299,7 +296,7 @@ mod tests {
 
     #[test]
     fn secrets_of_the_wrong_length_are_refused_without_echoing_them() {
-        let err = decode_secret("c2hvcnQ=").expect_err("5 bytes");
+        let err = decode_secret("c2hvcnQ=").expect_err("5 bytes").to_string();
         assert!(
             err.contains("32 bytes") && !err.contains("c2hvcnQ"),
             "{err}"

@@ -20,6 +20,8 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use super::state::{self, DuePolicy};
 use crate::error::Error;
 use crate::record::{Hashed, IdentityHash, IdentityKind, MapOutcome};
@@ -28,7 +30,7 @@ use crate::record::{Hashed, IdentityHash, IdentityKind, MapOutcome};
 pub const PARTITION_ROWS: u64 = 400_000;
 
 /// What to do with one identity of the export.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Decision {
     /// Same value as in the state and not due: write the state's answer.
     Carried(MapOutcome),
@@ -59,133 +61,61 @@ fn partition(key: &str, n: usize) -> usize {
     (h % n as u64) as usize
 }
 
-// --- binary records -------------------------------------------------------------------
+// --- spill records ----------------------------------------------------------------------
 
-fn put_u64(w: &mut impl Write, v: u64) -> std::io::Result<()> {
-    w.write_all(&v.to_le_bytes())
+/// A state identity in a partition file: its row, key, kind, hash, and what a match means.
+#[derive(Serialize, Deserialize)]
+struct StateRecord {
+    row: u64,
+    key: String,
+    kind: IdentityKind,
+    hash: Option<IdentityHash>,
+    decision: Decision,
 }
 
-fn put_str(w: &mut impl Write, s: Option<&str>) -> std::io::Result<()> {
-    match s {
-        None => w.write_all(&u32::MAX.to_le_bytes()),
-        Some(s) => {
-            w.write_all(&(s.len() as u32).to_le_bytes())?;
-            w.write_all(s.as_bytes())
-        }
+/// An export identity in a partition file.
+#[derive(Serialize, Deserialize)]
+struct ExportRecord<'a> {
+    ordinal: u64,
+    #[serde(borrow)]
+    key: Option<&'a str>,
+    kind: IdentityKind,
+    hash: IdentityHash,
+}
+
+/// A decision, by the ordinal of the export identity it is for.
+#[derive(Serialize, Deserialize)]
+struct DecisionRecord {
+    ordinal: u64,
+    decision: Decision,
+}
+
+/// Writes one record: its postcard length (u32 LE), then its postcard bytes.
+fn put<T: Serialize>(w: &mut impl Write, record: &T) -> std::io::Result<()> {
+    let bytes = postcard::to_stdvec(record)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let len = u32::try_from(bytes.len())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(&bytes)
+}
+
+/// Reads the next record's bytes into `buf`; `false` at the end of the file.
+fn next_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+        Err(e) => return Err(e),
     }
+    buf.resize(u32::from_le_bytes(len) as usize, 0);
+    r.read_exact(buf)?;
+    Ok(true)
 }
 
-fn put_hash(w: &mut impl Write, h: Option<&IdentityHash>) -> std::io::Result<()> {
-    match h {
-        None => w.write_all(&[0]),
-        Some(h) => {
-            w.write_all(&[1])?;
-            w.write_all(&h.0)
-        }
-    }
-}
-
-fn get_u64(r: &mut impl Read) -> std::io::Result<Option<u64>> {
-    let mut b = [0u8; 8];
-    match r.read_exact(&mut b) {
-        Ok(()) => Ok(Some(u64::from_le_bytes(b))),
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn get_exact<const N: usize>(r: &mut impl Read) -> std::io::Result<[u8; N]> {
-    let mut b = [0u8; N];
-    r.read_exact(&mut b)?;
-    Ok(b)
-}
-
-fn get_str(r: &mut impl Read) -> std::io::Result<Option<String>> {
-    let n = u32::from_le_bytes(get_exact::<4>(r)?);
-    if n == u32::MAX {
-        return Ok(None);
-    }
-    let mut b = vec![0u8; n as usize];
-    r.read_exact(&mut b)?;
-    String::from_utf8(b)
-        .map(Some)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-}
-
-fn get_hash(r: &mut impl Read) -> std::io::Result<Option<IdentityHash>> {
-    Ok(match get_exact::<1>(r)?[0] {
-        0 => None,
-        _ => Some(IdentityHash(get_exact::<32>(r)?)),
-    })
-}
-
-fn kind_byte(k: IdentityKind) -> u8 {
-    match k {
-        IdentityKind::Email => 0,
-        IdentityKind::Phone => 1,
-    }
-}
-
-fn put_decision(w: &mut impl Write, d: &Decision) -> std::io::Result<()> {
-    match d {
-        Decision::Carried(MapOutcome::Mapped {
-            raw_euid,
-            previous,
-            refresh_from,
-            bucket_id,
-            mapped_at,
-        }) => {
-            w.write_all(&[0])?;
-            put_str(w, Some(raw_euid))?;
-            put_str(w, previous.as_deref())?;
-            put_u64(w, refresh_from.map_or(u64::MAX, |r| r as u64))?;
-            put_str(w, bucket_id.as_deref())?;
-            put_u64(w, *mapped_at as u64)
-        }
-        Decision::Carried(MapOutcome::Optout { mapped_at }) => {
-            w.write_all(&[1])?;
-            put_u64(w, *mapped_at as u64)
-        }
-        Decision::Carried(MapOutcome::Invalid) => w.write_all(&[2]),
-        Decision::Carried(MapOutcome::Unmapped(_) | MapOutcome::Failed(_)) | Decision::New => {
-            w.write_all(&[5])
-        }
-        Decision::Due(old) => {
-            w.write_all(&[3])?;
-            put_str(w, old.as_deref())
-        }
-        Decision::Changed(old) => {
-            w.write_all(&[4])?;
-            put_str(w, old.as_deref())
-        }
-    }
-}
-
-fn get_decision(r: &mut impl Read) -> std::io::Result<Decision> {
-    let arc = |s: Option<String>| s.map(|s| Arc::<str>::from(s.as_str()));
-    Ok(match get_exact::<1>(r)?[0] {
-        0 => {
-            let raw = get_str(r)?.unwrap_or_default();
-            let previous = arc(get_str(r)?);
-            let rf = u64::from_le_bytes(get_exact::<8>(r)?);
-            let bucket_id = arc(get_str(r)?);
-            let mapped_at = u64::from_le_bytes(get_exact::<8>(r)?) as i64;
-            Decision::Carried(MapOutcome::Mapped {
-                raw_euid: Arc::from(raw.as_str()),
-                previous,
-                refresh_from: (rf != u64::MAX).then_some(rf as i64),
-                bucket_id,
-                mapped_at,
-            })
-        }
-        1 => Decision::Carried(MapOutcome::Optout {
-            mapped_at: u64::from_le_bytes(get_exact::<8>(r)?) as i64,
-        }),
-        2 => Decision::Carried(MapOutcome::Invalid),
-        3 => Decision::Due(arc(get_str(r)?)),
-        4 => Decision::Changed(arc(get_str(r)?)),
-        _ => Decision::New,
-    })
+/// Decodes a frame read by [`next_frame`].
+fn decode<'a, T: Deserialize<'a>>(buf: &'a [u8]) -> std::io::Result<T> {
+    postcard::from_bytes(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 // --- the join ---------------------------------------------------------------------------
@@ -320,18 +250,18 @@ pub(super) fn build(
                 (Hashed::Ok(_), None, true) => Decision::Due(row.old_raw.clone()),
                 _ => Decision::Changed(row.old_raw.clone()),
             };
-            let hash = match &row.identity.hashed {
+            let hash = match row.identity.hashed {
                 Hashed::Ok(h) => Some(h),
                 _ => None,
             };
-            (|| {
-                put_u64(w, first + i as u64)?;
-                put_str(w, Some(&key))?;
-                w.write_all(&[kind_byte(row.identity.kind)])?;
-                put_hash(w, hash)?;
-                put_decision(w, &decision)
-            })()
-            .map_err(io(tmp))?;
+            let record = StateRecord {
+                row: first + i as u64,
+                key,
+                kind: row.identity.kind,
+                hash,
+                decision,
+            };
+            put(w, &record).map_err(io(tmp))?;
         }
         Ok(true)
     })?;
@@ -341,20 +271,19 @@ pub(super) fn build(
     let mut ws = sides.writers("i")?;
     export(&mut |x: ExportIdentity<'_>| {
         let p = x.key.map_or(0, |k| partition(k, n));
-        let w = &mut ws[p];
-        (|| {
-            put_u64(w, x.ordinal)?;
-            put_str(w, x.key)?;
-            w.write_all(&[kind_byte(x.kind)])?;
-            put_hash(w, Some(&x.hash))
-        })()
-        .map_err(io(tmp))
+        let record = ExportRecord {
+            ordinal: x.ordinal,
+            key: x.key,
+            kind: x.kind,
+            hash: x.hash,
+        };
+        put(&mut ws[p], &record).map_err(io(tmp))
     })?;
     finish(ws, tmp)?;
 
     // 3. Decide each partition with only its part of the state in memory.
     struct Entry {
-        kind: u8,
+        kind: IdentityKind,
         hash: Option<IdentityHash>,
         decision: Decision,
         row: u64,
@@ -365,37 +294,23 @@ pub(super) fn build(
     let mut ws = sides.writers("d")?;
     for (p, w) in ws.iter_mut().enumerate() {
         let mut by_key: HashMap<String, (bool, Vec<Entry>)> = HashMap::new();
+        let mut buf = Vec::new();
         let mut r = sides.reader("s", p)?;
-        while let Some(row) = get_u64(&mut r).map_err(io(tmp))? {
-            let rec = (|| -> std::io::Result<(String, Entry)> {
-                let key = get_str(&mut r)?.unwrap_or_default();
-                let kind = get_exact::<1>(&mut r)?[0];
-                let hash = get_hash(&mut r)?;
-                let decision = get_decision(&mut r)?;
-                Ok((
-                    key,
-                    Entry {
-                        kind,
-                        hash,
-                        decision,
-                        row,
-                        used: false,
-                    },
-                ))
-            })()
-            .map_err(io(tmp))?;
-            by_key.entry(rec.0).or_default().1.push(rec.1);
+        while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
+            let rec: StateRecord = decode(&buf).map_err(io(tmp))?;
+            by_key.entry(rec.key).or_default().1.push(Entry {
+                kind: rec.kind,
+                hash: rec.hash,
+                decision: rec.decision,
+                row: rec.row,
+                used: false,
+            });
         }
         let mut r = sides.reader("i", p)?;
-        while let Some(ordinal) = get_u64(&mut r).map_err(io(tmp))? {
-            let (key, kind, hash) = (|| -> std::io::Result<_> {
-                Ok((
-                    get_str(&mut r)?,
-                    get_exact::<1>(&mut r)?[0],
-                    get_hash(&mut r)?,
-                ))
-            })()
-            .map_err(io(tmp))?;
+        while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
+            let rec: ExportRecord<'_> = decode(&buf).map_err(io(tmp))?;
+            let (ordinal, kind, hash) = (rec.ordinal, rec.kind, Some(rec.hash));
+            let key = rec.key.map(str::to_string);
             let decision = match key.and_then(|k| by_key.get_mut(&k)) {
                 None => Decision::New,
                 Some((seen, entries)) => {
@@ -420,11 +335,7 @@ pub(super) fn build(
                     }
                 }
             };
-            (|| {
-                put_u64(w, ordinal)?;
-                put_decision(w, &decision)
-            })()
-            .map_err(io(tmp))?;
+            put(w, &DecisionRecord { ordinal, decision }).map_err(io(tmp))?;
         }
         state_customers += by_key.len() as u64;
         for (seen, entries) in by_key.into_values() {
@@ -453,6 +364,7 @@ pub(super) struct Merged {
     heap: BinaryHeap<Reverse<(u64, usize)>>,
     pending: Vec<Option<Decision>>,
     tmp: PathBuf,
+    buf: Vec<u8>,
 }
 
 impl Joined {
@@ -468,6 +380,7 @@ impl Joined {
             heap: BinaryHeap::new(),
             pending: vec![None; self.sides.n],
             tmp: self.sides.dir.clone(),
+            buf: Vec::new(),
         };
         for p in 0..self.sides.n {
             m.refill(p)?;
@@ -478,10 +391,10 @@ impl Joined {
 
 impl Merged {
     fn refill(&mut self, p: usize) -> Result<(), Error> {
-        let r = &mut self.readers[p];
-        if let Some(ordinal) = get_u64(r).map_err(io(&self.tmp))? {
-            self.pending[p] = Some(get_decision(r).map_err(io(&self.tmp))?);
-            self.heap.push(Reverse((ordinal, p)));
+        if next_frame(&mut self.readers[p], &mut self.buf).map_err(io(&self.tmp))? {
+            let rec: DecisionRecord = decode(&self.buf).map_err(io(&self.tmp))?;
+            self.pending[p] = Some(rec.decision);
+            self.heap.push(Reverse((rec.ordinal, p)));
         }
         Ok(())
     }
@@ -512,8 +425,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decisions_round_trip_through_their_binary_form() {
-        let ds = vec![
+    fn decisions_round_trip_through_their_spill_records() {
+        let ds = [
             Decision::Carried(MapOutcome::Mapped {
                 raw_euid: Arc::from("u"),
                 previous: None,
@@ -527,14 +440,21 @@ mod tests {
             Decision::Changed(None),
             Decision::New,
         ];
-        let mut buf = Vec::new();
-        for d in &ds {
-            put_decision(&mut buf, d).expect("write");
+        let mut file = Vec::new();
+        for (ordinal, d) in ds.iter().enumerate() {
+            let rec = DecisionRecord {
+                ordinal: ordinal as u64,
+                decision: d.clone(),
+            };
+            put(&mut file, &rec).expect("write");
         }
-        let mut r = buf.as_slice();
-        for d in &ds {
-            assert_eq!(&get_decision(&mut r).expect("read"), d);
+        let (mut r, mut buf) = (file.as_slice(), Vec::new());
+        for (ordinal, d) in ds.iter().enumerate() {
+            assert!(next_frame(&mut r, &mut buf).expect("read"));
+            let rec: DecisionRecord = decode(&buf).expect("decode");
+            assert_eq!((rec.ordinal, &rec.decision), (ordinal as u64, d));
         }
+        assert!(!next_frame(&mut r, &mut buf).expect("end"), "then the end");
     }
 
     #[test]

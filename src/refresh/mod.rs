@@ -27,10 +27,11 @@ use crate::config::JobConfig;
 use crate::config::MapSettings;
 use crate::error::Error;
 use crate::input::{self, Chunk, ReadProgress};
-use crate::output::{self, DatasetWriter, Origin, RefreshCounts, Resolved};
+use crate::output::{self, DatasetWriter, Manifest, RefreshCounts};
 use crate::pipeline::{self, Connection, Summary, CHUNKS_IN_FLIGHT};
 use crate::progress::Progress;
 use crate::record::{Hashed, MapOutcome};
+use crate::record::{IdentityChunk, Origin};
 
 pub use state::StateRow;
 
@@ -95,7 +96,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn note(&mut self, plans: &[Plan], r: &Resolved) {
+    fn note(&mut self, plans: &[Plan], r: &IdentityChunk) {
         let outcomes = r.outcomes.as_deref().unwrap_or(&[]);
         for (i, plan) in plans.iter().enumerate() {
             let new = outcomes.get(i).and_then(Option::as_ref);
@@ -159,14 +160,14 @@ type Plans = Vec<Plan>;
 
 /// Where a producer sends chunks, and beside them (same order) their plans for the tally.
 struct Sinks {
-    chunks: SyncSender<Resolved>,
+    chunks: SyncSender<IdentityChunk>,
     plans: SyncSender<Plans>,
     interrupt: crate::interrupt::Interrupt,
 }
 
 impl Sinks {
     /// Sends one chunk; `false` when the consumer is gone or the run is interrupted.
-    fn send(&self, r: Resolved, plans: Plans) -> bool {
+    fn send(&self, r: IdentityChunk, plans: Plans) -> bool {
         !self.interrupt.is_triggered()
             && self.plans.send(plans).is_ok()
             && self.chunks.send(r).is_ok()
@@ -182,7 +183,7 @@ fn state_chunk(
     batch: &arrow_array::RecordBatch,
     kept: &[String],
     policy: &DuePolicy,
-) -> (Resolved, Plans) {
+) -> (IdentityChunk, Plans) {
     let rows = state::decode(batch, policy);
     let mut ids = Vec::with_capacity(rows.len());
     let mut outcomes = Vec::with_capacity(rows.len());
@@ -215,7 +216,7 @@ fn state_chunk(
         row: col("row"),
     });
     (
-        Resolved {
+        IdentityChunk {
             chunk,
             ids,
             outcomes: Some(outcomes),
@@ -362,7 +363,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let policy = due_policy(cfg, &conn, &parts).await?;
     let mstats = Arc::new(crate::mapper::MapperStats::default());
     let tally = Arc::new(Mutex::new(Tally::default()));
-    let (tx, rx) = sync_channel::<Resolved>(CHUNKS_IN_FLIGHT);
+    let (tx, rx) = sync_channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
     // Plans travel beside their chunks; this queue must never be the one that blocks, so it
     // holds more than every chunk that can be in flight between the producer and the writer
     // (channels and the mapper's reorder buffer: about 25).
@@ -404,7 +405,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         Some(conn.progress_extra(&mstats)),
     );
     let tally_w = Arc::clone(&tally);
-    let tap = move |r: &Resolved| {
+    let tap = move |r: &IdentityChunk| {
         if let Ok(plans) = plans_rx.recv() {
             tally_w.lock().expect("tally lock").note(&plans, r);
         }
@@ -424,7 +425,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let mut writer = written?;
     produced??;
     writer.finish()?;
-    let mut manifest = pipeline::manifest_base(job, "refresh", &writer, &columns, started);
+    let mut manifest = Manifest::new(job, "refresh", &writer, &columns, started);
     conn.annotate(&mut manifest, &cfg.mapping, &mstats);
     let requests = conn
         .client
