@@ -9,33 +9,12 @@ use common::Operator;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/customers.csv");
 
-fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("EUID_API_KEY")
-        .env_remove("EUID_CLIENT_SECRET")
-        .env_remove("RUST_LOG");
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn creds() -> [(&'static str, &'static str); 2] {
-    [
-        ("EUID_API_KEY", common::API_KEY),
-        ("EUID_CLIENT_SECRET", common::SECRET),
-    ]
-}
+use common::{creds, run_bin as run, stderr};
 
 fn input_rows(path: &str) -> usize {
     let mut r = csv::ReaderBuilder::new()

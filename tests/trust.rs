@@ -9,35 +9,13 @@ use common::Operator;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
 
 type Row = BTreeMap<String, Option<String>>;
 
-fn run<S: AsRef<std::ffi::OsStr>>(args: &[S], envs: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(BIN);
-    c.args(args)
-        .env_remove("EUID_API_KEY")
-        .env_remove("EUID_CLIENT_SECRET")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn creds() -> [(&'static str, &'static str); 2] {
-    [
-        ("EUID_API_KEY", common::API_KEY),
-        ("EUID_CLIENT_SECRET", common::SECRET),
-    ]
-}
+use common::{creds, run_bin as run, stderr};
 
 fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()

@@ -225,3 +225,30 @@ impl Drop for Operator {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the real binary with only `envs` for credentials (none inherited) and no stdin.
+pub fn run_bin<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    envs: &[(&str, &str)],
+) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_euid-map"));
+    c.args(args)
+        .env_remove("EUID_API_KEY")
+        .env_remove("EUID_CLIENT_SECRET")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// A process's stderr as text.
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The test key and secret as environment variables.
+pub fn creds() -> [(&'static str, &'static str); 2] {
+    [("EUID_API_KEY", API_KEY), ("EUID_CLIENT_SECRET", SECRET)]
+}
