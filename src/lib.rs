@@ -35,6 +35,7 @@
 
 pub mod client;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod input;
 pub mod interrupt;

@@ -344,6 +344,7 @@ impl Connection {
     ) {
         use std::sync::atomic::Ordering;
         manifest.environment = Some(settings.env.clone());
+        manifest.key_id = Some(crate::credentials::key_id(&settings.client.api_key));
         manifest.base_url = Some(if settings.embedded_operator {
             "embedded local operator".to_string()
         } else {

@@ -11,7 +11,7 @@ use euid_map::interrupt::Interrupt;
 use euid_map::pipeline::Summary;
 use euid_map::record::RowStatus;
 
-use super::map::OperatorTarget;
+use super::client_args::OperatorTarget;
 use super::usage;
 
 /// Parses a flag or environment value straight into a [`Secret`] (clap `value_parser`), so

@@ -2,7 +2,9 @@
 //! dispatch, logging set-up and exit codes. Each subcommand's file turns its flags into the
 //! library's validated configuration and calls it.
 
+mod client_args;
 mod common;
+pub(crate) mod credentials;
 pub(crate) mod hash;
 pub(crate) mod logging;
 pub(crate) mod map;
@@ -80,6 +82,9 @@ pub(crate) enum Command {
     Refresh(refresh::RefreshArgs),
     /// Run the local EUID operator emulator (never produces real EUIDs).
     Operator(operator::OperatorArgs),
+    /// Credentials: `credentials check` tells whether a key and secret work for mapping.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -92,6 +97,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Map(a) => map::run(a),
         Command::Refresh(a) => refresh::run(a),
         Command::Operator(a) => operator::run(a),
+        Command::Credentials(c) => credentials::run(c),
     }
 }
 

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use super::client_args::ClientArgs;
 use super::common::{finish, handle_signals, JobArgs, Tuning};
-use super::map::ClientArgs;
 use euid_map::refresh::RefreshConfig;
 
 /// Arguments of `euid-map refresh`.

@@ -62,6 +62,17 @@ pub enum Api {
     V2,
 }
 
+/// What [`Client::probe`] found.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Round-trip time of the request.
+    pub rtt: Duration,
+    /// The operator's clock minus ours (at the request's midpoint), milliseconds.
+    pub skew_ms: i64,
+    /// The answers, one per identity sent.
+    pub answers: Vec<MapOutcome>,
+}
+
 /// The identity-map client. Cheap to share behind an `Arc`; all batches of a run use one.
 ///
 /// ```no_run
@@ -376,6 +387,16 @@ impl Client {
     /// One attempt: waits for the rate limiter and a window slot, seals `json` in a fresh
     /// envelope, posts it, and returns the decrypted JSON of the answer (nonce checked).
     async fn exchange(&self, url: &str, json: &[u8]) -> Result<Vec<u8>, ClientError> {
+        Ok(self.exchange_opened(url, json).await?.json)
+    }
+
+    /// [`Client::exchange`], keeping the answer's envelope (its timestamp tells the
+    /// operator's clock).
+    async fn exchange_opened(
+        &self,
+        url: &str,
+        json: &[u8],
+    ) -> Result<envelope::Opened, ClientError> {
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
@@ -409,6 +430,29 @@ impl Client {
         if opened.nonce != nonce {
             return Err(ClientError::NonceMismatch);
         }
-        Ok(opened.json)
+        Ok(opened)
+    }
+
+    /// One request, no retries, with `items` (the documented opt-out test identities, for
+    /// `euid-map credentials check`): how long it took, how far the operator's clock is from
+    /// ours, and the answers.
+    ///
+    /// # Errors
+    /// Any error of the request, unclassified: the caller explains it.
+    pub async fn probe(
+        &self,
+        items: &[(IdentityKind, IdentityHash)],
+    ) -> Result<Probe, ClientError> {
+        let (json, order) = wire::request_json(items);
+        let sent_ms = chrono::Utc::now().timestamp_millis();
+        let t0 = Instant::now();
+        let opened = self.exchange_opened(&self.v3_url, &json).await?;
+        let rtt = t0.elapsed();
+        let midpoint = sent_ms + (rtt.as_millis() / 2) as i64;
+        Ok(Probe {
+            rtt,
+            skew_ms: opened.ts_ms.saturating_sub(midpoint),
+            answers: answer::parse_answer(&opened.json, &order, items)?,
+        })
     }
 }

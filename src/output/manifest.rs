@@ -139,6 +139,10 @@ pub struct Manifest {
     /// `local`, `integ`, `prod` or `custom` (map and refresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The API key's non-secret identifier (map and refresh), so that datasets can be
+    /// traced to the key that produced them; never the key or the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// The operator's base URL (map and refresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
@@ -241,6 +245,7 @@ impl Manifest {
                 .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             finished_at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             environment: None,
+            key_id: None,
             base_url: None,
             unique_hashes_sent: None,
             deduplicated: None,

@@ -1,0 +1,264 @@
+//! Operator connection flags shared by `map`, `refresh` and `credentials check`: where the
+//! operator is, which credentials (in the documented precedence), and how hard to push.
+
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::usage;
+use euid_map::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY};
+use euid_map::config::Secret;
+use euid_map::credentials::{self, Credentials};
+use euid_map::protocol::envelope::decode_secret;
+
+/// Where the operator is and how to talk to it, as the flags say.
+#[derive(Debug)]
+pub(super) struct OperatorTarget {
+    /// The client configuration.
+    pub(super) client: ClientConfig,
+    /// `local`, `integ`, `prod` or `custom`, for the manifest and `--resume`.
+    pub(super) env: String,
+    /// Start the embedded emulator (`--env local`).
+    pub(super) embedded: bool,
+    /// Where the credentials came from (never the credentials).
+    pub(super) source: String,
+}
+
+/// Where the operator is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Env {
+    /// The embedded local emulator (demo credentials; not real EUIDs).
+    Local,
+    /// EUID integration: https://integ.euid.eu
+    Integ,
+    /// EUID production: https://prod.euid.eu
+    Prod,
+}
+
+/// `--api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ApiArg {
+    /// /v3/identity/map (default).
+    V3,
+    /// Legacy /v2/identity/map and /v2/identity/buckets.
+    V2,
+}
+
+/// Operator connection flags.
+///
+/// Credentials are taken from the first of: --api-key with --client-secret;
+/// --credentials-command (or --credentials FILE); EUID_API_KEY with EUID_CLIENT_SECRET; the
+/// profile (--profile NAME, or the section named after --env integ|prod) in
+/// $EUID_CREDENTIALS_FILE or $XDG_CONFIG_HOME/euid-map/credentials.toml.
+#[derive(Debug, Args)]
+pub(crate) struct ClientArgs {
+    /// Environment: local (embedded emulator), integ or prod.
+    #[arg(long, value_enum)]
+    env: Option<Env>,
+    /// Operator base URL (instead of --env), e.g. http://127.0.0.1:8080 for `euid-map operator`.
+    #[arg(long, value_name = "URL", conflicts_with = "env")]
+    base_url: Option<String>,
+    /// API key (bearer token); first in precedence, before --credentials-command,
+    /// EUID_API_KEY and profiles. Prefer those: a flag shows in `ps`.
+    #[arg(long, value_name = "KEY", requires = "client_secret", value_parser = super::common::parse_secret)]
+    api_key: Option<Secret<String>>,
+    /// Client secret (base64 of 32 bytes), with --api-key.
+    #[arg(long, value_name = "SECRET", requires = "api_key", value_parser = super::common::parse_secret)]
+    client_secret: Option<Secret<String>>,
+    /// Run CMD through the shell and read {"api_key": ..., "client_secret": ...} from its
+    /// stdout (the AWS credential_process convention: Vault, a secrets manager, a password
+    /// manager's CLI). Second in precedence.
+    #[arg(long, value_name = "CMD", conflicts_with = "credentials")]
+    credentials_command: Option<String>,
+    /// JSON file {"api_key": "...", "client_secret": "..."}, at the same precedence as
+    /// --credentials-command.
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// Profile [NAME] of the credentials file (last in precedence; without it, --env integ
+    /// or prod uses the section of that name if there is one). A profile for another
+    /// environment than the run's is refused.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Most requests in flight (the docs allow up to 20).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Most requests per second (default: no limit beyond --concurrency).
+    #[arg(long)]
+    rps: Option<u32>,
+    /// Per-request timeout, seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// Retries per batch before its identities are marked failed.
+    #[arg(long, default_value_t = 8)]
+    max_retries: u32,
+    /// Identity-map API. v3 is the default and the only one public EUID serves (v2 was
+    /// deprecated on 30 September 2026); v2 is for private operators that still serve it,
+    /// and stores each identity's bucket_id for `refresh --api v2`.
+    #[arg(long, value_enum, default_value_t = ApiArg::V3)]
+    api: ApiArg,
+}
+
+/// The base URL of a named environment.
+fn env_url(env: &str) -> Option<&'static str> {
+    match env {
+        "integ" => Some("https://integ.euid.eu"),
+        "prod" => Some("https://prod.euid.eu"),
+        _ => None,
+    }
+}
+
+impl ClientArgs {
+    /// Resolves the environment, base URL and credentials.
+    pub(super) fn to_config(&self) -> anyhow::Result<OperatorTarget> {
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            usage!("--concurrency must be between 1 and {MAX_CONCURRENCY} (the documented maximum of parallel batches)");
+        }
+        if self.env == Some(Env::Local) {
+            return self.target(
+                String::new(),
+                "local",
+                true,
+                Credentials {
+                    api_key: Secret::new(euid_map::protocol::DEMO_API_KEY.to_string()),
+                    client_secret: Secret::new(euid_map::protocol::DEMO_CLIENT_SECRET.to_string()),
+                    source: "the embedded emulator's demo key".to_string(),
+                },
+            );
+        }
+        let profiles = credentials::profiles_path();
+        let explicit = match &self.profile {
+            Some(name) => credentials::load_profile(&profiles, name, true)?,
+            None => None,
+        };
+        let (base, env) = match (self.env, &self.base_url, &explicit) {
+            (Some(Env::Integ), _, _) => ("https://integ.euid.eu".to_string(), "integ"),
+            (Some(Env::Prod), _, _) => ("https://prod.euid.eu".to_string(), "prod"),
+            (None, Some(url), _) => (url.clone(), "custom"),
+            (None, None, Some(p)) => match (&p.base_url, p.environment().as_deref()) {
+                (Some(url), _) => (url.clone(), "custom"),
+                (None, Some(e @ ("integ" | "prod"))) => (
+                    env_url(e).expect("integ or prod").to_string(),
+                    if e == "integ" { "integ" } else { "prod" },
+                ),
+                _ => usage!(
+                    "profile [{}] names no environment: add env = \"integ\" or \"prod\" (or base_url), or pass --env",
+                    p.name
+                ),
+            },
+            _ => usage!(
+                "say where the operator is: --env local|integ|prod, --base-url URL, or --profile NAME"
+            ),
+        };
+        let base = euid_map::config::operator_url(&base)?;
+        // A base URL that is integ's or prod's is that environment, whatever flag named it.
+        let env = match base.as_str() {
+            "https://integ.euid.eu" => "integ",
+            "https://prod.euid.eu" => "prod",
+            _ => env,
+        };
+        let creds = self.credentials(env, explicit, &profiles)?;
+        self.target(base, env, false, creds)
+    }
+
+    /// The credentials, in the documented precedence.
+    fn credentials(
+        &self,
+        env: &str,
+        explicit: Option<credentials::Profile>,
+        profiles: &std::path::Path,
+    ) -> anyhow::Result<Credentials> {
+        if let (Some(k), Some(s)) = (&self.api_key, &self.client_secret) {
+            return Ok(Credentials {
+                api_key: k.clone(),
+                client_secret: s.clone(),
+                source: "--api-key".to_string(),
+            });
+        }
+        if let Some(cmd) = &self.credentials_command {
+            return Ok(credentials::from_command(cmd)?);
+        }
+        if let Some(path) = &self.credentials {
+            return json_file(path);
+        }
+        if let Some(c) = credentials::from_environment() {
+            if let Some(p) = &self.profile {
+                tracing::warn!(
+                    profile = %p,
+                    "EUID_API_KEY and EUID_CLIENT_SECRET are set: they take precedence over --profile"
+                );
+            }
+            return Ok(c);
+        }
+        let profile = match explicit {
+            Some(p) => Some(p),
+            None if matches!(env, "integ" | "prod") => {
+                credentials::load_profile(profiles, env, false)?
+            }
+            None => None,
+        };
+        match profile {
+            Some(p) => {
+                p.check_environment(env)?;
+                Ok(p.credentials)
+            }
+            None => Err(credentials::CredentialsError::Missing {
+                env: env.to_string(),
+                path: profiles.display().to_string(),
+            }
+            .into()),
+        }
+    }
+
+    fn target(
+        &self,
+        base_url: String,
+        env: &str,
+        embedded: bool,
+        creds: Credentials,
+    ) -> anyhow::Result<OperatorTarget> {
+        let secret = decode_secret(creds.client_secret.expose())
+            .with_context(|| format!("the client secret from {}", creds.source))?;
+        Ok(OperatorTarget {
+            client: ClientConfig {
+                base_url,
+                api_key: creds.api_key,
+                secret,
+                concurrency: self.concurrency,
+                rps: self.rps.and_then(NonZeroU32::new),
+                timeout: Duration::from_secs(self.timeout.max(1)),
+                api: match self.api {
+                    ApiArg::V3 => euid_map::client::Api::V3,
+                    ApiArg::V2 => euid_map::client::Api::V2,
+                },
+                retry: RetryPolicy {
+                    max_retries: self.max_retries,
+                    ..RetryPolicy::default()
+                },
+            },
+            env: env.to_string(),
+            embedded,
+            source: creds.source,
+        })
+    }
+}
+
+/// `--credentials FILE`: `{"api_key": "...", "client_secret": "..."}`.
+fn json_file(path: &std::path::Path) -> anyhow::Result<Credentials> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading credentials {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|_| anyhow::anyhow!("{}: not JSON", path.display()))?;
+    let field = |k: &str| {
+        v[k].as_str()
+            .map(|s| Secret::new(s.to_string()))
+            .with_context(|| format!("{}: missing \"{k}\"", path.display()))
+    };
+    Ok(Credentials {
+        api_key: field("api_key")?,
+        client_secret: field("client_secret")?,
+        source: path.display().to_string(),
+    })
+}

@@ -1,0 +1,415 @@
+//! Where the API key and client secret come from, the EUID way: flags, a credentials
+//! command (the AWS `credential_process` convention), the environment, or a profile in
+//! `credentials.toml` (private to its owner, like an ssh key); and the key's non-secret
+//! identifier, which the manifest records. Secrets never appear in errors or `Debug`.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Secret;
+
+/// Overrides the credentials file's location.
+pub const FILE_ENV: &str = "EUID_CREDENTIALS_FILE";
+/// The API key's environment variable.
+pub const API_KEY_ENV: &str = "EUID_API_KEY";
+/// The client secret's environment variable.
+pub const SECRET_ENV: &str = "EUID_CLIENT_SECRET";
+/// The most a credentials command may print (it prints two short strings).
+const COMMAND_OUTPUT_MAX: u64 = 64 * 1024;
+
+/// Why credentials could not be had. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The credentials file is readable by group or others.
+    #[error("{path} is readable by others (mode {mode:o}): a credentials file must be private; run chmod 600 {path}")]
+    Exposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The credentials file cannot be read or parsed.
+    #[error("{path}: {why}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// `--profile NAME` names no section.
+    #[error("{path} has no profile [{name}] (profiles: {available})")]
+    NoProfile {
+        /// The file.
+        path: String,
+        /// The profile asked for.
+        name: String,
+        /// The sections the file has.
+        available: String,
+    },
+    /// The profile is for another environment than the run.
+    #[error("profile [{name}] is for {profile_env}, but this run is for {run_env}: an integ key never reaches prod, nor the other way round")]
+    WrongEnvironment {
+        /// The profile.
+        name: String,
+        /// Its environment.
+        profile_env: String,
+        /// The run's.
+        run_env: String,
+    },
+    /// The credentials command failed.
+    #[error("--credentials-command failed ({status}): {stderr}")]
+    CommandFailed {
+        /// Its exit status.
+        status: String,
+        /// The start of its stderr.
+        stderr: String,
+    },
+    /// The credentials command printed something else than the JSON object.
+    #[error("--credentials-command must print {{\"api_key\": \"...\", \"client_secret\": \"...\"}} on stdout; {why}")]
+    CommandOutput {
+        /// What is wrong (never the output itself).
+        why: String,
+    },
+    /// Nothing provided credentials.
+    #[error("no credentials for {env}: pass --api-key/--client-secret, --credentials-command, set EUID_API_KEY and EUID_CLIENT_SECRET, or add a profile [{env}] to {path}")]
+    Missing {
+        /// The run's environment.
+        env: String,
+        /// Where profiles are read from.
+        path: String,
+    },
+}
+
+/// An API key and its client secret (base64, as issued).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// The API key (a bearer token).
+    pub api_key: Secret<String>,
+    /// The client secret, base64 of 32 bytes.
+    pub client_secret: Secret<String>,
+    /// Where they came from, for messages (`--api-key`, `profile [prod]`, …).
+    pub source: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileEntry {
+    api_key: String,
+    client_secret: String,
+    base_url: Option<String>,
+    env: Option<String>,
+}
+
+/// One `[NAME]` section of `credentials.toml`.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The section's name.
+    pub name: String,
+    /// Its credentials.
+    pub credentials: Credentials,
+    /// `base_url`, if set.
+    pub base_url: Option<String>,
+    /// `env` (`integ` or `prod`), if set.
+    pub env: Option<String>,
+}
+
+impl Profile {
+    /// The environment the profile is for: `env`, else what its `base_url` or its name says
+    /// (`integ`, `prod`), else `None`.
+    pub fn environment(&self) -> Option<String> {
+        if let Some(e) = &self.env {
+            return Some(e.clone());
+        }
+        match self.base_url.as_deref().map(|u| u.trim_end_matches('/')) {
+            Some("https://integ.euid.eu") => Some("integ".into()),
+            Some("https://prod.euid.eu") => Some("prod".into()),
+            Some(_) => Some("custom".into()),
+            None => matches!(self.name.as_str(), "integ" | "prod").then(|| self.name.clone()),
+        }
+    }
+
+    /// Checks that the profile may be used for a run against `run_env`.
+    ///
+    /// # Errors
+    /// [`CredentialsError::WrongEnvironment`].
+    pub fn check_environment(&self, run_env: &str) -> Result<(), CredentialsError> {
+        match self.environment() {
+            Some(e) if e != run_env => Err(CredentialsError::WrongEnvironment {
+                name: self.name.clone(),
+                profile_env: e,
+                run_env: run_env.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where profiles are read from: `EUID_CREDENTIALS_FILE`, else
+/// `$XDG_CONFIG_HOME/euid-map/credentials.toml`, else `~/.config/euid-map/credentials.toml`.
+pub fn profiles_path() -> PathBuf {
+    if let Some(p) = std::env::var_os(FILE_ENV).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from(".config"));
+    config.join("euid-map").join("credentials.toml")
+}
+
+/// Reads profile `name` from `path`. `Ok(None)` when the file does not exist, or when the
+/// profile does not exist and `required` is false.
+///
+/// # Errors
+/// The file is readable by group or others (refused, as ssh refuses a private key), cannot
+/// be parsed, or lacks a required profile.
+pub fn load_profile(
+    path: &Path,
+    name: &str,
+    required: bool,
+) -> Result<Option<Profile>, CredentialsError> {
+    let shown = path.display().to_string();
+    let file_err = |why: String| CredentialsError::File {
+        path: shown.clone(),
+        why,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => return Err(file_err(e.to_string())),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CredentialsError::Exposed { path: shown, mode });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+    // The parser's messages quote the offending line, which may hold a secret: say where.
+    let mut sections: std::collections::BTreeMap<String, ProfileEntry> = toml::from_str(&text)
+        .map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| format!(" at line {}", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default();
+            file_err(format!("not a credentials file{at} (sections [NAME] with api_key, client_secret, and optionally base_url or env)"))
+        })?;
+    let Some(entry) = sections.remove(name) else {
+        if !required {
+            return Ok(None);
+        }
+        return Err(CredentialsError::NoProfile {
+            path: shown,
+            name: name.to_string(),
+            available: sections.keys().cloned().collect::<Vec<_>>().join(", "),
+        });
+    };
+    if let Some(e) = &entry.env {
+        if !matches!(e.as_str(), "integ" | "prod") {
+            return Err(file_err(format!(
+                "[{name}] env must be \"integ\" or \"prod\", not {e:?}"
+            )));
+        }
+    }
+    Ok(Some(Profile {
+        name: name.to_string(),
+        credentials: Credentials {
+            api_key: Secret::new(entry.api_key),
+            client_secret: Secret::new(entry.client_secret),
+            source: format!("profile [{name}] of {shown}"),
+        },
+        base_url: entry.base_url,
+        env: entry.env,
+    }))
+}
+
+/// Runs `command` through `sh -c` and reads `{"api_key": …, "client_secret": …}` from its
+/// stdout (the AWS `credential_process` convention). Its output is never logged.
+///
+/// # Errors
+/// The command cannot start, fails (its status and the start of its stderr are given), or
+/// prints something else.
+pub fn from_command(command: &str) -> Result<Credentials, CredentialsError> {
+    let out = Command::new("sh")
+        .args(["-c", command])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            let mut stdout = Vec::new();
+            if let Some(s) = child.stdout.take() {
+                s.take(COMMAND_OUTPUT_MAX).read_to_end(&mut stdout)?;
+            }
+            let mut stderr = Vec::new();
+            if let Some(s) = child.stderr.take() {
+                s.take(COMMAND_OUTPUT_MAX).read_to_end(&mut stderr)?;
+            }
+            Ok((child.wait()?, stdout, stderr))
+        });
+    let (status, stdout, stderr) = out.map_err(|e| CredentialsError::CommandFailed {
+        status: "could not start".to_string(),
+        stderr: e.to_string(),
+    })?;
+    let stdout = Secret::new(stdout);
+    if !status.success() {
+        let text = String::from_utf8_lossy(&stderr);
+        return Err(CredentialsError::CommandFailed {
+            status: match status.code() {
+                Some(c) => format!("exit code {c}"),
+                None => "killed by a signal".to_string(),
+            },
+            stderr: text.trim().chars().take(500).collect(),
+        });
+    }
+    #[derive(Deserialize)]
+    struct Output {
+        api_key: Option<String>,
+        client_secret: Option<String>,
+    }
+    let parsed: Output =
+        serde_json::from_slice(stdout.expose()).map_err(|_| CredentialsError::CommandOutput {
+            why: "its output is not a JSON object".to_string(),
+        })?;
+    match (parsed.api_key, parsed.client_secret) {
+        (Some(k), Some(s)) => Ok(Credentials {
+            api_key: Secret::new(k),
+            client_secret: Secret::new(s),
+            source: "--credentials-command".to_string(),
+        }),
+        _ => Err(CredentialsError::CommandOutput {
+            why: "api_key or client_secret is missing".to_string(),
+        }),
+    }
+}
+
+/// The environment's credentials, when both variables are set.
+pub fn from_environment() -> Option<Credentials> {
+    let key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty())?;
+    let secret = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty())?;
+    Some(Credentials {
+        api_key: Secret::new(key),
+        client_secret: Secret::new(secret),
+        source: "EUID_API_KEY/EUID_CLIENT_SECRET".to_string(),
+    })
+}
+
+/// The key's non-secret identifier: the part before the first `.` (EUID keys look like
+/// `EUID-C-P-1234-abcdef.<secret part>`), or `sha256:` and 12 hex digits of the key when it
+/// has no `.`. Safe to log and to write into the manifest.
+pub fn key_id(api_key: &Secret<String>) -> String {
+    let key = api_key.expose();
+    match key.split_once('.') {
+        Some((id, _)) if !id.is_empty() => id.to_string(),
+        _ => {
+            let digest = Sha256::digest(key.as_bytes());
+            let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+            format!("sha256:{hex}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        let p = dir.join("credentials.toml");
+        std::fs::write(&p, text).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        p
+    }
+
+    const FILE: &str = r#"
+[integ]
+api_key = "EUID-C-I-1-abc.KEYSECRET"
+client_secret = "SECRETSECRET"
+
+[prod-new]
+api_key = "EUID-C-P-2-def.OTHER"
+client_secret = "S2"
+env = "prod"
+"#;
+
+    #[test]
+    fn profiles_are_read_by_name_and_know_their_environment() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = write(tmp.path(), FILE, 0o600);
+        let integ = load_profile(&p, "integ", true)
+            .expect("ok")
+            .expect("present");
+        assert_eq!(integ.environment().as_deref(), Some("integ"));
+        assert!(
+            integ.check_environment("prod").is_err(),
+            "an integ key never reaches prod"
+        );
+        let prod = load_profile(&p, "prod-new", true)
+            .expect("ok")
+            .expect("present");
+        assert!(prod.check_environment("prod").is_ok());
+        assert!(load_profile(&p, "prod", false).expect("ok").is_none());
+        let err = load_profile(&p, "nope", true).expect_err("required");
+        assert!(err.to_string().contains("integ, prod-new"), "{err}");
+        assert!(
+            !format!("{integ:?}").contains("SECRET"),
+            "Debug never shows a secret"
+        );
+    }
+
+    #[test]
+    fn a_file_readable_by_others_is_refused_like_an_ssh_key() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = write(tmp.path(), FILE, 0o644);
+        let err = load_profile(&p, "integ", true)
+            .expect_err("exposed")
+            .to_string();
+        assert!(
+            err.contains("chmod 600") && err.contains("credentials.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_broken_file_never_echoes_its_content() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = write(tmp.path(), "[integ]\napi_key = \"KEYSECRET\nclient", 0o600);
+        let err = load_profile(&p, "integ", true)
+            .expect_err("broken")
+            .to_string();
+        assert!(!err.contains("KEYSECRET") && err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn the_credentials_command_is_read_and_its_failures_explained() {
+        let ok = from_command(r#"echo '{"api_key":"K.1","client_secret":"S"}'"#).expect("ok");
+        assert_eq!(
+            (
+                ok.api_key.expose().as_str(),
+                ok.client_secret.expose().as_str()
+            ),
+            ("K.1", "S")
+        );
+        let err = from_command("echo boom >&2; exit 3")
+            .expect_err("fails")
+            .to_string();
+        assert!(err.contains("exit code 3") && err.contains("boom"), "{err}");
+        let err = from_command("echo NOTJSON-SECRET")
+            .expect_err("not json")
+            .to_string();
+        assert!(!err.contains("NOTJSON-SECRET"), "{err}");
+    }
+
+    #[test]
+    fn the_key_id_is_the_part_before_the_dot_or_a_fingerprint() {
+        assert_eq!(
+            key_id(&Secret::new("EUID-C-P-12-ab.cdSECRET".into())),
+            "EUID-C-P-12-ab"
+        );
+        let id = key_id(&Secret::new("nodotSECRET".into()));
+        assert!(id.starts_with("sha256:") && id.len() == 19 && !id.contains("SECRET"));
+    }
+}

@@ -1,0 +1,216 @@
+//! Issue #12: credentials the EUID way: profiles (private files only, one environment each),
+//! a credentials command, the documented precedence, and `credentials check`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use common::{run_bin, stderr, Operator, API_KEY, SECRET};
+
+const WRONG_SECRET: &str = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=";
+
+fn profiles(dir: &Path, text: &str, mode: u32) -> PathBuf {
+    let p = dir.join("credentials.toml");
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn credentials_check_passes_a_good_profile_and_explains_bad_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&[]);
+    let file = profiles(
+        tmp.path(),
+        &format!(
+            "[local]\napi_key = \"{API_KEY}\"\nclient_secret = \"{SECRET}\"\nbase_url = \"{}\"\n\n[badsecret]\napi_key = \"{API_KEY}\"\nclient_secret = \"{WRONG_SECRET}\"\nbase_url = \"{}\"\n\n[integ]\napi_key = \"{API_KEY}\"\nclient_secret = \"{SECRET}\"\nenv = \"integ\"\n",
+            op.url, op.url
+        ),
+        0o600,
+    );
+    let file_env = ("EUID_CREDENTIALS_FILE", file.to_str().unwrap());
+    let o = run_bin(&["credentials", "check", "--profile", "local"], &[file_env]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("EUID-C-L-1-test") && out.contains("OK"),
+        "{out}"
+    );
+    assert!(
+        out.contains("round trip") && out.contains("clock skew"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(SECRET) && !out.contains(API_KEY),
+        "never the key or secret"
+    );
+
+    let o = run_bin(
+        &["credentials", "check", "--profile", "badsecret"],
+        &[file_env],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("client secret does not match"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = run_bin(
+        &["credentials", "check", "--base-url", &op.url],
+        &[
+            ("EUID_API_KEY", "EUID-C-L-9-other.key"),
+            ("EUID_CLIENT_SECRET", SECRET),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("401"), "{}", stdout(&o));
+
+    // An integ profile never reaches another environment.
+    let o = run_bin(
+        &[
+            "credentials",
+            "check",
+            "--profile",
+            "integ",
+            "--base-url",
+            &op.url,
+        ],
+        &[file_env],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("an integ key never reaches prod"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_credentials_file_readable_by_others_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = profiles(
+        tmp.path(),
+        &format!("[prod]\napi_key = \"{API_KEY}\"\nclient_secret = \"{SECRET}\"\n"),
+        0o644,
+    );
+    let o = run_bin(
+        &["credentials", "check", "--env", "prod"],
+        &[("EUID_CREDENTIALS_FILE", file.to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("chmod 600") && e.contains("credentials.toml"),
+        "{e}"
+    );
+}
+
+#[test]
+fn credentials_follow_flags_then_command_then_environment_then_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&[]);
+    let file = profiles(
+        tmp.path(),
+        &format!(
+            "[local]\napi_key = \"{API_KEY}\"\nclient_secret = \"{SECRET}\"\nbase_url = \"{}\"\n",
+            op.url
+        ),
+        0o600,
+    );
+    let file_env = ("EUID_CREDENTIALS_FILE", file.to_str().unwrap());
+    let wrong_env = [
+        ("EUID_API_KEY", "wrong.key"),
+        ("EUID_CLIENT_SECRET", SECRET),
+    ];
+    // The environment beats the profile…
+    let o = run_bin(
+        &["credentials", "check", "--profile", "local"],
+        &[file_env, wrong_env[0], wrong_env[1]],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("EUID_API_KEY"), "{}", stdout(&o));
+    // …the command beats the environment…
+    let cmd = format!("printf '{{\"api_key\":\"{API_KEY}\",\"client_secret\":\"{SECRET}\"}}'");
+    let o = run_bin(
+        &[
+            "credentials",
+            "check",
+            "--base-url",
+            &op.url,
+            "--credentials-command",
+            &cmd,
+        ],
+        &wrong_env,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("--credentials-command"));
+    // …and flags beat the command.
+    let o = run_bin(
+        &[
+            "credentials",
+            "check",
+            "--base-url",
+            &op.url,
+            "--credentials-command",
+            &cmd,
+            "--api-key",
+            "flag.key",
+            "--client-secret",
+            SECRET,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("--api-key"), "{}", stdout(&o));
+    // A failing command is a clear error with its exit code and stderr.
+    let o = run_bin(
+        &[
+            "credentials",
+            "check",
+            "--base-url",
+            &op.url,
+            "--credentials-command",
+            "echo vault sealed >&2; exit 7",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("exit code 7") && e.contains("vault sealed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_manifest_names_the_key_never_the_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&[]);
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "email\na@example.com\n").unwrap();
+    let out = tmp.path().join("o");
+    let o = run_bin(
+        &[
+            "map",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--base-url",
+            &op.url,
+            "-q",
+        ],
+        &common::creds(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = std::fs::read_to_string(out.join("_manifest.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+    assert_eq!(v["key_id"], "EUID-C-L-1-test");
+    assert!(!m.contains(SECRET) && !m.contains(API_KEY));
+}
