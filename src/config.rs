@@ -164,6 +164,8 @@ pub struct JobConfig {
     pub quiet: bool,
     /// Set when the run must stop (SIGINT/SIGTERM): it drains, commits and stops.
     pub interrupt: Interrupt,
+    /// The run's live counters, for Prometheus metrics.
+    pub metrics: std::sync::Arc<crate::metrics::RunMetrics>,
 }
 
 impl JobConfig {

@@ -40,6 +40,7 @@ pub mod error;
 pub mod input;
 pub mod interrupt;
 pub mod mapper;
+pub mod metrics;
 pub mod normalize;
 pub mod operator;
 pub mod output;

@@ -23,9 +23,13 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let code = exit::code_of(&e);
-            match e.downcast_ref::<euid_map::Error>() {
-                Some(euid_map::Error::Interrupted { .. }) => eprintln!("{e}"),
-                _ => eprintln!("euid-map: error: {e:#}"),
+            if cli::logging::json() {
+                tracing::error!(exit_code = code, error = %format!("{e:#}"), "run failed");
+            } else {
+                match e.downcast_ref::<euid_map::Error>() {
+                    Some(euid_map::Error::Interrupted { .. }) => eprintln!("{e}"),
+                    _ => eprintln!("euid-map: error: {e:#}"),
+                }
             }
             ExitCode::from(code)
         }

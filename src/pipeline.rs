@@ -91,7 +91,9 @@ pub(crate) fn open_output(
             None => tracing::info!("resuming from the start: no part was committed"),
         }
     }
-    let writer = DatasetWriter::new(&job.out_dir, schema, sources, job.part_rows, &parts, lock);
+    let mut writer = DatasetWriter::new(&job.out_dir, schema, sources, job.part_rows, &parts, lock);
+    job.metrics.set_command(&description.command);
+    writer.report_to(Arc::clone(&job.metrics));
     Ok((writer, dir, start))
 }
 
@@ -226,6 +228,7 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
         return already_complete(job, started);
     }
     let read_progress = Arc::new(ReadProgress::default());
+    job.metrics.attach_reader(Arc::clone(&read_progress));
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
     let progress = Progress::start(job.quiet, total_bytes, Arc::clone(&read_progress), None);
     let (rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
@@ -302,6 +305,18 @@ impl Connection {
             client: Arc::new(crate::client::Client::new(&client_cfg)?),
             local,
         })
+    }
+
+    /// Hands the run's counters to its metrics.
+    pub(crate) fn attach_metrics(
+        &self,
+        job: &JobConfig,
+        mstats: &Arc<crate::mapper::MapperStats>,
+        read: &Arc<ReadProgress>,
+    ) {
+        job.metrics.attach_client(Arc::clone(&self.client.stats));
+        job.metrics.attach_mapper(Arc::clone(mstats));
+        job.metrics.attach_reader(Arc::clone(read));
     }
 
     /// Stops the embedded operator, if any.
@@ -436,6 +451,7 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     let conn = Connection::open(settings).await?;
     let mstats = Arc::new(crate::mapper::MapperStats::default());
     let read_progress = Arc::new(ReadProgress::default());
+    conn.attach_metrics(job, &mstats, &read_progress);
     let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
     let progress = Progress::start(
         job.quiet,

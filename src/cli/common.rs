@@ -56,6 +56,74 @@ pub(super) struct JobArgs {
     /// No progress output.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    pub(super) metrics: MetricsArgs,
+}
+
+/// Prometheus metrics flags.
+#[derive(Debug, Args)]
+pub(super) struct MetricsArgs {
+    /// Push metrics to this Prometheus Pushgateway (job="euid-map") at the end of the run,
+    /// success or failure, and every 30 s during it.
+    #[arg(long, value_name = "URL")]
+    metrics_push: Option<String>,
+    /// Extra label KEY=VALUE for the metrics (repeatable): a grouping label on the
+    /// Pushgateway, a sample label in the textfile.
+    #[arg(long, value_name = "KEY=VALUE")]
+    metrics_label: Vec<String>,
+    /// Write the metrics at the end of the run in the node_exporter textfile format to
+    /// PATH (atomically: temporary file, then rename).
+    #[arg(long, value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+}
+
+impl MetricsArgs {
+    fn sinks(&self) -> anyhow::Result<euid_map::metrics::Sinks> {
+        let mut labels = Vec::new();
+        for l in &self.metrics_label {
+            let Some((k, v)) = l.split_once('=') else {
+                usage!("--metrics-label takes KEY=VALUE, got {l:?}");
+            };
+            let valid = k
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !k.starts_with("__")
+                && k != "job";
+            if !valid {
+                usage!("--metrics-label: {k:?} is not a usable Prometheus label name");
+            }
+            labels.push((k.to_string(), v.to_string()));
+        }
+        Ok(euid_map::metrics::Sinks {
+            push: self.metrics_push.clone(),
+            file: self.metrics_file.clone(),
+            labels,
+        })
+    }
+}
+
+/// Runs a dataset job with its metrics: periodic pushes while it runs, and a final page
+/// with the exit code however it ends. The last-success time is set when `_SUCCESS` was
+/// written (exit 0 or 2).
+pub(super) fn with_metrics(
+    job: &JobConfig,
+    args: &MetricsArgs,
+    run: impl FnOnce() -> anyhow::Result<u8>,
+) -> anyhow::Result<u8> {
+    let sinks = args.sinks()?;
+    let reporter = euid_map::metrics::Reporter::start(std::sync::Arc::clone(&job.metrics), sinks);
+    let result = run();
+    let code = match &result {
+        Ok(c) => *c,
+        Err(e) => super::exit::code_of(e),
+    };
+    reporter.finish(
+        code,
+        matches!(code, super::exit::OK | super::exit::SOME_FAILED),
+    );
+    result
 }
 
 impl JobArgs {
@@ -93,6 +161,7 @@ impl JobArgs {
             part_rows: self.part_rows,
             quiet: self.quiet,
             interrupt: Interrupt::default(),
+            metrics: Default::default(),
         })
     }
 }
@@ -113,6 +182,22 @@ fn parse_delimiter(s: &str) -> Result<u8, String> {
 /// Prints the end-of-run table to stderr (stdout stays free for pipes).
 pub(super) fn print_summary(s: &Summary, out_dir: &std::path::Path, quiet: bool) {
     if quiet {
+        return;
+    }
+    if super::logging::json() {
+        tracing::info!(
+            input_rows = s.input_rows,
+            elapsed_s = s.elapsed_s,
+            mapped = s.counts.get(RowStatus::Mapped),
+            optout = s.counts.get(RowStatus::Optout),
+            invalid = s.counts.get(RowStatus::Invalid),
+            missing = s.counts.get(RowStatus::Missing),
+            unmapped = s.counts.get(RowStatus::Unmapped),
+            failed = s.counts.get(RowStatus::Failed),
+            hashed = s.counts.get(RowStatus::Hashed),
+            output = %out_dir.display(),
+            "run finished"
+        );
         return;
     }
     let mut t = String::new();
@@ -167,20 +252,31 @@ impl Tuning {
     }
 }
 
+/// A line for the person running the job: on stderr, or as a log event with JSON logs.
+pub(super) fn tell(message: &str) {
+    if super::logging::json() {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
 /// Prints the summary and turns it into the exit code: 2 when identities failed.
 pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
     if s.already_complete {
-        eprintln!(
+        tell(&format!(
             "{} already holds a complete run (finished {}); nothing to do",
             job.out_dir.display(),
             s.manifest.finished_at
-        );
+        ));
         return super::exit::OK;
     }
     print_summary(s, &job.out_dir, job.quiet);
     let failed = s.counts.get(RowStatus::Failed);
     if failed > 0 {
-        eprintln!("{failed} identities failed after retries (status \"failed\"); {retry_hint}");
+        tell(&format!(
+            "{failed} identities failed after retries (status \"failed\"); {retry_hint}"
+        ));
         return super::exit::SOME_FAILED;
     }
     super::exit::OK

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::common::{finish, handle_signals, JobArgs};
+use super::common::{finish, handle_signals, with_metrics, JobArgs};
 
 /// Arguments of `euid-map hash`.
 #[derive(Debug, Args)]
@@ -15,6 +15,8 @@ pub(crate) struct HashArgs {
 pub(super) fn run(a: HashArgs) -> anyhow::Result<u8> {
     let job = a.job.to_config()?;
     handle_signals(&job)?;
-    let summary = euid_map::pipeline::run_hash(&job)?;
-    Ok(finish(&summary, &job, ""))
+    with_metrics(&job, &a.job.metrics, || {
+        let summary = euid_map::pipeline::run_hash(&job)?;
+        Ok(finish(&summary, &job, ""))
+    })
 }

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::client_args::ClientArgs;
-use super::common::{finish, handle_signals, JobArgs, Tuning};
+use super::common::{finish, handle_signals, with_metrics, JobArgs, Tuning};
 use euid_map::config::MapConfig;
 
 /// Arguments of `euid-map map`.
@@ -23,6 +23,8 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
     let mapping = a.tuning.settings(a.client.to_config()?)?;
     let cfg = MapConfig { job, mapping };
     handle_signals(&cfg.job)?;
-    let summary = euid_map::pipeline::run_map(&cfg)?;
-    Ok(finish(&summary, &cfg.job, "rerun them later"))
+    with_metrics(&cfg.job, &a.job.metrics, || {
+        let summary = euid_map::pipeline::run_map(&cfg)?;
+        Ok(finish(&summary, &cfg.job, "rerun them later"))
+    })
 }

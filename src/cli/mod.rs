@@ -66,6 +66,10 @@ pub(crate) struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub(crate) verbose: u8,
+    /// Log format on stderr: text, or json (one object per line with timestamp, level,
+    /// message and fields, for log pipelines).
+    #[arg(long, value_enum, default_value_t = logging::LogFormat::Text, global = true)]
+    pub(crate) log_format: logging::LogFormat,
     /// The command.
     #[command(subcommand)]
     pub(crate) command: Command,

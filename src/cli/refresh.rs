@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::client_args::ClientArgs;
-use super::common::{finish, handle_signals, JobArgs, Tuning};
+use super::common::{finish, handle_signals, with_metrics, JobArgs, Tuning};
 use euid_map::refresh::RefreshConfig;
 
 /// Arguments of `euid-map refresh`.
@@ -63,16 +63,18 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
         partition_rows: a.partition_rows,
         max_drop_fraction: a.max_drop_fraction,
     };
-    handle_signals(&cfg.job)?;
     if !(0.0..=1.0).contains(&a.max_drop_fraction) {
         super::usage!("--max-drop-fraction must be between 0 and 1");
     }
-    let summary = euid_map::refresh::run_refresh(&cfg)?;
-    if let (false, Some(r)) = (cfg.job.quiet, &summary.manifest.refresh) {
-        eprintln!(
-            "refresh: carried {}, remapped {} (due {}, changed {}, new {}), changed ids {}, newly opted out {}, dropped {}",
-            r.carried, r.remapped, r.due, r.value_changed, r.new, r.changed_ids, r.newly_opted_out, r.dropped
-        );
-    }
-    Ok(finish(&summary, &cfg.job, "the next refresh retries them"))
+    handle_signals(&cfg.job)?;
+    with_metrics(&cfg.job, &a.job.metrics, || {
+        let summary = euid_map::refresh::run_refresh(&cfg)?;
+        if let (false, Some(r)) = (cfg.job.quiet, &summary.manifest.refresh) {
+            super::common::tell(&format!(
+                "refresh: carried {}, remapped {} (due {}, changed {}, new {}), changed ids {}, newly opted out {}, dropped {}",
+                r.carried, r.remapped, r.due, r.value_changed, r.new, r.changed_ids, r.newly_opted_out, r.dropped
+            ));
+        }
+        Ok(finish(&summary, &cfg.job, "the next refresh retries them"))
+    })
 }

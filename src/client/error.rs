@@ -98,4 +98,18 @@ impl ClientError {
                 | ClientError::Config(_)
         )
     }
+
+    /// The HTTP status this error came with, if it came with one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            ClientError::Unauthorized => Some(401),
+            ClientError::RateLimited { .. } => Some(429),
+            ClientError::Server { status } | ClientError::Unexpected { status } => Some(*status),
+            ClientError::ClockSkew
+            | ClientError::WrongSecret
+            | ClientError::EnvelopeRejected { .. }
+            | ClientError::Rejected { .. } => Some(400),
+            _ => None,
+        }
+    }
 }

@@ -29,7 +29,7 @@ use crate::protocol::{envelope, wire};
 pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
-pub use stats::ClientStats;
+pub use stats::{ClientStats, DurationHistogram, DURATION_BUCKETS};
 
 /// How to reach the operator and how hard to push it.
 #[derive(Debug, Clone)]
@@ -411,7 +411,11 @@ impl Client {
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         let t0 = Instant::now();
         let answer = http::post(&self.http, url, body).await;
-        self.stats.latency(t0.elapsed().as_secs_f64() * 1000.0);
+        let code = match &answer {
+            Ok(_) => Some(200),
+            Err(e) => e.http_status(),
+        };
+        self.stats.request_done(code, t0.elapsed().as_secs_f64());
         let answer = answer?;
         self.stats
             .bytes_received

@@ -22,14 +22,78 @@ pub struct ClientStats {
     /// Batches that ended failed.
     pub failed_batches: AtomicU64,
     retries_by_cause: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    by_code: Mutex<std::collections::BTreeMap<String, u64>>,
+    duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    duration_sum_us: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
+}
+
+/// Upper bounds (seconds) of the request duration histogram.
+pub const DURATION_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+/// A snapshot of the request duration histogram: cumulative counts per bucket of
+/// [`DURATION_BUCKETS`], then the count and sum (seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DurationHistogram {
+    /// Cumulative count at or below each bound.
+    pub cumulative: Vec<u64>,
+    /// All observations.
+    pub count: u64,
+    /// Sum of all observations, seconds.
+    pub sum: f64,
 }
 
 /// Latency samples kept for percentiles.
 const LATENCY_SAMPLES: usize = 1 << 20;
 
 impl ClientStats {
-    pub(super) fn latency(&self, ms: f64) {
+    /// Counts one answered or failed request by its HTTP status (`error` when there was
+    /// none) and records its duration.
+    pub(super) fn request_done(&self, code: Option<u16>, seconds: f64) {
+        let code = code.map_or_else(|| "error".to_string(), |c| c.to_string());
+        *self
+            .by_code
+            .lock()
+            .expect("stats lock")
+            .entry(code)
+            .or_default() += 1;
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_us
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.latency(seconds * 1000.0);
+    }
+
+    /// Requests by HTTP status code (`error`: no HTTP answer).
+    pub fn requests_by_code(&self) -> std::collections::BTreeMap<String, u64> {
+        self.by_code.lock().expect("stats lock").clone()
+    }
+
+    /// Retries by cause (`429`, `5xx`, `timeout`, `connection`, …).
+    pub fn retries_by_cause(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.retries_by_cause.lock().expect("stats lock").clone()
+    }
+
+    /// The request duration histogram so far.
+    pub fn durations(&self) -> DurationHistogram {
+        let mut total = 0;
+        let mut cumulative = Vec::with_capacity(DURATION_BUCKETS.len());
+        for b in &self.duration_buckets[..DURATION_BUCKETS.len()] {
+            total += b.load(Ordering::Relaxed);
+            cumulative.push(total);
+        }
+        total += self.duration_buckets[DURATION_BUCKETS.len()].load(Ordering::Relaxed);
+        DurationHistogram {
+            cumulative,
+            count: total,
+            sum: self.duration_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
+    }
+
+    fn latency(&self, ms: f64) {
         let mut l = self.latencies_ms.lock().expect("stats lock");
         if l.len() < LATENCY_SAMPLES {
             l.push(ms);

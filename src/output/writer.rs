@@ -142,6 +142,8 @@ pub struct DatasetWriter {
     pub input_rows: u64,
     /// The directory's lock, held as long as the writer lives.
     _lock: super::DirLock,
+    /// Where the totals are reported as they grow (Prometheus metrics).
+    metrics: Option<std::sync::Arc<crate::metrics::RunMetrics>>,
 }
 
 impl Drop for DatasetWriter {
@@ -183,7 +185,14 @@ impl DatasetWriter {
             totals,
             input_rows,
             _lock: lock,
+            metrics: None,
         }
+    }
+
+    /// Reports the totals to `metrics` after every write.
+    pub fn report_to(&mut self, metrics: std::sync::Arc<crate::metrics::RunMetrics>) {
+        metrics.set_rows(&self.totals);
+        self.metrics = Some(metrics);
     }
 
     /// Appends the output rows of one chunk. A chunk may be split across parts so that each
@@ -236,6 +245,9 @@ impl DatasetWriter {
             if part.info.rows >= self.part_rows {
                 self.commit()?;
             }
+        }
+        if let Some(m) = &self.metrics {
+            m.set_rows(&self.totals);
         }
         Ok(())
     }

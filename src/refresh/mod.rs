@@ -382,6 +382,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         read_progress: Arc::new(ReadProgress::default()),
     };
     let read_progress = Arc::clone(&common.read_progress);
+    conn.attach_metrics(job, &mstats, &read_progress);
     let opened = if job.inputs.is_empty() {
         state_only::start(common, &description)?
     } else {
@@ -438,7 +439,9 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
             .map(|t| t.to_rfc3339())
             .unwrap_or_default(),
     );
-    manifest.refresh = Some(tally.lock().expect("tally lock").counts(requests));
+    let counts = tally.lock().expect("tally lock").counts(requests);
+    job.metrics.set_refresh(counts.clone());
+    manifest.refresh = Some(counts);
     conn.close().await;
     pipeline::publish(job, &writer, manifest, started)
 }
