@@ -39,6 +39,9 @@ pub fn build(
     );
     reqwest::Client::builder()
         .default_headers(headers)
+        // The operator never redirects; following one would send the bearer key (and the
+        // batch) somewhere else than the configured operator.
+        .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(connect_timeout)
         .timeout(timeout)
         .pool_max_idle_per_host(32)

@@ -1,0 +1,106 @@
+//! The connection of a mapping run: the shared client, and for `--env local` the embedded
+//! emulator it talks to (started and stopped here, the one place client and emulator meet).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::{JobConfig, MapSettings};
+use crate::error::Error;
+use crate::input::ReadProgress;
+use crate::output::Manifest;
+
+/// A connected client, and the embedded operator behind it for `--env local`.
+pub(crate) struct Connection {
+    pub client: Arc<crate::client::Client>,
+    pub local: Option<crate::operator::LocalOperator>,
+}
+
+impl Connection {
+    /// Connects as `settings` say, starting the embedded operator if asked.
+    pub(crate) async fn open(settings: &MapSettings) -> Result<Connection, Error> {
+        let mut client_cfg = settings.client.clone();
+        let local = if settings.embedded_operator {
+            let op = crate::operator::spawn_local(crate::operator::Config::demo(1))
+                .await
+                .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
+            client_cfg.base_url = op.base_url();
+            client_cfg.api_key =
+                crate::config::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
+            client_cfg.secret =
+                crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)
+                    .map_err(Error::Invalid)?;
+            tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
+            Some(op)
+        } else {
+            None
+        };
+        Ok(Connection {
+            client: Arc::new(crate::client::Client::new(&client_cfg)?),
+            local,
+        })
+    }
+
+    /// Hands the run's counters to its metrics.
+    pub(crate) fn attach_metrics(
+        &self,
+        job: &JobConfig,
+        mstats: &Arc<crate::mapper::MapperStats>,
+        read: &Arc<ReadProgress>,
+    ) {
+        job.metrics.attach_client(Arc::clone(&self.client.stats));
+        job.metrics.attach_mapper(Arc::clone(mstats));
+        job.metrics.attach_reader(Arc::clone(read));
+    }
+
+    /// Stops the embedded operator, if any.
+    pub(crate) async fn close(self) {
+        if let Some(op) = self.local {
+            op.stop().await;
+        }
+    }
+
+    /// Progress text: identities answered, requests, retries, 429s.
+    pub(crate) fn progress_extra(
+        &self,
+        mstats: &Arc<crate::mapper::MapperStats>,
+    ) -> crate::progress::Extra {
+        use std::sync::atomic::Ordering;
+        let (cs, ms, t0) = (
+            Arc::clone(&self.client.stats),
+            Arc::clone(mstats),
+            Instant::now(),
+        );
+        Box::new(move || {
+            let req = cs.requests.load(Ordering::Relaxed);
+            format!(
+                ", {} identities answered, {} requests ({:.1}/s), {} retries, {} × 429",
+                ms.answered.load(Ordering::Relaxed),
+                req,
+                req as f64 / t0.elapsed().as_secs_f64().max(1e-3),
+                cs.retries.load(Ordering::Relaxed),
+                cs.throttled.load(Ordering::Relaxed)
+            )
+        })
+    }
+
+    /// The manifest fields every mapping run adds.
+    pub(crate) fn annotate(
+        &self,
+        manifest: &mut Manifest,
+        settings: &MapSettings,
+        mstats: &crate::mapper::MapperStats,
+    ) {
+        use std::sync::atomic::Ordering;
+        manifest.environment = Some(settings.env.clone());
+        manifest.key_id = Some(crate::credentials::key_id(&settings.client.api_key));
+        manifest.base_url = Some(if settings.embedded_operator {
+            "embedded local operator".to_string()
+        } else {
+            settings.client.base_url.clone()
+        });
+        manifest.unique_hashes_sent = Some(mstats.unique_sent.load(Ordering::Relaxed));
+        manifest.deduplicated = Some(mstats.deduplicated.load(Ordering::Relaxed));
+        manifest.client = Some(self.client.stats.to_json());
+        manifest.peak_in_flight = Some(self.client.peak_in_flight());
+    }
+}
