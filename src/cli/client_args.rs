@@ -82,8 +82,10 @@ pub(crate) struct ClientArgs {
     /// environment than the run's is refused.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
-    /// Most requests in flight (the docs allow up to 20).
-    #[arg(long, default_value_t = 8)]
+    /// Ceiling of requests in flight (the docs allow up to 20). The window adapts below it:
+    /// it starts at 2, doubles per round trip while the operator keeps up, and backs off on
+    /// 429/503/timeouts and on a rising round-trip time.
+    #[arg(long, default_value_t = MAX_CONCURRENCY)]
     concurrency: usize,
     /// Most requests per second (default: no limit beyond --concurrency).
     #[arg(long)]

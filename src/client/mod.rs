@@ -6,9 +6,11 @@
 //! - [`crate::protocol`] (shared with the emulator): the envelope, the wire formats, limits.
 //! - [`http`]: the POST and HTTP status classification.
 //! - [`retry`]: what is retryable, and the backoff schedule.
-//! - [`rate_limit`]: the governor limiter and the AIMD window.
+//! - [`concurrency`]: the adaptive in-flight window (AIMD on round-trip time and backpressure).
+//! - [`rate_limit`]: the governor limiter.
 
 mod answer;
+pub mod concurrency;
 mod error;
 pub mod http;
 pub mod rate_limit;
@@ -104,7 +106,7 @@ pub struct Client {
     api: Api,
     key: envelope::Key,
     limiter: Option<governor::DefaultDirectRateLimiter>,
-    window: rate_limit::Window,
+    window: concurrency::Window,
     retry: RetryPolicy,
     /// Counters.
     pub stats: Arc<ClientStats>,
@@ -142,7 +144,7 @@ impl Client {
             api: cfg.api,
             key: envelope::Key::new(&cfg.secret),
             limiter: cfg.rps.map(rate_limit::limiter),
-            window: rate_limit::Window::new(cfg.concurrency.clamp(1, MAX_CONCURRENCY)),
+            window: concurrency::Window::new(cfg.concurrency.clamp(1, MAX_CONCURRENCY)),
             retry: cfg.retry.clone(),
             stats: Arc::new(ClientStats::default()),
             jitter: Mutex::new(chrono::Utc::now().timestamp_nanos_opt().unwrap_or(1) as u64 | 1),
@@ -346,18 +348,11 @@ impl Client {
         loop {
             let err = match op().await {
                 Ok(out) => {
-                    self.window.success();
                     self.reached.store(true, Ordering::Relaxed);
                     return Ok(out);
                 }
                 Err(e) => e,
             };
-            if matches!(
-                err,
-                ClientError::RateLimited { .. } | ClientError::Server { status: 503 }
-            ) {
-                self.window.backoff();
-            }
             if matches!(err, ClientError::RateLimited { .. }) {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
             }
@@ -397,10 +392,12 @@ impl Client {
         url: &str,
         json: &[u8],
     ) -> Result<envelope::Opened, ClientError> {
+        // The slot first, then the rate-limit token: a token taken while waiting for a slot
+        // would let a burst out when slots free up.
+        let slot = self.window.acquire().await;
         if let Some(l) = &self.limiter {
             l.until_ready().await;
         }
-        let _slot = self.window.acquire().await;
         let (body, nonce) = self
             .key
             .seal_request(chrono::Utc::now().timestamp_millis(), json);
@@ -415,7 +412,13 @@ impl Client {
             Ok(_) => Some(200),
             Err(e) => e.http_status(),
         };
-        self.stats.request_done(code, t0.elapsed().as_secs_f64());
+        let rtt = t0.elapsed();
+        self.stats.request_done(code, rtt.as_secs_f64());
+        slot.finish(match &answer {
+            Ok(_) => concurrency::Signal::Answered(rtt),
+            Err(e) if e.is_backpressure() => concurrency::Signal::Backpressure,
+            Err(_) => concurrency::Signal::Neutral,
+        });
         let answer = answer?;
         self.stats
             .bytes_received

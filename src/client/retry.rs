@@ -64,6 +64,16 @@ impl ClientError {
         )
     }
 
+    /// Whether the operator (or what is in front of it) is saturated: 429, 503, a timeout.
+    pub fn is_backpressure(&self) -> bool {
+        matches!(
+            self,
+            ClientError::RateLimited { .. }
+                | ClientError::Server { status: 503 }
+                | ClientError::Timeout
+        )
+    }
+
     /// Whether the operator was not reached at all (connection, DNS, TLS, timeout).
     pub fn is_network(&self) -> bool {
         matches!(self, ClientError::Timeout | ClientError::Connection(_))
