@@ -211,11 +211,19 @@ pub struct MapSettings {
     pub embedded_operator: bool,
     /// Identities per request (≤ 5,000).
     pub batch_size: usize,
-    /// Answers kept for deduplication.
-    pub cache_entries: usize,
+    /// Memory for the answer cache, bytes.
+    pub cache_bytes: usize,
 }
 
+/// Default memory of the answer cache, MiB.
+pub const DEFAULT_DEDUPE_MIB: usize = 64;
+
 impl MapSettings {
+    /// Answers the cache may hold within [`MapSettings::cache_bytes`].
+    pub fn cache_entries(&self) -> usize {
+        self.cache_bytes / crate::mapper::CACHE_ENTRY_BYTES
+    }
+
     /// The dataset this API writes (v2 adds `bucket_id`).
     pub fn output_kind(&self) -> OutputKind {
         match self.client.api {

@@ -22,8 +22,17 @@ use crate::protocol::Batcher;
 use crate::record::IdentityChunk;
 use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
-/// Chunks held while their answers are pending. Bounds the reorder buffer.
-const PENDING_CHUNKS: usize = 8;
+/// Identities held in the reorder window while their answers are pending: three times what
+/// 20 requests of 5,000 carry, so the window never starves the requests in flight, whether
+/// a chunk holds one identity per row or several.
+const PENDING_IDENTITIES: usize = 3 * crate::protocol::MAX_CONCURRENCY * MAX_BATCH;
+/// Most chunks in the reorder window, whatever their size.
+const PENDING_CHUNKS: usize = 16;
+const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
+
+/// What one cached answer costs, bytes, measured (`scripts/bench_map.sh` peak RSS with and
+/// without the cache): key, answer, its raw id on the heap, and the two hash maps' slack.
+pub const CACHE_ENTRY_BYTES: usize = 430;
 
 /// What is deduplicated and sent: an identity's kind and hash.
 pub type Key = (IdentityKind, IdentityHash);
@@ -82,6 +91,8 @@ impl Cache {
 /// tests drive it directly.
 pub struct Mapper {
     pending: VecDeque<Pending>,
+    /// Identities in `pending`.
+    pending_ids: usize,
     /// Sequence number of `pending[0]`.
     base_seq: u64,
     waiting: DigestMap<Key, Waiters>,
@@ -97,6 +108,7 @@ impl Mapper {
     pub fn new(batch_size: usize, cache_entries: usize, stats: Arc<MapperStats>) -> Mapper {
         Mapper {
             pending: VecDeque::new(),
+            pending_ids: 0,
             base_seq: 0,
             waiting: DigestMap::default(),
             cache: Cache {
@@ -113,7 +125,12 @@ impl Mapper {
     /// Whether another chunk fits in the reorder window while fewer than `max_ready`
     /// batches wait to be sent.
     pub fn can_accept(&self, max_ready: usize) -> bool {
-        self.pending.len() < PENDING_CHUNKS && self.ready.len() < max_ready
+        !self.window_full() && self.ready.len() < max_ready
+    }
+
+    /// Whether the reorder window holds all it may.
+    fn window_full(&self) -> bool {
+        self.pending.len() >= PENDING_CHUNKS || self.pending_ids >= PENDING_IDENTITIES
     }
 
     /// Takes a chunk: answers what the cache or an in-flight request answers, queues the
@@ -156,6 +173,7 @@ impl Mapper {
                 }
             }
         }
+        self.pending_ids += chunk.ids.len();
         self.pending.push_back(Pending {
             chunk,
             outcomes,
@@ -168,10 +186,7 @@ impl Mapper {
     /// requests (and rate-limit budget) on small batches, e.g. the few due identities per
     /// chunk of a refresh.
     pub fn next_batch(&mut self, input_done: bool) -> Option<Vec<Key>> {
-        if self.ready.is_empty()
-            && !self.batcher.is_empty()
-            && (input_done || self.pending.len() >= PENDING_CHUNKS)
-        {
+        if self.ready.is_empty() && !self.batcher.is_empty() && (input_done || self.window_full()) {
             self.ready.push_back(self.batcher.take());
         }
         let batch = self.ready.pop_front()?;
@@ -222,6 +237,7 @@ impl Mapper {
         }
         let p = self.pending.pop_front().expect("checked");
         self.base_seq += 1;
+        self.pending_ids -= p.chunk.ids.len();
         let mut chunk = p.chunk;
         chunk.outcomes = Some(p.outcomes);
         Some(chunk)

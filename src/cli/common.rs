@@ -230,10 +230,11 @@ pub(super) struct Tuning {
     /// Identities per request (at most 5,000, the documented maximum).
     #[arg(long, default_value_t = MAX_ITEMS_PER_REQUEST)]
     batch_size: usize,
-    /// Answers remembered to deduplicate repeated identities (≈ 350 bytes each; a repeat
-    /// seen after its answer was evicted is sent again, never lost).
-    #[arg(long, default_value_t = 500_000)]
-    dedupe_cache: usize,
+    /// Memory for remembered answers, MiB: a repeated identity is answered from it instead
+    /// of being sent again. The default 64 MiB holds about 150,000 answers; a repeat seen
+    /// after its answer was evicted is simply sent again, never lost. 0 turns it off.
+    #[arg(long, default_value_t = euid_map::config::DEFAULT_DEDUPE_MIB, value_name = "MIB")]
+    dedupe_memory: usize,
 }
 
 impl Tuning {
@@ -247,7 +248,7 @@ impl Tuning {
             env: target.env,
             embedded_operator: target.embedded,
             batch_size: self.batch_size,
-            cache_entries: self.dedupe_cache,
+            cache_bytes: self.dedupe_memory.saturating_mul(1 << 20),
         })
     }
 }

@@ -25,7 +25,7 @@ const PART_INFO_KEY: &str = "euid_map.part";
 /// Columns of random base64 text (no repeats to exploit).
 const RANDOM_COLUMNS: [&str; 3] = ["identity_hash", "raw_euid", "previous_raw_euid"];
 /// Rows per Parquet row group: bounds the writer's buffered memory (a few tens of MiB).
-const ROW_GROUP_ROWS: usize = 256 * 1024;
+const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// What a committed part covers, stored in its footer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

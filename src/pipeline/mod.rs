@@ -6,9 +6,12 @@
 //!        batch, client) ──resolved, in input order──▶ writer thread
 //! ```
 //!
-//! Every channel is bounded, so peak memory ≈ (Σ capacities) × chunk size ×
-//! bytes per row: with [`CHUNKS_IN_FLIGHT`] = 4 per hop, 32 Ki-row chunks and ~200 bytes per
-//! row in flight, about 4 × 3 × 32 Ki × 200 B ≈ 80 MiB, independent of the input size.
+//! Every channel is bounded, so peak memory ≈ Σ (capacity × chunk bytes), independent of the
+//! input size. With 32 Ki-row chunks of two identities: about 3 MB per chunk before mapping
+//! ([`CHUNKS_IN_FLIGHT`] = 4 on each of three hops, plus one in each thread: ≈ 45 MB) and about
+//! 12 MB per mapped chunk (4 in the mapper's reorder window, [`MAPPED_CHUNKS_QUEUED`] = 2 for
+//! the writer, one being written: ≈ 85 MB), plus the writer's row group (≈ 15 MB), the
+//! requests in flight (≈ 16 MB) and the answer cache (`--dedupe-memory`, 64 MiB).
 
 mod connection;
 
@@ -31,6 +34,10 @@ use crate::record::{IdentityChunk, StatusCounts};
 /// Chunks queued between two stages. Enough to keep each stage busy while its neighbour
 /// works on one chunk; small enough to keep memory flat.
 pub const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Mapped chunks queued for the writer. A mapped chunk is the largest message (about 12 MB
+/// per 32 Ki rows of two identities, answers included) and the writer keeps up easily.
+pub const MAPPED_CHUNKS_QUEUED: usize = 2;
 
 /// Waits for a stage thread without blocking the async runtime.
 pub(crate) async fn join_thread<T: Send + 'static>(
@@ -307,7 +314,8 @@ pub(crate) async fn map_and_write(
             }
         })
         .expect("spawning a thread only fails when the OS is out of resources");
-    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
+    let (to_writer, mut writer_rx) =
+        tokio::sync::mpsc::channel::<IdentityChunk>(MAPPED_CHUNKS_QUEUED);
     let writer_thread = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || -> Result<DatasetWriter, Error> {
@@ -318,7 +326,7 @@ pub(crate) async fn map_and_write(
             Ok(writer)
         })
         .expect("spawning a thread only fails when the OS is out of resources");
-    let mapper = crate::mapper::Mapper::new(settings.batch_size, settings.cache_entries, mstats);
+    let mapper = crate::mapper::Mapper::new(settings.batch_size, settings.cache_entries(), mstats);
     let mapped = crate::mapper::run(
         Arc::clone(&conn.client),
         mapper_rx,
