@@ -22,17 +22,17 @@ use crate::protocol::Batcher;
 use crate::record::IdentityChunk;
 use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
-/// Identities held in the reorder window while their answers are pending: three times what
+/// Identities held in the reorder window while their answers are pending: twice what
 /// 20 requests of 5,000 carry, so the window never starves the requests in flight, whether
 /// a chunk holds one identity per row or several.
-const PENDING_IDENTITIES: usize = 3 * crate::protocol::MAX_CONCURRENCY * MAX_BATCH;
+const PENDING_IDENTITIES: usize = 2 * crate::protocol::MAX_CONCURRENCY * MAX_BATCH;
 /// Most chunks in the reorder window, whatever their size.
 const PENDING_CHUNKS: usize = 16;
 const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
 
 /// What one cached answer costs, bytes, measured (`scripts/bench_map.sh` peak RSS with and
 /// without the cache): key, answer, its raw id on the heap, and the two hash maps' slack.
-pub const CACHE_ENTRY_BYTES: usize = 430;
+pub const CACHE_ENTRY_BYTES: usize = 300;
 
 /// What is deduplicated and sent: an identity's kind and hash.
 pub type Key = (IdentityKind, IdentityHash);
@@ -363,7 +363,7 @@ mod tests {
 
     fn mapped(u: &str) -> MapOutcome {
         MapOutcome::Mapped {
-            raw_euid: Arc::from(u),
+            raw_euid: crate::record::RawId::from(u),
             previous: None,
             refresh_from: Some(1),
             bucket_id: None,

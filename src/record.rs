@@ -234,15 +234,90 @@ impl StatusCounts {
     }
 }
 
+/// Bytes of a raw EUID kept inline: raw EUIDs are 44 characters (base64 of 32 or 33 bytes).
+const RAW_INLINE: usize = 46;
+
+/// A raw EUID exactly as the operator returned it. Stored inline, so that an answer costs no
+/// allocation on the mapping hot path; a longer value (none is documented) goes to the heap.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RawId {
+    /// Up to [`RAW_INLINE`] bytes of UTF-8, inline.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The text, padded with zeros.
+        bytes: [u8; RAW_INLINE],
+    },
+    /// A longer value.
+    Heap(std::sync::Arc<str>),
+}
+
+impl RawId {
+    /// Copies `s`.
+    pub fn new(s: &str) -> RawId {
+        if s.len() <= RAW_INLINE {
+            let mut bytes = [0u8; RAW_INLINE];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            RawId::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            RawId::Heap(std::sync::Arc::from(s))
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RawId::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)])
+                .expect("copied from a str on a character boundary"),
+            RawId::Heap(s) => s,
+        }
+    }
+}
+
+impl From<&str> for RawId {
+    fn from(s: &str) -> RawId {
+        RawId::new(s)
+    }
+}
+
+impl std::ops::Deref for RawId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for RawId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl serde::Serialize for RawId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for RawId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawId, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(RawId::new(&s))
+    }
+}
+
 /// What the operator said about one identity hash (the `map` stage's result).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum MapOutcome {
     /// A raw EUID, exactly as the operator returned it.
     Mapped {
         /// Current raw EUID (`u`).
-        raw_euid: std::sync::Arc<str>,
+        raw_euid: RawId,
         /// Previous raw EUID (`p`), for 90 days after a rotation.
-        previous: Option<std::sync::Arc<str>>,
+        previous: Option<Box<RawId>>,
         /// Refresh time (`r`), Unix seconds (v3 only).
         refresh_from: Option<i64>,
         /// Salt bucket id (legacy v2 only).

@@ -231,7 +231,7 @@ pub(super) struct Tuning {
     #[arg(long, default_value_t = MAX_ITEMS_PER_REQUEST)]
     batch_size: usize,
     /// Memory for remembered answers, MiB: a repeated identity is answered from it instead
-    /// of being sent again. The default 64 MiB holds about 150,000 answers; a repeat seen
+    /// of being sent again. The default 64 MiB holds about 220,000 answers; a repeat seen
     /// after its answer was evicted is simply sent again, never lost. 0 turns it off.
     #[arg(long, default_value_t = euid_map::config::DEFAULT_DEDUPE_MIB, value_name = "MIB")]
     dedupe_memory: usize,

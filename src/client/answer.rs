@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::ClientError;
 use crate::protocol::wire;
-use crate::record::{IdentityHash, IdentityKind, MapOutcome};
+use crate::record::{IdentityHash, IdentityKind, MapOutcome, RawId};
 
 /// Turns the decrypted JSON into one outcome per requested identity, in the caller's order.
 /// Each positional array must have exactly as many answers as that kind had hashes in the
@@ -48,8 +48,8 @@ pub(super) fn parse_answer(
     for (item, &slot) in answered.zip(order) {
         let outcome = match (&item.u, &item.e) {
             (Some(u), _) => MapOutcome::Mapped {
-                raw_euid: Arc::from(u.as_str()),
-                previous: item.p.as_deref().map(Arc::from),
+                raw_euid: RawId::new(u),
+                previous: item.p.as_deref().map(|p| Box::new(RawId::new(p))),
                 bucket_id: None,
                 refresh_from: Some(
                     item.r
@@ -59,7 +59,7 @@ pub(super) fn parse_answer(
             },
             (None, Some(e)) if e == "optout" => MapOutcome::Optout { mapped_at: at },
             (None, Some(e)) if e == "invalid identifier" => MapOutcome::Invalid,
-            (None, Some(e)) => MapOutcome::Unmapped(Arc::from(e.as_str())),
+            (None, Some(e)) => MapOutcome::Unmapped(Arc::from(&**e)),
             (None, None) => {
                 return Err(ClientError::BadResponse("item with neither u nor e".into()))
             }

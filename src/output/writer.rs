@@ -18,7 +18,7 @@ use super::schema::{OutputKind, Schema};
 use super::{io_err, OutputError};
 use crate::input::Position;
 use crate::record::IdentityChunk;
-use crate::record::{Hashed, MapOutcome, RowStatus, StatusCounts, HASH_B64_LEN};
+use crate::record::{Hashed, MapOutcome, RawId, RowStatus, StatusCounts, HASH_B64_LEN};
 
 /// Footer metadata key under which each part records its [`PartInfo`].
 const PART_INFO_KEY: &str = "euid_map.part";
@@ -381,8 +381,8 @@ impl DatasetWriter {
                         bucket_id,
                         mapped_at,
                     }) => {
-                        u.append_value(raw_euid);
-                        p.append_option(previous.as_deref());
+                        u.append_value(raw_euid.as_str());
+                        p.append_option(previous.as_deref().map(RawId::as_str));
                         rf.append_option(refresh_from.map(|r| r.saturating_mul(1000)));
                         at.append_value(*mapped_at);
                         bucket.append_option(bucket_id.as_deref());

@@ -1,6 +1,8 @@
 //! The JSON inside the envelope for `/v3/identity/map`: request building (by hand, so its
 //! exact size is known before encryption) and positional response parsing.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 
 use crate::record::{IdentityHash, IdentityKind, HASH_B64_LEN};
@@ -46,43 +48,49 @@ pub fn request_json(items: &[(IdentityKind, IdentityHash)]) -> (Vec<u8>, Vec<usi
     (out, order)
 }
 
-/// The decrypted response.
+/// The decrypted response. Strings borrow from the decrypted bytes where they can, so an
+/// answer costs no allocation per identity.
 #[derive(Debug, Deserialize)]
-pub struct Response {
+pub struct Response<'a> {
     /// `success` on 200.
-    pub status: String,
+    #[serde(borrow)]
+    pub status: Cow<'a, str>,
     /// The four positional arrays.
-    pub body: Option<Body>,
+    #[serde(borrow)]
+    pub body: Option<Body<'a>>,
 }
 
 /// `body` of a v3 response.
 #[derive(Debug, Deserialize)]
-pub struct Body {
+pub struct Body<'a> {
     /// Answers for `email` (unused: we send hashes only).
-    #[serde(default)]
-    pub email: Vec<Item>,
+    #[serde(default, borrow)]
+    pub email: Vec<Item<'a>>,
     /// Answers for `email_hash`, positional.
-    #[serde(default)]
-    pub email_hash: Vec<Item>,
+    #[serde(default, borrow)]
+    pub email_hash: Vec<Item<'a>>,
     /// Answers for `phone` (unused).
-    #[serde(default)]
-    pub phone: Vec<Item>,
+    #[serde(default, borrow)]
+    pub phone: Vec<Item<'a>>,
     /// Answers for `phone_hash`, positional.
-    #[serde(default)]
-    pub phone_hash: Vec<Item>,
+    #[serde(default, borrow)]
+    pub phone_hash: Vec<Item<'a>>,
 }
 
 /// One positional answer: `{"u","p","r"}` or `{"e"}`.
 #[derive(Debug, Deserialize)]
-pub struct Item {
+pub struct Item<'a> {
     /// Current raw EUID.
-    pub u: Option<String>,
+    #[serde(borrow)]
+    pub u: Option<Cow<'a, str>>,
     /// Previous raw EUID.
-    pub p: Option<String>,
+    #[serde(borrow)]
+    pub p: Option<Cow<'a, str>>,
     /// Refresh time, Unix seconds.
     pub r: Option<i64>,
     /// Unmapped reason.
-    pub e: Option<String>,
+    #[serde(borrow)]
+    pub e: Option<Cow<'a, str>>,
 }
 
 /// Parses a v2 answer (`mapped` / `unmapped`, correlated by the echoed `identifier`) into
@@ -112,7 +120,7 @@ pub fn parse_v2(json: &[u8], sent: &[String]) -> Result<Vec<crate::record::MapOu
         answers.insert(
             id,
             MapOutcome::Mapped {
-                raw_euid: Arc::from(u),
+                raw_euid: crate::record::RawId::new(u),
                 previous: None,
                 refresh_from: None,
                 bucket_id: m["bucket_id"].as_str().map(Arc::from),

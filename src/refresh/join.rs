@@ -324,7 +324,7 @@ pub(super) fn build(
                                     d.clone()
                                 }
                                 Decision::Carried(MapOutcome::Mapped { raw_euid, .. }) => {
-                                    Decision::Changed(Some(Arc::clone(raw_euid)))
+                                    Decision::Changed(Some(Arc::from(raw_euid.as_str())))
                                 }
                                 Decision::Due(old) | Decision::Changed(old) => {
                                     Decision::Changed(old.clone())
@@ -428,7 +428,7 @@ mod tests {
     fn decisions_round_trip_through_their_spill_records() {
         let ds = [
             Decision::Carried(MapOutcome::Mapped {
-                raw_euid: Arc::from("u"),
+                raw_euid: crate::record::RawId::from("u"),
                 previous: None,
                 refresh_from: Some(17),
                 bucket_id: Some(Arc::from("b1")),

@@ -12,7 +12,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::input::CHUNK_ROWS;
 use crate::output::OutputError;
-use crate::record::{Hashed, Identity, IdentityKind, InvalidReason, MapOutcome};
+use crate::record::{Hashed, Identity, IdentityKind, InvalidReason, MapOutcome, RawId};
 
 /// Columns every state dataset has, after `source`, `row` and the kept columns.
 const FIXED: [&str; 8] = [
@@ -233,8 +233,8 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                 (Hashed::Ok(_), "mapped") => match &old_raw {
                     Some(u) if fresh => (
                         Some(MapOutcome::Mapped {
-                            raw_euid: Arc::clone(u),
-                            previous: str_at(&prev, i).map(Arc::from),
+                            raw_euid: RawId::new(u),
+                            previous: str_at(&prev, i).map(|p| Box::new(RawId::new(p))),
                             refresh_from: refresh.map(|r| r.div_euclid(1000)),
                             bucket_id,
                             mapped_at,
