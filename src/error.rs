@@ -20,18 +20,15 @@ pub enum Error {
     /// A flag, a file or a credential is unusable.
     #[error(transparent)]
     Invalid(#[from] crate::config::ConfigError),
-    /// A combination of options or a state that the run cannot use.
-    #[error("{0}")]
-    Config(String),
+    /// A refresh that cannot run as asked (options, state, the drop guard).
+    #[error(transparent)]
+    Refresh(#[from] crate::refresh::RefreshError),
     /// The run was interrupted by a signal after committing what was complete.
     #[error("interrupted: rerun the same command with --resume")]
     Interrupted {
         /// The signal (2 SIGINT, 15 SIGTERM); the exit code is 128 + signal.
         signal: i32,
     },
-    /// A refresh would drop more of the state's customers than allowed.
-    #[error("{0}")]
-    Refused(String),
     /// An internal stage stopped unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

@@ -210,28 +210,6 @@ impl StatusCounts {
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }
-
-    /// As a JSON object `{status: count}` with every status present.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        for st in RowStatus::ALL {
-            m.insert(st.as_str().to_string(), self.get(st).into());
-        }
-        serde_json::Value::Object(m)
-    }
-
-    /// Reads the JSON written by [`StatusCounts::to_json`]; unknown keys are ignored.
-    pub fn from_json(v: &serde_json::Value) -> StatusCounts {
-        let mut c = StatusCounts::default();
-        if let Some(m) = v.as_object() {
-            for (k, n) in m {
-                if let (Some(st), Some(n)) = (RowStatus::parse(k), n.as_u64()) {
-                    c.0[st as usize] = n;
-                }
-            }
-        }
-        c
-    }
 }
 
 /// Bytes of a raw EUID kept inline: raw EUIDs are 44 characters (base64 of 32 or 33 bytes).

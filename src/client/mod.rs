@@ -31,7 +31,7 @@ use crate::protocol::{envelope, wire};
 pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
-pub use stats::{ClientStats, DurationHistogram, DURATION_BUCKETS};
+pub use stats::{ClientReport, ClientStats, DurationHistogram, Latency, DURATION_BUCKETS};
 
 /// How to reach the operator and how hard to push it.
 #[derive(Debug, Clone)]

@@ -28,6 +28,38 @@ pub struct ClientStats {
     latencies_ms: Mutex<Vec<f64>>,
 }
 
+/// The client's counters as the manifest records them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClientReport {
+    /// HTTP requests sent (attempts).
+    pub requests: u64,
+    /// Retries, all causes.
+    pub retries: u64,
+    /// Retries by cause.
+    pub retries_by_cause: std::collections::BTreeMap<String, u64>,
+    /// 429 answers.
+    pub http_429: u64,
+    /// Request bytes sent.
+    pub bytes_sent: u64,
+    /// Response bytes received.
+    pub bytes_received: u64,
+    /// Batches that ended failed.
+    pub failed_batches: u64,
+    /// Request latency percentiles, milliseconds.
+    pub latency_ms: Latency,
+}
+
+/// Latency percentiles, milliseconds.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
 /// Upper bounds (seconds) of the request duration histogram.
 pub const DURATION_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
@@ -110,8 +142,8 @@ impl ClientStats {
             .or_default() += 1;
     }
 
-    /// The counters as JSON for the manifest.
-    pub fn to_json(&self) -> serde_json::Value {
+    /// The counters for the manifest.
+    pub fn report(&self) -> ClientReport {
         let mut l = self.latencies_ms.lock().expect("stats lock").clone();
         l.sort_by(f64::total_cmp);
         let pct = |p: f64| {
@@ -121,15 +153,23 @@ impl ClientStats {
                 (l[((l.len() - 1) as f64 * p).round() as usize] * 10.0).round() / 10.0
             }
         };
-        serde_json::json!({
-            "requests": self.requests.load(Ordering::Relaxed),
-            "retries": self.retries.load(Ordering::Relaxed),
-            "retries_by_cause": *self.retries_by_cause.lock().expect("stats lock"),
-            "http_429": self.throttled.load(Ordering::Relaxed),
-            "bytes_sent": self.bytes_sent.load(Ordering::Relaxed),
-            "bytes_received": self.bytes_received.load(Ordering::Relaxed),
-            "failed_batches": self.failed_batches.load(Ordering::Relaxed),
-            "latency_ms": {"p50": pct(0.5), "p95": pct(0.95), "p99": pct(0.99)},
-        })
+        ClientReport {
+            requests: self.requests.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            retries_by_cause: self
+                .retries_by_cause()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            http_429: self.throttled.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            failed_batches: self.failed_batches.load(Ordering::Relaxed),
+            latency_ms: Latency {
+                p50: pct(0.5),
+                p95: pct(0.95),
+                p99: pct(0.99),
+            },
+        }
     }
 }

@@ -154,7 +154,7 @@ pub struct Manifest {
     pub deduplicated: Option<u64>,
     /// Client counters (requests, retries, latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client: Option<serde_json::Value>,
+    pub client: Option<crate::client::ClientReport>,
     /// Most requests in flight at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_in_flight: Option<usize>,

@@ -44,34 +44,46 @@ pub struct PartInfo {
     pub counts: StatusCounts,
 }
 
+/// [`PartInfo`] as each part's footer stores it (JSON, positions as `[file, row]`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PartFooter {
+    part: u32,
+    start: (usize, u64),
+    end: (usize, u64),
+    rows: u64,
+    input_rows: u64,
+    counts: std::collections::BTreeMap<String, u64>,
+}
+
 impl PartInfo {
     fn to_json(&self) -> String {
-        serde_json::json!({
-            "part": self.part,
-            "start": [self.start.file, self.start.row],
-            "end": [self.end.file, self.end.row],
-            "rows": self.rows,
-            "input_rows": self.input_rows,
-            "counts": self.counts.to_json(),
+        serde_json::to_string(&PartFooter {
+            part: self.part,
+            start: (self.start.file, self.start.row),
+            end: (self.end.file, self.end.row),
+            rows: self.rows,
+            input_rows: self.input_rows,
+            counts: super::counts_map(&self.counts),
         })
-        .to_string()
+        .expect("the footer always serializes")
     }
 
     fn from_json(s: &str) -> Option<PartInfo> {
-        let v: serde_json::Value = serde_json::from_str(s).ok()?;
-        let pos = |k: &str| -> Option<Position> {
-            Some(Position {
-                file: v[k][0].as_u64()? as usize,
-                row: v[k][1].as_u64()?,
-            })
-        };
+        let f: PartFooter = serde_json::from_str(s).ok()?;
+        let position = |(file, row)| Position { file, row };
+        let mut counts = StatusCounts::default();
+        for (k, n) in &f.counts {
+            if let Some(st) = RowStatus::parse(k) {
+                counts.0[st as usize] = *n;
+            }
+        }
         Some(PartInfo {
-            part: v["part"].as_u64()? as u32,
-            start: pos("start")?,
-            end: pos("end")?,
-            rows: v["rows"].as_u64()?,
-            input_rows: v["input_rows"].as_u64()?,
-            counts: StatusCounts::from_json(&v["counts"]),
+            part: f.part,
+            start: position(f.start),
+            end: position(f.end),
+            rows: f.rows,
+            input_rows: f.input_rows,
+            counts,
         })
     }
 }

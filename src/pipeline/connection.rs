@@ -100,7 +100,7 @@ impl Connection {
         });
         manifest.unique_hashes_sent = Some(mstats.unique_sent.load(Ordering::Relaxed));
         manifest.deduplicated = Some(mstats.deduplicated.load(Ordering::Relaxed));
-        manifest.client = Some(self.client.stats.to_json());
+        manifest.client = Some(self.client.stats.report());
         manifest.peak_in_flight = Some(self.client.peak_in_flight());
     }
 }

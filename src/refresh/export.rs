@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{join, send_state, state, Common, Plan, Started};
+use super::{join, send_state, state, Common, Plan, RefreshError, Started};
 use crate::error::Error;
 use crate::input::{self, Position, ReadProgress};
 use crate::output::{self, DirState, JobDescription, Schema};
@@ -18,19 +18,30 @@ fn check_kept_match(
     out_kept: &[(String, arrow_schema::DataType)],
     state_kept: &[(String, arrow_schema::DataType)],
 ) -> Result<(), Error> {
+    let names = || {
+        state_kept
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     for (name, ty) in out_kept {
         match state_kept.iter().find(|(n, _)| n == name) {
             Some((_, t)) if t == ty => {}
             Some((_, t)) => {
-                return Err(Error::Config(format!(
-                    "--keep-missing writes state rows beside today's rows, but kept column {name:?} is {ty} in today's export and {t} in the state; keep columns of the same type (or refresh without --keep-missing)"
-                )))
+                return Err(RefreshError::KeptTypeMismatch {
+                    column: name.clone(),
+                    export: ty.to_string(),
+                    state: t.to_string(),
+                }
+                .into())
             }
             None => {
-                return Err(Error::Config(format!(
-                    "--keep-missing writes state rows beside today's rows, but the state has no kept column {name:?} (its kept columns: {}); keep the same columns as the run that made the state",
-                    state_kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-                )))
+                return Err(RefreshError::KeptMissing {
+                    column: name.clone(),
+                    kept: names(),
+                }
+                .into())
             }
         }
     }
@@ -41,10 +52,13 @@ fn check_kept_match(
 fn check_drop(joined: &join::Joined, max_fraction: f64) -> Result<(), Error> {
     let (gone, all) = (joined.missing_customers, joined.state_customers);
     if all > 0 && gone as f64 > max_fraction * all as f64 {
-        return Err(Error::Refused(format!(
-            "refusing to drop {gone} of the state's {all} customers ({:.1}%): today's export lacks them, which is more than --max-drop-fraction {max_fraction} allows. An empty or truncated export looks like this; if the customers really left, rerun with a higher --max-drop-fraction (or --keep-missing to keep them)",
-            100.0 * gone as f64 / all as f64
-        )));
+        return Err(RefreshError::TooManyDropped {
+            gone,
+            all,
+            percent: 100.0 * gone as f64 / all as f64,
+            max: max_fraction,
+        }
+        .into());
     }
     Ok(())
 }
@@ -59,10 +73,16 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     let cfg = c.cfg;
     let key_col = cfg.key_col.clone().expect("checked by the caller");
     if !c.kept.iter().any(|(n, _)| *n == key_col) {
-        return Err(Error::Config(format!(
-            "the state has no column {key_col:?}: it must have been kept with --keep-col {key_col} (state columns kept: {})",
-            c.kept.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-        )));
+        return Err(RefreshError::NoKeyColumn {
+            key_col: key_col.clone(),
+            kept: c
+                .kept
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+        .into());
     }
     let mut job = cfg.job.clone();
     if !job.columns.keep.contains(&key_col) {

@@ -235,10 +235,12 @@ pub(super) fn build(
     let mut ws = sides.writers("s")?;
     let mut null_keys: Vec<u64> = Vec::new();
     state::for_each_batch(parts, |first, batch| -> Result<bool, Error> {
-        let keys = batch
-            .column_by_name(key_col)
-            .cloned()
-            .ok_or_else(|| Error::Config(format!("the state has no column {key_col:?}")))?;
+        let keys = batch.column_by_name(key_col).cloned().ok_or_else(|| {
+            super::RefreshError::NoKeyColumn {
+                key_col: key_col.to_string(),
+                kept: String::new(),
+            }
+        })?;
         for (i, row) in state::decode(&batch, policy).into_iter().enumerate() {
             let Some(key) = state::key_at(&keys, i) else {
                 null_keys.push(first + i as u64);

@@ -10,6 +10,7 @@
 //!   key through hash partitions on disk ([`join`]), so memory stays bounded too; the export
 //!   is read twice.
 
+mod error;
 mod export;
 pub mod join;
 mod state;
@@ -33,6 +34,7 @@ use crate::progress::Progress;
 use crate::record::{Hashed, MapOutcome};
 use crate::record::{IdentityChunk, Origin};
 
+pub use error::RefreshError;
 pub use state::StateRow;
 
 /// Plans queued beside chunks (see `run_async`).
@@ -319,9 +321,7 @@ async fn due_policy(
 ) -> Result<DuePolicy, Error> {
     let rotated = if cfg.mapping.client.api == crate::client::Api::V2 {
         if !state::has_bucket_ids(parts) {
-            return Err(Error::Config(
-                "--api v2 needs a state written with --api v2 (it has no bucket_id column)".into(),
-            ));
+            return Err(RefreshError::NotAV2State.into());
         }
         let since = state::earliest_mapping(parts)?.unwrap_or(cfg.now_ms);
         let buckets = conn.client.rotated_buckets(since).await?;
@@ -348,15 +348,10 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let parts = state::parts(&cfg.state)?;
     let kept = state::kept_columns(&cfg.state, &parts)?;
     if !job.inputs.is_empty() && cfg.key_col.is_none() {
-        return Err(Error::Config(
-            "with INPUT files, --key-col names the column that identifies a customer (e.g. customer_id)".into(),
-        ));
+        return Err(RefreshError::KeyColumnNeeded.into());
     }
     if job.inputs.is_empty() && cfg.key_col.is_some() {
-        return Err(Error::Config(
-            "--key-col joins today's export with the state: give the export's INPUT files too"
-                .into(),
-        ));
+        return Err(RefreshError::InputNeeded.into());
     }
     let description = describe(cfg)?;
     let conn = Connection::open(&cfg.mapping).await?;

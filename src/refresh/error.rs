@@ -1,0 +1,54 @@
+//! What stops a refresh before it writes anything: options that do not fit the state, and
+//! the guard against wiping the state with an empty or truncated export.
+
+/// A refresh that cannot run as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// INPUT files without `--key-col`.
+    #[error("with INPUT files, --key-col names the column that identifies a customer (e.g. customer_id)")]
+    KeyColumnNeeded,
+    /// `--key-col` without INPUT files.
+    #[error("--key-col joins today's export with the state: give the export's INPUT files too")]
+    InputNeeded,
+    /// The state did not keep the key column.
+    #[error("the state has no column {key_col:?}: it must have been kept with --keep-col {key_col} (state columns kept: {kept})")]
+    NoKeyColumn {
+        /// The key column asked for.
+        key_col: String,
+        /// The state's kept columns.
+        kept: String,
+    },
+    /// `--keep-missing` and a kept column of another type in the state.
+    #[error("--keep-missing writes state rows beside today's rows, but kept column {column:?} is {export} in today's export and {state} in the state; keep columns of the same type (or refresh without --keep-missing)")]
+    KeptTypeMismatch {
+        /// The column.
+        column: String,
+        /// Its type in today's export.
+        export: String,
+        /// Its type in the state.
+        state: String,
+    },
+    /// `--keep-missing` and a kept column the state lacks.
+    #[error("--keep-missing writes state rows beside today's rows, but the state has no kept column {column:?} (its kept columns: {kept}); keep the same columns as the run that made the state")]
+    KeptMissing {
+        /// The column.
+        column: String,
+        /// The state's kept columns.
+        kept: String,
+    },
+    /// `--api v2` over a v3 state.
+    #[error("--api v2 needs a state written with --api v2 (it has no bucket_id column)")]
+    NotAV2State,
+    /// Today's export lacks too many of the state's customers.
+    #[error("refusing to drop {gone} of the state's {all} customers ({percent:.1}%): today's export lacks them, which is more than --max-drop-fraction {max} allows. An empty or truncated export looks like this; if the customers really left, rerun with a higher --max-drop-fraction (or --keep-missing to keep them)")]
+    TooManyDropped {
+        /// Customers absent from the export.
+        gone: u64,
+        /// Customers in the state.
+        all: u64,
+        /// `100 × gone / all`.
+        percent: f64,
+        /// `--max-drop-fraction`.
+        max: f64,
+    },
+}
