@@ -219,7 +219,7 @@ const RAW_INLINE: usize = 46;
 /// allocation on the mapping hot path; a longer value (none is documented) goes to the heap.
 #[derive(Clone, PartialEq, Eq)]
 pub enum RawId {
-    /// Up to [`RAW_INLINE`] bytes of UTF-8, inline.
+    /// Up to 46 bytes of UTF-8, inline.
     Inline {
         /// Bytes used.
         len: u8,
