@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use std::path::PathBuf;
 use zeroize::Zeroize;
 
 use crate::client::{Api, ClientConfig};
@@ -154,8 +153,8 @@ pub struct JobConfig {
     pub inputs: Vec<InputFile>,
     /// Column choices.
     pub columns: ColumnSpec,
-    /// The output dataset directory.
-    pub out_dir: PathBuf,
+    /// The output dataset directory or object-store prefix.
+    pub out_dir: crate::storage::Location,
     /// Continue a previous run in `out_dir`.
     pub resume: bool,
     /// Output rows per part.

@@ -49,6 +49,8 @@ pub mod progress;
 pub mod protocol;
 pub mod record;
 pub mod refresh;
+pub mod storage;
+pub mod tls;
 
 pub use error::Error;
 pub use operator::{serve, Config as OperatorConfig};

@@ -23,12 +23,16 @@ pub(super) fn parse_secret(s: &str) -> Result<Secret<String>, std::convert::Infa
 /// Inputs, columns and output of a dataset command.
 #[derive(Debug, Args)]
 pub(super) struct JobArgs {
-    /// Input files: .csv, .tsv, .csv.gz, .tsv.gz or .parquet (several are read in order).
+    /// Input files: .csv, .tsv, .csv.gz, .tsv.gz or .parquet, local or object-store URLs
+    /// (s3://, gs://, az://, abfss://, file://), read in order. A directory or prefix ending
+    /// in / reads every such file under it, and a glob (s3://b/x/part-*.parquet) every match,
+    /// in key order.
     #[arg(value_name = "INPUT")]
     inputs: Vec<String>,
-    /// Output dataset directory (part-NNNNN.parquet, _manifest.json, _SUCCESS).
+    /// Output dataset directory or object-store prefix (part-NNNNN.parquet, _manifest.json,
+    /// _SUCCESS).
     #[arg(short, long, value_name = "OUT_DIR")]
-    output: PathBuf,
+    output: String,
     /// Column with raw emails (default: detect email, email_address, …).
     #[arg(long, value_name = "NAME")]
     email_col: Option<String>,
@@ -138,16 +142,15 @@ impl JobArgs {
     /// Validates the flags; INPUT may be empty (`refresh` without today's export).
     pub(super) fn to_config_any(&self) -> anyhow::Result<JobConfig> {
         let delimiter = self.delimiter;
-        for i in &self.inputs {
-            if !std::path::Path::new(i).is_file() {
-                anyhow::bail!("{i}: no such file");
-            }
-        }
+        let inputs = euid_map::storage::expand_inputs(&self.inputs).map_err(|e| match e {
+            e if e.is_not_found() => anyhow::anyhow!("{e}: no such file"),
+            e => e.into(),
+        })?;
+        let out_dir = euid_map::storage::Location::parse(&self.output)?;
         Ok(JobConfig {
-            inputs: self
-                .inputs
-                .iter()
-                .map(|i| InputFile::new(i, delimiter))
+            inputs: inputs
+                .into_iter()
+                .map(|(given, loc)| InputFile::at(&given, loc, delimiter))
                 .collect(),
             columns: ColumnSpec {
                 email: self.email_col.clone(),
@@ -156,7 +159,7 @@ impl JobArgs {
                 phone_hash: self.phone_hash_col.clone(),
                 keep: self.keep_col.clone(),
             },
-            out_dir: self.output.clone(),
+            out_dir,
             resume: self.resume,
             part_rows: self.part_rows,
             quiet: self.quiet,
@@ -180,7 +183,7 @@ fn parse_delimiter(s: &str) -> Result<u8, String> {
 }
 
 /// Prints the end-of-run table to stderr (stdout stays free for pipes).
-pub(super) fn print_summary(s: &Summary, out_dir: &std::path::Path, quiet: bool) {
+pub(super) fn print_summary(s: &Summary, out_dir: &euid_map::storage::Location, quiet: bool) {
     if quiet {
         return;
     }
@@ -195,7 +198,7 @@ pub(super) fn print_summary(s: &Summary, out_dir: &std::path::Path, quiet: bool)
             unmapped = s.counts.get(RowStatus::Unmapped),
             failed = s.counts.get(RowStatus::Failed),
             hashed = s.counts.get(RowStatus::Hashed),
-            output = %out_dir.display(),
+            output = %out_dir,
             "run finished"
         );
         return;
@@ -216,10 +219,7 @@ pub(super) fn print_summary(s: &Summary, out_dir: &std::path::Path, quiet: bool)
     };
     t.push_str(&format!(
         "{} input rows in {:.2} s ({:.0} rows/s) → {}\n",
-        s.input_rows,
-        s.elapsed_s,
-        rate,
-        out_dir.display()
+        s.input_rows, s.elapsed_s, rate, out_dir
     ));
     eprint!("{t}");
 }
@@ -267,8 +267,7 @@ pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
     if s.already_complete {
         tell(&format!(
             "{} already holds a complete run (finished {}); nothing to do",
-            job.out_dir.display(),
-            s.manifest.finished_at
+            job.out_dir, s.manifest.finished_at
         ));
         return super::exit::OK;
     }

@@ -1,7 +1,5 @@
 //! `euid-map refresh`: the nightly incremental job.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::Args;
 
@@ -15,9 +13,9 @@ use euid_map::refresh::RefreshConfig;
 /// 30 September 2026, and v3's per-identity refresh time (`r`) is what tells which rows are due.
 #[derive(Debug, Args)]
 pub(crate) struct RefreshArgs {
-    /// The previous run's output directory (of map or refresh).
+    /// The previous run's output directory or object-store prefix (of map or refresh).
     #[arg(long, value_name = "PREV_DIR")]
-    state: PathBuf,
+    state: String,
     #[command(flatten)]
     job: JobArgs,
     /// Column identifying a customer in the state and today's INPUT (required with INPUT).
@@ -54,7 +52,7 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
     };
     let mapping = a.tuning.settings(a.client.to_config()?)?;
     let cfg = RefreshConfig {
-        state: a.state,
+        state: euid_map::storage::Location::parse(&a.state)?,
         job,
         key_col: a.key_col,
         keep_missing: a.keep_missing,

@@ -37,6 +37,7 @@ pub fn build(
         "X-UID2-Client-Version",
         HeaderValue::from_static(concat!("euid-map-", env!("CARGO_PKG_VERSION"))),
     );
+    crate::tls::install_provider();
     reqwest::Client::builder()
         .default_headers(headers)
         // The operator never redirects; following one would send the bearer key (and the

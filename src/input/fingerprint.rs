@@ -2,12 +2,10 @@
 //! whole file when it is no larger than that), recorded in `_job.json` so that `--resume`
 //! never splices the committed rows of one version of an export onto the rest of another.
 
-use std::io::{Read, Seek, SeekFrom};
-
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{open, InputError, InputFile};
+use super::{InputError, InputFile};
 
 /// Bytes hashed at each end of a file.
 const SAMPLE_BYTES: u64 = 1 << 20;
@@ -21,49 +19,31 @@ pub struct Fingerprint {
     pub modified: String,
     /// Hex SHA-256 of the first and last MiB (of the whole file up to 2 MiB).
     pub sample_sha256: String,
+    /// The object's ETag (object stores only): a new upload under the same key changes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 impl Fingerprint {
-    /// Reads the fingerprint of `f` (at most 2 MiB of it).
+    /// Reads the fingerprint of `f` (at most 2 MiB of it, by ranged reads for an object).
     ///
     /// # Errors
     /// The file cannot be opened or read.
     pub fn of(f: &InputFile) -> Result<Fingerprint, InputError> {
-        let err = |e: std::io::Error| InputError::Read {
-            path: f.given.clone(),
-            row: 0,
-            message: e.to_string(),
-        };
-        let mut file = open(f)?;
-        let meta = file.metadata().map_err(err)?;
-        let size = meta.len();
-        let modified = meta
-            .modified()
-            .ok()
-            .map(|t| {
-                chrono::DateTime::<chrono::Utc>::from(t)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-            })
-            .unwrap_or_default();
+        let meta = f.location.meta()?;
+        let size = meta.size;
         let mut sha = Sha256::new();
-        let mut buf = Vec::new();
-        (&mut file)
-            .take(SAMPLE_BYTES)
-            .read_to_end(&mut buf)
-            .map_err(err)?;
-        sha.update(&buf);
+        sha.update(f.location.read_range(0, SAMPLE_BYTES.min(size))?);
         if size > SAMPLE_BYTES {
             let tail_start = size.saturating_sub(SAMPLE_BYTES).max(SAMPLE_BYTES);
-            file.seek(SeekFrom::Start(tail_start)).map_err(err)?;
-            buf.clear();
-            file.take(SAMPLE_BYTES).read_to_end(&mut buf).map_err(err)?;
-            sha.update(&buf);
+            sha.update(f.location.read_range(tail_start, size)?);
         }
         let sample_sha256 = sha.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(Fingerprint {
             size,
-            modified,
+            modified: meta.modified,
             sample_sha256,
+            etag: meta.etag,
         })
     }
 
@@ -76,6 +56,12 @@ impl Fingerprint {
             ))
         } else if self.sample_sha256 != new.sample_sha256 {
             Some("its content changed".to_string())
+        } else if self.etag.is_some() && new.etag.is_some() && self.etag != new.etag {
+            Some(format!(
+                "it was replaced since (ETag {} then, {} now)",
+                self.etag.as_deref().unwrap_or_default(),
+                new.etag.as_deref().unwrap_or_default()
+            ))
         } else if self.modified != new.modified {
             Some(format!(
                 "it was modified since ({} then, {} now)",

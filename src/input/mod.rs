@@ -14,7 +14,6 @@ mod csv;
 mod fingerprint;
 mod parquet;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
@@ -24,6 +23,7 @@ pub use columns::{ColumnSpec, ResolvedColumns};
 pub use fingerprint::Fingerprint;
 
 use crate::record::InvalidReason;
+use crate::storage::Location;
 
 /// Rows per chunk: large enough that per-chunk overhead (channel hop, rayon split, record
 /// batch) vanishes, small enough that the few chunks in flight keep memory flat.
@@ -117,6 +117,9 @@ pub enum InputError {
         /// Its type in the first file.
         expected: String,
     },
+    /// The file or object cannot be reached or read.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// The Parquet footer or a page cannot be decoded.
     #[error("{path}: not a readable Parquet file: {message}")]
     Parquet {
@@ -144,10 +147,11 @@ pub enum Format {
 /// One input file of a job.
 #[derive(Debug, Clone)]
 pub struct InputFile {
-    /// The path as the user gave it (written to the `source` column).
+    /// The path as the user gave it, or the object's full URL (written to the `source`
+    /// column).
     pub given: String,
-    /// The path to open.
-    pub path: PathBuf,
+    /// Where to read it: a local path or an object.
+    pub location: Location,
     /// Its format.
     pub format: Format,
 }
@@ -156,6 +160,12 @@ impl InputFile {
     /// Picks the format from the file name: `.parquet`/`.pq`, `.tsv[.gz]`, else CSV;
     /// `delimiter` overrides the CSV/TSV default.
     pub fn new(given: &str, delimiter: Option<u8>) -> InputFile {
+        InputFile::at(given, Location::Local(given.into()), delimiter)
+    }
+
+    /// Like [`InputFile::new`], for a file or object already located (see
+    /// [`crate::storage::expand_inputs`]).
+    pub fn at(given: &str, location: Location, delimiter: Option<u8>) -> InputFile {
         let lower = given.to_ascii_lowercase();
         let gzip = lower.ends_with(".gz");
         let base = lower.trim_end_matches(".gz");
@@ -174,14 +184,14 @@ impl InputFile {
         };
         InputFile {
             given: given.to_string(),
-            path: PathBuf::from(given),
+            location,
             format,
         }
     }
 
-    /// Size on disk, for progress; 0 when unknown.
+    /// Size in bytes, for progress; 0 when unknown.
     pub fn size(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        self.location.meta().map(|m| m.size).unwrap_or(0)
     }
 }
 
@@ -336,9 +346,13 @@ pub struct Header {
     pub columns: Vec<(String, DataType)>,
 }
 
-fn open(f: &InputFile) -> Result<std::fs::File, InputError> {
-    std::fs::File::open(&f.path).map_err(|source| InputError::Open {
-        path: f.given.clone(),
-        source,
-    })
+fn open(f: &InputFile) -> Result<Box<dyn std::io::Read + Send>, InputError> {
+    match f.location.open_read() {
+        Ok(r) => Ok(r),
+        Err(crate::storage::StorageError::Io { source, .. }) => Err(InputError::Open {
+            path: f.given.clone(),
+            source,
+        }),
+        Err(e) => Err(e.into()),
+    }
 }

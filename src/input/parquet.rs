@@ -1,27 +1,28 @@
 //! Parquet reader: reads record batch by record batch with a projection of the needed
 //! columns only, so memory does not depend on the file size. Kept columns keep their Arrow
-//! (and so Parquet) type.
+//! (and so Parquet) type. Objects are read with ranged requests (footer, then the projected
+//! column chunks of each row group) through [`ParquetFile`].
 
 use std::sync::Arc;
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
 use super::{
-    open, Chunk, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink, TextColumn,
+    Chunk, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink, TextColumn,
     CHUNK_ROWS,
 };
+use crate::storage::ParquetFile;
 
-fn builder(f: &InputFile) -> Result<ParquetRecordBatchReaderBuilder<std::fs::File>, InputError> {
-    ParquetRecordBatchReaderBuilder::try_new(open(f)?).map_err(|e| InputError::Parquet {
+fn open(f: &InputFile) -> Result<ParquetFile, InputError> {
+    ParquetFile::open(&f.location).map_err(|message| InputError::Parquet {
         path: f.given.clone(),
-        message: e.to_string(),
+        message,
     })
 }
 
 /// Reads the schema from the footer.
 pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
-    let b = builder(f)?;
+    let b = open(f)?;
     Ok(Header {
         columns: b
             .schema()
@@ -41,7 +42,7 @@ pub(super) fn read(
     progress: &ReadProgress,
     sink: &mut Sink<'_>,
 ) -> Result<bool, InputError> {
-    let b = builder(f)?;
+    let b = open(f)?;
     let total_rows = b.metadata().file_metadata().num_rows().max(1) as u64;
     let file_size = f.size();
     let mut wanted: Vec<usize> = cols
@@ -55,13 +56,10 @@ pub(super) fn read(
     let mask = ProjectionMask::roots(b.parquet_schema(), wanted.iter().copied());
     let skip_usize = usize::try_from(skip).unwrap_or(usize::MAX);
     let reader = b
-        .with_projection(mask)
-        .with_batch_size(CHUNK_ROWS)
-        .with_offset(skip_usize)
-        .build()
-        .map_err(|e| InputError::Parquet {
+        .batches(Some(mask), CHUNK_ROWS, skip_usize)
+        .map_err(|message| InputError::Parquet {
             path: f.given.clone(),
-            message: e.to_string(),
+            message,
         })?;
     let position_in = |file_index: usize| {
         wanted
@@ -71,10 +69,10 @@ pub(super) fn read(
     };
     let mut row = skip;
     for batch in reader {
-        let batch = batch.map_err(|e| InputError::Read {
+        let batch = batch.map_err(|message| InputError::Read {
             path: f.given.clone(),
             row: row + 1,
-            message: e.to_string(),
+            message,
         })?;
         let len = batch.num_rows();
         let chunk = Chunk {

@@ -364,7 +364,10 @@ impl Reporter {
                 else {
                     return;
                 };
-                let http = reqwest::Client::new();
+                let http = {
+                    crate::tls::install_provider();
+                    reqwest::Client::new()
+                };
                 let periodic = Sinks { file: None, ..s };
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     rx.recv_timeout(PUSH_EVERY)
@@ -400,7 +403,15 @@ impl Reporter {
             .enable_all()
             .build()
         {
-            Ok(rt) => deliver(&rt, &reqwest::Client::new(), &self.sinks, page),
+            Ok(rt) => deliver(
+                &rt,
+                &{
+                    crate::tls::install_provider();
+                    reqwest::Client::new()
+                },
+                &self.sinks,
+                page,
+            ),
             Err(e) => tracing::warn!(error = %e, "metrics not delivered"),
         }
     }

@@ -3,18 +3,16 @@
 //! Written to a temporary name and renamed, like the parts.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::writer::sync_dir;
 use super::DatasetWriter;
-use super::{io_err, OutputError};
+use super::OutputError;
 use crate::config::JobConfig;
 use crate::input::{Fingerprint, ResolvedColumns};
 use crate::record::{IdentityForm, RowStatus, StatusCounts};
+use crate::storage::Location;
 
 /// Name of the manifest file.
 pub const MANIFEST_FILE: &str = "_manifest.json";
@@ -177,20 +175,14 @@ pub fn counts_map(c: &StatusCounts) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Writes `value` as pretty JSON to `dir/name` atomically.
+/// Writes `value` as pretty JSON to `dir/name` atomically (local: temporary file, fsync,
+/// rename; object store: one PUT).
 ///
 /// # Errors
-/// Writing, syncing or renaming failed.
-pub fn write_json<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), OutputError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
+/// Writing failed.
+pub fn write_json<T: Serialize>(dir: &Location, name: &str, value: &T) -> Result<(), OutputError> {
     let text = serde_json::to_string_pretty(value).expect("manifest types always serialize");
-    fs::write(&tmp, text + "\n").map_err(io_err(&tmp))?;
-    fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(&tmp))?;
-    let dest = dir.join(name);
-    fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
-    sync_dir(dir)
+    Ok(dir.join(name).write_all((text + "\n").into_bytes())?)
 }
 
 impl Manifest {
@@ -261,23 +253,21 @@ impl Manifest {
     ///
     /// # Errors
     /// Writing either file failed.
-    pub fn publish(&self, dir: &Path) -> Result<(), OutputError> {
+    pub fn publish(&self, dir: &Location) -> Result<(), OutputError> {
         debug_assert_eq!(self.status, RunState::Complete);
         write_json(dir, MANIFEST_FILE, self)?;
-        let ok = dir.join(SUCCESS_FILE);
-        fs::write(&ok, b"").map_err(io_err(&ok))?;
-        sync_dir(dir)
+        Ok(dir.join(SUCCESS_FILE).write_all(Vec::new())?)
     }
 
     /// Reads `dir/_manifest.json`.
     ///
     /// # Errors
     /// The file is missing or is not a manifest.
-    pub fn read(dir: &Path) -> Result<Manifest, OutputError> {
+    pub fn read(dir: &Location) -> Result<Manifest, OutputError> {
         let path = dir.join(MANIFEST_FILE);
-        let text = fs::read_to_string(&path).map_err(io_err(&path))?;
-        serde_json::from_str(&text).map_err(|e| OutputError::CannotResume {
-            path: path.display().to_string(),
+        let text = path.read_all()?;
+        serde_json::from_slice(&text).map_err(|e| OutputError::CannotResume {
+            path: path.url(),
             why: format!("not an euid-map manifest: {e}"),
         })
     }
@@ -318,17 +308,16 @@ fn changed_input(previous: &JobDescription, job: &JobDescription) -> Option<(Str
 /// [`OutputError::NotEmpty`], [`OutputError::CannotResume`], [`OutputError::InputChanged`],
 /// or an I/O error.
 pub fn prepare_dir(
-    dir: &Path,
+    dir: &Location,
     job: &JobDescription,
     resume: bool,
 ) -> Result<DirState, OutputError> {
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut non_empty = false;
-    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
-        let entry = entry.map_err(io_err(dir))?;
-        non_empty |= entry.file_name() != super::lock::LOCK_FILE;
-    }
-    let shown = dir.display().to_string();
+    dir.create_dir_all()?;
+    let non_empty = dir
+        .list_names()?
+        .iter()
+        .any(|name| name != super::lock::LOCK_FILE);
+    let shown = dir.url();
     if non_empty && !resume {
         return Err(OutputError::NotEmpty { path: shown });
     }
@@ -336,12 +325,15 @@ pub fn prepare_dir(
         write_json(dir, JOB_FILE, job)?;
         return Ok(DirState::Fresh);
     }
-    let text = fs::read_to_string(dir.join(JOB_FILE)).map_err(|_| OutputError::CannotResume {
-        path: shown.clone(),
-        why: format!("no {JOB_FILE}"),
-    })?;
+    let text = dir
+        .join(JOB_FILE)
+        .read_all()
+        .map_err(|_| OutputError::CannotResume {
+            path: shown.clone(),
+            why: format!("no {JOB_FILE}"),
+        })?;
     let previous: JobDescription =
-        serde_json::from_str(&text).map_err(|e| OutputError::CannotResume {
+        serde_json::from_slice(&text).map_err(|e| OutputError::CannotResume {
             path: shown.clone(),
             why: format!("{JOB_FILE}: {e}"),
         })?;
@@ -358,7 +350,7 @@ pub fn prepare_dir(
     if let Some((path, why)) = changed_input(&previous, job) {
         return Err(OutputError::InputChanged { path, why });
     }
-    if dir.join(SUCCESS_FILE).exists() {
+    if dir.join(SUCCESS_FILE).exists()? {
         return Ok(DirState::Complete);
     }
     Ok(DirState::Resume)

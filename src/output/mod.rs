@@ -17,13 +17,13 @@ mod manifest;
 mod schema;
 mod writer;
 
-pub use lock::{DirLock, LOCK_FILE};
+pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{
     counts_map, prepare_dir, write_json, DirState, JobDescription, Manifest, ManifestColumn,
     ManifestInput, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
 };
 pub use schema::{OutputKind, Schema};
-pub use writer::{committed_parts, DatasetWriter, PartInfo};
+pub use writer::{committed_parts, part_name, DatasetWriter, PartInfo};
 
 /// Errors of the output stage.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +50,34 @@ pub enum OutputError {
         /// The directory.
         path: String,
     },
+    /// The directory or prefix cannot be reached, read or written.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
     /// Another run holds the directory's lock.
     #[error("{path} is in use by another run ({holder}); wait for it to finish, or stop it (the lock is released as soon as that process ends)")]
     Busy {
         /// The directory.
         path: String,
         /// Who holds the lock: pid, host, command and start time.
+        holder: String,
+    },
+    /// Another run holds the lock object of an object-store prefix.
+    #[error("{path} is in use by another run ({holder}); wait for it to finish, or stop it. If that run crashed, its lock expires at {expires} (or at once for a process of this host that is gone)")]
+    BusyObject {
+        /// The prefix.
+        path: String,
+        /// Who holds the lock: pid, host, command and start time.
+        holder: String,
+        /// When the holder's lease ends unless renewed (RFC 3339).
+        expires: String,
+    },
+    /// This run lost its lock object (another run took it over after a lease expired):
+    /// nothing more is published.
+    #[error("{path}: this run's lock was taken over by another run ({holder}); stopping without publishing")]
+    LockLost {
+        /// The prefix.
+        path: String,
+        /// Who holds it now.
         holder: String,
     },
     /// `--resume` over an input that is not the one the run started with.

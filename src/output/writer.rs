@@ -1,8 +1,8 @@
-//! The dataset writer: record batches into `part-NNNNN.parquet`, temp name first, renamed
-//! after close and sync. Chunks must arrive in input order; the pipeline guarantees it.
+//! The dataset writer: record batches into `part-NNNNN.parquet`, each part published under
+//! its final name only when complete ([`PartSink`]: temp name and rename locally, a completed
+//! multipart upload on an object store). Chunks must arrive in input order; the pipeline
+//! guarantees it.
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
@@ -11,14 +11,14 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::types::ColumnPath;
 
 use super::schema::{OutputKind, Schema};
-use super::{io_err, OutputError};
+use super::OutputError;
 use crate::input::Position;
 use crate::record::IdentityChunk;
 use crate::record::{Hashed, MapOutcome, RawId, RowStatus, StatusCounts, HASH_B64_LEN};
+use crate::storage::{Location, ParquetFile, PartSink};
 
 /// Footer metadata key under which each part records its [`PartInfo`].
 const PART_INFO_KEY: &str = "euid_map.part";
@@ -88,35 +88,29 @@ impl PartInfo {
     }
 }
 
-fn part_name(n: u32) -> String {
+/// The file name of part `n`.
+pub fn part_name(n: u32) -> String {
     format!("part-{n:05}.parquet")
 }
 
 /// Reads the footers of the committed parts in `dir`, in part order. Temporary files of an
-/// interrupted run are ignored (and later overwritten).
+/// interrupted local run are ignored (and later overwritten); an object store never shows an
+/// uncommitted part.
 ///
 /// # Errors
 /// A part that cannot be read or lacks its metadata: the directory was not written by us.
-pub fn committed_parts(dir: &Path) -> Result<Vec<PartInfo>, OutputError> {
+pub fn committed_parts(dir: &Location) -> Result<Vec<PartInfo>, OutputError> {
     let mut parts = Vec::new();
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parts),
-        Err(e) => return Err(io_err(dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io_err(dir))?;
-        let name = entry.file_name().to_string_lossy().to_string();
+    for name in dir.list_names()? {
         if !(name.starts_with("part-") && name.ends_with(".parquet")) {
             continue;
         }
-        let path = entry.path();
+        let path = dir.join(&name);
         let bad = |why: &str| OutputError::CannotResume {
-            path: path.display().to_string(),
+            path: path.url(),
             why: why.to_string(),
         };
-        let file = File::open(&path).map_err(io_err(&path))?;
-        let reader = SerializedFileReader::new(file).map_err(|e| bad(&e.to_string()))?;
+        let reader = ParquetFile::open(&path).map_err(|e| bad(&e))?;
         let info = reader
             .metadata()
             .file_metadata()
@@ -135,14 +129,13 @@ pub fn committed_parts(dir: &Path) -> Result<Vec<PartInfo>, OutputError> {
 }
 
 struct OpenPart {
-    writer: ArrowWriter<File>,
-    tmp: PathBuf,
+    writer: ArrowWriter<PartSink>,
     info: PartInfo,
 }
 
 /// Writes a dataset directory part by part.
 pub struct DatasetWriter {
-    dir: PathBuf,
+    dir: Location,
     schema: Schema,
     sources: Vec<String>,
     part_rows: u64,
@@ -160,12 +153,10 @@ pub struct DatasetWriter {
 
 impl Drop for DatasetWriter {
     /// A part still open when the writer goes away (a write error, a full disk, an
-    /// interrupted or failed run) is removed: only committed parts stay.
+    /// interrupted or failed run) is removed or its upload aborted: only committed parts
+    /// stay.
     fn drop(&mut self) {
-        if let Some(part) = self.open.take() {
-            drop(part.writer);
-            let _ = fs::remove_file(&part.tmp);
-        }
+        drop(self.open.take());
     }
 }
 
@@ -174,7 +165,7 @@ impl DatasetWriter {
     /// `sources` are the input paths as given, by file index. A part is committed after about
     /// `part_rows` output rows. `lock` is the directory's lock, held until the writer drops.
     pub fn new(
-        dir: &Path,
+        dir: &Location,
         schema: Schema,
         sources: Vec<String>,
         part_rows: u64,
@@ -188,7 +179,7 @@ impl DatasetWriter {
             input_rows += p.input_rows;
         }
         DatasetWriter {
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             schema,
             sources,
             part_rows: part_rows.max(1),
@@ -233,11 +224,10 @@ impl DatasetWriter {
                 .max(1) as usize;
             let take = room.min(c.len - done);
             let slice = batch.slice(done * n, take * n);
-            let path = part.tmp.clone();
             part.writer
                 .write(&slice)
                 .map_err(|e| OutputError::Parquet {
-                    path: path.display().to_string(),
+                    path: part.writer.inner().dest().to_string(),
                     message: e.to_string(),
                 })?;
             let mut counts = StatusCounts::default();
@@ -267,8 +257,7 @@ impl DatasetWriter {
     fn open_part(&mut self, start: Position) -> Result<OpenPart, OutputError> {
         let n = self.next_part;
         self.next_part += 1;
-        let tmp = self.dir.join(format!(".{}.tmp", part_name(n)));
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let sink = PartSink::create(&self.dir.join(&part_name(n)))?;
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -281,14 +270,14 @@ impl DatasetWriter {
                 .set_column_compression(path, Compression::UNCOMPRESSED);
         }
         let props = props.build();
-        let writer = ArrowWriter::try_new(file, Arc::clone(&self.schema.arrow), Some(props))
+        let dest = sink.dest().to_string();
+        let writer = ArrowWriter::try_new(sink, Arc::clone(&self.schema.arrow), Some(props))
             .map_err(|e| OutputError::Parquet {
-                path: tmp.display().to_string(),
+                path: dest,
                 message: e.to_string(),
             })?;
         Ok(OpenPart {
             writer,
-            tmp,
             info: PartInfo {
                 part: n,
                 start,
@@ -310,28 +299,35 @@ impl DatasetWriter {
         self.commit().map(|_| ())
     }
 
-    /// Closes, syncs and renames the open part, if any.
+    /// Closes the open part, if any, and publishes it under its final name.
     ///
     /// # Errors
-    /// Closing, syncing or renaming failed.
+    /// Closing, syncing, renaming or uploading failed.
     pub fn commit(&mut self) -> Result<Option<PartInfo>, OutputError> {
         let Some(mut part) = self.open.take() else {
             return Ok(None);
         };
+        let dest = part.writer.inner().dest().to_string();
         let perr = |e: parquet::errors::ParquetError| OutputError::Parquet {
-            path: part.tmp.display().to_string(),
+            path: dest.clone(),
             message: e.to_string(),
         };
         part.writer.append_key_value_metadata(KeyValue::new(
             PART_INFO_KEY.to_string(),
             part.info.to_json(),
         ));
-        let file = part.writer.into_inner().map_err(perr)?;
-        file.sync_all().map_err(io_err(&part.tmp))?;
-        let dest = self.dir.join(part_name(part.info.part));
-        fs::rename(&part.tmp, &dest).map_err(io_err(&dest))?;
-        sync_dir(&self.dir)?;
+        let sink = part.writer.into_inner().map_err(perr)?;
+        sink.commit()?;
         Ok(Some(part.info))
+    }
+
+    /// Checks that this run still holds the output's lock (an object-store lease can be
+    /// taken over); called before `_SUCCESS`.
+    ///
+    /// # Errors
+    /// [`OutputError::LockLost`].
+    pub fn check_lock(&self) -> Result<(), OutputError> {
+        self._lock.check()
     }
 
     fn batch(&self, r: &IdentityChunk) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
@@ -427,7 +423,7 @@ impl DatasetWriter {
             for k in &c.kept {
                 let taken = arrow_select::take::take(k.as_ref(), &idx, None).map_err(|e| {
                     OutputError::Parquet {
-                        path: self.dir.display().to_string(),
+                        path: self.dir.url(),
                         message: e.to_string(),
                     }
                 })?;
@@ -449,19 +445,12 @@ impl DatasetWriter {
         }
         let batch = RecordBatch::try_new(Arc::clone(&self.schema.arrow), cols).map_err(|e| {
             OutputError::Parquet {
-                path: self.dir.display().to_string(),
+                path: self.dir.url(),
                 message: e.to_string(),
             }
         })?;
         Ok((batch, statuses))
     }
-}
-
-/// Makes renames in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), OutputError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
 }
 
 #[cfg(test)]
@@ -473,9 +462,10 @@ mod tests {
     #[test]
     fn an_open_part_is_removed_when_the_writer_goes_away() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let lock = super::super::DirLock::acquire(tmp.path(), "hash").expect("lock");
+        let dir = Location::Local(tmp.path().to_path_buf());
+        let lock = super::super::DirLock::acquire(&dir, "hash").expect("lock");
         let schema = Schema::new(OutputKind::Hash, &[]);
-        let mut w = DatasetWriter::new(tmp.path(), schema, vec!["in.csv".into()], 1000, &[], lock);
+        let mut w = DatasetWriter::new(&dir, schema, vec!["in.csv".into()], 1000, &[], lock);
         let chunk = IdentityChunk {
             chunk: crate::input::Chunk {
                 file: 0,
@@ -497,6 +487,6 @@ mod tests {
         assert!(tmp_part.exists());
         drop(w);
         assert!(!tmp_part.exists(), "the half part is removed");
-        assert!(committed_parts(tmp.path()).expect("readable").is_empty());
+        assert!(committed_parts(&dir).expect("readable").is_empty());
     }
 }

@@ -163,6 +163,7 @@ pub(crate) fn publish(
         output::write_json(&job.out_dir, output::MANIFEST_FILE, &manifest)?;
         return Err(Error::Interrupted { signal });
     }
+    writer.check_lock()?;
     manifest.publish(&job.out_dir)?;
     Ok(Summary {
         counts: writer.totals.clone(),

@@ -104,7 +104,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     }
     let n_inputs = job.inputs.len();
     let mut sources: Vec<String> = job.inputs.iter().map(|f| f.given.clone()).collect();
-    sources.push(cfg.state.display().to_string());
+    sources.push(cfg.state.url());
     let (writer, dir, start) = pipeline::open_output(
         &job,
         description,
@@ -121,7 +121,13 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         .iter()
         .map(|p| p.rows)
         .sum();
-    let scratch = join::Scratch::create(job.out_dir.join(".refresh-tmp"))?;
+    // Local outputs keep the scratch beside the dataset (same disk); an object-store output
+    // uses the machine's temporary directory.
+    let scratch_dir = match job.out_dir.local_path() {
+        Some(p) => p.join(".refresh-tmp"),
+        None => std::env::temp_dir().join(format!("euid-map-refresh-{}", std::process::id())),
+    };
+    let scratch = join::Scratch::create(scratch_dir)?;
     let mut file_rows = vec![0u64; n_inputs];
     let mut export_null_keys = 0u64;
     let joined = join::build(

@@ -218,7 +218,7 @@ pub(super) struct ExportIdentity<'a> {
 /// Reading the state, or the temporary files, failed.
 pub(super) fn build(
     tmp: &Path,
-    parts: &[PathBuf],
+    parts: &[crate::storage::Location],
     key_col: &str,
     policy: &DuePolicy,
     state_rows: u64,

@@ -19,7 +19,6 @@ mod state_only;
 use state::DuePolicy;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -44,7 +43,7 @@ const PLANS_IN_FLIGHT: usize = 64;
 #[derive(Debug, Clone)]
 pub struct RefreshConfig {
     /// The previous run's output directory.
-    pub state: PathBuf,
+    pub state: crate::storage::Location,
     /// Today's export (may be empty), columns, the new output directory.
     pub job: JobConfig,
     /// The column that identifies a customer, joining state and export.
@@ -230,7 +229,7 @@ fn state_chunk(
 
 /// Streams state rows from `skip` on (optionally only those `keep` accepts) as chunks.
 fn send_state(
-    parts: &[PathBuf],
+    parts: &[crate::storage::Location],
     file: usize,
     skip: u64,
     kept: &[String],
@@ -284,7 +283,7 @@ struct Started {
 /// What both modes share once the output is open: the state, the policy, the channels.
 struct Common<'a> {
     cfg: &'a RefreshConfig,
-    parts: Vec<PathBuf>,
+    parts: Vec<crate::storage::Location>,
     kept: Vec<(String, arrow_schema::DataType)>,
     policy: DuePolicy,
     sinks: Sinks,
@@ -295,16 +294,14 @@ struct Common<'a> {
 /// The job description of a refresh: the state's manifest is fingerprinted too, so that a
 /// resumed refresh never continues against another state.
 fn describe(cfg: &RefreshConfig) -> Result<output::JobDescription, Error> {
-    let state_manifest = input::InputFile::new(
-        &cfg.state.join(output::MANIFEST_FILE).display().to_string(),
-        None,
-    );
+    let manifest = cfg.state.join(output::MANIFEST_FILE);
+    let state_manifest = input::InputFile::at(&manifest.url(), manifest, None);
     let state_fingerprint = input::Fingerprint::of(&state_manifest)?;
     Ok(cfg.job.describe(
         "refresh",
         serde_json::json!({
             "env": cfg.mapping.env,
-            "state": cfg.state.display().to_string(),
+            "state": cfg.state.url(),
             "state_manifest_sha256": state_fingerprint.sample_sha256,
             "key_col": cfg.key_col,
             "keep_missing": cfg.keep_missing,
@@ -317,7 +314,7 @@ fn describe(cfg: &RefreshConfig) -> Result<output::JobDescription, Error> {
 async fn due_policy(
     cfg: &RefreshConfig,
     conn: &Connection,
-    parts: &[PathBuf],
+    parts: &[crate::storage::Location],
 ) -> Result<DuePolicy, Error> {
     let rotated = if cfg.mapping.client.api == crate::client::Api::V2 {
         if !state::has_bucket_ids(parts) {
@@ -428,7 +425,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         .stats
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
-    manifest.state = Some(cfg.state.display().to_string());
+    manifest.state = Some(cfg.state.url());
     manifest.now = Some(
         chrono::DateTime::from_timestamp_millis(cfg.now_ms)
             .map(|t| t.to_rfc3339())

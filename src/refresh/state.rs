@@ -1,18 +1,17 @@
 //! Reading a previous output dataset (of `map` or `refresh`) as state: part by part, record
 //! batch by record batch, so a state larger than memory streams through.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::input::CHUNK_ROWS;
 use crate::output::OutputError;
 use crate::record::{Hashed, Identity, IdentityKind, InvalidReason, MapOutcome, RawId};
+use crate::storage::{Location, ParquetFile};
 
 /// Columns every state dataset has, after `source`, `row` and the kept columns.
 const FIXED: [&str; 8] = [
@@ -26,9 +25,9 @@ const FIXED: [&str; 8] = [
     "mapped_at",
 ];
 
-fn bad(path: &Path, why: impl Into<String>) -> OutputError {
+fn bad(path: &Location, why: impl Into<String>) -> OutputError {
     OutputError::CannotResume {
-        path: path.display().to_string(),
+        path: path.url(),
         why: why.into(),
     }
 }
@@ -37,8 +36,8 @@ fn bad(path: &Path, why: impl Into<String>) -> OutputError {
 ///
 /// # Errors
 /// The directory is missing, unfinished (no `_SUCCESS`) or not an euid-map dataset.
-pub(super) fn parts(dir: &Path) -> Result<Vec<PathBuf>, OutputError> {
-    if !dir.join(crate::output::SUCCESS_FILE).exists() {
+pub(super) fn parts(dir: &Location) -> Result<Vec<Location>, OutputError> {
+    if !dir.join(crate::output::SUCCESS_FILE).exists()? {
         return Err(bad(
             dir,
             "the state is not a finished run (no _SUCCESS); finish it with --resume first",
@@ -47,7 +46,7 @@ pub(super) fn parts(dir: &Path) -> Result<Vec<PathBuf>, OutputError> {
     let infos = crate::output::committed_parts(dir)?;
     Ok(infos
         .iter()
-        .map(|p| dir.join(format!("part-{:05}.parquet", p.part)))
+        .map(|p| dir.join(&crate::output::part_name(p.part)))
         .collect())
 }
 
@@ -56,14 +55,13 @@ pub(super) fn parts(dir: &Path) -> Result<Vec<PathBuf>, OutputError> {
 /// # Errors
 /// The dataset lacks the mapping columns.
 pub(super) fn kept_columns(
-    dir: &Path,
-    parts: &[PathBuf],
+    dir: &Location,
+    parts: &[Location],
 ) -> Result<Vec<(String, DataType)>, OutputError> {
     let Some(first) = parts.first() else {
         return Ok(Vec::new());
     };
-    let f = std::fs::File::open(first).map_err(crate::output::io_err(first))?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| bad(first, e.to_string()))?;
+    let b = ParquetFile::open(first).map_err(|e| bad(first, e))?;
     let names: Vec<(String, DataType)> = b
         .schema()
         .fields()
@@ -92,17 +90,16 @@ pub(super) fn kept_columns(
 /// # Errors
 /// A part cannot be read, or `f` failed.
 pub(super) fn for_each_batch<E: From<OutputError>>(
-    parts: &[PathBuf],
+    parts: &[Location],
     mut f: impl FnMut(u64, RecordBatch) -> Result<bool, E>,
 ) -> Result<(), E> {
     let mut row = 0u64;
     for p in parts {
-        let file = std::fs::File::open(p).map_err(crate::output::io_err(p))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(CHUNK_ROWS).build())
-            .map_err(|e| bad(p, e.to_string()))?;
+        let reader = ParquetFile::open(p)
+            .and_then(|b| b.batches(None, CHUNK_ROWS, 0))
+            .map_err(|e| bad(p, e))?;
         for batch in reader {
-            let batch = batch.map_err(|e| bad(p, e.to_string()))?;
+            let batch = batch.map_err(|e| bad(p, e))?;
             let n = batch.num_rows() as u64;
             if !f(row, batch)? {
                 return Ok(());
@@ -169,7 +166,7 @@ pub(super) struct DuePolicy {
 ///
 /// # Errors
 /// A part cannot be read.
-pub(super) fn earliest_mapping(parts: &[PathBuf]) -> Result<Option<i64>, OutputError> {
+pub(super) fn earliest_mapping(parts: &[Location]) -> Result<Option<i64>, OutputError> {
     let mut min: Option<i64> = None;
     for_each_batch(parts, |_, batch| -> Result<bool, OutputError> {
         let at = text(&batch, "mapped_at");
@@ -184,11 +181,10 @@ pub(super) fn earliest_mapping(parts: &[PathBuf]) -> Result<Option<i64>, OutputE
 }
 
 /// Whether the dataset has the legacy v2 `bucket_id` column.
-pub(super) fn has_bucket_ids(parts: &[PathBuf]) -> bool {
+pub(super) fn has_bucket_ids(parts: &[Location]) -> bool {
     parts
         .first()
-        .and_then(|p| std::fs::File::open(p).ok())
-        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+        .and_then(|p| ParquetFile::open(p).ok())
         .is_some_and(|b| b.schema().field_with_name("bucket_id").is_ok())
 }
 

@@ -17,7 +17,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         job,
         description,
         Schema::new(c.cfg.mapping.output_kind(), &c.kept),
-        vec![c.cfg.state.display().to_string()],
+        vec![c.cfg.state.url()],
     )?;
     if dir == DirState::Complete {
         return Ok(None);

@@ -1,0 +1,258 @@
+//! Input expansion: a directory or prefix ending in `/` reads every input file under it, a
+//! glob (`*`, `?` in the last segments) reads every match; both in key order. Names starting
+//! with `_` or `.` (`_SUCCESS`, `.crc` files, hidden temporaries) are skipped, as Spark and
+//! the warehouses skip them.
+
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use object_store::path::Path as ObjPath;
+
+use super::bridge;
+use super::{Location, ObjectLocation, StorageError};
+
+/// File endings read from a prefix or directory.
+pub const INPUT_EXTENSIONS: [&str; 7] = [
+    ".csv", ".tsv", ".csv.gz", ".tsv.gz", ".parquet", ".pq", ".tab",
+];
+
+fn is_input_name(key: &str) -> bool {
+    let lower = key.to_ascii_lowercase();
+    INPUT_EXTENSIONS.iter().any(|e| lower.ends_with(e))
+}
+
+fn hidden(segment: &str) -> bool {
+    segment.starts_with('_') || segment.starts_with('.')
+}
+
+/// Whether `name` matches the glob `pat` (`*` any run of characters but `/`, `?` one).
+fn glob_match(pat: &[u8], name: &[u8]) -> bool {
+    match (pat.first(), name.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => {
+            glob_match(&pat[1..], name)
+                || (name.first().is_some_and(|&c| c != b'/') && glob_match(pat, &name[1..]))
+        }
+        (Some(b'?'), Some(&c)) => c != b'/' && glob_match(&pat[1..], &name[1..]),
+        (Some(p), Some(c)) => p == c && glob_match(&pat[1..], &name[1..]),
+        _ => false,
+    }
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
+/// Expands each input as given into the files to read, in order: plain files and objects
+/// as they are, prefixes and directories (ending in `/`, or an existing local directory)
+/// and globs into their matching input files in key order.
+///
+/// # Errors
+/// A URL that cannot be used, a prefix or glob that matches nothing, a missing file.
+pub fn expand_inputs(given: &[String]) -> Result<Vec<(String, Location)>, StorageError> {
+    let mut out = Vec::new();
+    for g in given {
+        let is_dir_like = g.ends_with('/');
+        if has_glob(g) {
+            let matched = expand_glob(g)?;
+            if matched.is_empty() {
+                return Err(StorageError::NoInputs { url: g.clone() });
+            }
+            out.extend(matched);
+            continue;
+        }
+        let loc = Location::parse(g)?;
+        let local_dir = loc.local_path().is_some_and(|p| p.is_dir());
+        if is_dir_like || local_dir {
+            let files = list_inputs(&loc)?;
+            if files.is_empty() {
+                return Err(StorageError::NoInputs { url: g.clone() });
+            }
+            out.extend(files);
+        } else {
+            // A missing file or object fails here, before any output is touched.
+            loc.meta()?;
+            out.push((g.clone(), loc));
+        }
+    }
+    Ok(out)
+}
+
+/// Every input file under a directory or prefix, recursively, in key order.
+fn list_inputs(loc: &Location) -> Result<Vec<(String, Location)>, StorageError> {
+    let mut found: Vec<(String, Location)> = match loc {
+        Location::Local(root) => {
+            let mut files = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(d) = dirs.pop() {
+                let entries = std::fs::read_dir(&d).map_err(|source| StorageError::Io {
+                    path: d.display().to_string(),
+                    source,
+                })?;
+                for e in entries {
+                    let e = e.map_err(|source| StorageError::Io {
+                        path: d.display().to_string(),
+                        source,
+                    })?;
+                    let name = e.file_name().to_string_lossy().to_string();
+                    if hidden(&name) {
+                        continue;
+                    }
+                    let p = e.path();
+                    if p.is_dir() {
+                        dirs.push(p);
+                    } else if is_input_name(&name) {
+                        files.push((p.display().to_string(), Location::Local(p)));
+                    }
+                }
+            }
+            files
+        }
+        Location::Object(o) => list_objects(o, &o.path)?
+            .into_iter()
+            .filter(|key| {
+                let rel = key
+                    .as_ref()
+                    .strip_prefix(o.path.as_ref())
+                    .unwrap_or(key.as_ref());
+                !rel.split('/').any(hidden) && is_input_name(key.as_ref())
+            })
+            .map(|key| {
+                let l = ObjectLocation {
+                    store: Arc::clone(&o.store),
+                    base: o.base.clone(),
+                    path: key,
+                };
+                (l.url(), Location::Object(l))
+            })
+            .collect(),
+    };
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+fn list_objects(o: &ObjectLocation, prefix: &ObjPath) -> Result<Vec<ObjPath>, StorageError> {
+    let (store, p) = (Arc::clone(&o.store), prefix.clone());
+    let metas = bridge::block(async move {
+        let prefix = if p.as_ref().is_empty() {
+            None
+        } else {
+            Some(&p)
+        };
+        store.list(prefix).try_collect::<Vec<_>>().await
+    })
+    .map_err(|e| o.err("LIST", e))?;
+    Ok(metas.into_iter().map(|m| m.location).collect())
+}
+
+/// Files matching a glob: the part before the first segment with a wildcard is listed, the
+/// rest matched segment by segment.
+fn expand_glob(g: &str) -> Result<Vec<(String, Location)>, StorageError> {
+    let (root, pattern) = split_glob(g);
+    let base = Location::parse(if root.is_empty() { "." } else { root })?;
+    let mut matched: Vec<(String, Location)> = list_inputs_all(&base)?
+        .into_iter()
+        .filter(|(shown, _)| {
+            let rel = shown
+                .strip_prefix(root)
+                .or_else(|| shown.strip_prefix("./"))
+                .unwrap_or(shown);
+            glob_match(pattern.as_bytes(), rel.as_bytes())
+        })
+        .collect();
+    matched.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(matched)
+}
+
+/// Every file under a directory or prefix (any extension: the glob decides).
+fn list_inputs_all(loc: &Location) -> Result<Vec<(String, Location)>, StorageError> {
+    match loc {
+        Location::Local(root) => {
+            let mut files = Vec::new();
+            let mut dirs = vec![root.clone()];
+            while let Some(d) = dirs.pop() {
+                let Ok(entries) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        dirs.push(p);
+                    } else {
+                        let shown = if root.as_os_str() == "." {
+                            p.strip_prefix(".").unwrap_or(&p).display().to_string()
+                        } else {
+                            p.display().to_string()
+                        };
+                        files.push((shown, Location::Local(p)));
+                    }
+                }
+            }
+            Ok(files)
+        }
+        Location::Object(o) => Ok(list_objects(o, &o.path)?
+            .into_iter()
+            .map(|key| {
+                let l = ObjectLocation {
+                    store: Arc::clone(&o.store),
+                    base: o.base.clone(),
+                    path: key,
+                };
+                (l.url(), Location::Object(l))
+            })
+            .collect()),
+    }
+}
+
+/// Splits `s3://b/exports/2026-*/part-*.parquet` into the listed root `s3://b/exports/` and
+/// the pattern `2026-*/part-*.parquet` matched against what follows it.
+fn split_glob(g: &str) -> (&str, &str) {
+    let first = g.find(['*', '?']).unwrap_or(g.len());
+    let cut = g[..first].rfind('/').map_or(0, |i| i + 1);
+    (&g[..cut], &g[cut..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matches_within_segments() {
+        assert!(glob_match(b"part-*.parquet", b"part-0001.parquet"));
+        assert!(!glob_match(b"part-*.parquet", b"sub/part-0001.parquet"));
+        assert!(glob_match(b"*/part-?.csv", b"a/part-1.csv"));
+        assert!(!glob_match(b"part-?.csv", b"part-12.csv"));
+    }
+
+    #[test]
+    fn split_glob_lists_the_part_before_the_wildcard() {
+        assert_eq!(
+            split_glob("s3://b/exports/part-*.parquet"),
+            ("s3://b/exports/", "part-*.parquet")
+        );
+        assert_eq!(split_glob("*.csv"), ("", "*.csv"));
+    }
+
+    #[test]
+    fn a_local_directory_reads_its_inputs_in_order_and_skips_markers() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for n in ["b.csv", "a.parquet", "_SUCCESS", ".x.csv", "notes.txt"] {
+            std::fs::write(tmp.path().join(n), b"x").expect("write");
+        }
+        std::fs::create_dir(tmp.path().join("sub")).expect("mkdir");
+        std::fs::write(tmp.path().join("sub/c.tsv.gz"), b"x").expect("write");
+        let dir = format!("{}/", tmp.path().display());
+        let got: Vec<String> = expand_inputs(&[dir.clone()])
+            .expect("expands")
+            .into_iter()
+            .map(|(s, _)| s.rsplit('/').next().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(got, vec!["a.parquet", "b.csv", "c.tsv.gz"]);
+        let glob = format!("{}/*.csv", tmp.path().display());
+        let got = expand_inputs(&[glob]).expect("expands");
+        assert_eq!(got.len(), 1);
+        let empty = tempfile::tempdir().expect("tempdir");
+        let e = expand_inputs(&[format!("{}/", empty.path().display())]).expect_err("empty");
+        assert!(matches!(e, StorageError::NoInputs { .. }), "{e}");
+    }
+}

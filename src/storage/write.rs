@@ -1,0 +1,234 @@
+//! Writing a part so that it becomes visible under its final name only when complete.
+//!
+//! - Local: `.NAME.tmp` beside it, fsync, rename, fsync of the directory; removed on drop.
+//! - Object store: up to [`PART_BYTES`] buffered, then a multipart upload with at most
+//!   [`UPLOADS_IN_FLIGHT`] parts uploading while the next fills; completed on
+//!   [`PartSink::commit`], aborted if the sink is dropped first (an error, an interrupt). A
+//!   part smaller than one buffer is a single PUT. Either way the object appears whole or not
+//!   at all, so a `kill -9` mid-upload leaves no visible half part (only an incomplete upload,
+//!   which stores expire with their usual lifecycle rule).
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+
+use super::bridge;
+use super::{sync_parent, Location, ObjectLocation, StorageError};
+
+/// Bytes buffered per uploaded part (S3's minimum part is 5 MiB).
+pub const PART_BYTES: usize = 8 << 20;
+/// Parts uploading at once while the next one fills.
+pub const UPLOADS_IN_FLIGHT: usize = 2;
+
+/// Where a part's bytes go until it is committed.
+pub struct PartSink {
+    inner: Inner,
+    dest: String,
+}
+
+enum Inner {
+    Local {
+        file: BufWriter<std::fs::File>,
+        tmp: PathBuf,
+        dest: PathBuf,
+    },
+    Object(ObjectSink),
+    Done,
+}
+
+struct ObjectSink {
+    o: ObjectLocation,
+    buf: Vec<u8>,
+    upload: Option<Box<dyn MultipartUpload>>,
+    uploading: std::collections::VecDeque<tokio::task::JoinHandle<object_store::Result<()>>>,
+}
+
+impl PartSink {
+    /// Starts a part that will be published as `loc`.
+    ///
+    /// # Errors
+    /// The temporary file cannot be created.
+    pub fn create(loc: &Location) -> Result<PartSink, StorageError> {
+        let dest = loc.url();
+        let inner = match loc {
+            Location::Local(p) => {
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
+                let tmp = p.with_file_name(format!(".{name}.tmp"));
+                let file = std::fs::File::create(&tmp).map_err(|source| StorageError::Io {
+                    path: tmp.display().to_string(),
+                    source,
+                })?;
+                Inner::Local {
+                    file: BufWriter::with_capacity(1 << 16, file),
+                    tmp,
+                    dest: p.clone(),
+                }
+            }
+            Location::Object(o) => Inner::Object(ObjectSink {
+                o: o.clone(),
+                buf: Vec::with_capacity(PART_BYTES),
+                upload: None,
+                uploading: Default::default(),
+            }),
+        };
+        Ok(PartSink { inner, dest })
+    }
+
+    /// The temporary file of a local part (for tests and messages).
+    pub fn temp_path(&self) -> Option<&std::path::Path> {
+        match &self.inner {
+            Inner::Local { tmp, .. } => Some(tmp),
+            _ => None,
+        }
+    }
+
+    /// The part's final name.
+    pub fn dest(&self) -> &str {
+        &self.dest
+    }
+
+    /// Publishes the part under its final name.
+    ///
+    /// # Errors
+    /// Flushing, syncing, renaming or completing the upload failed (the part is then not
+    /// visible; a multipart upload is aborted).
+    pub fn commit(mut self) -> Result<(), StorageError> {
+        match std::mem::replace(&mut self.inner, Inner::Done) {
+            Inner::Local { file, tmp, dest } => {
+                let io = |source| StorageError::Io {
+                    path: tmp.display().to_string(),
+                    source,
+                };
+                let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+                file.sync_all().map_err(io)?;
+                std::fs::rename(&tmp, &dest).map_err(|source| StorageError::Io {
+                    path: dest.display().to_string(),
+                    source,
+                })?;
+                sync_parent(&dest)
+            }
+            Inner::Object(mut s) => {
+                let r = s.complete();
+                if r.is_err() {
+                    s.abort();
+                }
+                r
+            }
+            Inner::Done => Ok(()),
+        }
+    }
+}
+
+impl Drop for PartSink {
+    /// A part dropped before [`PartSink::commit`] leaves nothing visible.
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.inner, Inner::Done) {
+            Inner::Local { file, tmp, .. } => {
+                drop(file);
+                let _ = std::fs::remove_file(tmp);
+            }
+            Inner::Object(mut s) => s.abort(),
+            Inner::Done => {}
+        }
+    }
+}
+
+impl Write for PartSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match &mut self.inner {
+            Inner::Local { file, .. } => file.write(data),
+            Inner::Object(s) => {
+                s.buf.extend_from_slice(data);
+                if s.buf.len() >= PART_BYTES {
+                    s.send_part().map_err(std::io::Error::other)?;
+                }
+                Ok(data.len())
+            }
+            Inner::Done => Err(std::io::Error::other("part already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.inner {
+            Inner::Local { file, .. } => file.flush(),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ObjectSink {
+    /// Uploads the buffer as the next part, starting the multipart upload if needed, and
+    /// waits while too many parts are uploading.
+    fn send_part(&mut self) -> Result<(), StorageError> {
+        if self.upload.is_none() {
+            let (store, path) = (Arc::clone(&self.o.store), self.o.path.clone());
+            let up = bridge::block(async move { store.put_multipart(&path).await })
+                .map_err(|e| self.o.err("multipart upload start", e))?;
+            self.upload = Some(up);
+        }
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_BYTES));
+        let fut = self
+            .upload
+            .as_mut()
+            .expect("started above")
+            .put_part(PutPayload::from(data));
+        self.uploading.push_back(bridge::spawn(fut));
+        while self.uploading.len() > UPLOADS_IN_FLIGHT {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<(), StorageError> {
+        if let Some(h) = self.uploading.pop_front() {
+            bridge::join(h).map_err(|e| self.o.err("part upload", e))?;
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self) -> Result<(), StorageError> {
+        if self.upload.is_none() {
+            let data = std::mem::take(&mut self.buf);
+            let (store, path) = (Arc::clone(&self.o.store), self.o.path.clone());
+            return bridge::block(async move { store.put(&path, PutPayload::from(data)).await })
+                .map(|_| ())
+                .map_err(|e| self.o.err("PUT", e));
+        }
+        if !self.buf.is_empty() {
+            self.send_part()?;
+        }
+        while !self.uploading.is_empty() {
+            self.wait_oldest()?;
+        }
+        let mut up = self.upload.take().expect("checked above");
+        let r = bridge::block(async move {
+            let r = up.complete().await;
+            (up, r)
+        });
+        match r {
+            (_, Ok(_)) => Ok(()),
+            (up, Err(e)) => {
+                self.upload = Some(up);
+                Err(self.o.err("multipart upload completion", e))
+            }
+        }
+    }
+
+    fn abort(&mut self) {
+        for h in self.uploading.drain(..) {
+            h.abort();
+        }
+        if let Some(mut up) = self.upload.take() {
+            let url = self.o.url();
+            let r = bridge::block(async move { up.abort().await });
+            if let Err(e) = r {
+                tracing::warn!(object = %url, "could not abort the multipart upload: {}", super::scrub(&e.to_string()));
+            }
+        }
+    }
+}
