@@ -331,7 +331,8 @@ fn credentials_expiring_mid_run_then_resume_gives_the_rows_of_a_clean_run() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("401"));
     assert!(!out.join("_SUCCESS").exists());
-    let parts = euid_map::output::committed_parts(&out).unwrap();
+    let parts = euid_map::output::committed_parts(&euid_map::storage::Location::Local(out.clone()))
+        .unwrap();
     assert!(
         !parts.is_empty(),
         "parts were committed before the credentials expired"
@@ -384,7 +385,7 @@ fn kill_9_mid_run_then_resume_gives_the_rows_of_a_clean_run() {
     // Poll for the first committed part, then kill -9 (the run takes ~5 s; a part lands
     // after ~1.5 s). The outcome is checked, not the timing: had the run finished first,
     // resume must still give the same rows.
-    while euid_map::output::committed_parts(&out)
+    while euid_map::output::committed_parts(&euid_map::storage::Location::Local(out.clone()))
         .map(|p| p.is_empty())
         .unwrap_or(true)
         && child.try_wait().unwrap().is_none()

@@ -63,6 +63,7 @@ impl Pushgateway {
             .build()
             .unwrap();
         rt.block_on(async {
+            euid_map::tls::install_provider();
             reqwest::get(format!("{}/metrics", self.url))
                 .await
                 .unwrap()

@@ -520,7 +520,7 @@ fn an_interrupted_refresh_resumes_to_the_rows_of_a_clean_one() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(
-        !euid_map::output::committed_parts(&d("r1"))
+        !euid_map::output::committed_parts(&euid_map::storage::Location::Local(d("r1")))
             .unwrap()
             .is_empty(),
         "parts were committed before the key expired"

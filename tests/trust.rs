@@ -67,7 +67,9 @@ fn a_second_run_into_a_busy_directory_fails_naming_the_holder() {
     let tmp = tempfile::tempdir().unwrap();
     let input = customers(tmp.path(), "in.csv", 10);
     let out = tmp.path().join("o");
-    let held = euid_map::output::DirLock::acquire(&out, "map").unwrap();
+    let held =
+        euid_map::output::DirLock::acquire(&euid_map::storage::Location::Local(out.clone()), "map")
+            .unwrap();
     for extra in [&[][..], &["--resume"][..]] {
         let mut args = vec!["hash".to_string(), s(&input), "-o".into(), s(&out)];
         args.extend(extra.iter().map(|x| x.to_string()));

@@ -157,7 +157,7 @@ fn expand_glob(g: &str) -> Result<Vec<(String, Location)>, StorageError> {
                 .strip_prefix(root)
                 .or_else(|| shown.strip_prefix("./"))
                 .unwrap_or(shown);
-            glob_match(pattern.as_bytes(), rel.as_bytes())
+            !rel.split('/').any(hidden) && glob_match(pattern.as_bytes(), rel.as_bytes())
         })
         .collect();
     matched.sort_by(|a, b| a.0.cmp(&b.0));

@@ -247,7 +247,7 @@ impl Location {
         let Some((scheme, _)) = s.split_once("://") else {
             return Ok(Location::Local(PathBuf::from(s)));
         };
-        let shown = s.split(['?', '#']).next().unwrap_or(s).to_string();
+        let shown = without_secrets(s);
         let bad = |why: &str| StorageError::BadUrl {
             url: shown.clone(),
             why: why.to_string(),
@@ -601,6 +601,21 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url())
+    }
+}
+
+/// `s` without its query string, fragment and password, for messages.
+fn without_secrets(s: &str) -> String {
+    let s = s.split(['?', '#']).next().unwrap_or(s);
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            format!("{scheme}://***@{host}{}", &rest[authority_end..])
+        }
+        _ => s.to_string(),
     }
 }
 

@@ -43,6 +43,7 @@ pub async fn post(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> (u16, String, Vec<u8>) {
+    euid_map::tls::install_provider();
     let mut rb = reqwest::Client::new().post(url).body(body);
     if let Some(a) = auth {
         rb = rb.header("Authorization", a);
@@ -189,6 +190,7 @@ impl Operator {
             .unwrap();
         let url = format!("{}{path}", self.url);
         rt.block_on(async {
+            euid_map::tls::install_provider();
             let c = reqwest::Client::new();
             let r = if post {
                 c.post(url).send().await
