@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the servers and tools the tests use, from Debian's packages, when they are
-# missing: the Prometheus Pushgateway and promtool (package prometheus). Idempotent; needs
-# root (CI runs as root).
+# Installs the servers and tools the tests use when they are missing. Idempotent; needs root
+# for apt (CI runs as root).
+# - Debian: the Prometheus Pushgateway and promtool (package prometheus).
+# - PyPI, into target/py-venv (scripts/setup_venv.sh): uid2-client, pyarrow, and moto's S3
+#   server (moto[server], started by tests/object_store.rs as `moto_server`).
+# - npm, into target/node: Azurite, Azure's blob emulator (`azurite-blob`).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 missing=()
 command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
@@ -15,4 +19,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   # on free loopback ports, so stop the ones this install brought up.
   pkill -x prometheus 2>/dev/null || true
   pkill -x prometheus-pushgateway 2>/dev/null || true
+fi
+# Python venv (SDK, pyarrow, moto).
+bash scripts/setup_venv.sh >/dev/null
+# Azurite.
+if [ ! -x target/node/node_modules/.bin/azurite-blob ]; then
+  echo "installing azurite (npm)" >&2
+  mkdir -p target/node
+  npm install --prefix target/node --no-audit --no-fund --silent "azurite@3" >&2
 fi

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Creates (once) the Python venv the compatibility scripts and baselines use, under the build
-# directory: target/py-venv with the official SDK (uid2-client) and pyarrow. Prints its python.
+# Creates (once) the Python venv the compatibility scripts, baselines and object-store tests
+# use, under the build directory: target/py-venv with the official SDK (uid2-client),
+# pyarrow and moto's S3 server (moto[server]). Prints its python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=target/py-venv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import uid2_client, pyarrow" 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import uid2_client, pyarrow, moto" 2>/dev/null \
+  || [ ! -x "$VENV/bin/moto_server" ]; then
   mkdir -p target
   python3 -m venv "$VENV" >&2
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "uid2-client==2.9.0" "pyarrow>=14" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "uid2-client==2.9.0" "pyarrow>=14" "moto[server]>=5,<6" >&2
 fi
 echo "$VENV/bin/python"

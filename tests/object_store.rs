@@ -748,3 +748,63 @@ fn map_onto_azurite_and_refresh_from_it_match_local_runs() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
 }
+
+/// The lock object of a run on another machine blocks until its lease expires; an expired
+/// one is taken over with a warning. (A dead process of this host is the kill -9 test.)
+#[test]
+fn a_live_lock_object_blocks_and_an_expired_one_is_taken_over() {
+    let Some(moto) = Moto::start("lake") else {
+        return;
+    };
+    let env = moto.env();
+    moto.put("lake/in/a.csv", &customers_csv(100, 0));
+    let lock = |expires_ms: i64| {
+        serde_json::json!({
+            "pid": 4242, "host": "batch-node-7", "command": "map",
+            "started": "2026-11-27T03:00:00Z", "expires_ms": expires_ms,
+        })
+        .to_string()
+    };
+    let hash = args(&["hash", "s3://lake/in/a.csv", "-o", "s3://lake/out", "-q"]);
+    moto.put(
+        "lake/out/.euid-map.lock",
+        lock(common::now_ms() + 600_000).as_bytes(),
+    );
+    let o = run_env(&hash, &env, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("in use by another run") && e.contains("pid 4242 on batch-node-7"),
+        "{e}"
+    );
+    assert!(e.contains("expires at"), "{e}");
+    assert!(
+        !moto
+            .list("lake", "out/")
+            .iter()
+            .any(|k| k.ends_with("_job.json")),
+        "nothing written"
+    );
+
+    moto.put(
+        "lake/out/.euid-map.lock",
+        lock(common::now_ms() - 1).as_bytes(),
+    );
+    let o = run_env(
+        &args(&["hash", "s3://lake/in/a.csv", "-o", "s3://lake/out"]),
+        &env,
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("took over the stale lock of pid 4242 on batch-node-7"),
+        "{}",
+        stderr(&o)
+    );
+    let keys = moto.list("lake", "out/");
+    assert!(keys.iter().any(|k| k.ends_with("_SUCCESS")), "{keys:?}");
+    assert!(
+        !keys.iter().any(|k| k.ends_with(".euid-map.lock")),
+        "released at the end: {keys:?}"
+    );
+}

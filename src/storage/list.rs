@@ -242,7 +242,7 @@ mod tests {
         std::fs::create_dir(tmp.path().join("sub")).expect("mkdir");
         std::fs::write(tmp.path().join("sub/c.tsv.gz"), b"x").expect("write");
         let dir = format!("{}/", tmp.path().display());
-        let got: Vec<String> = expand_inputs(&[dir.clone()])
+        let got: Vec<String> = expand_inputs(std::slice::from_ref(&dir))
             .expect("expands")
             .into_iter()
             .map(|(s, _)| s.rsplit('/').next().unwrap_or_default().to_string())

@@ -171,7 +171,7 @@ impl ObjectLocation {
             e => StorageError::Request {
                 url: self.url(),
                 op,
-                message: scrub(&error_chain(&e)),
+                message: scrub(&tidy(&error_chain(&e))),
             },
         }
     }
@@ -182,6 +182,25 @@ impl ObjectLocation {
             base: self.base.clone(),
             path: self.path.clone().join(name),
         }
+    }
+}
+
+/// Shortens a store's XML error body to its code and message.
+fn tidy(message: &str) -> String {
+    let Some(start) = message.find("<?xml").or_else(|| message.find("<Error>")) else {
+        return message.to_string();
+    };
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let from = message[start..].find(&open)? + start + open.len();
+        let to = message[from..].find('<')? + from;
+        Some(message[from..to].trim().to_string())
+    };
+    let head = message[..start].trim_end().trim_end_matches(':');
+    match (tag("Code"), tag("Message")) {
+        (Some(c), Some(m)) => format!("{head}: {c}: {}", m.lines().next().unwrap_or_default()),
+        (Some(c), None) => format!("{head}: {c}"),
+        _ => head.to_string(),
     }
 }
 
@@ -354,7 +373,8 @@ impl Location {
                     block(async move { store.head(&path).await }).map_err(|e| o.err("HEAD", e))?;
                 Ok(Meta {
                     size: m.size,
-                    modified: chrono::DateTime::<chrono::Utc>::from(m.last_modified)
+                    modified: m
+                        .last_modified
                         .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
                     etag: m.e_tag,
                 })
@@ -717,6 +737,15 @@ mod tests {
         for u in ["file:///x", "/tmp/x", "x.csv", "https://example.com/x"] {
             assert!(!is_object_url(u), "{u}");
         }
+    }
+
+    #[test]
+    fn store_xml_errors_are_shortened_to_code_and_message() {
+        let m = "Error performing list request: Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\n<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><RequestId>x</RequestId></Error>";
+        assert_eq!(
+            tidy(m),
+            "Error performing list request: Server returned non-2xx status code: 404 Not Found: NoSuchBucket: The specified bucket does not exist"
+        );
     }
 
     #[test]

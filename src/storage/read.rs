@@ -15,7 +15,7 @@ use super::{ObjectLocation, StorageError};
 
 /// Body pieces queued between the download task and the reader (each up to the store
 /// client's chunk size, typically 8–64 KiB): a few MiB at most.
-const QUEUED_PIECES: usize = 64;
+const QUEUED_PIECES: usize = 8;
 /// Times a broken body is resumed before the read fails.
 const RESUMES: u32 = 5;
 

@@ -18,7 +18,7 @@ use super::bridge;
 use super::{sync_parent, Location, ObjectLocation, StorageError};
 
 /// Bytes buffered per uploaded part (S3's minimum part is 5 MiB).
-pub const PART_BYTES: usize = 8 << 20;
+pub const PART_BYTES: usize = 5 << 20;
 /// Parts uploading at once while the next one fills.
 pub const UPLOADS_IN_FLIGHT: usize = 2;
 
