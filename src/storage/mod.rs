@@ -10,8 +10,8 @@
 //! ```
 //!
 //! The object-store clients are async (`object_store`); the reader and writer stages are
-//! threads, so calls go through a small runtime of their own ([`bridge`]). Credentials come
-//! from each cloud's standard chain ([`cloud`]) and never appear in errors: messages are
+//! threads, so calls go through a small runtime of their own (`storage::bridge`). Credentials come
+//! from each cloud's standard chain (`storage::cloud`) and never appear in errors: messages are
 //! scrubbed of query strings and of the values of the credential variables.
 
 mod bridge;
