@@ -808,3 +808,96 @@ fn a_live_lock_object_blocks_and_an_expired_one_is_taken_over() {
         "released at the end: {keys:?}"
     );
 }
+
+/// GCS without an emulator: the URL and the standard credential chain are wired to the
+/// client. A service-account file (a fresh RSA key) and `GOOGLE_BASE_URL` pointing at a
+/// loopback listener: the request for `gs://bucket/in.csv` arrives for that object, signed
+/// with a JWT issued by the account; the listener answers 404 and the run says "not found".
+#[test]
+fn gcs_urls_use_the_service_account_from_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pem = tmp.path().join("key.pem");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&pem)
+        .stderr(Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        assert!(std::env::var_os("CI").is_none(), "openssl is missing");
+        eprintln!("skipped: no openssl to make a test key");
+        return;
+    }
+    let account = serde_json::json!({
+        "type": "service_account",
+        "private_key": std::fs::read_to_string(&pem).unwrap(),
+        "private_key_id": "k1",
+        "client_email": "euid-map-test@project.iam.gserviceaccount.com",
+    });
+    let sa = tmp.path().join("sa.json");
+    std::fs::write(&sa, account.to_string()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "the request ended early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        String::from_utf8_lossy(&got).to_string()
+    });
+    let o = run_bin(
+        &args(&[
+            "hash",
+            "gs://bucket/in.csv",
+            "-o",
+            &s(&tmp.path().join("o")),
+        ]),
+        &[
+            ("GOOGLE_SERVICE_ACCOUNT", &s(&sa)),
+            ("GOOGLE_BASE_URL", &format!("http://127.0.0.1:{port}")),
+            ("GOOGLE_ALLOW_HTTP", "true"),
+        ],
+    );
+    let request = seen.join().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("gs://bucket/in.csv: not found"),
+        "{}",
+        stderr(&o)
+    );
+    // The object's key, percent-encoded by the client (`.` as %2E).
+    assert!(
+        request.starts_with("HEAD /bucket/in%2Ecsv ")
+            || request.starts_with("HEAD /bucket/in.csv "),
+        "{request}"
+    );
+    let bearer = request
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("authorization: Bearer ")
+                .or_else(|| l.strip_prefix("Authorization: Bearer "))
+        })
+        .expect("a bearer token");
+    use base64::Engine;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(bearer.trim().split('.').nth(1).unwrap())
+        .unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+    assert_eq!(
+        claims["iss"],
+        "euid-map-test@project.iam.gserviceaccount.com"
+    );
+    assert!(!stderr(&o).contains("PRIVATE KEY"), "{}", stderr(&o));
+}
