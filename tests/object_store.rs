@@ -807,6 +807,19 @@ fn a_live_lock_object_blocks_and_an_expired_one_is_taken_over() {
         !keys.iter().any(|k| k.ends_with(".euid-map.lock")),
         "released at the end: {keys:?}"
     );
+
+    // A store configured without conditional writes runs unguarded, and says so.
+    let o = run_env(
+        &args(&["hash", "s3://lake/in/a.csv", "-o", "s3://lake/out2"]),
+        &env,
+        &[("AWS_CONDITIONAL_PUT", "disabled")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no lock guards this prefix"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// GCS without an emulator: the URL and the standard credential chain are wired to the

@@ -39,6 +39,8 @@ pub struct DirLock {
 enum Inner {
     Local(#[allow(dead_code)] File),
     Object(ObjectLock),
+    /// A store without create-if-absent writes: nothing guards the prefix.
+    None,
 }
 
 /// What the lock object holds.
@@ -219,7 +221,17 @@ impl DirLock {
             expires_ms: 0,
         }
         .renewed();
-        let etag = match loc.create_new(me.bytes())? {
+        let created = match loc.create_new(me.bytes()) {
+            Err(crate::storage::StorageError::Unsupported { .. }) => {
+                tracing::warn!(
+                    "{}: the store does not support create-if-absent writes (is AWS_CONDITIONAL_PUT=disabled?); no lock guards this prefix against a concurrent run",
+                    dir.url()
+                );
+                return Ok(DirLock { inner: Inner::None });
+            }
+            r => r?,
+        };
+        let etag = match created {
             Some(etag) => etag,
             None => {
                 let meta = loc.meta()?;

@@ -66,6 +66,14 @@ pub enum StorageError {
         /// The object or file.
         url: String,
     },
+    /// The store cannot do what was asked (e.g. create-if-absent writes turned off).
+    #[error("{url}: the store does not support {what}")]
+    Unsupported {
+        /// The object.
+        url: String,
+        /// The operation.
+        what: &'static str,
+    },
     /// A prefix, directory or glob matched no input file.
     #[error("{url}: no input file (.csv, .tsv, .csv.gz, .tsv.gz, .parquet) matches")]
     NoInputs {
@@ -501,6 +509,12 @@ impl Location {
                 ) {
                     Ok(r) => Ok(Some(r.e_tag.unwrap_or_default())),
                     Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+                    Err(object_store::Error::NotImplemented { .. }) => {
+                        Err(StorageError::Unsupported {
+                            url: o.url(),
+                            what: "create-if-absent writes",
+                        })
+                    }
                     Err(e) => Err(o.err("PUT (create if absent)", e)),
                 }
             }
