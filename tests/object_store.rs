@@ -246,6 +246,22 @@ fn customers_parquet(n: u64, offset: u64) -> Vec<u8> {
     buf
 }
 
+/// Runs the binary with `envs`, none of the caller's cloud settings inherited.
+fn run_clean(args: &[String], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.args(args).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if ["AWS_", "AZURE_", "AZURITE_", "GOOGLE_", "EUID_"]
+            .iter()
+            .any(|p| k.starts_with(p))
+        {
+            c.env_remove(&k);
+        }
+    }
+    c.envs(envs.iter().copied());
+    c.output().unwrap()
+}
+
 fn run_env(
     args: &[String],
     env: &[(&'static str, String)],
@@ -253,7 +269,7 @@ fn run_env(
 ) -> std::process::Output {
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);
-    run_bin(args, &all)
+    run_clean(args, &all)
 }
 
 fn args(v: &[&str]) -> Vec<String> {
@@ -525,7 +541,7 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     // Meanwhile a second run on the same prefix is refused, naming the holder.
     let mut with_creds: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     with_creds.extend(creds());
-    let o = run_bin(&run_args("s3://lake/out/r", &["--resume"]), &with_creds);
+    let o = run_clean(&run_args("s3://lake/out/r", &["--resume"]), &with_creds);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("in use by another run"),
@@ -546,9 +562,9 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     let committed = read_dataset(&partial).len();
     assert!(committed > 0 && committed < 80_000, "{committed}");
 
-    let o = run_bin(&run_args("s3://lake/out/r", &["--resume"]), &with_creds);
+    let o = run_clean(&run_args("s3://lake/out/r", &["--resume"]), &with_creds);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run_bin(&run_args("s3://lake/out/clean", &[]), &with_creds);
+    let o = run_clean(&run_args("s3://lake/out/clean", &[]), &with_creds);
     assert!(o.status.success(), "{}", stderr(&o));
     moto.download("lake", "out/r/", &tmp.path().join("resumed"));
     moto.download("lake", "out/clean/", &tmp.path().join("clean"));
@@ -870,7 +886,7 @@ fn gcs_urls_use_the_service_account_from_the_environment() {
             .unwrap();
         String::from_utf8_lossy(&got).to_string()
     });
-    let o = run_bin(
+    let o = run_clean(
         &args(&[
             "hash",
             "gs://bucket/in.csv",
@@ -913,4 +929,59 @@ fn gcs_urls_use_the_service_account_from_the_environment() {
         "euid-map-test@project.iam.gserviceaccount.com"
     );
     assert!(!stderr(&o).contains("PRIVATE KEY"), "{}", stderr(&o));
+}
+
+/// The shared AWS profile is part of the credential chain: `AWS_PROFILE` (static keys, or a
+/// `credential_process`) with no key in the environment reaches the store; a profile that
+/// does not exist is a clear error.
+#[test]
+fn the_aws_profile_supplies_keys_when_the_environment_has_none() {
+    let Some(moto) = Moto::start("lake") else {
+        return;
+    };
+    moto.put("lake/in/a.csv", &customers_csv(50, 0));
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[lake]\naws_access_key_id = profilekey\naws_secret_access_key = profile-secret-value\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile lake]\nregion = eu-west-1\n[profile proc]\nregion = eu-west-1\ncredential_process = printf '{\"Version\":1,\"AccessKeyId\":\"prockey\",\"SecretAccessKey\":\"process-secret-value\"}'\n",
+    )
+    .unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    for (profile, out) in [("lake", "s3://lake/p1"), ("proc", "s3://lake/p2")] {
+        let o = run_clean(
+            &args(&["hash", "s3://lake/in/a.csv", "-o", out]),
+            &[
+                ("HOME", &s(home.path())),
+                ("AWS_PROFILE", profile),
+                ("AWS_ENDPOINT_URL", &endpoint),
+                ("AWS_ALLOW_HTTP", "true"),
+                // No instance metadata to fall back on: the profile must supply the keys.
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+                ("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9"),
+            ],
+        );
+        assert!(o.status.success(), "{profile}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("secret-value"), "{}", stderr(&o));
+    }
+    let o = run_clean(
+        &args(&["hash", "s3://lake/in/a.csv", "-o", "s3://lake/p3"]),
+        &[
+            ("HOME", &s(home.path())),
+            ("AWS_PROFILE", "nope"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("AWS_PROFILE=nope: no such profile"),
+        "{}",
+        stderr(&o)
+    );
 }
