@@ -18,7 +18,7 @@ use super::OutputError;
 use crate::input::Position;
 use crate::record::IdentityChunk;
 use crate::record::{Hashed, MapOutcome, RawId, RowStatus, StatusCounts, HASH_B64_LEN};
-use crate::storage::{Location, ParquetFile, PartSink};
+use crate::storage::{Location, ParquetFile, PartSink, PendingCommit};
 
 /// Footer metadata key under which each part records its [`PartInfo`].
 const PART_INFO_KEY: &str = "euid_map.part";
@@ -141,6 +141,9 @@ pub struct DatasetWriter {
     part_rows: u64,
     next_part: u32,
     open: Option<OpenPart>,
+    /// The previous part, still being published (object stores): it must be visible before
+    /// the next one is, so that `--resume` never sees a gap.
+    publishing: Option<PendingCommit>,
     /// Totals over every part, including those committed by an earlier run (resume).
     pub totals: StatusCounts,
     /// Input rows covered by every part.
@@ -157,6 +160,7 @@ impl Drop for DatasetWriter {
     /// stay.
     fn drop(&mut self) {
         drop(self.open.take());
+        drop(self.publishing.take());
     }
 }
 
@@ -185,6 +189,7 @@ impl DatasetWriter {
             part_rows: part_rows.max(1),
             next_part: existing.last().map_or(0, |p| p.part + 1),
             open: None,
+            publishing: None,
             totals,
             input_rows,
             _lock: lock,
@@ -296,10 +301,16 @@ impl DatasetWriter {
         if self.open.is_none() && self.next_part == 0 {
             self.open = Some(self.open_part(Position::default())?);
         }
-        self.commit().map(|_| ())
+        self.commit()?;
+        match self.publishing.take() {
+            Some(p) => Ok(p.wait()?),
+            None => Ok(()),
+        }
     }
 
-    /// Closes the open part, if any, and publishes it under its final name.
+    /// Closes the open part, if any, and publishes it under its final name: at once for a
+    /// local part; for an object, in the background, finished before the next part is
+    /// published and before [`DatasetWriter::finish`] returns.
     ///
     /// # Errors
     /// Closing, syncing, renaming or uploading failed.
@@ -317,7 +328,11 @@ impl DatasetWriter {
             part.info.to_json(),
         ));
         let sink = part.writer.into_inner().map_err(perr)?;
-        sink.commit()?;
+        // Parts become visible in order: the previous one first, then this one starts.
+        if let Some(previous) = self.publishing.take() {
+            previous.wait()?;
+        }
+        self.publishing = Some(sink.commit_in_background()?);
         Ok(Some(part.info))
     }
 

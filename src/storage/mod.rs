@@ -33,7 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 pub(crate) use bridge::block;
 pub use list::{expand_inputs, INPUT_EXTENSIONS};
 pub use parquet::{Batches, ParquetFile, ParquetMessage};
-pub use write::{PartSink, PART_BYTES, UPLOADS_IN_FLIGHT};
+pub use write::{PartSink, PendingCommit, PART_BYTES, UPLOADS_IN_FLIGHT};
 
 /// Errors of the storage layer. Messages never carry credentials.
 #[derive(Debug, thiserror::Error)]

@@ -97,7 +97,18 @@ impl PartSink {
     /// # Errors
     /// Flushing, syncing, renaming or completing the upload failed (the part is then not
     /// visible; a multipart upload is aborted).
-    pub fn commit(mut self) -> Result<(), StorageError> {
+    pub fn commit(self) -> Result<(), StorageError> {
+        self.commit_in_background()?.wait()
+    }
+
+    /// Starts publishing the part: a local part is published before this returns; an
+    /// object's last pieces and the upload's completion run in the background (so the
+    /// writer goes on with the next part) until [`PendingCommit::wait`].
+    ///
+    /// # Errors
+    /// Flushing, syncing or renaming a local part failed.
+    pub fn commit_in_background(mut self) -> Result<PendingCommit, StorageError> {
+        let dest = self.dest.clone();
         match std::mem::replace(&mut self.inner, Inner::Done) {
             Inner::Local { file, tmp, dest } => {
                 let io = |source| StorageError::Io {
@@ -110,16 +121,53 @@ impl PartSink {
                     path: dest.display().to_string(),
                     source,
                 })?;
-                sync_parent(&dest)
+                sync_parent(&dest)?;
+                Ok(PendingCommit {
+                    dest: dest.display().to_string(),
+                    task: None,
+                })
             }
-            Inner::Object(mut s) => {
-                let r = s.complete();
-                if r.is_err() {
-                    s.abort();
-                }
-                r
+            Inner::Object(s) => Ok(PendingCommit {
+                dest,
+                task: Some(bridge::spawn(s.complete())),
+            }),
+            Inner::Done => Ok(PendingCommit { dest, task: None }),
+        }
+    }
+}
+
+/// A part being published. Dropping it waits too: a part that was handed over for
+/// publication is never left half-way by this process.
+pub struct PendingCommit {
+    dest: String,
+    task: Option<tokio::task::JoinHandle<Result<(), StorageError>>>,
+}
+
+impl PendingCommit {
+    /// The part's final name.
+    pub fn dest(&self) -> &str {
+        &self.dest
+    }
+
+    /// Waits until the part is visible under its final name.
+    ///
+    /// # Errors
+    /// Uploading its last pieces or completing the upload failed (it was then aborted and
+    /// is not visible).
+    pub fn wait(mut self) -> Result<(), StorageError> {
+        match self.task.take() {
+            Some(t) => bridge::join(t),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for PendingCommit {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            if let Err(e) = bridge::join(t) {
+                tracing::warn!("{e}");
             }
-            Inner::Done => Ok(()),
         }
     }
 }
@@ -191,28 +239,49 @@ impl ObjectSink {
         Ok(())
     }
 
-    fn complete(&mut self) -> Result<(), StorageError> {
-        if self.upload.is_none() {
-            let data = std::mem::take(&mut self.buf);
-            let (store, path) = (Arc::clone(&self.o.store), self.o.path.clone());
-            return bridge::block(async move { store.put(&path, PutPayload::from(data)).await })
+    /// Sends what is buffered, waits for every piece and completes the upload (or PUTs a
+    /// part smaller than one piece); aborts the upload on failure.
+    async fn complete(mut self) -> Result<(), StorageError> {
+        let r = self.finish().await;
+        if r.is_err() {
+            for h in self.uploading.drain(..) {
+                h.abort();
+            }
+            if let Some(mut up) = self.upload.take() {
+                let _ = up.abort().await;
+            }
+        }
+        r
+    }
+
+    async fn finish(&mut self) -> Result<(), StorageError> {
+        let data = std::mem::take(&mut self.buf);
+        let Some(up) = self.upload.as_mut() else {
+            return self
+                .o
+                .store
+                .put(&self.o.path, PutPayload::from(data))
+                .await
                 .map(|_| ())
                 .map_err(|e| self.o.err("PUT", e));
+        };
+        if !data.is_empty() {
+            self.uploading
+                .push_back(tokio::spawn(up.put_part(PutPayload::from(data))));
         }
-        if !self.buf.is_empty() {
-            self.send_part()?;
-        }
-        while !self.uploading.is_empty() {
-            self.wait_oldest()?;
+        while let Some(h) = self.uploading.pop_front() {
+            h.await
+                .map_err(|e| StorageError::Request {
+                    url: self.o.url(),
+                    op: "part upload",
+                    message: e.to_string(),
+                })?
+                .map_err(|e| self.o.err("part upload", e))?;
         }
         let mut up = self.upload.take().expect("checked above");
-        let r = bridge::block(async move {
-            let r = up.complete().await;
-            (up, r)
-        });
-        match r {
-            (_, Ok(_)) => Ok(()),
-            (up, Err(e)) => {
+        match up.complete().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
                 self.upload = Some(up);
                 Err(self.o.err("multipart upload completion", e))
             }
