@@ -118,11 +118,7 @@ fn list_inputs(loc: &Location) -> Result<Vec<(String, Location)>, StorageError> 
                 !rel.split('/').any(hidden) && is_input_name(key.as_ref())
             })
             .map(|key| {
-                let l = ObjectLocation {
-                    store: Arc::clone(&o.store),
-                    base: o.base.clone(),
-                    path: key,
-                };
+                let l = o.sibling(key);
                 (l.url(), Location::Object(l))
             })
             .collect(),
@@ -193,11 +189,7 @@ fn list_inputs_all(loc: &Location) -> Result<Vec<(String, Location)>, StorageErr
         Location::Object(o) => Ok(list_objects(o, &o.path)?
             .into_iter()
             .map(|key| {
-                let l = ObjectLocation {
-                    store: Arc::clone(&o.store),
-                    base: o.base.clone(),
-                    path: key,
-                };
+                let l = o.sibling(key);
                 (l.url(), Location::Object(l))
             })
             .collect()),

@@ -185,10 +185,15 @@ impl ObjectLocation {
     }
 
     fn child(&self, name: &str) -> ObjectLocation {
+        self.sibling(self.path.clone().join(name))
+    }
+
+    /// Another object of the same store.
+    fn sibling(&self, path: ObjPath) -> ObjectLocation {
         ObjectLocation {
             store: Arc::clone(&self.store),
             base: self.base.clone(),
-            path: self.path.clone().join(name),
+            path,
         }
     }
 }
@@ -457,11 +462,7 @@ impl Location {
     pub fn write_all(&self, bytes: Vec<u8>) -> Result<(), StorageError> {
         match self {
             Location::Local(p) => {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                let tmp = p.with_file_name(format!(".{name}.tmp"));
+                let tmp = temp_name(p);
                 let tmp_loc = Location::Local(tmp.clone());
                 std::fs::write(&tmp, &bytes).map_err(tmp_loc.io())?;
                 std::fs::File::open(&tmp)
@@ -636,6 +637,16 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url())
     }
+}
+
+/// The hidden temporary name a local file is written under before its rename:
+/// `dir/.NAME.tmp`.
+fn temp_name(p: &Path) -> PathBuf {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    p.with_file_name(format!(".{name}.tmp"))
 }
 
 /// `s` without its query string, fragment and password, for messages.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 
 use super::bridge;
-use super::{sync_parent, Location, ObjectLocation, StorageError};
+use super::{sync_parent, temp_name, Location, ObjectLocation, StorageError};
 
 /// Bytes buffered per uploaded part (S3's minimum part is 5 MiB).
 pub const PART_BYTES: usize = 5 << 20;
@@ -54,11 +54,7 @@ impl PartSink {
         let dest = loc.url();
         let inner = match loc {
             Location::Local(p) => {
-                let name = p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default();
-                let tmp = p.with_file_name(format!(".{name}.tmp"));
+                let tmp = temp_name(p);
                 let file = std::fs::File::create(&tmp).map_err(|source| StorageError::Io {
                     path: tmp.display().to_string(),
                     source,
