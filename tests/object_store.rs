@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use common::{creds, read_dataset, run_bin, stderr, Operator};
+use common::{creds, free_port, read_dataset, run_bin, stderr, Operator};
 
 const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
 
@@ -34,14 +34,6 @@ fn tool(rel: &str) -> Option<PathBuf> {
     );
     eprintln!("skipped: {rel} is not installed (scripts/install_ci_deps.sh installs it)");
     None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits until something listens on `port` (a readiness check, not a synchronisation).

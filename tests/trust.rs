@@ -198,11 +198,7 @@ fn an_unreachable_operator_is_fatal_with_the_cause() {
     let tmp = tempfile::tempdir().unwrap();
     let input = customers(tmp.path(), "in.csv", 10);
     // A port nothing listens on: bound, then closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let out = tmp.path().join("o");
     let o = run(
         &[

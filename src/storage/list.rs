@@ -80,51 +80,74 @@ pub fn expand_inputs(given: &[String]) -> Result<Vec<(String, Location)>, Storag
 
 /// Every input file under a directory or prefix, recursively, in key order.
 fn list_inputs(loc: &Location) -> Result<Vec<(String, Location)>, StorageError> {
-    let mut found: Vec<(String, Location)> = match loc {
+    let mut found: Vec<(String, Location)> = list_files(loc)?
+        .into_iter()
+        .filter(|f| !f.rel.split('/').any(hidden) && is_input_name(&f.rel))
+        .map(|f| (f.shown, f.loc))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+/// A file found under a directory or prefix.
+struct Found {
+    /// As shown and written to `source`: the path, or the object's URL.
+    shown: String,
+    /// Its path below the listed root, `/`-separated.
+    rel: String,
+    loc: Location,
+}
+
+/// Every file under a directory or prefix, recursively, unsorted; the callers filter.
+fn list_files(loc: &Location) -> Result<Vec<Found>, StorageError> {
+    match loc {
         Location::Local(root) => {
+            let io = |d: &std::path::Path| {
+                let path = d.display().to_string();
+                move |source| StorageError::Io { path, source }
+            };
             let mut files = Vec::new();
             let mut dirs = vec![root.clone()];
             while let Some(d) = dirs.pop() {
-                let entries = std::fs::read_dir(&d).map_err(|source| StorageError::Io {
-                    path: d.display().to_string(),
-                    source,
-                })?;
-                for e in entries {
-                    let e = e.map_err(|source| StorageError::Io {
-                        path: d.display().to_string(),
-                        source,
-                    })?;
-                    let name = e.file_name().to_string_lossy().to_string();
-                    if hidden(&name) {
-                        continue;
-                    }
-                    let p = e.path();
+                for e in std::fs::read_dir(&d).map_err(io(&d))? {
+                    let p = e.map_err(io(&d))?.path();
                     if p.is_dir() {
                         dirs.push(p);
-                    } else if is_input_name(&name) {
-                        files.push((p.display().to_string(), Location::Local(p)));
+                        continue;
                     }
+                    let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+                    let shown = if root.as_os_str() == "." {
+                        rel.clone()
+                    } else {
+                        p.display().to_string()
+                    };
+                    files.push(Found {
+                        shown,
+                        rel,
+                        loc: Location::Local(p),
+                    });
                 }
             }
-            files
+            Ok(files)
         }
-        Location::Object(o) => list_objects(o, &o.path)?
+        Location::Object(o) => Ok(list_objects(o, &o.path)?
             .into_iter()
-            .filter(|key| {
+            .map(|key| {
                 let rel = key
                     .as_ref()
                     .strip_prefix(o.path.as_ref())
-                    .unwrap_or(key.as_ref());
-                !rel.split('/').any(hidden) && is_input_name(key.as_ref())
-            })
-            .map(|key| {
+                    .unwrap_or(key.as_ref())
+                    .trim_start_matches('/')
+                    .to_string();
                 let l = o.sibling(key);
-                (l.url(), Location::Object(l))
+                Found {
+                    shown: l.url(),
+                    rel,
+                    loc: Location::Object(l),
+                }
             })
-            .collect(),
-    };
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(found)
+            .collect()),
+    }
 }
 
 fn list_objects(o: &ObjectLocation, prefix: &ObjPath) -> Result<Vec<ObjPath>, StorageError> {
@@ -146,54 +169,15 @@ fn list_objects(o: &ObjectLocation, prefix: &ObjPath) -> Result<Vec<ObjPath>, St
 fn expand_glob(g: &str) -> Result<Vec<(String, Location)>, StorageError> {
     let (root, pattern) = split_glob(g);
     let base = Location::parse(if root.is_empty() { "." } else { root })?;
-    let mut matched: Vec<(String, Location)> = list_inputs_all(&base)?
+    let mut matched: Vec<(String, Location)> = list_files(&base)?
         .into_iter()
-        .filter(|(shown, _)| {
-            let rel = shown
-                .strip_prefix(root)
-                .or_else(|| shown.strip_prefix("./"))
-                .unwrap_or(shown);
-            !rel.split('/').any(hidden) && glob_match(pattern.as_bytes(), rel.as_bytes())
+        .filter(|f| {
+            !f.rel.split('/').any(hidden) && glob_match(pattern.as_bytes(), f.rel.as_bytes())
         })
+        .map(|f| (f.shown, f.loc))
         .collect();
     matched.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(matched)
-}
-
-/// Every file under a directory or prefix (any extension: the glob decides).
-fn list_inputs_all(loc: &Location) -> Result<Vec<(String, Location)>, StorageError> {
-    match loc {
-        Location::Local(root) => {
-            let mut files = Vec::new();
-            let mut dirs = vec![root.clone()];
-            while let Some(d) = dirs.pop() {
-                let Ok(entries) = std::fs::read_dir(&d) else {
-                    continue;
-                };
-                for e in entries.flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        dirs.push(p);
-                    } else {
-                        let shown = if root.as_os_str() == "." {
-                            p.strip_prefix(".").unwrap_or(&p).display().to_string()
-                        } else {
-                            p.display().to_string()
-                        };
-                        files.push((shown, Location::Local(p)));
-                    }
-                }
-            }
-            Ok(files)
-        }
-        Location::Object(o) => Ok(list_objects(o, &o.path)?
-            .into_iter()
-            .map(|key| {
-                let l = o.sibling(key);
-                (l.url(), Location::Object(l))
-            })
-            .collect()),
-    }
 }
 
 /// Splits `s3://b/exports/2026-*/part-*.parquet` into the listed root `s3://b/exports/` and

@@ -228,6 +228,15 @@ impl Drop for Operator {
     }
 }
 
+/// A loopback port free at the time of the call (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Runs the real binary with only `envs` for credentials (none inherited) and no stdin.
 pub fn run_bin<S: AsRef<std::ffi::OsStr>>(
     args: &[S],
