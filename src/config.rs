@@ -214,8 +214,9 @@ pub struct MapSettings {
     pub cache_bytes: usize,
 }
 
-/// Default memory of the answer cache, MiB.
-pub const DEFAULT_DEDUPE_MIB: usize = 64;
+/// Default memory of the answer cache, MiB: about 230,000 answers (`map --help` says so; a
+/// test keeps the two in step).
+pub const DEFAULT_DEDUPE_MIB: usize = 32;
 
 impl MapSettings {
     /// Answers the cache may hold within [`MapSettings::cache_bytes`].
@@ -244,6 +245,21 @@ pub struct MapConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `map --help` and README say what the default cache costs and holds.
+    #[test]
+    fn the_default_cache_holds_what_the_help_says() {
+        assert_eq!(
+            crate::mapper::CACHE_ENTRY_BYTES,
+            144,
+            "the help says 144 bytes"
+        );
+        let answers = DEFAULT_DEDUPE_MIB * (1 << 20) / crate::mapper::CACHE_ENTRY_BYTES;
+        assert!(
+            (225_000..=235_000).contains(&answers),
+            "the help says about 230,000: {answers}"
+        );
+    }
 
     /// Issue #9.10: plain http only to real loopback, and never with user info.
     #[test]

@@ -2,13 +2,14 @@
 //!
 //! Each distinct (kind, hash) is sent once while it is in flight or cached; every row that
 //! carries it gets the same answer. Chunks leave in input order once all their identities are
-//! answered. The cache of answers is size-capped (two generations, the older dropped when the
-//! newer fills), so memory stays bounded; a duplicate seen after its answer was dropped is
-//! simply sent again: re-sent, never lost.
+//! answered. The cache of answers has a fixed number of slots (a newer answer replaces the
+//! older one of its slot), so memory stays bounded; a duplicate seen after its answer was
+//! replaced is simply sent again: re-sent, never lost.
 //!
 //! Batches hold at most `batch_size` identities (≤ 5,000); with 44-char hashes a full batch
 //! is about 235 KB of JSON, far below the 1 MiB body limit, which [`Batcher`] still checks.
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,16 +24,20 @@ use crate::record::IdentityChunk;
 use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
 /// Identities held in the reorder window while their answers are pending: twice what
-/// 20 requests of 5,000 carry, so the window never starves the requests in flight, whether
-/// a chunk holds one identity per row or several.
-const PENDING_IDENTITIES: usize = 2 * crate::protocol::MAX_CONCURRENCY * MAX_BATCH;
+/// 20 requests of 5,000 carry, plus the prepared batches, so the window never starves the
+/// requests in flight, whether a chunk holds one identity per row or several.
+const PENDING_IDENTITIES: usize =
+    (2 * crate::protocol::MAX_CONCURRENCY + PREPARED_BATCHES) * MAX_BATCH;
 /// Most chunks in the reorder window, whatever their size.
 const PENDING_CHUNKS: usize = 16;
 const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
+/// Batch tasks beyond the window's ceiling: their requests are ready when a slot frees.
+const PREPARED_BATCHES: usize = 4;
 
-/// What one cached answer costs, bytes, measured (`scripts/bench_map.sh` peak RSS with and
-/// without the cache): key, answer, its raw id on the heap, and the two hash maps' slack.
-pub const CACHE_ENTRY_BYTES: usize = 300;
+/// What one remembered answer costs, bytes: its slot in the index and its entry (key and
+/// answer, held inline). A raw id that is not the usual 44 characters, or a v2 bucket id, adds
+/// a small heap allocation.
+pub const CACHE_ENTRY_BYTES: usize = 8 + std::mem::size_of::<(Key, MapOutcome)>();
 
 /// What is deduplicated and sent: an identity's kind and hash.
 pub type Key = (IdentityKind, IdentityHash);
@@ -50,11 +55,13 @@ pub struct MapperStats {
     pub answered: AtomicU64,
 }
 
-/// The rows waiting for one hash: (chunk sequence, identity index). Most hashes have one
-/// waiter, so the first is stored inline and only duplicates allocate.
+/// The rows waiting for one hash: (chunk sequence, identity index), the sequence truncated
+/// to 32 bits (the window holds far fewer chunks, so it is unambiguous). Most hashes have one
+/// waiter, so the first is stored inline and only duplicates allocate: an entry of the
+/// in-flight table is 56 bytes, and the table holds up to [`PENDING_IDENTITIES`] of them.
 struct Waiters {
-    first: (u64, usize),
-    more: Vec<(u64, usize)>,
+    first: (u32, u32),
+    more: Option<Box<Vec<(u32, u32)>>>,
 }
 
 struct Pending {
@@ -63,26 +70,66 @@ struct Pending {
     remaining: usize,
 }
 
-/// Two-generation answer cache with a total cap.
+/// The answer cache: direct-mapped, like a CPU cache. Each key has one slot, chosen by its
+/// hash; an answer replaces whatever its slot held. Memory is fixed by the slot count (the
+/// index is allocated zeroed, so untouched slots cost nothing; entries are appended as slots
+/// fill), a lookup that misses touches one cache line, and nothing is ever rehashed or
+/// dropped in bulk. Recent answers win, which suits repeats that cluster in an export.
 struct Cache {
-    cap: usize,
-    young: DigestMap<Key, MapOutcome>,
-    old: DigestMap<Key, MapOutcome>,
+    /// Per slot: 0 when empty, else the key's tag in the high half and the entry's index + 1
+    /// in the low half.
+    slots: Vec<u64>,
+    entries: Vec<(Key, MapOutcome)>,
 }
 
 impl Cache {
+    fn new(cap: usize) -> Cache {
+        // Slots address entries with 32 bits.
+        let cap = cap.min(u32::MAX as usize - 1);
+        Cache {
+            slots: vec![0; cap],
+            entries: Vec::with_capacity(cap),
+        }
+    }
+
+    /// The key's slot and the tag that tells most other keys of that slot apart without
+    /// reading their entry. Keys are SHA-256 digests: their bytes are uniformly random.
+    fn place(&self, k: &Key) -> (usize, u64) {
+        let d = &k.1 .0;
+        let h = u64::from_le_bytes(d[..8].try_into().expect("8 bytes")) ^ k.0 as u64;
+        let slot = ((u128::from(h) * self.slots.len() as u128) >> 64) as usize;
+        let tag = u64::from(u32::from_le_bytes(d[8..12].try_into().expect("4 bytes")));
+        (slot, tag << 32)
+    }
+
     fn get(&self, k: &Key) -> Option<&MapOutcome> {
-        self.young.get(k).or_else(|| self.old.get(k))
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (slot, tag) = self.place(k);
+        let s = self.slots[slot];
+        if s == 0 || s & !0xFFFF_FFFF != tag {
+            return None;
+        }
+        let (key, answer) = &self.entries[(s & 0xFFFF_FFFF) as usize - 1];
+        (key == k).then_some(answer)
     }
 
     fn insert(&mut self, k: Key, v: MapOutcome) {
-        if self.cap == 0 {
+        if self.slots.is_empty() {
             return;
         }
-        if self.young.len() >= self.cap / 2 {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(k, v);
+        let (slot, tag) = self.place(&k);
+        let s = self.slots[slot];
+        let index = if s == 0 {
+            self.entries.push((k, v));
+            self.entries.len() - 1
+        } else {
+            let index = (s & 0xFFFF_FFFF) as usize - 1;
+            self.entries[index] = (k, v);
+            index
+        };
+        self.slots[slot] = tag | (index as u64 + 1);
     }
 }
 
@@ -110,12 +157,11 @@ impl Mapper {
             pending: VecDeque::new(),
             pending_ids: 0,
             base_seq: 0,
-            waiting: DigestMap::default(),
-            cache: Cache {
-                cap: cache_entries,
-                young: DigestMap::default(),
-                old: DigestMap::default(),
-            },
+            waiting: DigestMap::with_capacity_and_hasher(
+                PENDING_IDENTITIES + crate::input::CHUNK_ROWS,
+                Default::default(),
+            ),
+            cache: Cache::new(cache_entries),
             batcher: Batcher::new(batch_size),
             ready: VecDeque::new(),
             stats,
@@ -136,12 +182,13 @@ impl Mapper {
     /// Takes a chunk: answers what the cache or an in-flight request answers, queues the
     /// rest for batches. Answers already filled (rows `refresh` carries over) are kept.
     pub fn accept(&mut self, mut chunk: IdentityChunk) {
-        let seq = self.base_seq + self.pending.len() as u64;
+        let seq = (self.base_seq + self.pending.len() as u64) as u32;
         let mut outcomes = chunk
             .outcomes
             .take()
             .unwrap_or_else(|| vec![None; chunk.ids.len()]);
         let mut remaining = 0;
+        let mut deduplicated = 0;
         for (idx, id) in chunk.ids.iter().enumerate() {
             if outcomes[idx].is_some() {
                 continue;
@@ -150,29 +197,32 @@ impl Mapper {
             let key = (id.kind, h);
             if let Some(o) = self.cache.get(&key) {
                 outcomes[idx] = Some(o.clone());
-                self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
+                deduplicated += 1;
                 continue;
             }
             remaining += 1;
-            match self.waiting.get_mut(&key) {
-                Some(w) => {
-                    w.more.push((seq, idx));
-                    self.stats.deduplicated.fetch_add(1, Ordering::Relaxed);
+            match self.waiting.entry(key) {
+                Entry::Occupied(mut w) => {
+                    w.get_mut()
+                        .more
+                        .get_or_insert_with(Box::default)
+                        .push((seq, idx as u32));
+                    deduplicated += 1;
                 }
-                None => {
-                    self.waiting.insert(
-                        key,
-                        Waiters {
-                            first: (seq, idx),
-                            more: Vec::new(),
-                        },
-                    );
+                Entry::Vacant(v) => {
+                    v.insert(Waiters {
+                        first: (seq, idx as u32),
+                        more: None,
+                    });
                     if let Some(full) = self.batcher.push(key) {
                         self.ready.push_back(full);
                     }
                 }
             }
         }
+        self.stats
+            .deduplicated
+            .fetch_add(deduplicated, Ordering::Relaxed);
         self.pending_ids += chunk.ids.len();
         self.pending.push_back(Pending {
             chunk,
@@ -213,20 +263,23 @@ impl Mapper {
                 batch.len()
             )));
         }
+        let mut answered = 0;
         for (key, outcome) in batch.into_iter().zip(answers) {
             let Some(w) = self.waiting.remove(&key) else {
                 continue;
             };
-            for (seq, idx) in std::iter::once(w.first).chain(w.more) {
-                let p = &mut self.pending[(seq - self.base_seq) as usize];
-                p.outcomes[idx] = Some(outcome.clone());
+            let more = w.more.map(|m| *m).unwrap_or_default();
+            for (seq, idx) in std::iter::once(w.first).chain(more) {
+                let p = &mut self.pending[seq.wrapping_sub(self.base_seq as u32) as usize];
+                p.outcomes[idx as usize] = Some(outcome.clone());
                 p.remaining -= 1;
-                self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                answered += 1;
             }
             if !matches!(outcome, MapOutcome::Failed(_)) {
                 self.cache.insert(key, outcome);
             }
         }
+        self.stats.answered.fetch_add(answered, Ordering::Relaxed);
         Ok(())
     }
 
@@ -272,9 +325,10 @@ pub async fn run(
     mut mapper: Mapper,
     interrupt: Interrupt,
 ) -> Result<Finish, ClientError> {
-    // As many batch tasks as requests may be in flight: batches then go out in input order,
-    // so chunks complete (and parts commit) in order too, and nothing queues unboundedly.
-    let max_tasks = client.max_in_flight();
+    // As many batch tasks as requests may be in flight, plus a few whose requests are built
+    // and wait for a slot, so that a freed slot is used at once rather than after the next
+    // batch is encoded and sealed. Bounded, so nothing queues unboundedly.
+    let max_tasks = client.max_in_flight() + PREPARED_BATCHES;
     let mut tasks: JoinSet<BatchResult> = JoinSet::new();
     let mut input_done = false;
     let grace = interrupt.grace_over();
@@ -439,7 +493,7 @@ mod tests {
 
     #[test]
     fn an_evicted_duplicate_is_sent_again_not_lost() {
-        let mut m = mapper(1, 2); // one answer per cache generation
+        let mut m = mapper(1, 1); // a cache of one slot: each answer replaces the last
         for (row, name) in ["a", "b", "c"].into_iter().enumerate() {
             m.accept(chunk(row as u64, &[name]));
             let batch = m.next_batch(false).expect("full batch of one");
@@ -458,6 +512,35 @@ mod tests {
         m.complete(again.clone(), answer(&again, &["a"]))
             .expect("ok");
         assert_eq!(raw(&m.pop_finished().expect("done")), ["U-a"]);
+    }
+
+    #[test]
+    fn the_cache_keeps_what_fits_and_never_answers_for_another_key() {
+        let mut c = Cache::new(1000);
+        let answers: Vec<(Key, MapOutcome)> = (0..5000)
+            .map(|i| (key(&format!("id{i}")), mapped(&format!("U{i}"))))
+            .collect();
+        for (k, v) in &answers {
+            c.insert(*k, v.clone());
+        }
+        assert!(c.entries.len() <= 1000, "one entry per slot at most");
+        let mut hits = 0;
+        for (k, v) in &answers {
+            if let Some(found) = c.get(k) {
+                assert_eq!(found, v, "a hit is the answer of that very key");
+                hits += 1;
+            }
+        }
+        assert!(
+            (500..=1000).contains(&hits),
+            "most slots hold a recent answer: {hits}"
+        );
+        let phone = (IdentityKind::Phone, answers[4999].0 .1);
+        assert!(
+            c.get(&phone).is_none(),
+            "the same hash of the other kind is another key"
+        );
+        assert!(Cache::new(0).get(&answers[0].0).is_none());
     }
 
     #[test]

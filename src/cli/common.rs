@@ -231,8 +231,9 @@ pub(super) struct Tuning {
     #[arg(long, default_value_t = MAX_ITEMS_PER_REQUEST)]
     batch_size: usize,
     /// Memory for remembered answers, MiB: a repeated identity is answered from it instead
-    /// of being sent again. The default 64 MiB holds about 220,000 answers; a repeat seen
-    /// after its answer was evicted is simply sent again, never lost. 0 turns it off.
+    /// of being sent again. Each answer costs 144 bytes: the default 32 MiB holds about
+    /// 230,000, the most recent per slot; a repeat seen after its answer was replaced is
+    /// simply sent again, never lost. 0 turns it off.
     #[arg(long, default_value_t = euid_map::config::DEFAULT_DEDUPE_MIB, value_name = "MIB")]
     dedupe_memory: usize,
 }

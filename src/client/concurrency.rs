@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Requests in flight at the start.
-pub const INITIAL_WINDOW: f64 = 2.0;
+pub const INITIAL_WINDOW: f64 = 4.0;
 /// Near a known congestion point the window grows by one per this many round trips.
 pub const PLATEAU_RTTS: f64 = 8.0;
 /// What a backpressure signal leaves of the window.
@@ -215,16 +215,17 @@ mod tests {
             round_trip(&w, Signal::Answered(RTT)).await;
             sizes.push(w.size());
         }
-        assert_eq!(sizes, vec![4.0, 8.0, 16.0, 20.0, 20.0]);
+        assert_eq!(sizes, vec![8.0, 16.0, 20.0, 20.0, 20.0]);
         assert_eq!(w.peak(), 20);
     }
 
     #[tokio::test]
     async fn backpressure_cuts_once_per_round_trip_then_growth_creeps_near_the_limit() {
         let w = Window::new(20);
-        for _ in 0..3 {
-            round_trip(&w, Signal::Answered(RTT)).await; // 16
+        while w.size() < 16.0 {
+            round_trip(&w, Signal::Answered(RTT)).await;
         }
+        assert_eq!(w.size(), 16.0, "slow start doubles from {INITIAL_WINDOW}");
         let n = w.size() as usize;
         let mut slots = Vec::new();
         for _ in 0..n {

@@ -423,12 +423,13 @@ impl Client {
         self.stats
             .bytes_received
             .fetch_add(answer.body.len() as u64, Ordering::Relaxed);
-        let raw = if answer.binary {
-            answer.body.to_vec()
+        let raw: std::borrow::Cow<'_, [u8]> = if answer.binary {
+            std::borrow::Cow::Borrowed(&answer.body)
         } else {
             base64::engine::general_purpose::STANDARD
                 .decode(answer.body.trim_ascii())
                 .map_err(|_| ClientError::BadResponse("text answer is not base64".into()))?
+                .into()
         };
         let opened = self
             .key

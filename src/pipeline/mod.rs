@@ -8,10 +8,12 @@
 //!
 //! Every channel is bounded, so peak memory ≈ Σ (capacity × chunk bytes), independent of the
 //! input size. With 32 Ki-row chunks of two identities: about 3 MB per chunk before mapping
-//! ([`CHUNKS_IN_FLIGHT`] = 4 on each of three hops, plus one in each thread: ≈ 45 MB) and about
-//! 12 MB per mapped chunk (4 in the mapper's reorder window, [`MAPPED_CHUNKS_QUEUED`] = 2 for
-//! the writer, one being written: ≈ 85 MB), plus the writer's row group (≈ 15 MB), the
-//! requests in flight (≈ 16 MB) and the answer cache (`--dedupe-memory`, 64 MiB).
+//! ([`CHUNKS_IN_FLIGHT`] = 2 on the reader's and the hasher's hop, 1 into the mapper, plus one
+//! in each thread: ≈ 25 MB) and about 10 MB per mapped chunk (the mapper's reorder window of
+//! at most 220,000 identities, [`MAPPED_CHUNKS_QUEUED`] = 1 for the writer, one being written:
+//! ≈ 60 MB), plus the mapper's table of hashes in flight (≈ 30 MB), the writer's row group
+//! (≈ 15 MB), the requests in flight (24 × ≈ 1.5 MB) and the answer cache
+//! (`--dedupe-memory`, 32 MiB). `scripts/bench_map.sh` measures the total: ≤ 256 MiB.
 
 mod connection;
 
@@ -32,12 +34,13 @@ use crate::progress::Progress;
 use crate::record::{IdentityChunk, StatusCounts};
 
 /// Chunks queued between two stages. Enough to keep each stage busy while its neighbour
-/// works on one chunk; small enough to keep memory flat.
-pub const CHUNKS_IN_FLIGHT: usize = 4;
+/// works on one chunk; small enough to keep memory flat (4 cost `map` 30 MiB of peak RSS
+/// and no speed).
+pub const CHUNKS_IN_FLIGHT: usize = 2;
 
-/// Mapped chunks queued for the writer. A mapped chunk is the largest message (about 12 MB
+/// Mapped chunks queued for the writer. A mapped chunk is the largest message (about 10 MB
 /// per 32 Ki rows of two identities, answers included) and the writer keeps up easily.
-pub const MAPPED_CHUNKS_QUEUED: usize = 2;
+pub const MAPPED_CHUNKS_QUEUED: usize = 1;
 
 /// Waits for a stage thread without blocking the async runtime.
 pub(crate) async fn join_thread<T: Send + 'static>(
@@ -304,7 +307,8 @@ pub(crate) async fn map_and_write(
     mstats: Arc<crate::mapper::MapperStats>,
     mut tap: impl FnMut(&IdentityChunk) + Send + 'static,
 ) -> Result<DatasetWriter, Error> {
-    let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
+    // The bridge's own queue is the channel before it: one more here is enough.
+    let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(1);
     let bridge = std::thread::Builder::new()
         .name("bridge".into())
         .spawn(move || {
