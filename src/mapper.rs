@@ -23,11 +23,13 @@ use crate::protocol::Batcher;
 use crate::record::IdentityChunk;
 use crate::record::{DigestMap, Hashed, IdentityHash, IdentityKind, MapOutcome};
 
-/// Identities held in the reorder window while their answers are pending: twice what
-/// 20 requests of 5,000 carry, plus the prepared batches, so the window never starves the
-/// requests in flight, whether a chunk holds one identity per row or several.
+/// Identities held in the reorder window while their answers are pending: what the requests
+/// in flight and the prepared ones carry (24 batches of 5,000), plus 6 batches of slack so
+/// that chunks waiting for their slowest batch do not starve the requests. With two
+/// identities per row this keeps the in-flight table at 2^18 slots (15 MB); twice as many
+/// cost 30 MiB of peak RSS and no measurable speed (`scripts/bench_concurrency.sh`).
 const PENDING_IDENTITIES: usize =
-    (2 * crate::protocol::MAX_CONCURRENCY + PREPARED_BATCHES) * MAX_BATCH;
+    (crate::protocol::MAX_CONCURRENCY + PREPARED_BATCHES + 6) * MAX_BATCH;
 /// Most chunks in the reorder window, whatever their size.
 const PENDING_CHUNKS: usize = 16;
 const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
@@ -147,6 +149,8 @@ pub struct Mapper {
     waiting: DigestMap<Key, Waiters>,
     cache: Cache,
     batcher: Batcher,
+    /// Sequence number of the chunk that put the first identity into the partial batch.
+    partial_from: u64,
     ready: VecDeque<Vec<Key>>,
     stats: Arc<MapperStats>,
 }
@@ -160,11 +164,12 @@ impl Mapper {
             pending_ids: 0,
             base_seq: 0,
             waiting: DigestMap::with_capacity_and_hasher(
-                PENDING_IDENTITIES + crate::input::CHUNK_ROWS,
+                PENDING_IDENTITIES + 2 * crate::input::CHUNK_ROWS,
                 Default::default(),
             ),
             cache: Cache::new(cache_entries),
             batcher: Batcher::new(batch_size),
+            partial_from: 0,
             ready: VecDeque::new(),
             stats,
         }
@@ -184,7 +189,8 @@ impl Mapper {
     /// Takes a chunk: answers what the cache or an in-flight request answers, queues the
     /// rest for batches. Answers already filled (rows `refresh` carries over) are kept.
     pub fn accept(&mut self, mut chunk: IdentityChunk) {
-        let seq = (self.base_seq + self.pending.len() as u64) as u32;
+        let full_seq = self.base_seq + self.pending.len() as u64;
+        let seq = full_seq as u32;
         let mut outcomes = chunk
             .outcomes
             .take()
@@ -216,6 +222,9 @@ impl Mapper {
                         first: (seq, idx as u32),
                         more: None,
                     });
+                    if self.batcher.is_empty() {
+                        self.partial_from = full_seq;
+                    }
                     if let Some(full) = self.batcher.push(key) {
                         self.ready.push_back(full);
                     }
@@ -234,11 +243,15 @@ impl Mapper {
     }
 
     /// The next batch to send. A partial batch goes out only when no more input can fill
-    /// it: the input ended, or the reorder window is full. Sending it earlier would spend
-    /// requests (and rate-limit budget) on small batches, e.g. the few due identities per
-    /// chunk of a refresh.
+    /// it: the input ended, or the reorder window is full and its oldest chunk waits for
+    /// the partial batch. Sending it earlier would spend requests (and rate-limit budget) on
+    /// small batches, e.g. the few due identities per chunk of a refresh; when the oldest
+    /// chunk waits only for batches already sent, their answers free the window.
     pub fn next_batch(&mut self, input_done: bool) -> Option<Vec<Key>> {
-        if self.ready.is_empty() && !self.batcher.is_empty() && (input_done || self.window_full()) {
+        if self.ready.is_empty()
+            && !self.batcher.is_empty()
+            && (input_done || (self.window_full() && self.partial_from == self.base_seq))
+        {
             self.ready.push_back(self.batcher.take());
         }
         let batch = self.ready.pop_front()?;
@@ -576,6 +589,26 @@ mod tests {
             .next_batch(false)
             .expect("a full window sends its partial batch");
         assert_eq!(batch.len(), PENDING_CHUNKS);
+    }
+
+    #[test]
+    fn a_full_window_waits_for_answers_in_flight_rather_than_sending_a_partial_batch() {
+        let mut m = mapper(2, 0);
+        m.accept(chunk(0, &["a", "b"]));
+        let sent = m.next_batch(false).expect("a full batch");
+        for i in 1..PENDING_CHUNKS {
+            m.accept(chunk(i as u64 * 2, &[&format!("x{i}")]));
+            let _ = m.next_batch(false);
+        }
+        assert!(!m.can_accept(20), "the window is full");
+        assert!(
+            m.next_batch(false).is_none(),
+            "the oldest chunk waits only for the batch in flight: no partial batch"
+        );
+        m.complete(sent.clone(), answer(&sent, &["a", "b"]))
+            .expect("ok");
+        assert_eq!(raw(&m.pop_finished().expect("done")), ["U-a", "U-b"]);
+        assert!(m.can_accept(20), "its answers freed the window");
     }
 
     /// Issue #9.4: answers are never zipped onto identities when their count is off.

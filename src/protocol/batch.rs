@@ -44,9 +44,10 @@ impl Batcher {
         (self.items.len() >= self.max_items || body > MAX_BODY_BYTES).then(|| self.take())
     }
 
-    /// Takes the current (possibly partial) batch.
+    /// Takes the current (possibly partial) batch; the next one starts at full capacity
+    /// rather than growing by doubling.
     pub fn take(&mut self) -> Vec<Key> {
-        std::mem::take(&mut self.items)
+        std::mem::replace(&mut self.items, Vec::with_capacity(self.max_items))
     }
 
     /// Whether nothing is waiting.
