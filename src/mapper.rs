@@ -74,16 +74,32 @@ struct Pending {
     remaining: usize,
 }
 
+/// Cache lookups per admission period.
+const ADMISSION_PERIOD: u32 = 1 << 16;
+/// Hits per period below which a filled cache turns sparse (16 in 65,536 lookups).
+const ADMISSION_MIN_HITS: u32 = ADMISSION_PERIOD / 4096;
+/// While sparse, one answer in this many is remembered.
+const SPARSE_SAMPLE: u32 = 16;
+
 /// The answer cache: direct-mapped, like a CPU cache. Each key has one slot, chosen by its
 /// hash; an answer replaces whatever its slot held. Memory is fixed by the slot count (the
 /// index is allocated zeroed, so untouched slots cost nothing; entries are appended as slots
 /// fill), a lookup that misses touches one cache line, and nothing is ever rehashed or
 /// dropped in bulk. Recent answers win, which suits repeats that cluster in an export.
+///
+/// Remembering an answer costs a memory write that misses the CPU's caches. When almost
+/// nothing repeats (fewer than [`ADMISSION_MIN_HITS`] hits in [`ADMISSION_PERIOD`] lookups,
+/// e.g. a file of unique emails), only one answer in [`SPARSE_SAMPLE`] is remembered; the
+/// sample still catches repeats, and about one repeat in 250 identities turns it back.
 struct Cache {
     /// Per slot: 0 when empty, else the key's tag in the high half and the entry's index + 1
     /// in the low half.
     slots: Vec<u64>,
     entries: Vec<(Key, MapOutcome)>,
+    lookups: u32,
+    hits: u32,
+    sparse: bool,
+    skipped: u32,
 }
 
 impl Cache {
@@ -93,6 +109,10 @@ impl Cache {
         Cache {
             slots: vec![0; cap],
             entries: Vec::with_capacity(cap),
+            lookups: 0,
+            hits: 0,
+            sparse: false,
+            skipped: 0,
         }
     }
 
@@ -106,9 +126,18 @@ impl Cache {
         (slot, tag << 32)
     }
 
-    fn get(&self, k: &Key) -> Option<&MapOutcome> {
+    fn get(&mut self, k: &Key) -> Option<&MapOutcome> {
         if self.slots.is_empty() {
             return None;
+        }
+        self.lookups += 1;
+        if self.lookups == ADMISSION_PERIOD {
+            // Judged once the cache holds a period's worth: at the start of a run repeats
+            // are still in flight, not yet answered.
+            self.sparse =
+                self.entries.len() >= ADMISSION_PERIOD as usize && self.hits < ADMISSION_MIN_HITS;
+            self.lookups = 0;
+            self.hits = 0;
         }
         let (slot, tag) = self.place(k);
         let s = self.slots[slot];
@@ -116,12 +145,22 @@ impl Cache {
             return None;
         }
         let (key, answer) = &self.entries[(s & 0xFFFF_FFFF) as usize - 1];
-        (key == k).then_some(answer)
+        if key != k {
+            return None;
+        }
+        self.hits += 1;
+        Some(answer)
     }
 
     fn insert(&mut self, k: Key, v: MapOutcome) {
         if self.slots.is_empty() {
             return;
+        }
+        if self.sparse {
+            self.skipped = (self.skipped + 1) % SPARSE_SAMPLE;
+            if self.skipped != 0 {
+                return;
+            }
         }
         let (slot, tag) = self.place(&k);
         let s = self.slots[slot];
@@ -556,6 +595,38 @@ mod tests {
             "the same hash of the other kind is another key"
         );
         assert!(Cache::new(0).get(&answers[0].0).is_none());
+    }
+
+    #[test]
+    fn a_cache_that_never_hits_remembers_a_sample_and_recovers_when_repeats_come() {
+        let mut c = Cache::new(1 << 20);
+        let k = |i: u32| key(&format!("u{i}"));
+        for i in 0..2 * ADMISSION_PERIOD {
+            assert!(c.get(&k(i)).is_none());
+            c.insert(k(i), mapped("U"));
+            if i == ADMISSION_PERIOD {
+                assert!(
+                    !c.sparse,
+                    "not judged before the cache holds a period's worth"
+                );
+            }
+        }
+        assert!(c.sparse, "no hit in a whole period");
+        let before = c.entries.len();
+        for i in 2 * ADMISSION_PERIOD..2 * ADMISSION_PERIOD + 1600 {
+            c.insert(k(i), mapped("U"));
+        }
+        let added = c.entries.len() - before;
+        // One in 16 of 1,600 is 100; a few of them replace an answer already in their slot.
+        assert!(
+            (85..=100).contains(&added),
+            "one answer in 16 is remembered: {added}"
+        );
+        // Repeats of what was remembered: hits turn the cache back to remembering all.
+        for i in 0..ADMISSION_PERIOD {
+            let _ = c.get(&k(i % 4096));
+        }
+        assert!(!c.sparse, "repeats hit the sample");
     }
 
     #[test]

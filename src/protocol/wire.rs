@@ -67,14 +67,45 @@ pub struct Body<'a> {
     #[serde(default, borrow)]
     pub email: Vec<Item<'a>>,
     /// Answers for `email_hash`, positional.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "positional")]
     pub email_hash: Vec<Item<'a>>,
     /// Answers for `phone` (unused).
     #[serde(default, borrow)]
     pub phone: Vec<Item<'a>>,
     /// Answers for `phone_hash`, positional.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "positional")]
     pub phone_hash: Vec<Item<'a>>,
+}
+
+/// A positional array, room for a full batch reserved at its first item: growing one item at
+/// a time reallocated and copied the answers a dozen times per response.
+fn positional<'de: 'a, 'a, D>(d: D) -> Result<Vec<Item<'a>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Items<'a>(std::marker::PhantomData<Item<'a>>);
+    impl<'de: 'a, 'a> serde::de::Visitor<'de> for Items<'a> {
+        type Value = Vec<Item<'a>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an array of answers")
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<Item<'a>>()? {
+                if out.is_empty() {
+                    out.reserve(super::MAX_ITEMS_PER_REQUEST);
+                }
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Items(std::marker::PhantomData))
 }
 
 /// One positional answer: `{"u","p","r"}` or `{"e"}`.
