@@ -218,6 +218,9 @@ pub struct MapSettings {
 /// test keeps the two in step).
 pub const DEFAULT_DEDUPE_MIB: usize = 32;
 
+/// Largest `--dedupe-memory`, MiB (64 GiB: about 470 million answers).
+pub const MAX_DEDUPE_MIB: usize = 64 << 10;
+
 impl MapSettings {
     /// Answers the cache may hold within [`MapSettings::cache_bytes`].
     pub fn cache_entries(&self) -> usize {

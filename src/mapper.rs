@@ -82,7 +82,7 @@ const ADMISSION_MIN_HITS: u32 = ADMISSION_PERIOD / 4096;
 const SPARSE_SAMPLE: u32 = 16;
 
 /// The answer cache: direct-mapped, like a CPU cache. Each key has one slot, chosen by its
-/// hash; an answer replaces whatever its slot held. Memory is fixed by the slot count (the
+/// hash; an answer replaces whatever its slot held. Memory is bounded by the slot count (the
 /// index is allocated zeroed, so untouched slots cost nothing; entries are appended as slots
 /// fill), a lookup that misses touches one cache line, and nothing is ever rehashed or
 /// dropped in bulk. Recent answers win, which suits repeats that cluster in an export.
@@ -108,7 +108,9 @@ impl Cache {
         let cap = cap.min(u32::MAX as usize - 1);
         Cache {
             slots: vec![0; cap],
-            entries: Vec::with_capacity(cap),
+            // Grown as slots fill: reserving it all up front would ask the OS for the whole
+            // budget at once, however few answers a run needs.
+            entries: Vec::new(),
             lookups: 0,
             hits: 0,
             sparse: false,

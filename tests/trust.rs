@@ -246,6 +246,21 @@ fn look_alike_hosts_are_refused_and_usage_errors_exit_64() {
     let o = run(&["map", "--no-such-flag"], &[]);
     assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
     let o = run(
+        &[
+            "map",
+            &s(&input),
+            "-o",
+            &s(&tmp.path().join("d")),
+            "--env",
+            "local",
+            "--dedupe-memory",
+            "1000000",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--dedupe-memory must be at most 65536 MiB"));
+    let o = run(
         &["map", &s(&input), "-o", &s(&tmp.path().join("p"))],
         &creds(),
     );

@@ -244,6 +244,12 @@ impl Tuning {
         if !(1..=MAX_ITEMS_PER_REQUEST).contains(&self.batch_size) {
             usage!("--batch-size must be between 1 and {MAX_ITEMS_PER_REQUEST}");
         }
+        if self.dedupe_memory > euid_map::config::MAX_DEDUPE_MIB {
+            usage!(
+                "--dedupe-memory must be at most {} MiB (64 GiB)",
+                euid_map::config::MAX_DEDUPE_MIB
+            );
+        }
         Ok(MapSettings {
             client: target.client,
             env: target.env,
