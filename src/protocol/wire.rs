@@ -112,16 +112,58 @@ where
 #[derive(Debug, Deserialize)]
 pub struct Item<'a> {
     /// Current raw EUID.
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub u: Option<Cow<'a, str>>,
     /// Previous raw EUID.
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub p: Option<Cow<'a, str>>,
     /// Refresh time, Unix seconds.
     pub r: Option<i64>,
     /// Unmapped reason.
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "text")]
     pub e: Option<Cow<'a, str>>,
+}
+
+/// An optional string that borrows from the decrypted bytes unless it has escapes. Serde's
+/// `borrow` does not reach through `Option`: a derived `Option<Cow<str>>` allocated a
+/// `String` for every raw id of every answer.
+fn text<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Text<'a>(std::marker::PhantomData<Cow<'a, str>>);
+    impl<'de: 'a, 'a> serde::de::Visitor<'de> for Text<'a> {
+        type Value = Option<Cow<'a, str>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    d.deserialize_option(Text(std::marker::PhantomData))
 }
 
 /// Parses a v2 answer (`mapped` / `unmapped`, correlated by the echoed `identifier`) into
@@ -234,5 +276,20 @@ mod tests {
         assert_eq!(json.len(), REQUEST_OVERHEAD + 3 * BYTES_PER_HASH - 2);
         let (empty, _) = request_json(&[]);
         assert_eq!(empty.len(), REQUEST_OVERHEAD);
+    }
+
+    #[test]
+    fn answer_strings_borrow_unless_escaped_and_null_is_none() {
+        let json = br#"{"status":"success","body":{"email_hash":[{"u":"AbC/+=","p":null,"r":5},{"u":"a\/b","e":null},{"e":"optout"}]}}"#;
+        let r: Response = serde_json::from_slice(json).expect("parses");
+        let items = r.body.expect("body").email_hash;
+        assert!(matches!(&items[0].u, Some(Cow::Borrowed("AbC/+="))));
+        assert!(items[0].p.is_none());
+        assert!(matches!(&items[1].u, Some(Cow::Owned(s)) if s == "a/b"));
+        assert!(items[1].e.is_none());
+        assert!(items[2].u.is_none());
+        assert_eq!(items[2].e.as_deref(), Some("optout"));
+        let bad = br#"{"status":"success","body":{"email_hash":[{"u":5}]}}"#;
+        assert!(serde_json::from_slice::<Response>(bad).is_err());
     }
 }
