@@ -49,7 +49,7 @@ pub(super) fn parse_answer(
         let outcome = match (&item.u, &item.e) {
             (Some(u), _) => MapOutcome::Mapped {
                 raw_euid: RawId::new(u),
-                previous: item.p.as_deref().map(|p| Box::new(RawId::new(p))),
+                previous: item.p.as_deref().map(|p| Arc::new(RawId::new(p))),
                 bucket_id: None,
                 refresh_from: Some(
                     item.r

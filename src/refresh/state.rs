@@ -230,7 +230,7 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                     Some(u) if fresh => (
                         Some(MapOutcome::Mapped {
                             raw_euid: RawId::new(u),
-                            previous: str_at(&prev, i).map(|p| Box::new(RawId::new(p))),
+                            previous: str_at(&prev, i).map(|p| std::sync::Arc::new(RawId::new(p))),
                             refresh_from: refresh.map(|r| r.div_euclid(1000)),
                             bucket_id,
                             mapped_at,
