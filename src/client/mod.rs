@@ -270,7 +270,7 @@ impl Client {
         let out = self
             .with_retries(|| async {
                 let answer = self.exchange(&self.v3_url, &json).await?;
-                answer::parse_answer(&answer, &order, items)
+                answer::parse_answer(answer.json(), &order, items)
             })
             .await?;
         self.stats
@@ -299,7 +299,7 @@ impl Client {
             let answers = self
                 .with_retries(|| async {
                     let answer = self.exchange(&self.v2_url, &json).await?;
-                    Ok(wire::parse_v2(&answer, &hashes)?)
+                    Ok(wire::parse_v2(answer.json(), &hashes)?)
                 })
                 .await?;
             for (i, a) in idx.into_iter().zip(answers) {
@@ -330,7 +330,7 @@ impl Client {
             .expect("serializes");
         self.with_retries(|| async {
             let answer = self.exchange(&self.buckets_url, &json).await?;
-            Ok(wire::parse_buckets(&answer)?)
+            Ok(wire::parse_buckets(answer.json())?)
         })
         .await
     }
@@ -379,19 +379,10 @@ impl Client {
         }
     }
 
-    /// One attempt: waits for the rate limiter and a window slot, seals `json` in a fresh
-    /// envelope, posts it, and returns the decrypted JSON of the answer (nonce checked).
-    async fn exchange(&self, url: &str, json: &[u8]) -> Result<Vec<u8>, ClientError> {
-        Ok(self.exchange_opened(url, json).await?.json)
-    }
-
-    /// [`Client::exchange`], keeping the answer's envelope (its timestamp tells the
-    /// operator's clock).
-    async fn exchange_opened(
-        &self,
-        url: &str,
-        json: &[u8],
-    ) -> Result<envelope::Opened, ClientError> {
+    /// One attempt: waits for a window slot and the rate limiter, seals `json` in a fresh
+    /// envelope, posts it, and returns the decrypted answer (nonce checked); its timestamp
+    /// tells the operator's clock.
+    async fn exchange(&self, url: &str, json: &[u8]) -> Result<envelope::Opened, ClientError> {
         // The slot first, then the rate-limit token: a token taken while waiting for a slot
         // would let a burst out when slots free up.
         let slot = self.window.acquire().await;
@@ -454,13 +445,13 @@ impl Client {
         let (json, order) = wire::request_json(items);
         let sent_ms = chrono::Utc::now().timestamp_millis();
         let t0 = Instant::now();
-        let opened = self.exchange_opened(&self.v3_url, &json).await?;
+        let opened = self.exchange(&self.v3_url, &json).await?;
         let rtt = t0.elapsed();
         let midpoint = sent_ms + (rtt.as_millis() / 2) as i64;
         Ok(Probe {
             rtt,
             skew_ms: opened.ts_ms.saturating_sub(midpoint),
-            answers: answer::parse_answer(&opened.json, &order, items)?,
+            answers: answer::parse_answer(opened.json(), &order, items)?,
         })
     }
 }

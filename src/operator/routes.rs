@@ -252,10 +252,10 @@ async fn encrypted(
         ));
     }
     state.metrics.nonce(opened.nonce);
-    let payload: Option<Value> = if opened.json.is_empty() {
+    let payload: Option<Value> = if opened.json().is_empty() {
         None
     } else {
-        match serde_json::from_slice::<Value>(&opened.json) {
+        match serde_json::from_slice::<Value>(opened.json()) {
             Ok(v @ Value::Object(_)) => Some(v),
             _ => {
                 return Ok(client_error(

@@ -97,13 +97,14 @@ impl Key {
             .map_err(|_| EnvelopeError::Decrypt)?;
         let ts_ms = i64::from_be_bytes(plain[..8].try_into().expect("length checked"));
         let nonce: [u8; 8] = plain[8..16].try_into().expect("length checked");
-        let json_len = plain.len() - HEADER_LEN;
-        buf.truncate(HEADER_LEN + json_len);
-        buf.drain(..HEADER_LEN);
+        let plain_len = plain.len();
+        // The header stays in front of the payload: removing it would move every byte of
+        // a large answer once more.
+        buf.truncate(plain_len);
         Ok(Opened {
             ts_ms,
             nonce,
-            json: buf,
+            plain: buf,
         })
     }
 
@@ -171,8 +172,15 @@ pub struct Opened {
     pub ts_ms: i64,
     /// The request nonce (echoed in responses).
     pub nonce: [u8; 8],
+    /// The decrypted bytes: the header (time and nonce), then the payload.
+    plain: Vec<u8>,
+}
+
+impl Opened {
     /// The JSON payload bytes.
-    pub json: Vec<u8>,
+    pub fn json(&self) -> &[u8] {
+        &self.plain[HEADER_LEN..]
+    }
 }
 
 /// A fresh random IV and nonce from the OS generator.
@@ -243,7 +251,7 @@ mod tests {
             assert_eq!(key.seal_request_with(iv, ts, nonce, json), expected);
             let opened = key.open_request(&expected).expect("opens");
             assert_eq!(
-                (opened.ts_ms, opened.nonce, opened.json.as_slice()),
+                (opened.ts_ms, opened.nonce, opened.json()),
                 (ts, nonce, json)
             );
         }
@@ -259,10 +267,10 @@ mod tests {
         let opened = key.open_response(&body).expect("opens");
         assert_eq!(opened.ts_ms, r["timestamp_ms"].as_i64().expect("i64"));
         assert_eq!(opened.nonce, hex::<8>(r["nonce_hex"].as_str().expect("s")));
-        assert_eq!(opened.json, r["json"].as_str().expect("s").as_bytes());
+        assert_eq!(opened.json(), r["json"].as_str().expect("s").as_bytes());
         let iv = hex::<12>(r["iv_hex"].as_str().expect("s"));
         assert_eq!(
-            key.seal_response_with(iv, opened.ts_ms, opened.nonce, &opened.json),
+            key.seal_response_with(iv, opened.ts_ms, opened.nonce, opened.json()),
             body
         );
     }

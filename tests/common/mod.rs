@@ -90,7 +90,7 @@ pub async fn call(op: &LocalOperator, path: &str, json: &str) -> (u16, serde_jso
     };
     let opened = k.open_response(&raw).unwrap();
     assert_eq!(opened.nonce, nonce, "the operator echoes the nonce");
-    let v: serde_json::Value = serde_json::from_slice(&opened.json).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(opened.json()).unwrap();
     assert_eq!(v["status"], "success");
     (status, v["body"].clone())
 }
