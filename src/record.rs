@@ -245,6 +245,15 @@ impl RawId {
         }
     }
 
+    /// The text's bytes, without the UTF-8 check of [`RawId::as_str`] (for writers that
+    /// check a whole column at once).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            RawId::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            RawId::Heap(s) => s.as_bytes(),
+        }
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         match self {

@@ -5,8 +5,10 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
-use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow_array::builder::{
+    BinaryBuilder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
+};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
@@ -24,6 +26,9 @@ use crate::storage::{Location, ParquetFile, PartSink, PendingCommit};
 const PART_INFO_KEY: &str = "euid_map.part";
 /// Columns of random base64 text (no repeats to exploit).
 const RANDOM_COLUMNS: [&str; 3] = ["identity_hash", "raw_euid", "previous_raw_euid"];
+/// Numbers that hardly repeat within a row group: a dictionary would hash every value and
+/// then be abandoned, or be as large as the values.
+const UNIQUE_NUMBER_COLUMNS: [&str; 2] = ["row", "refresh_from"];
 /// Rows per Parquet row group: bounds the writer's buffered memory (a few tens of MiB).
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
@@ -277,6 +282,9 @@ impl DatasetWriter {
                 .set_column_statistics_enabled(path.clone(), EnabledStatistics::None)
                 .set_column_compression(path, Compression::UNCOMPRESSED);
         }
+        for col in UNIQUE_NUMBER_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(col), false);
+        }
         let props = props.build();
         let dest = sink.dest().to_string();
         let writer = ArrowWriter::try_new(sink, Arc::clone(&self.schema.arrow), Some(props))
@@ -348,6 +356,16 @@ impl DatasetWriter {
         self._lock.check()
     }
 
+    /// A text column from bytes appended as they are, checked as UTF-8 in one pass.
+    fn text(&self, mut b: BinaryBuilder) -> Result<ArrayRef, OutputError> {
+        let checked =
+            StringArray::try_from_binary(b.finish()).map_err(|e| OutputError::Parquet {
+                path: self.dir.url(),
+                message: e.to_string(),
+            })?;
+        Ok(Arc::new(checked))
+    }
+
     fn batch(&self, r: &IdentityChunk) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(0);
@@ -356,14 +374,19 @@ impl DatasetWriter {
         let mut src = StringBuilder::with_capacity(rows, rows * source.len());
         let mut row = UInt64Builder::with_capacity(rows);
         let mut ty = StringBuilder::with_capacity(rows, rows * 5);
-        let mut hash = StringBuilder::with_capacity(rows, rows * HASH_B64_LEN);
+        // Base64 and raw ids are appended as bytes and their columns checked as UTF-8 once,
+        // in `text`, rather than row by row.
+        let mut hash = BinaryBuilder::with_capacity(rows, rows * HASH_B64_LEN);
         let mut status = StringBuilder::with_capacity(rows, rows * 7);
         let mut reason = StringBuilder::new();
         let map = self.schema.kind != OutputKind::Hash;
         let v2 = self.schema.kind == OutputKind::MapV2;
         let mut bucket = StringBuilder::new();
-        let mut u = StringBuilder::new();
-        let mut p = StringBuilder::new();
+        let mut u = BinaryBuilder::with_capacity(
+            if map { rows } else { 0 },
+            if map { rows * HASH_B64_LEN } else { 0 },
+        );
+        let mut p = BinaryBuilder::new();
         let mut rf = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
         let mut at = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
         let mut statuses = Vec::with_capacity(rows);
@@ -392,7 +415,7 @@ impl DatasetWriter {
             match &id.hashed {
                 Hashed::Ok(h) => {
                     h.encode_into(&mut b64);
-                    hash.append_value(std::str::from_utf8(&b64).expect("base64 is ASCII"));
+                    hash.append_value(b64);
                 }
                 _ => hash.append_null(),
             }
@@ -407,8 +430,8 @@ impl DatasetWriter {
                         bucket_id,
                         mapped_at,
                     }) => {
-                        u.append_value(raw_euid.as_str());
-                        p.append_option(previous.as_deref().map(RawId::as_str));
+                        u.append_value(raw_euid.as_bytes());
+                        p.append_option(previous.as_deref().map(RawId::as_bytes));
                         rf.append_option(refresh_from.map(|r| r.saturating_mul(1000)));
                         at.append_value(*mapped_at);
                         bucket.append_option(bucket_id.as_deref());
@@ -449,12 +472,12 @@ impl DatasetWriter {
             }
         }
         cols.push(Arc::new(ty.finish()));
-        cols.push(Arc::new(hash.finish()));
+        cols.push(self.text(hash)?);
         cols.push(Arc::new(status.finish()));
         cols.push(Arc::new(reason.finish()));
         if map {
-            cols.push(Arc::new(u.finish()));
-            cols.push(Arc::new(p.finish()));
+            cols.push(self.text(u)?);
+            cols.push(self.text(p)?);
             cols.push(Arc::new(rf.finish().with_timezone(super::schema::UTC)));
             cols.push(Arc::new(at.finish().with_timezone(super::schema::UTC)));
             if v2 {
