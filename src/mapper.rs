@@ -32,6 +32,12 @@ const PENDING_IDENTITIES: usize =
     (crate::protocol::MAX_CONCURRENCY + PREPARED_BATCHES + 6) * MAX_BATCH;
 /// Most chunks in the reorder window, whatever their size.
 const PENDING_CHUNKS: usize = 16;
+/// Most identities in the reorder window when few of them wait for an answer (at most a
+/// batch): a `refresh` carries most rows from its state and has a few due identities per
+/// chunk, so a window bounded by [`PENDING_IDENTITIES`] alone held about 500 of them and
+/// sent each as a small partial batch (121 requests for 52,625 identities). Bounds the
+/// window's memory (about 150 bytes an identity).
+const PENDING_IDENTITIES_SPARSE: usize = 4 * PENDING_IDENTITIES;
 const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
 /// Batch tasks beyond the window's ceiling: their requests are ready when a slot frees.
 const PREPARED_BATCHES: usize = 4;
@@ -185,6 +191,8 @@ pub struct Mapper {
     pending: VecDeque<Pending>,
     /// Identities in `pending`.
     pending_ids: usize,
+    /// Identities in `pending` without an answer yet (batched, in flight or waiting).
+    unanswered: usize,
     /// Sequence number of `pending[0]`.
     base_seq: u64,
     waiting: DigestMap<Key, Waiters>,
@@ -203,6 +211,7 @@ impl Mapper {
         Mapper {
             pending: VecDeque::new(),
             pending_ids: 0,
+            unanswered: 0,
             base_seq: 0,
             waiting: DigestMap::with_capacity_and_hasher(
                 PENDING_IDENTITIES + 2 * crate::input::CHUNK_ROWS,
@@ -222,9 +231,13 @@ impl Mapper {
         !self.window_full() && self.ready.len() < max_ready
     }
 
-    /// Whether the reorder window holds all it may.
+    /// Whether the reorder window holds all it may: [`PENDING_CHUNKS`] chunks, or
+    /// [`PENDING_IDENTITIES`] identities while more than a batch of them wait for answers
+    /// (those answers will free the window), or [`PENDING_IDENTITIES_SPARSE`] identities.
     fn window_full(&self) -> bool {
-        self.pending.len() >= PENDING_CHUNKS || self.pending_ids >= PENDING_IDENTITIES
+        self.pending.len() >= PENDING_CHUNKS
+            || self.pending_ids >= PENDING_IDENTITIES_SPARSE
+            || (self.pending_ids >= PENDING_IDENTITIES && self.unanswered > MAX_BATCH)
     }
 
     /// Takes a chunk: answers what the cache or an in-flight request answers, queues the
@@ -276,6 +289,7 @@ impl Mapper {
             .deduplicated
             .fetch_add(deduplicated, Ordering::Relaxed);
         self.pending_ids += chunk.ids.len();
+        self.unanswered += remaining;
         self.pending.push_back(Pending {
             chunk,
             outcomes,
@@ -335,6 +349,7 @@ impl Mapper {
                 self.cache.insert(key, outcome);
             }
         }
+        self.unanswered -= answered as usize;
         self.stats.answered.fetch_add(answered, Ordering::Relaxed);
         Ok(())
     }
@@ -662,6 +677,50 @@ mod tests {
             .next_batch(false)
             .expect("a full window sends its partial batch");
         assert_eq!(batch.len(), PENDING_CHUNKS);
+    }
+
+    #[test]
+    fn a_window_of_carried_rows_fills_a_batch_before_sending_it() {
+        // A refresh chunk: 30,000 rows carried from the state, two of them due.
+        let carried = |seq: u64| {
+            let mut c = chunk(seq * 30_000, &vec!["carried"; 30_000]);
+            let mut outcomes = vec![Some(mapped("U-carried")); 30_000];
+            outcomes[0] = None;
+            outcomes[1] = None;
+            c.ids[0].hashed = Hashed::Ok(key(&format!("due{seq}-0")).1);
+            c.ids[1].hashed = Hashed::Ok(key(&format!("due{seq}-1")).1);
+            c.outcomes = Some(outcomes);
+            c
+        };
+        let mut m = mapper(MAX_BATCH, 0);
+        let mut seq = 0;
+        while m.can_accept(20) {
+            m.accept(carried(seq));
+            seq += 1;
+        }
+        let held = seq as usize * 30_000;
+        assert!(
+            held > PENDING_IDENTITIES && held <= PENDING_IDENTITIES_SPARSE + 30_000,
+            "with few identities waiting the window holds more than {PENDING_IDENTITIES}: {held}"
+        );
+        let batch = m
+            .next_batch(false)
+            .expect("the full window sends its partial batch");
+        assert_eq!(
+            batch.len(),
+            2 * seq as usize,
+            "every due identity of the window in one batch"
+        );
+        // Many identities waiting: the usual bound applies.
+        let mut m = mapper(MAX_BATCH, 0);
+        let fresh: Vec<String> = (0..60_000).map(|i| format!("f{i}")).collect();
+        let fresh: Vec<&str> = fresh.iter().map(String::as_str).collect();
+        let mut chunks = 0;
+        while m.can_accept(20) {
+            m.accept(chunk(chunks * 60_000, &fresh));
+            chunks += 1;
+        }
+        assert_eq!(chunks as usize, PENDING_IDENTITIES.div_ceil(60_000));
     }
 
     #[test]
