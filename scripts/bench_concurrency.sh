@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Adaptive concurrency with default flags (issue #13, goal 1), release builds on loopback:
-#  1. every answer delayed 250 ms: throughput against the 20-in-flight ceiling
+#  1. every answer 250 ms after its request arrived (the emulator's "slow" fault, its own work
+#     included, as a real operator's latency includes its work): throughput against the
+#     20-in-flight ceiling
 #     (20 × 5,000 / 0.25 s = 400,000 identities/s), on 3M unique emails;
 #  2. the same behind an operator that answers 429 beyond 6 in flight: the share of requests
 #     429'd and the throughput against that lower ceiling (6 × 5,000 / 0.25 s = 120,000/s).

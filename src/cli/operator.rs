@@ -69,7 +69,8 @@ pub(crate) struct OperatorArgs {
     /// (shift: one phone answer moved into the email array, a wrong positional answer)
     #[arg(long, default_value = "")]
     faults: String,
-    /// Delay of a "slow" fault, milliseconds.
+    /// Latency of a "slow" fault, milliseconds: the answer leaves this long after its request
+    /// arrived, the emulator's own work included.
     #[arg(long, default_value_t = 2000)]
     slow_ms: u64,
     /// A v3 input value that makes its whole request fail with 400 (client testing).

@@ -59,7 +59,8 @@ impl Fault {
 pub struct FaultPlan {
     /// Probability of each fault per encrypted request; the sum is at most 1.
     pub probabilities: Vec<(Fault, f64)>,
-    /// Delay of a slow answer.
+    /// Latency of a slow answer: it leaves this long after its request arrived, the
+    /// emulator's own work included, as a real operator's latency includes its work.
     pub slow: Duration,
 }
 
@@ -137,7 +138,7 @@ impl Injector {
         None
     }
 
-    /// Delay of a slow answer.
+    /// Latency of a slow answer (see [`FaultPlan::slow`]).
     pub fn slow(&self) -> Duration {
         self.plan.slow
     }

@@ -185,6 +185,7 @@ async fn encrypted(
     req: Request<Incoming>,
     in_flight: usize,
 ) -> Result<Resp, Reset> {
+    let arrived = tokio::time::Instant::now();
     // 1. Body size: 413 before anything else, as the Vert.x body handler does.
     let declared = req
         .headers()
@@ -226,30 +227,39 @@ async fn encrypted(
             return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"))
         }
         Some(Fault::Reset) => return Err(Reset),
-        Some(Fault::Slow) => tokio::time::sleep(state.faults.slow()).await,
         _ => {}
     }
+    let answer = answer(state, route, auth, &body, binary, fault);
+    if fault == Some(Fault::Slow) {
+        tokio::time::sleep_until(arrived + state.faults.slow()).await;
+    }
+    Ok(answer)
+}
+
+fn answer(
+    state: &State,
+    route: &str,
+    auth: Option<String>,
+    body: &[u8],
+    binary: bool,
+    fault: Option<Fault>,
+) -> Resp {
     // 3. Authentication.
     let expired = state
         .expire_after
         .is_some_and(|n| state.served.fetch_add(1, Ordering::Relaxed) >= n);
     let Some(client) = state.keys.authorize(auth.as_deref()).filter(|_| !expired) else {
-        return Ok(json_resp(
-            StatusCode::UNAUTHORIZED,
-            &json!({"status": "unauthorized"}),
-        ));
+        return json_resp(StatusCode::UNAUTHORIZED, &json!({"status": "unauthorized"}));
     };
     // 4. Envelope.
-    let (opened, binary_reply) = match open_envelope(client, &body, binary) {
+    let (opened, binary_reply) = match open_envelope(client, body, binary) {
         Ok(x) => x,
-        Err(message) => return Ok(client_error(&message)),
+        Err(message) => return client_error(&message),
     };
     let now = chrono::Utc::now().timestamp_millis();
     // abs_diff: a client may send any 64-bit time, i64::MIN included.
     if now.abs_diff(opened.ts_ms) > state.timestamp_window_ms.unsigned_abs() {
-        return Ok(client_error(
-            "Invalid timestamp: Request too old or client time drift.",
-        ));
+        return client_error("Invalid timestamp: Request too old or client time drift.");
     }
     state.metrics.nonce(opened.nonce);
     let payload: Option<Value> = if opened.json().is_empty() {
@@ -257,19 +267,11 @@ async fn encrypted(
     } else {
         match serde_json::from_slice::<Value>(opened.json()) {
             Ok(v @ Value::Object(_)) => Some(v),
-            _ => {
-                return Ok(client_error(
-                    "Invalid payload in body: Data is not valid json string.",
-                ))
-            }
+            _ => return client_error("Invalid payload in body: Data is not valid json string."),
         }
     };
     if fault == Some(Fault::Internal) {
-        return Ok(unknown_error(if route.starts_with("/v3") {
-            "v3"
-        } else {
-            "v2"
-        }));
+        return unknown_error(if route.starts_with("/v3") { "v3" } else { "v2" });
     }
     // 5. The endpoint.
     let answer = match route {
@@ -282,7 +284,7 @@ async fn encrypted(
     };
     let body = match answer {
         Ok(body) => body,
-        Err(resp) => return Ok(*resp),
+        Err(resp) => return *resp,
     };
     // 6. The encrypted 200.
     let plain = format!("{{\"body\":{body},\"status\":\"success\"}}");
@@ -312,7 +314,7 @@ async fn encrypted(
         r
     };
     *r.status_mut() = StatusCode::OK;
-    Ok(r)
+    r
 }
 
 /// Java's basic decoder: standard alphabet, padding optional, no whitespace.
