@@ -83,7 +83,7 @@ pub(crate) struct ClientArgs {
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
     /// Ceiling of requests in flight (the docs allow up to 20). The window adapts below it:
-    /// it starts at 4, doubles per round trip while the operator keeps up, and backs off on
+    /// it starts at 8, doubles per round trip while the operator keeps up, and backs off on
     /// 429/503/timeouts and on a rising round-trip time.
     #[arg(long, default_value_t = MAX_CONCURRENCY)]
     concurrency: usize,
