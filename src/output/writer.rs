@@ -434,21 +434,27 @@ impl DatasetWriter {
                         p.append_option(previous.as_deref().map(RawId::as_bytes));
                         rf.append_option(refresh_from.map(|r| r.saturating_mul(1000)));
                         at.append_value(*mapped_at);
-                        bucket.append_option(bucket_id.as_deref());
+                        if v2 {
+                            bucket.append_option(bucket_id.as_deref());
+                        }
                     }
                     Some(MapOutcome::Optout { mapped_at }) => {
                         u.append_null();
                         p.append_null();
                         rf.append_null();
                         at.append_value(*mapped_at);
-                        bucket.append_null();
+                        if v2 {
+                            bucket.append_null();
+                        }
                     }
                     _ => {
                         u.append_null();
                         p.append_null();
                         rf.append_null();
                         at.append_null();
-                        bucket.append_null();
+                        if v2 {
+                            bucket.append_null();
+                        }
                     }
                 }
             }
