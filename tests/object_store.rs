@@ -488,7 +488,10 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     let env = moto.env();
     let tmp = tempfile::tempdir().unwrap();
     moto.put("lake/in/a.csv", &customers_csv(40_000, 0));
-    let op = Operator::start(&["--faults", "slow=1.0", "--slow-ms", "20"]);
+    // One request at a time, each answered after 40 ms: the run lasts about 3 s, and its
+    // first part (4,000 rows) is committed after a tenth of it, which leaves the second run
+    // below ample time to find the lock held even on a loaded machine.
+    let op = Operator::start(&["--faults", "slow=1.0", "--slow-ms", "40"]);
     let run_args = |out: &str, extra: &[&str]| {
         let mut a = args(&[
             "map",
@@ -502,7 +505,7 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
             "--concurrency",
             "1",
             "--part-rows",
-            "12000",
+            "4000",
             "--keep-col",
             "customer_id",
             "-q",
