@@ -213,8 +213,8 @@ impl DatasetWriter {
     ///
     /// # Errors
     /// Writing or committing a part failed.
-    pub fn write(&mut self, r: &IdentityChunk) -> Result<(), OutputError> {
-        let (batch, statuses) = self.batch(r)?;
+    pub fn write(&mut self, mut r: IdentityChunk) -> Result<(), OutputError> {
+        let (batch, statuses) = self.batch(&mut r)?;
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(1).max(1);
         let mut done = 0usize; // input rows of this chunk already written
@@ -366,7 +366,10 @@ impl DatasetWriter {
         Ok(Arc::new(checked))
     }
 
-    fn batch(&self, r: &IdentityChunk) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
+    /// The chunk's rows as a record batch, and their statuses. Takes the answers out of the
+    /// chunk: each is dropped right after its row is written, while it is in the CPU's cache,
+    /// instead of in a second pass over megabytes of answers when the chunk is dropped.
+    fn batch(&self, r: &mut IdentityChunk) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(0);
         let rows = r.ids.len();
@@ -391,13 +394,15 @@ impl DatasetWriter {
         let mut at = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
         let mut statuses = Vec::with_capacity(rows);
         let mut b64 = [0u8; HASH_B64_LEN];
+        let mut outcomes = r.outcomes.take().map(Vec::into_iter);
         for (i, id) in r.ids.iter().enumerate() {
             if r.origin.is_none() {
                 src.append_value(source);
                 row.append_value(c.first_row + (i / n.max(1)) as u64);
             }
             ty.append_value(id.kind.as_str());
-            let outcome = r.outcomes.as_ref().and_then(|o| o[i].as_ref());
+            let owned = outcomes.as_mut().and_then(|o| o.next().flatten());
+            let outcome = owned.as_ref();
             let (st, why): (RowStatus, Option<&str>) = match (&id.hashed, outcome) {
                 (Hashed::Missing, _) => (RowStatus::Missing, None),
                 (Hashed::Invalid(reason), _) => (RowStatus::Invalid, Some(reason.as_str())),
@@ -529,7 +534,7 @@ mod tests {
             outcomes: None,
             origin: None,
         };
-        w.write(&chunk).expect("written to the open part");
+        w.write(chunk).expect("written to the open part");
         let tmp_part = tmp.path().join(".part-00000.parquet.tmp");
         assert!(tmp_part.exists());
         drop(w);

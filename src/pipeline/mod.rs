@@ -250,7 +250,7 @@ pub fn run_hash(job: &JobConfig) -> Result<Summary, Error> {
     let (rx, reader, hasher) = spawn_read_and_hash(job, &columns, start, read_progress);
     let mut write_result = Ok(());
     for resolved in rx.iter() {
-        if let Err(e) = writer.write(&resolved) {
+        if let Err(e) = writer.write(resolved) {
             write_result = Err(e);
             break;
         }
@@ -327,7 +327,7 @@ pub(crate) async fn map_and_write(
         .spawn(move || -> Result<DatasetWriter, Error> {
             while let Some(r) = writer_rx.blocking_recv() {
                 tap(&r);
-                writer.write(&r)?;
+                writer.write(r)?;
             }
             Ok(writer)
         })
