@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 /// Requests in flight at the start: low against the documented recommendation of at most 20
 /// batches in parallel, which a conforming operator takes, so the ramp to 20 costs two round
 /// trips instead of three from 4 (from 4, the 250 ms run of `scripts/bench_concurrency.sh`
-/// spent a round trip more below 20: 89 % of the ceiling against 90.7–92.1 %). Behind a
+/// spent a round trip more below 20: 89 % of the ceiling against 90.7–91.8 %). Behind a
 /// tighter limit the first round trip costs a few 429s: behind 6 in flight, 17 of 617
 /// requests in both cases.
 pub const INITIAL_WINDOW: f64 = 8.0;
