@@ -229,14 +229,15 @@ async fn encrypted(
         Some(Fault::Reset) => return Err(Reset),
         _ => {}
     }
-    let answer = answer(state, route, auth, &body, binary, fault);
+    let answer = respond(state, route, auth, &body, binary, fault);
     if fault == Some(Fault::Slow) {
         tokio::time::sleep_until(arrived + state.faults.slow()).await;
     }
     Ok(answer)
 }
 
-fn answer(
+/// Steps 3 to 6: authentication, envelope, endpoint and the sealed answer.
+fn respond(
     state: &State,
     route: &str,
     auth: Option<String>,

@@ -432,35 +432,32 @@ impl DatasetWriter {
                         raw_euid,
                         previous,
                         refresh_from,
-                        bucket_id,
                         mapped_at,
+                        ..
                     }) => {
                         u.append_value(raw_euid.as_bytes());
                         p.append_option(previous.as_deref().map(RawId::as_bytes));
                         rf.append_option(refresh_from.map(|r| r.saturating_mul(1000)));
                         at.append_value(*mapped_at);
-                        if v2 {
-                            bucket.append_option(bucket_id.as_deref());
-                        }
                     }
                     Some(MapOutcome::Optout { mapped_at }) => {
                         u.append_null();
                         p.append_null();
                         rf.append_null();
                         at.append_value(*mapped_at);
-                        if v2 {
-                            bucket.append_null();
-                        }
                     }
                     _ => {
                         u.append_null();
                         p.append_null();
                         rf.append_null();
                         at.append_null();
-                        if v2 {
-                            bucket.append_null();
-                        }
                     }
+                }
+                if v2 {
+                    bucket.append_option(match outcome {
+                        Some(MapOutcome::Mapped { bucket_id, .. }) => bucket_id.as_deref(),
+                        _ => None,
+                    });
                 }
             }
         }
