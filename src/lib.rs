@@ -50,6 +50,7 @@ pub mod protocol;
 pub mod record;
 pub mod refresh;
 pub mod storage;
+pub mod text;
 pub mod tls;
 
 pub use error::Error;

@@ -492,6 +492,7 @@ mod tests {
                 .collect(),
             outcomes: None,
             origin: None,
+            marks: None,
         }
     }
 

@@ -151,11 +151,14 @@ pub enum RowStatus {
     Unmapped,
     /// The batch failed after every retry. The run exits 2.
     Failed,
+    /// `refresh` only: the identity was due, its remap failed, and the row keeps its last
+    /// known raw EUID (`reason` says why). The run exits 2; the next refresh retries it.
+    Stale,
 }
 
 impl RowStatus {
     /// Every status, in the order the manifest lists them.
-    pub const ALL: [RowStatus; 7] = [
+    pub const ALL: [RowStatus; 8] = [
         RowStatus::Hashed,
         RowStatus::Mapped,
         RowStatus::Optout,
@@ -163,6 +166,7 @@ impl RowStatus {
         RowStatus::Missing,
         RowStatus::Unmapped,
         RowStatus::Failed,
+        RowStatus::Stale,
     ];
 
     /// The text of the output's `status` column.
@@ -175,6 +179,7 @@ impl RowStatus {
             RowStatus::Missing => "missing",
             RowStatus::Unmapped => "unmapped",
             RowStatus::Failed => "failed",
+            RowStatus::Stale => "stale",
         }
     }
 
@@ -324,6 +329,14 @@ pub enum MapOutcome {
     Unmapped(std::sync::Arc<str>),
     /// The batch failed after every retry; the text says why.
     Failed(std::sync::Arc<str>),
+    /// `refresh`: a due identity whose remap failed keeps its last known answer (a
+    /// [`MapOutcome::Mapped`]), written with status `stale` and the failure as reason.
+    Stale {
+        /// The last known answer, as the state held it.
+        last: Box<MapOutcome>,
+        /// Why the remap failed.
+        why: std::sync::Arc<str>,
+    },
 }
 
 /// The message every stage passes on: a chunk of input rows with their identities (hashed
@@ -339,6 +352,89 @@ pub struct IdentityChunk {
     /// The `source` and `row` columns, when they are not this chunk's own (rows `refresh`
     /// carries from a previous run keep theirs). One value per output row.
     pub origin: Option<Origin>,
+    /// `refresh`: how each identity was decided (parallel to `ids`), counted by the writer
+    /// per part so that the manifest's refresh counts cover the whole dataset, resumed
+    /// parts included.
+    pub marks: Option<Vec<RefreshMark>>,
+}
+
+/// How `refresh` decided one identity: at most one of the plan bits
+/// ([`RefreshMark::CARRIED`], [`RefreshMark::DUE`], [`RefreshMark::VALUE_CHANGED`],
+/// [`RefreshMark::NEW`]) and any of the outcome bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RefreshMark(pub u8);
+
+impl RefreshMark {
+    /// Written with the state's answer.
+    pub const CARRIED: RefreshMark = RefreshMark(1);
+    /// Remapped because its refresh time passed (or it had failed).
+    pub const DUE: RefreshMark = RefreshMark(1 << 1);
+    /// Remapped because the customer's value changed.
+    pub const VALUE_CHANGED: RefreshMark = RefreshMark(1 << 2);
+    /// Mapped for the first time.
+    pub const NEW: RefreshMark = RefreshMark(1 << 3);
+    /// Remapped, and its raw EUID differs from the previous one.
+    pub const CHANGED_ID: RefreshMark = RefreshMark(1 << 4);
+    /// Remapped, had a raw EUID, and is now opted out.
+    pub const NEWLY_OPTED_OUT: RefreshMark = RefreshMark(1 << 5);
+    /// Due, its remap failed, and it keeps its last known raw EUID.
+    pub const STALE: RefreshMark = RefreshMark(1 << 6);
+
+    /// The counters, in the order of [`RefreshTally`], with the manifest's names.
+    pub const NAMES: [(&'static str, RefreshMark); 7] = [
+        ("carried", RefreshMark::CARRIED),
+        ("due", RefreshMark::DUE),
+        ("value_changed", RefreshMark::VALUE_CHANGED),
+        ("new", RefreshMark::NEW),
+        ("changed_ids", RefreshMark::CHANGED_ID),
+        ("newly_opted_out", RefreshMark::NEWLY_OPTED_OUT),
+        ("stale", RefreshMark::STALE),
+    ];
+
+    /// Both marks' bits.
+    pub fn with(self, other: RefreshMark) -> RefreshMark {
+        RefreshMark(self.0 | other.0)
+    }
+
+    /// Whether every bit of `other` is set.
+    pub fn has(self, other: RefreshMark) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
+/// Identities per [`RefreshMark`] bit, as carried in part metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RefreshTally(pub [u64; RefreshMark::NAMES.len()]);
+
+impl RefreshTally {
+    /// Counts one identity's bits.
+    pub fn add(&mut self, m: RefreshMark) {
+        for (i, (_, bit)) in RefreshMark::NAMES.iter().enumerate() {
+            if m.has(*bit) {
+                self.0[i] += 1;
+            }
+        }
+    }
+
+    /// Adds all counts of `other`.
+    pub fn merge(&mut self, other: &RefreshTally) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
+    }
+
+    /// The count of one counter, by its manifest name.
+    pub fn get(&self, name: &str) -> u64 {
+        RefreshMark::NAMES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map_or(0, |i| self.0[i])
+    }
+
+    /// Whether every counter is zero.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|n| *n == 0)
+    }
 }
 
 /// Explicit `source` (Utf8) and `row` (UInt64) columns for a chunk's output rows.

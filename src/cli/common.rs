@@ -197,6 +197,7 @@ pub(super) fn print_summary(s: &Summary, out_dir: &euid_map::storage::Location, 
             missing = s.counts.get(RowStatus::Missing),
             unmapped = s.counts.get(RowStatus::Unmapped),
             failed = s.counts.get(RowStatus::Failed),
+            stale = s.counts.get(RowStatus::Stale),
             hashed = s.counts.get(RowStatus::Hashed),
             output = %out_dir,
             "run finished"
@@ -280,10 +281,18 @@ pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
     }
     print_summary(s, &job.out_dir, job.quiet);
     let failed = s.counts.get(RowStatus::Failed);
+    let stale = s.counts.get(RowStatus::Stale);
     if failed > 0 {
         tell(&format!(
             "{failed} identities failed after retries (status \"failed\"); {retry_hint}"
         ));
+    }
+    if stale > 0 {
+        tell(&format!(
+            "{stale} due identities could not be remapped and keep their last known raw EUID (status \"stale\"); {retry_hint}"
+        ));
+    }
+    if failed + stale > 0 {
         return super::exit::SOME_FAILED;
     }
     super::exit::OK

@@ -79,6 +79,11 @@ pub(crate) struct OperatorArgs {
     /// Answer 401 to every request after this many (credentials expiring mid-run).
     #[arg(long, hide = true)]
     expire_after: Option<u64>,
+    /// Hold every request after this many until `POST /ops/release` (needs --admin): lets a
+    /// test interrupt a run that is certainly mid-way. The gauge
+    /// `euid_emulator_held_requests` counts the requests waiting.
+    #[arg(long, value_name = "N", requires = "admin")]
+    hold_after: Option<u64>,
 }
 
 /// Runs the server until Ctrl-C.
@@ -122,6 +127,7 @@ pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
         faults: FaultPlan::parse(&a.faults, Duration::from_millis(a.slow_ms))?,
         poison: a.poison,
         expire_after: a.expire_after,
+        hold_after: a.hold_after,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -36,6 +36,11 @@ pub(crate) struct RefreshArgs {
     /// 1 allows any drop. Ignored with --keep-missing, which drops nothing.
     #[arg(long, default_value_t = euid_map::refresh::DEFAULT_MAX_DROP_FRACTION, value_name = "FRACTION")]
     max_drop_fraction: f64,
+    /// Let the new dataset's kept columns differ from the state's (names or types). Without
+    /// it, refresh keeps the state's columns and refuses a --keep-col set that would change
+    /// them.
+    #[arg(long)]
+    allow_schema_change: bool,
     /// State rows per partition when joining with today's export (memory ≈ 250 bytes each).
     #[arg(long, default_value_t = euid_map::refresh::join::PARTITION_ROWS, hide = true)]
     partition_rows: u64,
@@ -60,6 +65,7 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
         mapping,
         partition_rows: a.partition_rows,
         max_drop_fraction: a.max_drop_fraction,
+        allow_schema_change: a.allow_schema_change,
     };
     if !(0.0..=1.0).contains(&a.max_drop_fraction) {
         super::usage!("--max-drop-fraction must be between 0 and 1");
@@ -69,8 +75,8 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
         let summary = euid_map::refresh::run_refresh(&cfg)?;
         if let (false, Some(r)) = (cfg.job.quiet, &summary.manifest.refresh) {
             super::common::tell(&format!(
-                "refresh: carried {}, remapped {} (due {}, changed {}, new {}), changed ids {}, newly opted out {}, dropped {}",
-                r.carried, r.remapped, r.due, r.value_changed, r.new, r.changed_ids, r.newly_opted_out, r.dropped
+                "refresh: carried {}, remapped {} (due {}, changed {}, new {}), changed ids {}, newly opted out {}, stale {}, dropped {}",
+                r.carried, r.remapped, r.due, r.value_changed, r.new, r.changed_ids, r.newly_opted_out, r.stale, r.dropped
             ));
         }
         Ok(finish(&summary, &cfg.job, "the next refresh retries them"))

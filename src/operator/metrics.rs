@@ -28,6 +28,8 @@ pub struct Metrics {
     pub invalid: AtomicU64,
     nonces: Mutex<HashSet<[u8; 8]>>,
     nonce_reuse: AtomicU64,
+    /// Requests held by `--hold-after` right now.
+    pub held: AtomicU64,
 }
 
 impl Metrics {
@@ -134,6 +136,12 @@ impl Metrics {
                 faults.get(f.name()).copied().unwrap_or(0)
             );
         }
+        s.push_str("# TYPE euid_emulator_held_requests gauge\n");
+        let _ = writeln!(
+            s,
+            "euid_emulator_held_requests {}",
+            self.held.load(Ordering::Relaxed)
+        );
         s.push_str("# TYPE euid_emulator_nonce_reuse_total counter\n");
         let _ = writeln!(
             s,

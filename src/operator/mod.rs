@@ -78,6 +78,9 @@ pub struct Config {
     pub poison: Option<String>,
     /// Refuse every request after this many (401), as when credentials expire mid-run.
     pub expire_after: Option<u64>,
+    /// Hold every encrypted request after this many until `POST /ops/release` (with
+    /// `admin`): lets a test stop a run that is certainly mid-way.
+    pub hold_after: Option<u64>,
 }
 
 impl Config {
@@ -99,6 +102,7 @@ impl Config {
             faults: FaultPlan::default(),
             poison: None,
             expire_after: None,
+            hold_after: None,
         }
     }
 }
@@ -118,6 +122,9 @@ pub(crate) struct State {
     poison: Option<String>,
     expire_after: Option<u64>,
     served: std::sync::atomic::AtomicU64,
+    hold_after: Option<u64>,
+    arrived: std::sync::atomic::AtomicU64,
+    released: tokio::sync::watch::Sender<bool>,
     started_ms: i64,
 }
 
@@ -169,6 +176,9 @@ fn build_state(config: Config) -> State {
         poison: config.poison,
         expire_after: config.expire_after,
         served: std::sync::atomic::AtomicU64::new(0),
+        hold_after: config.hold_after,
+        arrived: std::sync::atomic::AtomicU64::new(0),
+        released: tokio::sync::watch::Sender::new(false),
         started_ms: chrono::Utc::now().timestamp_millis(),
     }
 }

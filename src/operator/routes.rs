@@ -103,6 +103,13 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
                 )),
             });
         }
+        (&Method::POST, "/ops/release") if state.admin => {
+            state.released.send_replace(true);
+            return Ok(json_resp(
+                StatusCode::OK,
+                &json!({"released": state.metrics.held.load(Ordering::SeqCst)}),
+            ));
+        }
         (
             &Method::POST,
             "/v3/identity/map" | "/v2/identity/map" | "/v2/identity/buckets" | "/v2/optout/status",
@@ -210,6 +217,16 @@ async fn encrypted(
     let Some(body) = read_body(req.into_body()).await? else {
         return Ok(too_large());
     };
+    // A held request waits for `/ops/release` (tests that must stop a run mid-way).
+    if state
+        .hold_after
+        .is_some_and(|n| state.arrived.fetch_add(1, Ordering::SeqCst) >= n)
+    {
+        state.metrics.held.fetch_add(1, Ordering::SeqCst);
+        let mut rx = state.released.subscribe();
+        let _ = rx.wait_for(|released| *released).await;
+        state.metrics.held.fetch_sub(1, Ordering::SeqCst);
+    }
     // 2. What the infrastructure in front of the operator does: rate limit, overload, faults.
     if state.rate_limit.as_ref().is_some_and(|tb| !tb.try_take())
         || state.max_in_flight.is_some_and(|m| in_flight > m)

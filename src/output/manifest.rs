@@ -86,7 +86,11 @@ pub struct RefreshCounts {
     pub changed_ids: u64,
     /// Remapped identities that are now opted out.
     pub newly_opted_out: u64,
-    /// State rows of customers gone from today's export (not kept).
+    /// Due identities whose remap failed: written `stale`, with their last known raw EUID.
+    #[serde(default)]
+    pub stale: u64,
+    /// State rows not written: customers gone from today's export (without
+    /// `--keep-missing`) and rows with a null key.
     pub dropped: u64,
     /// Distinct customers in the state (export mode).
     #[serde(default)]
@@ -94,14 +98,15 @@ pub struct RefreshCounts {
     /// Of those, customers absent from today's export.
     #[serde(default)]
     pub missing_customers: u64,
-    /// State rows with a null key: they match no customer, and are dropped or, with
-    /// `--keep-missing`, kept.
+    /// State rows with a null key: they match no customer and are dropped (never kept,
+    /// not even with `--keep-missing`).
     #[serde(default)]
     pub state_null_key_rows: u64,
     /// Export identities with a null key: mapped as new.
     #[serde(default)]
     pub export_null_key_identities: u64,
-    /// Requests sent.
+    /// Requests sent by the invocation that finished the run (the only count that is not
+    /// over the whole dataset: a resumed run's earlier requests are not recorded).
     pub requests: u64,
 }
 
@@ -223,7 +228,7 @@ impl Manifest {
                         .collect(),
                 })
                 .collect(),
-            kept_columns: job.columns.keep.clone(),
+            kept_columns: writer.kept_columns(),
             input_rows: writer.input_rows,
             output_rows: writer.totals.total(),
             counts: counts_map(&writer.totals),

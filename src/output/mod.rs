@@ -22,7 +22,7 @@ pub use manifest::{
     counts_map, prepare_dir, write_json, DirState, JobDescription, Manifest, ManifestColumn,
     ManifestInput, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
 };
-pub use schema::{OutputKind, Schema};
+pub use schema::{OutputKind, Schema, ROW_TYPE};
 pub use writer::{committed_parts, part_name, DatasetWriter, PartInfo};
 
 /// Errors of the output stage.
@@ -94,6 +94,14 @@ pub enum OutputError {
         /// The directory.
         path: String,
         /// What does not match.
+        why: String,
+    },
+    /// `refresh --state` names something that is not a complete dataset.
+    #[error("--state {path}: {why}")]
+    BadState {
+        /// The state directory or file.
+        path: String,
+        /// What is wrong with it.
         why: String,
     },
 }

@@ -27,6 +27,9 @@ pub struct Schema {
     pub kept: usize,
 }
 
+/// The type of the `row` column.
+pub const ROW_TYPE: DataType = DataType::UInt64;
+
 /// Time zone of every timestamp column.
 pub(crate) const UTC: &str = "UTC";
 
@@ -38,7 +41,7 @@ impl Schema {
     pub fn new(kind: OutputKind, kept: &[(String, DataType)]) -> Schema {
         let mut fields = vec![
             Field::new("source", DataType::Utf8, false),
-            Field::new("row", DataType::UInt64, false),
+            Field::new("row", ROW_TYPE, false),
         ];
         fields.extend(kept.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
         fields.extend([

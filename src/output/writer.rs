@@ -19,7 +19,9 @@ use super::schema::{OutputKind, Schema};
 use super::OutputError;
 use crate::input::Position;
 use crate::record::IdentityChunk;
-use crate::record::{Hashed, MapOutcome, RawId, RowStatus, StatusCounts, HASH_B64_LEN};
+use crate::record::{
+    Hashed, MapOutcome, RawId, RefreshMark, RefreshTally, RowStatus, StatusCounts, HASH_B64_LEN,
+};
 use crate::storage::{Location, ParquetFile, PartSink, PendingCommit};
 
 /// Footer metadata key under which each part records its [`PartInfo`].
@@ -47,6 +49,8 @@ pub struct PartInfo {
     pub input_rows: u64,
     /// Output rows per status.
     pub counts: StatusCounts,
+    /// `refresh`: output rows per decision ([`RefreshMark`]).
+    pub refresh: RefreshTally,
 }
 
 /// [`PartInfo`] as each part's footer stores it (JSON, positions as `[file, row]`).
@@ -58,6 +62,8 @@ struct PartFooter {
     rows: u64,
     input_rows: u64,
     counts: std::collections::BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    refresh: std::collections::BTreeMap<String, u64>,
 }
 
 impl PartInfo {
@@ -69,6 +75,15 @@ impl PartInfo {
             rows: self.rows,
             input_rows: self.input_rows,
             counts: super::counts_map(&self.counts),
+            refresh: if self.refresh.is_empty() {
+                Default::default()
+            } else {
+                RefreshMark::NAMES
+                    .iter()
+                    .zip(self.refresh.0)
+                    .map(|((name, _), n)| (name.to_string(), n))
+                    .collect()
+            },
         })
         .expect("the footer always serializes")
     }
@@ -82,6 +97,10 @@ impl PartInfo {
                 counts.0[st as usize] = *n;
             }
         }
+        let mut refresh = RefreshTally::default();
+        for (i, (name, _)) in RefreshMark::NAMES.iter().enumerate() {
+            refresh.0[i] = f.refresh.get(*name).copied().unwrap_or(0);
+        }
         Some(PartInfo {
             part: f.part,
             start: position(f.start),
@@ -89,6 +108,7 @@ impl PartInfo {
             rows: f.rows,
             input_rows: f.input_rows,
             counts,
+            refresh,
         })
     }
 }
@@ -153,6 +173,11 @@ pub struct DatasetWriter {
     pub totals: StatusCounts,
     /// Input rows covered by every part.
     pub input_rows: u64,
+    /// `refresh`: decisions over every part, including those of an earlier run (resume).
+    pub refresh_totals: RefreshTally,
+    /// The `(source, row)` of the last row written from an explicit origin: rows carried
+    /// from a previous run count as one input row per distinct origin.
+    last_origin: Option<(String, u64)>,
     /// The directory's lock, held as long as the writer lives.
     _lock: super::DirLock,
     /// Where the totals are reported as they grow (Prometheus metrics).
@@ -182,9 +207,11 @@ impl DatasetWriter {
         lock: super::DirLock,
     ) -> DatasetWriter {
         let mut totals = StatusCounts::default();
+        let mut refresh_totals = RefreshTally::default();
         let mut input_rows = 0;
         for p in existing {
             totals.merge(&p.counts);
+            refresh_totals.merge(&p.refresh);
             input_rows += p.input_rows;
         }
         DatasetWriter {
@@ -197,9 +224,52 @@ impl DatasetWriter {
             publishing: None,
             totals,
             input_rows,
+            refresh_totals,
+            last_origin: None,
             _lock: lock,
             metrics: None,
         }
+    }
+
+    /// The kept columns' names, in the output's order.
+    pub fn kept_columns(&self) -> Vec<String> {
+        self.schema.arrow.fields()[2..2 + self.schema.kept]
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
+    /// For each output row of a chunk with an explicit origin, whether it starts another
+    /// input row than the one before it (identities of one input row are adjacent).
+    fn origin_starts(&mut self, o: &crate::record::Origin) -> Vec<bool> {
+        use arrow_array::cast::AsArray;
+        use arrow_array::Array;
+        let n = o.row.len();
+        let text = |i: usize| crate::text::at(o.source.as_ref(), i).unwrap_or_default();
+        let num = |i: usize| -> u64 {
+            use arrow_array::types::{Int64Type, UInt64Type};
+            if o.row.is_null(i) {
+                return u64::MAX;
+            }
+            match o.row.data_type() {
+                arrow_schema::DataType::UInt64 => o.row.as_primitive::<UInt64Type>().value(i),
+                arrow_schema::DataType::Int64 => o.row.as_primitive::<Int64Type>().value(i) as u64,
+                _ => u64::MAX,
+            }
+        };
+        let mut starts = Vec::with_capacity(n);
+        for i in 0..n {
+            let (src, row) = (text(i), num(i));
+            let same = self
+                .last_origin
+                .as_ref()
+                .is_some_and(|(s, r)| *r == row && s == src);
+            starts.push(!same);
+            if !same {
+                self.last_origin = Some((src.to_string(), row));
+            }
+        }
+        starts
     }
 
     /// Reports the totals to `metrics` after every write.
@@ -215,6 +285,7 @@ impl DatasetWriter {
     /// Writing or committing a part failed.
     pub fn write(&mut self, mut r: IdentityChunk) -> Result<(), OutputError> {
         let (batch, statuses) = self.batch(&mut r)?;
+        let starts = r.origin.as_ref().map(|o| self.origin_starts(o));
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(1).max(1);
         let mut done = 0usize; // input rows of this chunk already written
@@ -244,16 +315,31 @@ impl DatasetWriter {
             statuses[done * n..(done + take) * n]
                 .iter()
                 .for_each(|s| counts.add(*s));
+            let mut tally = RefreshTally::default();
+            if let Some(marks) = &r.marks {
+                marks[done * n..(done + take) * n]
+                    .iter()
+                    .for_each(|m| tally.add(*m));
+            }
+            let input_rows = match &starts {
+                Some(s) => s[done * n..(done + take) * n]
+                    .iter()
+                    .filter(|b| **b)
+                    .count() as u64,
+                None => take as u64,
+            };
             done += take;
             part.info.end = Position {
                 file: c.file,
                 row: c.first_row + done as u64,
             };
             part.info.rows += slice.num_rows() as u64;
-            part.info.input_rows += take as u64;
+            part.info.input_rows += input_rows;
             part.info.counts.merge(&counts);
+            part.info.refresh.merge(&tally);
             self.totals.merge(&counts);
-            self.input_rows += take as u64;
+            self.refresh_totals.merge(&tally);
+            self.input_rows += input_rows;
             if part.info.rows >= self.part_rows {
                 self.commit()?;
             }
@@ -414,7 +500,13 @@ impl DatasetWriter {
                     MapOutcome::Invalid => (RowStatus::Invalid, Some("invalid identifier")),
                     MapOutcome::Unmapped(r) => (RowStatus::Unmapped, Some(r)),
                     MapOutcome::Failed(r) => (RowStatus::Failed, Some(r)),
+                    MapOutcome::Stale { why, .. } => (RowStatus::Stale, Some(why)),
                 },
+            };
+            // A stale row is written with its last known answer.
+            let outcome = match outcome {
+                Some(MapOutcome::Stale { last, .. }) => Some(&**last),
+                o => o,
             };
             statuses.push(st);
             match &id.hashed {
@@ -530,6 +622,7 @@ mod tests {
             }],
             outcomes: None,
             origin: None,
+            marks: None,
         };
         w.write(chunk).expect("written to the open part");
         let tmp_part = tmp.path().join(".part-00000.parquet.tmp");

@@ -214,6 +214,7 @@ pub(crate) fn spawn_read_and_hash(
                 if hashed_tx
                     .send(IdentityChunk {
                         origin: None,
+                        marks: None,
                         chunk,
                         ids,
                         outcomes: None,
@@ -293,7 +294,8 @@ pub fn run_map(cfg: &MapConfig) -> Result<Summary, Error> {
 }
 
 /// Maps every chunk `source` yields (identities already hashed; outcomes already filled are
-/// kept) and writes them in order. `tap` sees each chunk just before it is written.
+/// kept) and writes them in order. `tap` sees (and may amend) each chunk just before it is
+/// written.
 /// Returns the writer (parts not yet committed stay open). When the job is interrupted, the
 /// chunks answered within the grace period are written and the rest dropped.
 ///
@@ -306,7 +308,7 @@ pub(crate) async fn map_and_write(
     source: std::sync::mpsc::Receiver<IdentityChunk>,
     mut writer: DatasetWriter,
     mstats: Arc<crate::mapper::MapperStats>,
-    mut tap: impl FnMut(&IdentityChunk) + Send + 'static,
+    mut tap: impl FnMut(&mut IdentityChunk) + Send + 'static,
 ) -> Result<DatasetWriter, Error> {
     // The bridge's own queue is the channel before it: one more here is enough.
     let (to_mapper, mapper_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(1);
@@ -325,8 +327,8 @@ pub(crate) async fn map_and_write(
     let writer_thread = std::thread::Builder::new()
         .name("writer".into())
         .spawn(move || -> Result<DatasetWriter, Error> {
-            while let Some(r) = writer_rx.blocking_recv() {
-                tap(&r);
+            while let Some(mut r) = writer_rx.blocking_recv() {
+                tap(&mut r);
                 writer.write(r)?;
             }
             Ok(writer)

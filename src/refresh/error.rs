@@ -51,4 +51,38 @@ pub enum RefreshError {
         /// `--max-drop-fraction`.
         max: f64,
     },
+    /// A key column whose type cannot be compared by value.
+    #[error("key column {column:?} is {data_type} in {side}: a key must be a string, integer or decimal column (compared by value, so 42, \"42\" and 42.00 are one customer)")]
+    KeyType {
+        /// The key column.
+        column: String,
+        /// `the state` or the export file.
+        side: String,
+        /// Its Arrow type.
+        data_type: String,
+    },
+    /// Every state row has a null key: nothing could be matched.
+    #[error("every one of the state's {rows} rows has a null {key_col:?}: no customer could be matched, so today's export would replace the whole state. Check that --key-col names the key the state was written with")]
+    AllKeysNull {
+        /// The key column.
+        key_col: String,
+        /// State rows.
+        rows: u64,
+    },
+    /// The kept columns asked for differ from the state's.
+    #[error("the state keeps the columns [{state}] but this refresh would write [{asked}]: the new dataset's schema would change silently. Leave out --keep-col to keep the state's columns, or pass --allow-schema-change to change them")]
+    SchemaChange {
+        /// The state's kept columns (with types).
+        state: String,
+        /// What this run would write.
+        asked: String,
+    },
+    /// An export input changed while the refresh was reading it.
+    #[error("{path} changed while refresh was reading it ({why}): the decisions of its first read no longer fit its rows. Nothing was published; run again once the export is complete")]
+    ExportChanged {
+        /// The input.
+        path: String,
+        /// What changed.
+        why: String,
+    },
 }

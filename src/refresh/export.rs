@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use super::{join, send_state, state, Common, Plan, RefreshError, Started};
+use super::{join, key, send_state, Common, Plan, RefreshError, Started};
 use crate::error::Error;
 use crate::input::{self, Position, ReadProgress};
-use crate::output::{self, DirState, JobDescription, Schema};
+use crate::output::{DirState, JobDescription, Schema};
 use crate::pipeline;
 use crate::record::Hashed;
 
@@ -48,6 +48,59 @@ fn check_kept_match(
     Ok(())
 }
 
+/// Refuses kept columns whose types differ from the state's (the schema would change
+/// silently), unless the user allowed it.
+fn check_kept_types(
+    out_kept: &[(String, arrow_schema::DataType)],
+    state_kept: &[(String, arrow_schema::DataType)],
+) -> Result<(), Error> {
+    let show = |cols: &[(String, arrow_schema::DataType)]| {
+        cols.iter()
+            .map(|(n, t)| format!("{n}: {t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let differs = out_kept.iter().any(|(n, t)| {
+        state_kept
+            .iter()
+            .find(|(sn, _)| sn == n)
+            .is_none_or(|(_, st)| st != t)
+    });
+    if differs {
+        return Err(RefreshError::SchemaChange {
+            state: show(state_kept),
+            asked: show(out_kept),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Refuses to go on when an export input is not the version the run started with.
+fn check_unchanged(inputs: &[input::InputFile], description: &JobDescription) -> Result<(), Error> {
+    for (f, old) in inputs.iter().zip(&description.fingerprints) {
+        let now = input::Fingerprint::of(f)?;
+        if let Some(why) = old.differs(&now) {
+            return Err(RefreshError::ExportChanged {
+                path: f.given.clone(),
+                why,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The error for an identity of the second read that is not the one the first read
+/// decided for.
+fn changed_between_reads(path: &str, row: u64) -> Error {
+    RefreshError::ExportChanged {
+        path: path.to_string(),
+        why: format!("row {row} holds another identity than in the first read"),
+    }
+    .into()
+}
+
 /// Refuses a join that would drop more than the allowed fraction of the state's customers.
 fn check_drop(joined: &join::Joined, max_fraction: f64) -> Result<(), Error> {
     let (gone, all) = (joined.missing_customers, joined.state_customers);
@@ -72,35 +125,25 @@ fn check_drop(joined: &join::Joined, max_fraction: f64) -> Result<(), Error> {
 pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
     let cfg = c.cfg;
     let key_col = cfg.key_col.clone().expect("checked by the caller");
-    if !c.kept.iter().any(|(n, _)| *n == key_col) {
-        return Err(RefreshError::NoKeyColumn {
-            key_col: key_col.clone(),
-            kept: c
-                .kept
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
-        .into());
-    }
-    let mut job = cfg.job.clone();
-    if !job.columns.keep.contains(&key_col) {
-        job.columns.keep.insert(0, key_col.clone());
-    }
+    let job = c.job.clone();
     let key_idx = job
         .columns
         .keep
         .iter()
         .position(|k| *k == key_col)
-        .expect("inserted above");
+        .expect("settle_kept keeps the key column");
     let columns = input::resolve_all(&job.inputs, &job.columns)?;
     let out_kept = columns
         .first()
         .map(|c| c.keep_types.clone())
         .unwrap_or_default();
+    for (f, c) in job.inputs.iter().zip(&columns) {
+        key::check(&key_col, &f.given, &c.keep_types[key_idx].1)?;
+    }
     if cfg.keep_missing {
         check_kept_match(&out_kept, &c.kept)?;
+    } else if !cfg.allow_schema_change {
+        check_kept_types(&out_kept, &c.kept)?;
     }
     let n_inputs = job.inputs.len();
     let mut sources: Vec<String> = job.inputs.iter().map(|f| f.given.clone()).collect();
@@ -117,10 +160,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     let n_ids: Vec<u64> = columns.iter().map(|c| c.identities.len() as u64).collect();
 
     // Pass 1 over the export: partition it with the state and decide (bounded memory).
-    let state_rows: u64 = output::committed_parts(&cfg.state)?
-        .iter()
-        .map(|p| p.rows)
-        .sum();
+    let state_rows = c.state_rows;
     // Local outputs keep the scratch beside the dataset (same disk); an object-store output
     // uses the machine's temporary directory.
     let scratch_dir = match job.out_dir.local_path() {
@@ -152,21 +192,38 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                 let n = n_ids[c.file] as usize;
                 let keys = &c.kept[key_idx];
                 for k in 0..c.len {
-                    let key = state::key_at(keys, k);
+                    let Some(key) = key::at(keys, k) else {
+                        export_null_keys += (0..n)
+                            .filter(|j| matches!(r.ids[k * n + j].hashed, Hashed::Ok(_)))
+                            .count() as u64;
+                        continue;
+                    };
+                    let row_ordinal = base + (c.first_row + k as u64) * n as u64;
+                    let mut any = false;
                     for j in 0..n {
                         let id = &r.ids[k * n + j];
                         if let Hashed::Ok(hash) = id.hashed {
-                            export_null_keys += u64::from(key.is_none());
-                            let ordinal = base + (c.first_row + k as u64) * n as u64 + j as u64;
+                            any = true;
                             result = result.and_then(|()| {
                                 sink(join::ExportIdentity {
-                                    ordinal,
-                                    key: key.as_deref(),
+                                    ordinal: row_ordinal + j as u64,
+                                    key: &key,
                                     kind: id.kind,
-                                    hash,
+                                    hash: Some(hash),
                                 })
                             });
                         }
+                    }
+                    if !any {
+                        // The customer is present even without an identity to map.
+                        result = result.and_then(|()| {
+                            sink(join::ExportIdentity {
+                                ordinal: row_ordinal,
+                                key: &key,
+                                kind: crate::record::IdentityKind::Email,
+                                hash: None,
+                            })
+                        });
                     }
                 }
                 if result.is_err() {
@@ -185,6 +242,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     if let Some(signal) = job.interrupt.signal() {
         return Err(Error::Interrupted { signal });
     }
+    check_unchanged(&job.inputs, description)?;
     if !cfg.keep_missing {
         check_drop(&joined, cfg.max_drop_fraction)?;
     }
@@ -200,7 +258,13 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         .collect();
 
     // Pass 2: the export again, with the decisions merged back in order.
-    let mut merged = joined.merge()?;
+    let floor = if start.file >= n_inputs {
+        bases.last().copied().unwrap_or(0)
+            + file_rows.last().copied().unwrap_or(0) * n_ids.last().copied().unwrap_or(0)
+    } else {
+        bases[start.file] + start.row * n_ids[start.file]
+    };
+    let mut merged = joined.merge(floor)?;
     let (hashed_rx, reader, hasher) = pipeline::spawn_read_and_hash(
         &job,
         &columns,
@@ -211,6 +275,8 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         Arc::clone(&c.read_progress),
     );
     let keep_missing = cfg.keep_missing;
+    let inputs = job.inputs.clone();
+    let description = description.clone();
     let out_names: Vec<String> = out_kept.iter().map(|(n, _)| n.clone()).collect();
     let Common {
         parts,
@@ -229,17 +295,31 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                 let mut outcomes = vec![None; r.ids.len()];
                 let mut plans = Vec::with_capacity(r.ids.len());
                 for (i, id) in r.ids.iter().enumerate() {
-                    if !matches!(id.hashed, Hashed::Ok(_)) {
+                    let Hashed::Ok(hash) = id.hashed else {
                         plans.push(Plan::Local);
                         continue;
-                    }
+                    };
                     let ordinal = base + r.chunk.first_row * n as u64 + i as u64;
-                    plans.push(match merged.take(ordinal)? {
+                    let row = r.chunk.first_row + (i / n.max(1)) as u64;
+                    let decided = merged.take(ordinal)?;
+                    if merged.orphans > 0 {
+                        // A decision before this one was never asked for.
+                        return Err(changed_between_reads(&inputs[r.chunk.file].given, row));
+                    }
+                    if let Some((kind, h, _)) = &decided {
+                        if *kind != id.kind || *h != hash {
+                            return Err(changed_between_reads(&inputs[r.chunk.file].given, row));
+                        }
+                    } else if key::at(&r.chunk.kept[key_idx], i / n.max(1)).is_some() {
+                        // The first read saw no such identity for a customer with a key.
+                        return Err(changed_between_reads(&inputs[r.chunk.file].given, row));
+                    }
+                    plans.push(match decided.map(|(_, _, d)| d) {
                         Some(join::Decision::Carried(o)) => {
                             outcomes[i] = Some(o);
                             Plan::Carried
                         }
-                        Some(join::Decision::Due(old)) => Plan::Due(old),
+                        Some(join::Decision::Due(last)) => Plan::Due(last),
                         Some(join::Decision::Changed(old)) => Plan::Changed(old),
                         Some(join::Decision::New) | None => Plan::New,
                     });
@@ -257,14 +337,28 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
             if sinks.interrupt.is_triggered() {
                 return Ok(());
             }
+            check_unchanged(&inputs, &description)?;
+            if merged.any_left()? {
+                return Err(RefreshError::ExportChanged {
+                    path: inputs
+                        .iter()
+                        .map(|f| f.given.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    why: "it has fewer rows than in the first read".to_string(),
+                }
+                .into());
+            }
             // Customers gone from today's export.
             let missing = &joined.missing;
+            // State rows with a null key are never kept: they match no customer.
+            tally.lock().expect("tally lock").dropped = joined.null_key_rows;
             if keep_missing {
                 let skip = if start.file == n_inputs { start.row } else { 0 };
                 let keep = |row: u64| missing.binary_search(&row).is_ok();
                 send_state(&parts, n_inputs, skip, &out_names, &policy, &keep, &sinks)?;
             } else {
-                tally.lock().expect("tally lock").dropped = missing.len() as u64;
+                tally.lock().expect("tally lock").dropped += missing.len() as u64;
             }
             Ok(())
         })

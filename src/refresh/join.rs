@@ -12,6 +12,18 @@
 //!
 //! Memory: about [`PARTITION_ROWS`] state rows at a time, whatever the state's size. Disk: a
 //! few dozen bytes per identity on each side, in `OUT_DIR/.refresh-tmp`, removed at the end.
+//!
+//! The rules:
+//! - **A customer is present when its key is in the export**, whatever its identities'
+//!   statuses: a customer whose email and phone are both invalid or empty is not gone.
+//! - **Null keys match no customer.** A state row with a null key is never carried nor kept
+//!   (not even with `--keep-missing`): it is dropped, and the export's rows with a null key
+//!   are mapped afresh, every night.
+//! - Within a customer, an export identity takes the state identity of the same type and
+//!   hash first (so rows that only change order are carried), then any other unused one of
+//!   its type (a changed value), else it is new.
+//! - Each decision records the identity it was made for; the second read of the export
+//!   checks it, so a changed export can never receive another identity's answer.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -34,8 +46,9 @@ pub const PARTITION_ROWS: u64 = 400_000;
 pub(super) enum Decision {
     /// Same value as in the state and not due: write the state's answer.
     Carried(MapOutcome),
-    /// Same value, but due: map again (the previous raw id, if any).
-    Due(Option<Arc<str>>),
+    /// Same value, but due: map again (the last known answer with a raw id, kept as `stale`
+    /// if the remap fails).
+    Due(Option<MapOutcome>),
     /// The customer's value changed: map (the previous raw id, if any).
     Changed(Option<Arc<str>>),
     /// A new customer, or a new identity type for it: map.
@@ -73,20 +86,23 @@ struct StateRecord {
     decision: Decision,
 }
 
-/// An export identity in a partition file.
+/// An export identity in a partition file; without a hash, a row that only says its
+/// customer is present.
 #[derive(Serialize, Deserialize)]
 struct ExportRecord<'a> {
     ordinal: u64,
     #[serde(borrow)]
-    key: Option<&'a str>,
+    key: &'a str,
     kind: IdentityKind,
-    hash: IdentityHash,
+    hash: Option<IdentityHash>,
 }
 
-/// A decision, by the ordinal of the export identity it is for.
+/// A decision, by the ordinal of the export identity it is for, with that identity.
 #[derive(Serialize, Deserialize)]
 struct DecisionRecord {
     ordinal: u64,
+    kind: IdentityKind,
+    hash: IdentityHash,
     decision: Decision,
 }
 
@@ -187,8 +203,7 @@ impl Drop for Scratch {
 /// The decided join, ready to be merged back in export order.
 pub(super) struct Joined {
     sides: Sides,
-    /// State rows whose customer is gone from the export, sorted (for `--keep-missing`),
-    /// and state rows with a null key (they match no customer).
+    /// State rows whose customer is gone from the export, sorted (for `--keep-missing`).
     pub missing: Vec<u64>,
     /// Distinct customer keys in the state.
     pub state_customers: u64,
@@ -198,16 +213,17 @@ pub(super) struct Joined {
     pub null_key_rows: u64,
 }
 
-/// One export identity to decide: its position in the output, key, kind and hash.
+/// One export identity to decide: its position in the output, key, kind and hash; without
+/// a hash, a row whose customer is present but has no identity to map.
 pub(super) struct ExportIdentity<'a> {
     /// Position of the identity among all output rows of the export.
     pub ordinal: u64,
-    /// The customer key, if the row has one.
-    pub key: Option<&'a str>,
+    /// The customer key (rows with a null key are never joined).
+    pub key: &'a str,
     /// Email or phone.
     pub kind: IdentityKind,
-    /// Its hash.
-    pub hash: IdentityHash,
+    /// Its hash, or `None` for a presence-only record.
+    pub hash: Option<IdentityHash>,
 }
 
 /// Partitions the state and the export by key, decides every export identity, and returns
@@ -233,7 +249,7 @@ pub(super) fn build(
 
     // 1. The state, by key: row index, key, kind, hash, and what a match would mean.
     let mut ws = sides.writers("s")?;
-    let mut null_keys: Vec<u64> = Vec::new();
+    let (mut null_key_rows, mut rows) = (0u64, 0u64);
     state::for_each_batch(parts, |first, batch| -> Result<bool, Error> {
         let keys = batch.column_by_name(key_col).cloned().ok_or_else(|| {
             super::RefreshError::NoKeyColumn {
@@ -242,15 +258,17 @@ pub(super) fn build(
             }
         })?;
         for (i, row) in state::decode(&batch, policy).into_iter().enumerate() {
-            let Some(key) = state::key_at(&keys, i) else {
-                null_keys.push(first + i as u64);
+            rows += 1;
+            let Some(key) = super::key::at(&keys, i) else {
+                null_key_rows += 1;
                 continue;
             };
             let w = &mut ws[partition(&key, n)];
+            let old_raw = row.old_raw();
             let decision = match (&row.identity.hashed, row.carried, row.due) {
                 (Hashed::Ok(_), Some(c), _) => Decision::Carried(c),
-                (Hashed::Ok(_), None, true) => Decision::Due(row.old_raw.clone()),
-                _ => Decision::Changed(row.old_raw.clone()),
+                (Hashed::Ok(_), None, true) => Decision::Due(row.last.clone()),
+                _ => Decision::Changed(old_raw),
             };
             let hash = match row.identity.hashed {
                 Hashed::Ok(h) => Some(h),
@@ -268,28 +286,36 @@ pub(super) fn build(
         Ok(true)
     })?;
     finish(ws, tmp)?;
+    if rows > 0 && null_key_rows == rows {
+        return Err(super::RefreshError::AllKeysNull {
+            key_col: key_col.to_string(),
+            rows,
+        }
+        .into());
+    }
 
-    // 2. The export, by key: ordinal, key, kind, hash.
+    // 2. The export, by key: ordinal, key, kind, hash (or presence only).
     let mut ws = sides.writers("i")?;
     export(&mut |x: ExportIdentity<'_>| {
-        let p = x.key.map_or(0, |k| partition(k, n));
         let record = ExportRecord {
             ordinal: x.ordinal,
             key: x.key,
             kind: x.kind,
             hash: x.hash,
         };
-        put(&mut ws[p], &record).map_err(io(tmp))
+        put(&mut ws[partition(x.key, n)], &record).map_err(io(tmp))
     })?;
     finish(ws, tmp)?;
 
-    // 3. Decide each partition with only its part of the state in memory.
+    // 3. Decide each partition with only its part of the state in memory: first the exact
+    //    matches (same type and hash), then the rest in export order.
     struct Entry {
         kind: IdentityKind,
         hash: Option<IdentityHash>,
         decision: Decision,
         row: u64,
-        used: bool,
+        /// The ordinal of the export identity that took it.
+        taken_by: Option<u64>,
     }
     let mut missing = Vec::new();
     let (mut state_customers, mut missing_customers) = (0u64, 0u64);
@@ -305,39 +331,61 @@ pub(super) fn build(
                 hash: rec.hash,
                 decision: rec.decision,
                 row: rec.row,
-                used: false,
+                taken_by: None,
             });
         }
         let mut r = sides.reader("i", p)?;
         while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
             let rec: ExportRecord<'_> = decode(&buf).map_err(io(tmp))?;
-            let (ordinal, kind, hash) = (rec.ordinal, rec.kind, Some(rec.hash));
-            let key = rec.key.map(str::to_string);
-            let decision = match key.and_then(|k| by_key.get_mut(&k)) {
+            let Some((seen, entries)) = by_key.get_mut(rec.key) else {
+                continue;
+            };
+            *seen = true;
+            if rec.hash.is_none() {
+                continue;
+            }
+            if let Some(e) = entries
+                .iter_mut()
+                .find(|e| e.taken_by.is_none() && e.kind == rec.kind && e.hash == rec.hash)
+            {
+                e.taken_by = Some(rec.ordinal);
+            }
+        }
+        let mut r = sides.reader("i", p)?;
+        while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
+            let rec: ExportRecord<'_> = decode(&buf).map_err(io(tmp))?;
+            let Some(hash) = rec.hash else { continue };
+            let (ordinal, kind) = (rec.ordinal, rec.kind);
+            let decision = match by_key.get_mut(rec.key) {
                 None => Decision::New,
-                Some((seen, entries)) => {
-                    *seen = true;
-                    match entries.iter_mut().find(|e| e.kind == kind && !e.used) {
-                        None => Decision::New,
-                        Some(e) => {
-                            e.used = true;
-                            match &e.decision {
-                                d @ (Decision::Carried(_) | Decision::Due(_)) if e.hash == hash => {
-                                    d.clone()
-                                }
-                                Decision::Carried(MapOutcome::Mapped { raw_euid, .. }) => {
-                                    Decision::Changed(Some(Arc::from(raw_euid.as_str())))
-                                }
-                                Decision::Due(old) | Decision::Changed(old) => {
-                                    Decision::Changed(old.clone())
-                                }
-                                _ => Decision::Changed(None),
+                Some((_, entries)) => {
+                    if let Some(e) = entries.iter().find(|e| e.taken_by == Some(ordinal)) {
+                        e.decision.clone()
+                    } else if let Some(e) = entries
+                        .iter_mut()
+                        .find(|e| e.taken_by.is_none() && e.kind == kind)
+                    {
+                        e.taken_by = Some(ordinal);
+                        Decision::Changed(match &e.decision {
+                            Decision::Carried(MapOutcome::Mapped { raw_euid, .. })
+                            | Decision::Due(Some(MapOutcome::Mapped { raw_euid, .. })) => {
+                                Some(Arc::from(raw_euid.as_str()))
                             }
-                        }
+                            Decision::Changed(old) => old.clone(),
+                            _ => None,
+                        })
+                    } else {
+                        Decision::New
                     }
                 }
             };
-            put(w, &DecisionRecord { ordinal, decision }).map_err(io(tmp))?;
+            let record = DecisionRecord {
+                ordinal,
+                kind,
+                hash,
+                decision,
+            };
+            put(w, &record).map_err(io(tmp))?;
         }
         state_customers += by_key.len() as u64;
         for (seen, entries) in by_key.into_values() {
@@ -348,8 +396,6 @@ pub(super) fn build(
         }
     }
     finish(ws, tmp)?;
-    let null_key_rows = null_keys.len() as u64;
-    missing.extend(null_keys);
     missing.sort_unstable();
     Ok(Joined {
         sides,
@@ -360,21 +406,30 @@ pub(super) fn build(
     })
 }
 
+/// A decision with the identity it was made for.
+pub(super) type Decided = (IdentityKind, IdentityHash, Decision);
+
 /// Decisions of every partition, merged in ordinal order.
 pub(super) struct Merged {
     readers: Vec<BufReader<File>>,
     heap: BinaryHeap<Reverse<(u64, usize)>>,
-    pending: Vec<Option<Decision>>,
+    pending: Vec<Option<Decided>>,
     tmp: PathBuf,
     buf: Vec<u8>,
+    /// The first ordinal the second read asks for (after the rows an interrupted run
+    /// wrote): decisions below it are skipped, any other decision not asked for is an
+    /// identity the second read no longer has.
+    floor: u64,
+    /// Decisions at or above `floor` that were never asked for.
+    pub(super) orphans: u64,
 }
 
 impl Joined {
-    /// Opens the decision files for the merge.
+    /// Opens the decision files for the merge, from ordinal `floor` on.
     ///
     /// # Errors
     /// A decision file cannot be read.
-    pub(super) fn merge(&self) -> Result<Merged, Error> {
+    pub(super) fn merge(&self, floor: u64) -> Result<Merged, Error> {
         let mut m = Merged {
             readers: (0..self.sides.n)
                 .map(|p| self.sides.reader("d", p))
@@ -383,6 +438,8 @@ impl Joined {
             pending: vec![None; self.sides.n],
             tmp: self.sides.dir.clone(),
             buf: Vec::new(),
+            floor,
+            orphans: 0,
         };
         for p in 0..self.sides.n {
             m.refill(p)?;
@@ -395,18 +452,18 @@ impl Merged {
     fn refill(&mut self, p: usize) -> Result<(), Error> {
         if next_frame(&mut self.readers[p], &mut self.buf).map_err(io(&self.tmp))? {
             let rec: DecisionRecord = decode(&self.buf).map_err(io(&self.tmp))?;
-            self.pending[p] = Some(rec.decision);
+            self.pending[p] = Some((rec.kind, rec.hash, rec.decision));
             self.heap.push(Reverse((rec.ordinal, p)));
         }
         Ok(())
     }
 
-    /// The decision for `ordinal`; decisions for smaller ordinals (rows an interrupted run
-    /// already wrote) are skipped. `None` if there is none (the caller treats it as new).
+    /// The decision for `ordinal`, with the identity it was made for; decisions for smaller
+    /// ordinals (rows an interrupted run already wrote) are skipped. `None` if there is none.
     ///
     /// # Errors
     /// A decision file cannot be read.
-    pub(super) fn take(&mut self, ordinal: u64) -> Result<Option<Decision>, Error> {
+    pub(super) fn take(&mut self, ordinal: u64) -> Result<Option<Decided>, Error> {
         while let Some(Reverse((o, p))) = self.heap.peek().copied() {
             if o > ordinal {
                 return Ok(None);
@@ -417,8 +474,21 @@ impl Merged {
             if o == ordinal {
                 return Ok(d);
             }
+            if o >= self.floor {
+                self.orphans += 1;
+            }
         }
         Ok(None)
+    }
+
+    /// Reads the decisions never asked for; `true` when any is at or above the floor (an
+    /// identity the first read had and the second did not).
+    ///
+    /// # Errors
+    /// A decision file cannot be read.
+    pub(super) fn any_left(&mut self) -> Result<bool, Error> {
+        self.take(u64::MAX)?;
+        Ok(self.orphans > 0)
     }
 }
 
@@ -438,7 +508,13 @@ mod tests {
             }),
             Decision::Carried(MapOutcome::Optout { mapped_at: 9 }),
             Decision::Carried(MapOutcome::Invalid),
-            Decision::Due(Some(Arc::from("old"))),
+            Decision::Due(Some(MapOutcome::Mapped {
+                raw_euid: crate::record::RawId::from("old"),
+                previous: None,
+                refresh_from: Some(3),
+                bucket_id: None,
+                mapped_at: 1,
+            })),
             Decision::Changed(None),
             Decision::New,
         ];
@@ -446,6 +522,8 @@ mod tests {
         for (ordinal, d) in ds.iter().enumerate() {
             let rec = DecisionRecord {
                 ordinal: ordinal as u64,
+                kind: IdentityKind::Phone,
+                hash: crate::normalize::sha256(b"x"),
                 decision: d.clone(),
             };
             put(&mut file, &rec).expect("write");

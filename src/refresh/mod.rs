@@ -8,11 +8,19 @@
 //!   so memory does not grow with its size.
 //! - **state + today's export** (`… INPUT... --key-col ID`): state and export are joined by
 //!   key through hash partitions on disk ([`join`]), so memory stays bounded too; the export
-//!   is read twice.
+//!   is read twice, and must not change in between (checked by fingerprint and by hash).
+//!
+//! The rules a nightly job relies on (README, "Nightly refresh"):
+//! - presence is by key ([`join`]); null keys match no customer;
+//! - a due identity whose remap fails keeps its last known raw EUID, with status `stale`
+//!   (exit 2; the next refresh retries it);
+//! - the new dataset keeps the state's columns unless `--allow-schema-change`;
+//! - every count in the manifest describes the whole dataset, resumed parts included.
 
 mod error;
 mod export;
 pub mod join;
+mod key;
 mod state;
 mod state_only;
 
@@ -30,7 +38,7 @@ use crate::input::{self, Chunk, ReadProgress};
 use crate::output::{self, DatasetWriter, Manifest, RefreshCounts};
 use crate::pipeline::{self, Connection, Summary, CHUNKS_IN_FLIGHT};
 use crate::progress::Progress;
-use crate::record::{Hashed, MapOutcome};
+use crate::record::{Hashed, MapOutcome, RefreshMark};
 use crate::record::{IdentityChunk, Origin};
 
 pub use error::RefreshError;
@@ -59,19 +67,21 @@ pub struct RefreshConfig {
     /// Refuse a refresh that would drop more than this fraction of the state's customers
     /// (an empty or truncated export); 1.0 allows anything.
     pub max_drop_fraction: f64,
+    /// Allow kept columns (names or types) other than the state's.
+    pub allow_schema_change: bool,
 }
 
 /// Default of [`RefreshConfig::max_drop_fraction`]: losing more than a tenth of the
 /// customers overnight is far more often a broken export than real churn.
 pub const DEFAULT_MAX_DROP_FRACTION: f64 = 0.1;
 
-/// What happened to one identity of the new dataset, for the manifest's counts.
+/// What happened to one identity of the new dataset.
 #[derive(Debug, Clone)]
 enum Plan {
     /// Written with the previous answer.
     Carried,
-    /// Remapped because it was due; the previous raw id.
-    Due(Option<Arc<str>>),
+    /// Remapped because it was due; the last known answer with a raw id, if any.
+    Due(Option<MapOutcome>),
     /// Remapped because the customer's value changed; the previous raw id.
     Changed(Option<Arc<str>>),
     /// Mapped for the first time.
@@ -80,15 +90,59 @@ enum Plan {
     Local,
 }
 
-/// Counts for the manifest (this invocation).
+/// Decides each identity's [`RefreshMark`] once its answer is known, and turns a due
+/// identity whose remap failed into `stale` with its last known answer.
+fn settle(plans: Vec<Plan>, r: &mut IdentityChunk) {
+    let outcomes = r.outcomes.get_or_insert_with(|| vec![None; r.ids.len()]);
+    let mut marks = Vec::with_capacity(plans.len());
+    for (i, plan) in plans.into_iter().enumerate() {
+        let slot = &mut outcomes[i];
+        let (mark, old) = match plan {
+            Plan::Carried => (RefreshMark::CARRIED, None),
+            Plan::Local => (RefreshMark::default(), None),
+            Plan::New => (RefreshMark::NEW, None),
+            Plan::Changed(old) => (RefreshMark::VALUE_CHANGED, old),
+            Plan::Due(last) => {
+                let failed = match slot {
+                    None => Some(Arc::from("no answer")),
+                    Some(MapOutcome::Failed(why)) => Some(Arc::clone(why)),
+                    Some(_) => None,
+                };
+                let old = match &last {
+                    Some(MapOutcome::Mapped { raw_euid, .. }) => Some(Arc::from(raw_euid.as_str())),
+                    _ => None,
+                };
+                match (failed, last) {
+                    (Some(why), Some(last)) => {
+                        *slot = Some(MapOutcome::Stale {
+                            last: Box::new(last),
+                            why: Arc::from(format!(
+                                "refresh failed, last known raw EUID kept: {why}"
+                            )),
+                        });
+                        marks.push(RefreshMark::DUE.with(RefreshMark::STALE));
+                        continue;
+                    }
+                    _ => (RefreshMark::DUE, old),
+                }
+            }
+        };
+        let mark = match (&old, &*slot) {
+            (Some(o), Some(MapOutcome::Mapped { raw_euid, .. })) if **o != **raw_euid => {
+                mark.with(RefreshMark::CHANGED_ID)
+            }
+            (Some(_), Some(MapOutcome::Optout { .. })) => mark.with(RefreshMark::NEWLY_OPTED_OUT),
+            _ => mark,
+        };
+        marks.push(mark);
+    }
+    r.marks = Some(marks);
+}
+
+/// Counts of the join, for the manifest (whole-run: the join runs in full on every
+/// invocation, `--resume` included).
 #[derive(Debug, Default, Clone)]
 struct Tally {
-    carried: u64,
-    due: u64,
-    value_changed: u64,
-    new: u64,
-    changed_ids: u64,
-    newly_opted_out: u64,
     dropped: u64,
     state_customers: u64,
     missing_customers: u64,
@@ -97,48 +151,20 @@ struct Tally {
 }
 
 impl Tally {
-    fn note(&mut self, plans: &[Plan], r: &IdentityChunk) {
-        let outcomes = r.outcomes.as_deref().unwrap_or(&[]);
-        for (i, plan) in plans.iter().enumerate() {
-            let new = outcomes.get(i).and_then(Option::as_ref);
-            let old = match plan {
-                Plan::Carried => {
-                    self.carried += 1;
-                    continue;
-                }
-                Plan::Local => continue,
-                Plan::New => {
-                    self.new += 1;
-                    continue;
-                }
-                Plan::Due(old) => {
-                    self.due += 1;
-                    old
-                }
-                Plan::Changed(old) => {
-                    self.value_changed += 1;
-                    old
-                }
-            };
-            match (old, new) {
-                (Some(o), Some(MapOutcome::Mapped { raw_euid, .. })) if **o != **raw_euid => {
-                    self.changed_ids += 1
-                }
-                (Some(_), Some(MapOutcome::Optout { .. })) => self.newly_opted_out += 1,
-                _ => {}
-            }
-        }
-    }
-
-    fn counts(&self, requests: u64) -> RefreshCounts {
+    /// The manifest's counts: the decisions of every part (`writer`), the join's counts,
+    /// and this invocation's requests.
+    fn counts(&self, writer: &DatasetWriter, requests: u64) -> RefreshCounts {
+        let t = &writer.refresh_totals;
+        let (due, value_changed, new) = (t.get("due"), t.get("value_changed"), t.get("new"));
         RefreshCounts {
-            carried: self.carried,
-            due: self.due,
-            value_changed: self.value_changed,
-            new: self.new,
-            remapped: self.due + self.value_changed + self.new,
-            changed_ids: self.changed_ids,
-            newly_opted_out: self.newly_opted_out,
+            carried: t.get("carried"),
+            due,
+            value_changed,
+            new,
+            remapped: due + value_changed + new,
+            changed_ids: t.get("changed_ids"),
+            newly_opted_out: t.get("newly_opted_out"),
+            stale: t.get("stale"),
             dropped: self.dropped,
             state_customers: self.state_customers,
             missing_customers: self.missing_customers,
@@ -190,10 +216,12 @@ fn state_chunk(
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut plans = Vec::with_capacity(rows.len());
     for r in rows {
-        // Every row of the state that is not due is carried, invalid and missing ones too.
+        // Every row of the state that is not due is written as it was, invalid and missing
+        // ones too; only identities with an answer count as carried.
         plans.push(match (&r.identity.hashed, r.due) {
-            (Hashed::Ok(_), true) => Plan::Due(r.old_raw.clone()),
-            _ => Plan::Carried,
+            (Hashed::Ok(_), true) => Plan::Due(r.last.clone()),
+            (Hashed::Ok(_), false) => Plan::Carried,
+            _ => Plan::Local,
         });
         ids.push(r.identity);
         outcomes.push(r.carried);
@@ -213,8 +241,8 @@ fn state_chunk(
         kept: kept.iter().map(|n| col(n)).collect(),
     };
     let origin = Some(Origin {
-        source: col("source"),
-        row: col("row"),
+        source: state::origin_source(&col("source")),
+        row: state::origin_row(&col("row")),
     });
     (
         IdentityChunk {
@@ -222,6 +250,7 @@ fn state_chunk(
             ids,
             outcomes: Some(outcomes),
             origin,
+            marks: None,
         },
         plans,
     )
@@ -283,7 +312,10 @@ struct Started {
 /// What both modes share once the output is open: the state, the policy, the channels.
 struct Common<'a> {
     cfg: &'a RefreshConfig,
+    /// The job with its kept columns settled (the state's, unless changed on purpose).
+    job: JobConfig,
     parts: Vec<crate::storage::Location>,
+    state_rows: u64,
     kept: Vec<(String, arrow_schema::DataType)>,
     policy: DuePolicy,
     sinks: Sinks,
@@ -291,22 +323,59 @@ struct Common<'a> {
     read_progress: Arc<ReadProgress>,
 }
 
-/// The job description of a refresh: the state's manifest is fingerprinted too, so that a
+/// The job description of a refresh: the state's version is part of it too, so that a
 /// resumed refresh never continues against another state.
-fn describe(cfg: &RefreshConfig) -> Result<output::JobDescription, Error> {
-    let manifest = cfg.state.join(output::MANIFEST_FILE);
-    let state_manifest = input::InputFile::at(&manifest.url(), manifest, None);
-    let state_fingerprint = input::Fingerprint::of(&state_manifest)?;
-    Ok(cfg.job.describe(
+fn describe(
+    cfg: &RefreshConfig,
+    job: &JobConfig,
+    st: &state::State,
+) -> Result<output::JobDescription, Error> {
+    Ok(job.describe(
         "refresh",
         serde_json::json!({
             "env": cfg.mapping.env,
+            "api": format!("{:?}", cfg.mapping.client.api),
             "state": cfg.state.url(),
-            "state_manifest_sha256": state_fingerprint.sample_sha256,
+            "state_manifest_sha256": st.identity,
             "key_col": cfg.key_col,
             "keep_missing": cfg.keep_missing,
         }),
     )?)
+}
+
+/// The kept columns of the new dataset: the state's, in the state's order. `--keep-col`
+/// naming another set is refused unless `--allow-schema-change`; the key column is always
+/// kept. Returns the job with its kept columns settled.
+fn settle_kept(
+    cfg: &RefreshConfig,
+    state_kept: &[(String, arrow_schema::DataType)],
+) -> Result<JobConfig, Error> {
+    let mut job = cfg.job.clone();
+    let state_names: Vec<String> = state_kept.iter().map(|(n, _)| n.clone()).collect();
+    let mut asked = job.columns.keep.clone();
+    if let Some(k) = &cfg.key_col {
+        if !asked.is_empty() && !asked.contains(k) {
+            asked.insert(0, k.clone());
+        }
+    }
+    let same_set = {
+        let (mut a, mut b) = (asked.clone(), state_names.clone());
+        a.sort();
+        b.sort();
+        a == b
+    };
+    job.columns.keep = if asked.is_empty() || same_set {
+        state_names
+    } else if cfg.allow_schema_change && !job.inputs.is_empty() {
+        asked
+    } else {
+        return Err(RefreshError::SchemaChange {
+            state: state_names.join(", "),
+            asked: asked.join(", "),
+        }
+        .into());
+    };
+    Ok(job)
 }
 
 /// The v2 policy needs the buckets rotated since the state was mapped; v3 compares
@@ -341,16 +410,34 @@ async fn due_policy(
 
 async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let started = Instant::now();
-    let job = &cfg.job;
-    let parts = state::parts(&cfg.state)?;
-    let kept = state::kept_columns(&cfg.state, &parts)?;
-    if !job.inputs.is_empty() && cfg.key_col.is_none() {
+    if !cfg.job.inputs.is_empty() && cfg.key_col.is_none() {
         return Err(RefreshError::KeyColumnNeeded.into());
     }
-    if job.inputs.is_empty() && cfg.key_col.is_some() {
+    if cfg.job.inputs.is_empty() && cfg.key_col.is_some() {
         return Err(RefreshError::InputNeeded.into());
     }
-    let description = describe(cfg)?;
+    let st = state::open(&cfg.state)?;
+    let parts = st.parts.clone();
+    let kept = state::kept_columns(&cfg.state, &parts)?;
+    if let Some(k) = &cfg.key_col {
+        match kept.iter().find(|(n, _)| n == k) {
+            Some((_, t)) => key::check(k, "the state", t)?,
+            None => {
+                return Err(RefreshError::NoKeyColumn {
+                    key_col: k.clone(),
+                    kept: kept
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }
+                .into())
+            }
+        }
+    }
+    let job_owned = settle_kept(cfg, &kept)?;
+    let job = &job_owned;
+    let description = describe(cfg, job, &st)?;
     let conn = Connection::open(&cfg.mapping).await?;
     let policy = due_policy(cfg, &conn, &parts).await?;
     let mstats = Arc::new(crate::mapper::MapperStats::default());
@@ -362,7 +449,9 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let (plans_tx, plans_rx) = sync_channel::<Plans>(PLANS_IN_FLIGHT);
     let common = Common {
         cfg,
+        job: job.clone(),
         parts,
+        state_rows: st.rows,
         kept,
         policy,
         sinks: Sinks {
@@ -397,10 +486,9 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         read_progress,
         Some(conn.progress_extra(&mstats)),
     );
-    let tally_w = Arc::clone(&tally);
-    let tap = move |r: &IdentityChunk| {
+    let tap = move |r: &mut IdentityChunk| {
         if let Ok(plans) = plans_rx.recv() {
-            tally_w.lock().expect("tally lock").note(&plans, r);
+            settle(plans, r);
         }
     };
     let written = pipeline::map_and_write(
@@ -431,7 +519,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
             .map(|t| t.to_rfc3339())
             .unwrap_or_default(),
     );
-    let counts = tally.lock().expect("tally lock").counts(requests);
+    let counts = tally.lock().expect("tally lock").counts(&writer, requests);
     job.metrics.set_refresh(counts.clone());
     manifest.refresh = Some(counts);
     conn.close().await;

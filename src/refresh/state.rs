@@ -13,8 +13,10 @@ use crate::output::OutputError;
 use crate::record::{Hashed, Identity, IdentityKind, InvalidReason, MapOutcome, RawId};
 use crate::storage::{Location, ParquetFile};
 
-/// Columns every state dataset has, after `source`, `row` and the kept columns.
-const FIXED: [&str; 8] = [
+/// Columns every state dataset has, beside the kept columns.
+const FIXED: [&str; 10] = [
+    "source",
+    "row",
     "identity_type",
     "identity_hash",
     "status",
@@ -25,35 +27,129 @@ const FIXED: [&str; 8] = [
     "mapped_at",
 ];
 
+/// Output columns that are never kept columns (`bucket_id` is v2's).
+const NOT_KEPT: [&str; 1] = ["bucket_id"];
+
 fn bad(path: &Location, why: impl Into<String>) -> OutputError {
-    OutputError::CannotResume {
+    OutputError::BadState {
         path: path.url(),
         why: why.into(),
     }
 }
 
-/// The committed parts of a dataset, in order; errors if it is not a finished dataset.
-///
-/// # Errors
-/// The directory is missing, unfinished (no `_SUCCESS`) or not an euid-map dataset.
-pub(super) fn parts(dir: &Location) -> Result<Vec<Location>, OutputError> {
-    if !dir.join(crate::output::SUCCESS_FILE).exists()? {
-        return Err(bad(
-            dir,
-            "the state is not a finished run (no _SUCCESS); finish it with --resume first",
-        ));
-    }
-    let infos = crate::output::committed_parts(dir)?;
-    Ok(infos
-        .iter()
-        .map(|p| dir.join(&crate::output::part_name(p.part)))
-        .collect())
+/// The parts of a state dataset and how many rows they hold.
+#[derive(Debug, Clone)]
+pub(super) struct State {
+    /// The parts, in order.
+    pub parts: Vec<Location>,
+    /// Rows over all parts.
+    pub rows: u64,
+    /// What identifies this version of the state, for the job description (the manifest's
+    /// sample hash, or the parts' names, sizes and times for a dataset without one).
+    pub identity: String,
 }
 
-/// The kept columns of a state dataset (between `row` and `identity_type`), with types.
+/// Opens a state dataset. One written by euid-map (it has `_job.json` or `_manifest.json`)
+/// must be finished (`_SUCCESS`) and complete: its parts numbered from 0 without a gap, their
+/// rows adding up to the manifest's `output_rows`. A dataset written by another engine (the
+/// parts compacted by Spark, DuckDB or Polars, a copy without the metadata files) is read as
+/// data: every `*.parquet` file in name order, with a warning.
 ///
 /// # Errors
-/// The dataset lacks the mapping columns.
+/// The directory is missing or empty, unfinished, has a part missing, or cannot be read.
+pub(super) fn open(dir: &Location) -> Result<State, OutputError> {
+    use crate::output::{JOB_FILE, MANIFEST_FILE, SUCCESS_FILE};
+    let names = dir.list_names()?;
+    if names.is_empty() {
+        return Err(bad(
+            dir,
+            "no such state: the directory or prefix does not exist or is empty (--state names the output of an earlier map or refresh)",
+        ));
+    }
+    let has = |n: &str| names.iter().any(|x| x == n);
+    if has(JOB_FILE) || has(MANIFEST_FILE) {
+        if !has(SUCCESS_FILE) {
+            return Err(bad(
+                dir,
+                "the state is not a finished run (no _SUCCESS); finish it with --resume, or use the last night that finished",
+            ));
+        }
+        let manifest = crate::output::Manifest::read(dir)?;
+        let infos = crate::output::committed_parts(dir)?;
+        for (i, p) in infos.iter().enumerate() {
+            if p.part as usize != i {
+                return Err(bad(
+                    dir,
+                    format!(
+                        "the state is incomplete: {} is missing (its parts must be numbered from 0 without a gap)",
+                        crate::output::part_name(i as u32)
+                    ),
+                ));
+            }
+        }
+        let rows: u64 = infos.iter().map(|p| p.rows).sum();
+        if rows != manifest.output_rows {
+            return Err(bad(
+                dir,
+                format!(
+                    "the state is incomplete: its parts hold {rows} rows but its {MANIFEST_FILE} says {} (a part was removed or replaced)",
+                    manifest.output_rows
+                ),
+            ));
+        }
+        let manifest_loc = dir.join(MANIFEST_FILE);
+        let f = crate::input::InputFile::at(&manifest_loc.url(), manifest_loc, None);
+        let identity = crate::input::Fingerprint::of(&f)
+            .map(|fp| fp.sample_sha256)
+            .map_err(|e| bad(dir, e.to_string()))?;
+        return Ok(State {
+            parts: infos
+                .iter()
+                .map(|p| dir.join(&crate::output::part_name(p.part)))
+                .collect(),
+            rows,
+            identity,
+        });
+    }
+    let mut files: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".parquet") && !n.starts_with('.') && !n.starts_with('_'))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(bad(
+            dir,
+            "no Parquet files: --state names the output of an earlier map or refresh",
+        ));
+    }
+    tracing::warn!(
+        state = %dir.url(),
+        files = files.len(),
+        "the state has no {MANIFEST_FILE} (written or compacted by another engine?): reading its Parquet files as data, without checking that none is missing"
+    );
+    let mut parts = Vec::new();
+    let (mut rows, mut identity) = (0u64, String::new());
+    for n in files {
+        let loc = dir.join(n);
+        let meta = loc.meta()?;
+        let b = ParquetFile::open(&loc).map_err(|e| bad(&loc, e))?;
+        rows += b.metadata().file_metadata().num_rows().max(0) as u64;
+        identity.push_str(&format!("{n}:{}:{};", meta.size, meta.modified));
+        parts.push(loc);
+    }
+    Ok(State {
+        parts,
+        rows,
+        identity,
+    })
+}
+
+/// The kept columns of a state dataset, with types: every column that is not an output
+/// column, in the file's order (found by name, so a state rewritten by another engine with
+/// its columns reordered reads the same).
+///
+/// # Errors
+/// The dataset lacks one of the output columns.
 pub(super) fn kept_columns(
     dir: &Location,
     parts: &[Location],
@@ -68,20 +164,18 @@ pub(super) fn kept_columns(
         .iter()
         .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect();
-    for col in FIXED.iter().chain(["source", "row"].iter()) {
+    for col in FIXED {
         if !names.iter().any(|(n, _)| n == col) {
             return Err(bad(
                 dir,
-                format!("column {col:?} is missing: --state must be the output of map or refresh"),
+                format!("column {col:?} is missing from {}: --state must be the output of map or refresh", first.url()),
             ));
         }
     }
-    let start = 2;
-    let end = names
-        .iter()
-        .position(|(n, _)| n == "identity_type")
-        .unwrap_or(start);
-    Ok(names[start..end.max(start)].to_vec())
+    Ok(names
+        .into_iter()
+        .filter(|(n, _)| !FIXED.contains(&n.as_str()) && !NOT_KEPT.contains(&n.as_str()))
+        .collect())
 }
 
 /// Calls `f` with every record batch of the dataset, in order, with the index of its first
@@ -117,10 +211,21 @@ pub struct StateRow {
     pub identity: Identity,
     /// The previous answer, when the row is carried as is.
     pub carried: Option<MapOutcome>,
-    /// Whether the identity must be mapped again (refresh time passed, failed, unmapped…).
+    /// Whether the identity must be mapped again (refresh time passed, failed, stale…).
     pub due: bool,
+    /// The last known answer with a raw EUID (a `mapped` or `stale` row), if any: a due
+    /// row whose remap fails keeps it (status `stale`).
+    pub last: Option<MapOutcome>,
+}
+
+impl StateRow {
     /// The previous raw EUID, if any.
-    pub old_raw: Option<Arc<str>>,
+    pub fn old_raw(&self) -> Option<Arc<str>> {
+        match &self.last {
+            Some(MapOutcome::Mapped { raw_euid, .. }) => Some(Arc::from(raw_euid.as_str())),
+            _ => None,
+        }
+    }
 }
 
 fn text(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
@@ -128,27 +233,73 @@ fn text(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
 }
 
 fn str_at(a: &Option<ArrayRef>, i: usize) -> Option<&str> {
+    crate::text::at(a.as_ref()?.as_ref(), i)
+}
+
+/// A timestamp cell in Unix ms, whatever its unit (another engine may have rewritten the
+/// state with micro- or nanoseconds).
+fn ms_at(a: &Option<ArrayRef>, i: usize) -> Option<i64> {
+    use arrow_array::types::{
+        TimestampMicrosecondType, TimestampNanosecondType, TimestampSecondType,
+    };
+    use arrow_schema::TimeUnit;
     let a = a.as_ref()?;
     if a.is_null(i) {
         return None;
     }
     match a.data_type() {
-        DataType::Utf8 => Some(a.as_string::<i32>().value(i)),
-        DataType::LargeUtf8 => Some(a.as_string::<i64>().value(i)),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => a
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .map(|p| p.value(i)),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => a
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .map(|p| p.value(i).div_euclid(1000)),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => a
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .map(|p| p.value(i).div_euclid(1_000_000)),
+        DataType::Timestamp(TimeUnit::Second, _) => a
+            .as_primitive_opt::<TimestampSecondType>()
+            .map(|p| p.value(i).saturating_mul(1000)),
         _ => None,
     }
 }
 
-fn ms_at(a: &Option<ArrayRef>, i: usize) -> Option<i64> {
-    let a = a.as_ref()?;
-    if a.is_null(i) {
-        return None;
+/// The state's `source` column as the output's `Utf8`, whatever string type another
+/// engine wrote it with.
+pub(super) fn origin_source(a: &ArrayRef) -> ArrayRef {
+    if a.data_type() == &DataType::Utf8 {
+        return Arc::clone(a);
     }
-    match a.data_type() {
-        DataType::Timestamp(_, _) => a
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .map(|p| p.value(i)),
-        _ => None,
+    Arc::new(arrow_array::StringArray::from_iter(
+        (0..a.len()).map(|i| crate::text::at(a.as_ref(), i)),
+    ))
+}
+
+/// The state's `row` column as the output's type, from any integer type another engine
+/// (or an older version, which wrote `uint64`) wrote it with.
+pub(super) fn origin_row(a: &ArrayRef) -> ArrayRef {
+    use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
+    let target = crate::output::ROW_TYPE;
+    if a.data_type() == &target {
+        return Arc::clone(a);
+    }
+    let v = |i: usize| -> Option<i64> {
+        if a.is_null(i) {
+            return None;
+        }
+        match a.data_type() {
+            DataType::Int64 => Some(a.as_primitive::<Int64Type>().value(i)),
+            DataType::Int32 => Some(i64::from(a.as_primitive::<Int32Type>().value(i))),
+            DataType::UInt64 => i64::try_from(a.as_primitive::<UInt64Type>().value(i)).ok(),
+            DataType::UInt32 => Some(i64::from(a.as_primitive::<UInt32Type>().value(i))),
+            _ => None,
+        }
+    };
+    match target {
+        DataType::UInt64 => Arc::new(arrow_array::UInt64Array::from_iter(
+            (0..a.len()).map(|i| v(i).map(|x| x as u64)),
+        )),
+        _ => Arc::new(arrow_array::Int64Array::from_iter((0..a.len()).map(v))),
     }
 }
 
@@ -215,7 +366,7 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                     str_at(&reason, i).unwrap_or("invalid"),
                 ))),
             };
-            let old_raw = str_at(&raw, i).map(Arc::from);
+            let old_raw = str_at(&raw, i);
             let mapped_at = ms_at(&at, i).unwrap_or(0);
             let bucket_id = str_at(&bucket, i).map(Arc::from);
             let refresh = ms_at(&rf, i);
@@ -225,23 +376,24 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                     rotated.get(b).is_none_or(|changed| *changed <= mapped_at)
                 }),
             };
+            let last = match (&hashed, status, old_raw) {
+                (Hashed::Ok(_), "mapped" | "stale", Some(u)) => Some(MapOutcome::Mapped {
+                    raw_euid: RawId::new(u),
+                    previous: str_at(&prev, i).map(|p| std::sync::Arc::new(RawId::new(p))),
+                    refresh_from: refresh.map(|r| r.div_euclid(1000)),
+                    bucket_id,
+                    mapped_at,
+                }),
+                _ => None,
+            };
             let (carried, due) = match (&hashed, status) {
-                (Hashed::Ok(_), "mapped") => match &old_raw {
-                    Some(u) if fresh => (
-                        Some(MapOutcome::Mapped {
-                            raw_euid: RawId::new(u),
-                            previous: str_at(&prev, i).map(|p| std::sync::Arc::new(RawId::new(p))),
-                            refresh_from: refresh.map(|r| r.div_euclid(1000)),
-                            bucket_id,
-                            mapped_at,
-                        }),
-                        false,
-                    ),
+                (Hashed::Ok(_), "mapped") => match &last {
+                    Some(m) if fresh => (Some(m.clone()), false),
                     _ => (None, true),
                 },
                 (Hashed::Ok(_), "optout") => (Some(MapOutcome::Optout { mapped_at }), false),
                 (Hashed::Ok(_), "invalid") => (Some(MapOutcome::Invalid), false),
-                // failed, unmapped, or hashed (a `hash` output used as state): map them.
+                // failed, stale, unmapped, or hashed (a `hash` output used as state): map them.
                 (Hashed::Ok(_), _) => (None, true),
                 _ => (None, false),
             };
@@ -249,26 +401,8 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                 identity: Identity { kind, hashed },
                 carried,
                 due,
-                old_raw,
+                last,
             }
         })
         .collect()
-}
-
-/// The value of a key column as text, for joining state and input by key.
-pub(super) fn key_at(a: &ArrayRef, i: usize) -> Option<String> {
-    use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
-    if a.is_null(i) {
-        return None;
-    }
-    Some(match a.data_type() {
-        DataType::Utf8 => a.as_string::<i32>().value(i).to_string(),
-        DataType::LargeUtf8 => a.as_string::<i64>().value(i).to_string(),
-        DataType::Utf8View => a.as_string_view().value(i).to_string(),
-        DataType::Int64 => a.as_primitive::<Int64Type>().value(i).to_string(),
-        DataType::Int32 => a.as_primitive::<Int32Type>().value(i).to_string(),
-        DataType::UInt64 => a.as_primitive::<UInt64Type>().value(i).to_string(),
-        DataType::UInt32 => a.as_primitive::<UInt32Type>().value(i).to_string(),
-        _ => return None,
-    })
 }

@@ -12,7 +12,7 @@ use crate::pipeline;
 /// # Errors
 /// The output cannot be opened (busy, other job, I/O).
 pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
-    let job = &c.cfg.job;
+    let job = &c.job;
     let (writer, dir, start) = pipeline::open_output(
         job,
         description,
