@@ -80,8 +80,8 @@ pub(crate) struct OperatorArgs {
     #[arg(long, hide = true)]
     expire_after: Option<u64>,
     /// Hold every request after this many until `POST /ops/release` (needs --admin): lets a
-    /// test interrupt a run that is certainly mid-way. The gauge
-    /// `euid_emulator_held_requests` counts the requests waiting.
+    /// test interrupt a run that is certainly mid-way. `POST /ops/hold?after=N` arms it at
+    /// run time; the gauge `euid_emulator_held_requests` counts the requests waiting.
     #[arg(long, value_name = "N", requires = "admin")]
     hold_after: Option<u64>,
 }

@@ -122,7 +122,8 @@ pub(crate) struct State {
     poison: Option<String>,
     expire_after: Option<u64>,
     served: std::sync::atomic::AtomicU64,
-    hold_after: Option<u64>,
+    /// Requests after which to hold (`u64::MAX`: never).
+    hold_after: std::sync::atomic::AtomicU64,
     arrived: std::sync::atomic::AtomicU64,
     released: tokio::sync::watch::Sender<bool>,
     started_ms: i64,
@@ -176,7 +177,7 @@ fn build_state(config: Config) -> State {
         poison: config.poison,
         expire_after: config.expire_after,
         served: std::sync::atomic::AtomicU64::new(0),
-        hold_after: config.hold_after,
+        hold_after: std::sync::atomic::AtomicU64::new(config.hold_after.unwrap_or(u64::MAX)),
         arrived: std::sync::atomic::AtomicU64::new(0),
         released: tokio::sync::watch::Sender::new(false),
         started_ms: chrono::Utc::now().timestamp_millis(),

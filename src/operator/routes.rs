@@ -2,7 +2,7 @@
 //! faults in front of the operator (429/503/reset), bearer auth (401), the envelope (400 with
 //! the operator's messages), then the endpoint handler. Only 200 bodies are encrypted.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -103,7 +103,23 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
                 )),
             });
         }
+        (&Method::POST, "/ops/hold") if state.admin => {
+            let after = req
+                .uri()
+                .query()
+                .and_then(|q| {
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "after")
+                        .and_then(|(_, v)| v.parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+            state.released.send_replace(false);
+            state.arrived.store(0, Ordering::SeqCst);
+            state.hold_after.store(after, Ordering::SeqCst);
+            return Ok(json_resp(StatusCode::OK, &json!({"hold_after": after})));
+        }
         (&Method::POST, "/ops/release") if state.admin => {
+            state.hold_after.store(u64::MAX, Ordering::SeqCst);
             state.released.send_replace(true);
             return Ok(json_resp(
                 StatusCode::OK,
@@ -218,14 +234,19 @@ async fn encrypted(
         return Ok(too_large());
     };
     // A held request waits for `/ops/release` (tests that must stop a run mid-way).
-    if state
-        .hold_after
-        .is_some_and(|n| state.arrived.fetch_add(1, Ordering::SeqCst) >= n)
-    {
+    let hold_after = state.hold_after.load(Ordering::SeqCst);
+    if hold_after != u64::MAX && state.arrived.fetch_add(1, Ordering::SeqCst) >= hold_after {
+        /// Counts a held request until it goes on or is dropped (its client went away).
+        struct Held<'a>(&'a AtomicU64);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         state.metrics.held.fetch_add(1, Ordering::SeqCst);
+        let _held = Held(&state.metrics.held);
         let mut rx = state.released.subscribe();
         let _ = rx.wait_for(|released| *released).await;
-        state.metrics.held.fetch_sub(1, Ordering::SeqCst);
     }
     // 2. What the infrastructure in front of the operator does: rate limit, overload, faults.
     if state.rate_limit.as_ref().is_some_and(|tb| !tb.try_take())

@@ -318,10 +318,15 @@ pub fn prepare_dir(
     resume: bool,
 ) -> Result<DirState, OutputError> {
     dir.create_dir_all()?;
-    let non_empty = dir
-        .list_names()?
-        .iter()
-        .any(|name| name != super::lock::LOCK_FILE);
+    // The lock, and what a run killed before it wrote its job file leaves (a temporary
+    // file, the refresh's scratch), do not make a directory a run to resume.
+    let leftover = |name: &str| {
+        name == super::lock::LOCK_FILE
+            || name == ".refresh-tmp"
+            || (name.starts_with('.') && name.ends_with(".tmp"))
+    };
+    let names = dir.list_names()?;
+    let non_empty = names.iter().any(|name| !leftover(name));
     let shown = dir.url();
     if non_empty && !resume {
         return Err(OutputError::NotEmpty { path: shown });
