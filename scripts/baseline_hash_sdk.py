@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--rows", type=int, default=0, help="stop after N rows (0: all)")
     a = ap.parse_args()
     t0 = time.time()
-    schema = pa.schema([("row", pa.uint64()), ("customer_id", pa.string()), ("identity_type", pa.string()),
+    schema = pa.schema([("row", pa.int64()), ("customer_id", pa.string()), ("identity_type", pa.string()),
                         ("identity_hash", pa.string()), ("status", pa.string())])
     writer = pq.ParquetWriter(a.output, schema)
     cols = {k: [] for k in schema.names}

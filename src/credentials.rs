@@ -3,10 +3,8 @@
 //! `credentials.toml` (private to its owner, like an ssh key); and the key's non-secret
 //! identifier, which the manifest records. Secrets never appear in errors or `Debug`.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -233,29 +231,20 @@ pub fn load_profile(
 /// # Errors
 /// The command cannot start, fails (its status and the start of its stderr are given), or
 /// prints something else.
-pub fn from_command(command: &str) -> Result<Credentials, CredentialsError> {
-    let out = Command::new("sh")
-        .args(["-c", command])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            let mut stdout = Vec::new();
-            if let Some(s) = child.stdout.take() {
-                s.take(COMMAND_OUTPUT_MAX).read_to_end(&mut stdout)?;
-            }
-            let mut stderr = Vec::new();
-            if let Some(s) = child.stderr.take() {
-                s.take(COMMAND_OUTPUT_MAX).read_to_end(&mut stderr)?;
-            }
-            Ok((child.wait()?, stdout, stderr))
-        });
-    let (status, stdout, stderr) = out.map_err(|e| CredentialsError::CommandFailed {
-        status: "could not start".to_string(),
-        stderr: e.to_string(),
+pub fn from_command(
+    command: &str,
+    timeout: std::time::Duration,
+) -> Result<Credentials, CredentialsError> {
+    let out = crate::shell::run(command, timeout, COMMAND_OUTPUT_MAX).map_err(|e| {
+        CredentialsError::CommandFailed {
+            status: match &e {
+                crate::shell::ShellError::TimedOut { .. } => "timed out".to_string(),
+                crate::shell::ShellError::Start { .. } => "could not start".to_string(),
+            },
+            stderr: e.to_string(),
+        }
     })?;
-    let stdout = Secret::new(stdout);
+    let (status, stdout, stderr) = (out.status, out.stdout, out.stderr);
     if !status.success() {
         let text = String::from_utf8_lossy(&stderr);
         return Err(CredentialsError::CommandFailed {
@@ -385,7 +374,11 @@ env = "prod"
 
     #[test]
     fn the_credentials_command_is_read_and_its_failures_explained() {
-        let ok = from_command(r#"echo '{"api_key":"K.1","client_secret":"S"}'"#).expect("ok");
+        let ok = from_command(
+            r#"echo '{"api_key":"K.1","client_secret":"S"}'"#,
+            crate::shell::DEFAULT_TIMEOUT,
+        )
+        .expect("ok");
         assert_eq!(
             (
                 ok.api_key.expose().as_str(),
@@ -393,11 +386,11 @@ env = "prod"
             ),
             ("K.1", "S")
         );
-        let err = from_command("echo boom >&2; exit 3")
+        let err = from_command("echo boom >&2; exit 3", crate::shell::DEFAULT_TIMEOUT)
             .expect_err("fails")
             .to_string();
         assert!(err.contains("exit code 3") && err.contains("boom"), "{err}");
-        let err = from_command("echo NOTJSON-SECRET")
+        let err = from_command("echo NOTJSON-SECRET", crate::shell::DEFAULT_TIMEOUT)
             .expect_err("not json")
             .to_string();
         assert!(!err.contains("NOTJSON-SECRET"), "{err}");

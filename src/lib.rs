@@ -26,7 +26,9 @@
 //! - [`operator`]: the emulator.
 //! - [`refresh`]: the nightly job (state-only mode, export-join mode).
 //! - [`record`]: the types that flow between stages, [`record::IdentityChunk`] above all.
-//! - [`config`]: validated configuration; [`interrupt`]: clean stops on SIGINT/SIGTERM.
+//! - [`config`]: validated configuration; [`interrupt`]: clean stops on SIGINT/SIGTERM;
+//!   [`shell`]: the one runner of users' credentials commands; [`text`]: the one reader of
+//!   string cells of every Arrow flavour.
 //! - [`pipeline`]: how the stages are wired, how big each queue is, `run_hash`/`run_map`.
 //!
 //! The library never parses flags or prints: the `euid-map` binary (`src/main.rs`, `src/cli/`)
@@ -49,6 +51,7 @@ pub mod progress;
 pub mod protocol;
 pub mod record;
 pub mod refresh;
+pub mod shell;
 pub mod storage;
 pub mod text;
 pub mod tls;

@@ -437,7 +437,7 @@ impl RefreshTally {
     }
 }
 
-/// Explicit `source` (Utf8) and `row` (UInt64) columns for a chunk's output rows.
+/// Explicit `source` (Utf8) and `row` (Int64) columns for a chunk's output rows.
 #[derive(Debug, Clone)]
 pub struct Origin {
     /// The `source` column.

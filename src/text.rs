@@ -19,6 +19,27 @@ pub fn is_text(t: &DataType) -> bool {
     }
 }
 
+/// The type a string column of any flavour is kept as: `Utf8`, so that files of different
+/// writers (pyarrow, Polars' `string_view`, pandas `category`) unify. Other types unchanged.
+pub fn kept_type(t: &DataType) -> DataType {
+    if is_text(t) {
+        DataType::Utf8
+    } else {
+        t.clone()
+    }
+}
+
+/// A string column of any flavour as `Utf8` (the same array when it is one already); other
+/// arrays unchanged.
+pub fn to_utf8(a: &arrow_array::ArrayRef) -> arrow_array::ArrayRef {
+    if a.data_type() == &DataType::Utf8 || !is_text(a.data_type()) {
+        return std::sync::Arc::clone(a);
+    }
+    std::sync::Arc::new(arrow_array::StringArray::from_iter(
+        (0..a.len()).map(|i| at(a.as_ref(), i)),
+    ))
+}
+
 /// The text of cell `i`; `None` when it is null or the array is not a string type.
 pub fn at(a: &dyn Array, i: usize) -> Option<&str> {
     if a.is_null(i) {
@@ -82,5 +103,18 @@ mod tests {
             assert_eq!(got, vec![Some("a"), None, Some("b")], "{}", a.data_type());
         }
         assert!(!is_text(&DataType::Int64));
+        for a in [
+            Arc::new(LargeStringArray::from(vec![Some("x"), None])) as arrow_array::ArrayRef,
+            Arc::new(
+                vec![Some("x"), None]
+                    .into_iter()
+                    .collect::<DictionaryArray<Int32Type>>(),
+            ),
+        ] {
+            let u = to_utf8(&a);
+            assert_eq!(u.data_type(), &DataType::Utf8);
+            assert_eq!((at(u.as_ref(), 0), at(u.as_ref(), 1)), (Some("x"), None));
+            assert_eq!(kept_type(a.data_type()), DataType::Utf8);
+        }
     }
 }

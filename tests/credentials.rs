@@ -189,6 +189,46 @@ fn credentials_follow_flags_then_command_then_environment_then_profile() {
     );
 }
 
+/// Issue #26.11: a credentials command that writes 300 kB to stderr before its answer works;
+/// one that never answers is stopped after --credentials-timeout, naming only its first
+/// word.
+#[test]
+fn a_noisy_or_hanging_credentials_command_never_hangs_the_job() {
+    let op = Operator::start(&[]);
+    let noisy = format!(
+        "head -c 300000 /dev/zero | tr '\\0' w >&2; printf '{{\"api_key\":\"{API_KEY}\",\"client_secret\":\"{SECRET}\"}}'"
+    );
+    let o = run_bin(
+        &[
+            "credentials",
+            "check",
+            "--base-url",
+            &op.url,
+            "--credentials-command",
+            &noisy,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let o = run_bin(
+        &[
+            "credentials",
+            "check",
+            "--base-url",
+            &op.url,
+            "--credentials-command",
+            "sleep 600; echo never-printed-secret",
+            "--credentials-timeout",
+            "1",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("`sleep`") && e.contains("within 1 s"), "{e}");
+    assert!(!e.contains("never-printed-secret"), "{e}");
+}
+
 #[test]
 fn the_manifest_names_the_key_never_the_secret() {
     let tmp = tempfile::tempdir().unwrap();

@@ -73,6 +73,10 @@ pub(crate) struct ClientArgs {
     /// manager's CLI). Second in precedence.
     #[arg(long, value_name = "CMD", conflicts_with = "credentials")]
     credentials_command: Option<String>,
+    /// Seconds --credentials-command may take before it is stopped (exit 1, naming only its
+    /// first word): a command waiting on a prompt or a network must not hang the job.
+    #[arg(long, value_name = "SECONDS", default_value_t = euid_map::shell::DEFAULT_TIMEOUT.as_secs(), requires = "credentials_command")]
+    credentials_timeout: u64,
     /// JSON file {"api_key": "...", "client_secret": "..."}, at the same precedence as
     /// --credentials-command.
     #[arg(long, value_name = "FILE")]
@@ -180,7 +184,10 @@ impl ClientArgs {
             });
         }
         if let Some(cmd) = &self.credentials_command {
-            return Ok(credentials::from_command(cmd)?);
+            return Ok(credentials::from_command(
+                cmd,
+                std::time::Duration::from_secs(self.credentials_timeout.max(1)),
+            )?);
         }
         if let Some(path) = &self.credentials {
             return json_file(path);

@@ -144,10 +144,7 @@ impl ColumnSpec {
             };
             if let Some(index) = index {
                 let ty = &header.columns[index].1;
-                if !matches!(
-                    ty,
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ) {
+                if !crate::text::is_text(ty) {
                     return Err(InputError::NotString {
                         path: path.to_string(),
                         column: names[index].to_string(),
@@ -173,7 +170,7 @@ impl ColumnSpec {
         for col in &self.keep {
             let i = find_exact(col)?;
             keep.push(i);
-            keep_types.push((col.clone(), header.columns[i].1.clone()));
+            keep_types.push((col.clone(), crate::text::kept_type(&header.columns[i].1)));
         }
         Ok(ResolvedColumns {
             identities,

@@ -200,12 +200,9 @@ impl InputFile {
 pub struct TextColumn(ArrayRef);
 
 impl TextColumn {
-    /// Wraps a string array (Utf8, LargeUtf8 or Utf8View).
+    /// Wraps a string array (Utf8, LargeUtf8, Utf8View or a dictionary of strings).
     pub fn new(array: ArrayRef) -> TextColumn {
-        debug_assert!(matches!(
-            array.data_type(),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        ));
+        debug_assert!(crate::text::is_text(array.data_type()));
         TextColumn(array)
     }
 
@@ -219,8 +216,10 @@ impl TextColumn {
             Some(s.value(i))
         } else if let Some(s) = a.downcast_ref::<LargeStringArray>() {
             Some(s.value(i))
+        } else if let Some(s) = a.downcast_ref::<StringViewArray>() {
+            Some(s.value(i))
         } else {
-            a.downcast_ref::<StringViewArray>().map(|s| s.value(i))
+            crate::text::at(self.0.as_ref(), i)
         }
     }
 }

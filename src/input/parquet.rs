@@ -88,7 +88,7 @@ pub(super) fn read(
             kept: cols
                 .keep
                 .iter()
-                .map(|&i| Arc::clone(batch.column(position_in(i))))
+                .map(|&i| crate::text::to_utf8(batch.column(position_in(i))))
                 .collect(),
         };
         row += len as u64;

@@ -22,7 +22,7 @@ pub use manifest::{
     counts_map, prepare_dir, write_json, DirState, JobDescription, Manifest, ManifestColumn,
     ManifestInput, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
 };
-pub use schema::{OutputKind, Schema, ROW_TYPE};
+pub use schema::{OutputKind, Schema, OUTPUT_COLUMNS, ROW_TYPE};
 pub use writer::{committed_parts, part_name, DatasetWriter, PartInfo};
 
 /// Errors of the output stage.
@@ -94,6 +94,14 @@ pub enum OutputError {
         /// The directory.
         path: String,
         /// What does not match.
+        why: String,
+    },
+    /// A kept column is named like an output column, or twice.
+    #[error("--keep-col {column:?} {why}: the dataset would have two columns of that name (warehouses compare names case-insensitively), and a later refresh could read the kept one as its own. Rename the column in the export (or drop it from --keep-col)")]
+    KeptNameClash {
+        /// The kept column.
+        column: String,
+        /// Which name it clashes with.
         why: String,
     },
     /// `refresh --state` names something that is not a complete dataset.

@@ -27,13 +27,61 @@ pub struct Schema {
     pub kept: usize,
 }
 
-/// The type of the `row` column.
-pub const ROW_TYPE: DataType = DataType::UInt64;
+/// The type of the `row` column: `int64`, which every engine reads as an integer (Spark reads
+/// unsigned 64-bit as `decimal(20,0)`, BigQuery as NUMERIC, Athena not at all). States and
+/// resumed directories written with `uint64` by earlier versions are still read.
+pub const ROW_TYPE: DataType = DataType::Int64;
 
 /// Time zone of every timestamp column.
 pub(crate) const UTC: &str = "UTC";
 
+/// Every column the tool writes itself, whatever the command (`bucket_id` with `--api v2`).
+pub const OUTPUT_COLUMNS: [&str; 11] = [
+    "source",
+    "row",
+    "identity_type",
+    "identity_hash",
+    "status",
+    "reason",
+    "raw_euid",
+    "previous_raw_euid",
+    "refresh_from",
+    "mapped_at",
+    "bucket_id",
+];
+
 impl Schema {
+    /// The kept columns, with their types, in the output's order.
+    pub fn kept_columns(&self) -> Vec<(String, DataType)> {
+        self.arrow.fields()[2..2 + self.kept]
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    }
+
+    /// Refuses kept columns named like an output column or like each other, compared
+    /// case-insensitively as warehouses compare them.
+    ///
+    /// # Errors
+    /// [`super::OutputError::KeptNameClash`].
+    pub fn check_kept_names(kept: &[(String, DataType)]) -> Result<(), super::OutputError> {
+        for (i, (name, _)) in kept.iter().enumerate() {
+            if let Some(c) = OUTPUT_COLUMNS.iter().find(|c| c.eq_ignore_ascii_case(name)) {
+                return Err(super::OutputError::KeptNameClash {
+                    column: name.clone(),
+                    why: format!("is named like the output column {c:?}"),
+                });
+            }
+            if let Some((other, _)) = kept[..i].iter().find(|(o, _)| o.eq_ignore_ascii_case(name)) {
+                return Err(super::OutputError::KeptNameClash {
+                    column: name.clone(),
+                    why: format!("is kept twice (also as {other:?})"),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the schema: `source`, `row`, the kept columns, `identity_type`, `identity_hash`,
     /// `status`, `reason`, then for `map` `raw_euid`, `previous_raw_euid`, `refresh_from`,
     /// `mapped_at`. Both timestamps are UTC milliseconds (Parquet has no seconds unit);
@@ -74,5 +122,32 @@ impl Schema {
             kind,
             kept: kept.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #26.3: kept columns named like output columns, or twice, are refused.
+    #[test]
+    fn kept_columns_named_like_output_columns_are_refused() {
+        let k = |names: &[&str]| -> Vec<(String, DataType)> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), DataType::Utf8))
+                .collect()
+        };
+        for bad in [
+            k(&["status"]),
+            k(&["Status"]),
+            k(&["id", "SOURCE"]),
+            k(&["raw_euid"]),
+            k(&["bucket_id"]),
+            k(&["id", "ID"]),
+        ] {
+            assert!(Schema::check_kept_names(&bad).is_err(), "{bad:?}");
+        }
+        assert!(Schema::check_kept_names(&k(&["id", "crm_status", "country"])).is_ok());
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder,
+    BinaryBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
 use parquet::arrow::ArrowWriter;
@@ -233,9 +233,10 @@ impl DatasetWriter {
 
     /// The kept columns' names, in the output's order.
     pub fn kept_columns(&self) -> Vec<String> {
-        self.schema.arrow.fields()[2..2 + self.schema.kept]
-            .iter()
-            .map(|f| f.name().clone())
+        self.schema
+            .kept_columns()
+            .into_iter()
+            .map(|(n, _)| n)
             .collect()
     }
 
@@ -461,7 +462,7 @@ impl DatasetWriter {
         let rows = r.ids.len();
         let source = self.sources.get(c.file).map_or("", String::as_str);
         let mut src = StringBuilder::with_capacity(rows, rows * source.len());
-        let mut row = UInt64Builder::with_capacity(rows);
+        let mut row = Int64Builder::with_capacity(rows);
         let mut ty = StringBuilder::with_capacity(rows, rows * 5);
         // Base64 and raw ids are appended as bytes and their columns checked as UTF-8 once,
         // in `text`, rather than row by row.
@@ -484,7 +485,7 @@ impl DatasetWriter {
         for (i, id) in r.ids.iter().enumerate() {
             if r.origin.is_none() {
                 src.append_value(source);
-                row.append_value(c.first_row + (i / n.max(1)) as u64);
+                row.append_value((c.first_row + (i / n.max(1)) as u64) as i64);
             }
             ty.append_value(id.kind.as_str());
             let owned = outcomes.as_mut().and_then(|o| o.next().flatten());

@@ -90,6 +90,7 @@ pub(crate) fn open_output(
     schema: Schema,
     sources: Vec<String>,
 ) -> Result<(DatasetWriter, DirState, Position), Error> {
+    Schema::check_kept_names(&schema.kept_columns())?;
     let lock = DirLock::acquire(&job.out_dir, &description.command)?;
     let dir = output::prepare_dir(&job.out_dir, description, job.resume)?;
     let parts = output::committed_parts(&job.out_dir)?;

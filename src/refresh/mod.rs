@@ -227,10 +227,11 @@ fn state_chunk(
         outcomes.push(r.carried);
     }
     let col = |n: &str| {
-        batch
-            .column_by_name(n)
-            .cloned()
-            .expect("checked by state::kept_columns and check_kept_match")
+        crate::text::to_utf8(
+            batch
+                .column_by_name(n)
+                .expect("checked by state::kept_columns and check_kept_match"),
+        )
     };
     let chunk = Chunk {
         file,

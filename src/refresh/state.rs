@@ -13,22 +13,13 @@ use crate::output::OutputError;
 use crate::record::{Hashed, Identity, IdentityKind, InvalidReason, MapOutcome, RawId};
 use crate::storage::{Location, ParquetFile};
 
-/// Columns every state dataset has, beside the kept columns.
-const FIXED: [&str; 10] = [
-    "source",
-    "row",
-    "identity_type",
-    "identity_hash",
-    "status",
-    "reason",
-    "raw_euid",
-    "previous_raw_euid",
-    "refresh_from",
-    "mapped_at",
-];
-
-/// Output columns that are never kept columns (`bucket_id` is v2's).
-const NOT_KEPT: [&str; 1] = ["bucket_id"];
+/// Columns every state dataset has, beside the kept columns (the output's, less v2's
+/// `bucket_id`).
+fn fixed() -> impl Iterator<Item = &'static str> {
+    crate::output::OUTPUT_COLUMNS
+        .into_iter()
+        .filter(|c| *c != "bucket_id")
+}
 
 fn bad(path: &Location, why: impl Into<String>) -> OutputError {
     OutputError::BadState {
@@ -164,7 +155,7 @@ pub(super) fn kept_columns(
         .iter()
         .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect();
-    for col in FIXED {
+    for col in fixed() {
         if !names.iter().any(|(n, _)| n == col) {
             return Err(bad(
                 dir,
@@ -174,7 +165,8 @@ pub(super) fn kept_columns(
     }
     Ok(names
         .into_iter()
-        .filter(|(n, _)| !FIXED.contains(&n.as_str()) && !NOT_KEPT.contains(&n.as_str()))
+        .filter(|(n, _)| !crate::output::OUTPUT_COLUMNS.contains(&n.as_str()))
+        .map(|(n, t)| (n, crate::text::kept_type(&t)))
         .collect())
 }
 

@@ -189,20 +189,15 @@ fn credential_process(
         #[serde(default)]
         session_token: Option<String>,
     }
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("profile {profile}: credential_process cannot start: {e}"))?;
+    let out = crate::shell::run(cmd, crate::shell::DEFAULT_TIMEOUT, 64 * 1024)
+        .map_err(|e| format!("profile {profile}: credential_process: {e}"))?;
     if !out.status.success() {
         return Err(format!(
             "profile {profile}: credential_process failed ({})",
             out.status
         ));
     }
-    let p: Process = serde_json::from_slice(&out.stdout).map_err(|_| {
+    let p: Process = serde_json::from_slice(out.stdout.expose()).map_err(|_| {
         format!("profile {profile}: credential_process printed no AccessKeyId/SecretAccessKey JSON")
     })?;
     Ok((p.access_key_id, p.secret_access_key, p.session_token))
