@@ -358,7 +358,10 @@ impl DatasetWriter {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("euid-map {}", env!("CARGO_PKG_VERSION")));
+            .set_created_by(format!("euid-map {}", env!("CARGO_PKG_VERSION")))
+            // Kept columns keep their type for every engine: a `date64` becomes a Parquet DATE
+            // (not a bare int64 that only Arrow readers turn back into a date).
+            .set_coerce_types(true);
         // Hashes and raw ids are random base64: dictionaries and compression only cost CPU,
         // and min/max statistics span nearly the whole range in every page and row group, so
         // no engine can skip data with them (computing them was 2 % of `map`'s CPU).

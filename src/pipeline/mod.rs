@@ -357,8 +357,9 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
     let started = Instant::now();
     let job = &cfg.job;
     let settings = &cfg.mapping;
-    // The environment is part of the job (integ and prod ids must never mix); the URL is
-    // not, so a run can resume against a restarted operator or another host of the same env.
+    // The environment and the API are part of the job (integ and prod ids must never mix,
+    // nor v2 parts with v3 ones); the URL is not, so a run can resume against a restarted
+    // operator or another host of the same env.
     let Prepared {
         columns,
         start,
@@ -368,7 +369,7 @@ async fn run_map_async(cfg: &MapConfig) -> Result<Summary, Error> {
         job,
         settings.output_kind(),
         "map",
-        serde_json::json!({"env": settings.env}),
+        serde_json::json!({"env": settings.env, "api": format!("{:?}", settings.client.api)}),
     )?;
     if dir == DirState::Complete {
         return already_complete(job, started);

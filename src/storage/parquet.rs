@@ -78,6 +78,40 @@ pub enum ParquetFile {
     Object(ParquetRecordBatchStreamBuilder<SpawnedReader<ObjectFile>>),
 }
 
+/// The file's Arrow schema with its top-level INT96 columns as microsecond timestamps, if it
+/// has any.
+fn int96_as_micros(schema: &SchemaRef, parquet: &SchemaDescriptor) -> Option<SchemaRef> {
+    use arrow_schema::{DataType, Field, TimeUnit};
+    let int96: Vec<String> = parquet
+        .columns()
+        .iter()
+        .filter(|c| c.physical_type() == parquet::basic::Type::INT96 && c.path().parts().len() == 1)
+        .map(|c| c.path().parts()[0].clone())
+        .collect();
+    if int96.is_empty() {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if int96.contains(f.name()) {
+                if let DataType::Timestamp(TimeUnit::Nanosecond, tz) = f.data_type() {
+                    return f
+                        .as_ref()
+                        .clone()
+                        .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, tz.clone()));
+                }
+            }
+            f.as_ref().clone()
+        })
+        .collect();
+    Some(Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
+}
+
 /// What a Parquet read failed on, scrubbed of credentials.
 pub type ParquetMessage = String;
 
@@ -90,10 +124,20 @@ impl ParquetFile {
     /// # Errors
     /// The file cannot be opened or is not Parquet (the message says which).
     pub fn open(loc: &Location) -> Result<ParquetFile, ParquetMessage> {
+        let opened = Self::open_with(loc, ArrowReaderOptions::new())?;
+        // Spark's INT96 timestamps read as nanoseconds overflow after 2262 (9999-12-31, the
+        // usual "valid until", became 1816): read them as microseconds, which hold any date.
+        match int96_as_micros(opened.schema(), opened.parquet_schema()) {
+            Some(schema) => Self::open_with(loc, ArrowReaderOptions::new().with_schema(schema)),
+            None => Ok(opened),
+        }
+    }
+
+    fn open_with(loc: &Location, options: ArrowReaderOptions) -> Result<ParquetFile, ParquetMessage> {
         match loc {
             Location::Local(p) => {
                 let f = std::fs::File::open(p).map_err(|e| e.to_string())?;
-                ParquetRecordBatchReaderBuilder::try_new(f)
+                ParquetRecordBatchReaderBuilder::try_new_with_options(f, options)
                     .map(ParquetFile::Local)
                     .map_err(|e| e.to_string())
             }
@@ -101,9 +145,11 @@ impl ParquetFile {
                 let size = loc.meta().map_err(|e| e.to_string())?.size;
                 let file = ObjectFile { o: o.clone(), size };
                 let reader = SpawnedReader::new(file, bridge::handle());
-                bridge::wait(ParquetRecordBatchStreamBuilder::new(reader))
-                    .map(ParquetFile::Object)
-                    .map_err(|e| scrub(&e.to_string()))
+                bridge::wait(ParquetRecordBatchStreamBuilder::new_with_options(
+                    reader, options,
+                ))
+                .map(ParquetFile::Object)
+                .map_err(|e| scrub(&e.to_string()))
             }
         }
     }

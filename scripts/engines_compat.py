@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Files written as other engines write them, through euid-map, read back by pyarrow.
+
+Issue #26: pandas `category` (dictionary) identity columns, `large_string` and `string_view`
+(Polars) kept columns beside plain strings, Spark's INT96 timestamps after 2262 (the usual
+9999-12-31 "valid until"), `date64` kept columns, and the output's `row` column as int64.
+Each check prints one line; the script exits 1 when one fails.
+
+    python scripts/engines_compat.py --bin target/release/euid-map
+"""
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+import tempfile
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+failures = []
+
+
+def check(name, ok, detail=""):
+    print(f"{'ok  ' if ok else 'FAIL'} {name}{(': ' + detail) if detail and not ok else ''}")
+    if not ok:
+        failures.append(name)
+
+
+def run(binary, args):
+    p = subprocess.run([binary, *args], capture_output=True, text=True)
+    return p.returncode, p.stderr
+
+
+def read(out):
+    return ds.dataset(out, format="parquet").to_table()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="euid-engines-")
+    emails = [f"person{i}@example.com" for i in range(6)]
+
+    # pandas: a `category` identity column is a dictionary of strings.
+    p = os.path.join(tmp, "pandas.parquet")
+    pq.write_table(pa.table({
+        "id": pa.array(range(6), pa.int64()),
+        "email": pa.array(emails).dictionary_encode(),
+    }), p)
+    out = os.path.join(tmp, "out-pandas")
+    rc, err = run(a.bin, ["map", p, "-o", out, "--env", "local", "--keep-col", "id", "-q"])
+    check("pandas category identity column is mapped", rc == 0, err.strip())
+    if rc == 0:
+        t = read(out)
+        check("every category row is mapped", t.column("status").to_pylist() == ["mapped"] * 6)
+        check("row column is int64", t.schema.field("row").type == pa.int64(), str(t.schema.field("row").type))
+
+    # The same customers as plain strings give the same hashes.
+    plain = os.path.join(tmp, "plain.parquet")
+    pq.write_table(pa.table({"id": pa.array(range(6), pa.int64()), "email": emails}), plain)
+    out_plain = os.path.join(tmp, "out-plain")
+    rc, err = run(a.bin, ["map", plain, "-o", out_plain, "--env", "local", "-q"])
+    if rc == 0 and os.path.exists(os.path.join(out, "_SUCCESS")):
+        check("category and plain strings hash alike",
+              read(out).column("identity_hash").to_pylist() == read(out_plain).column("identity_hash").to_pylist())
+
+    # Polars and pyarrow beside each other: kept string columns of three flavours unify.
+    files = []
+    for i, typ in enumerate([pa.string(), pa.large_string(), pa.string_view()]):
+        f = os.path.join(tmp, f"flavour{i}.parquet")
+        pq.write_table(pa.table({
+            "cid": pa.array([f"c{i}"], typ),
+            "email": pa.array([emails[i]], typ),
+        }), f)
+        files.append(f)
+    out = os.path.join(tmp, "out-flavours")
+    rc, err = run(a.bin, ["map", *files, "-o", out, "--env", "local", "--keep-col", "cid", "-q"])
+    check("string, large_string and string_view kept columns unify", rc == 0, err.strip())
+    if rc == 0:
+        t = read(out)
+        check("kept values survive", sorted(t.column("cid").to_pylist()) == ["c0", "c1", "c2"])
+        check("kept column is a plain string", t.schema.field("cid").type == pa.string(), str(t.schema.field("cid").type))
+
+    # Spark: INT96 timestamps, one of them the 9999-12-31 placeholder; and a date64.
+    spark = os.path.join(tmp, "spark.parquet")
+    valid_until = [datetime.datetime(9999, 12, 31), datetime.datetime(2026, 11, 30, 12, 0, 0)]
+    pq.write_table(pa.table({
+        "email": emails[:2],
+        "valid_until": pa.array(valid_until, pa.timestamp("us")),
+        "born": pa.array([datetime.date(1990, 1, 2), datetime.date(2000, 3, 4)], pa.date64()),
+    }), spark, use_deprecated_int96_timestamps=True)
+    check("the test file really holds INT96",
+          pq.ParquetFile(spark).schema.column(1).physical_type == "INT96")
+    out = os.path.join(tmp, "out-spark")
+    rc, err = run(a.bin, ["map", spark, "-o", out, "--env", "local", "--keep-col", "valid_until",
+                          "--keep-col", "born", "-q"])
+    check("INT96 and date64 kept columns are accepted", rc == 0, err.strip())
+    if rc == 0:
+        t = read(out)
+        got = [v.replace(tzinfo=None) if v else v for v in t.column("valid_until").to_pylist()]
+        check("INT96 9999-12-31 survives", got == valid_until, str(got))
+        born_type = pq.ParquetFile(os.path.join(out, "part-00000.parquet")).schema.column(
+            t.schema.get_field_index("born")).logical_type
+        check("date64 is written as a Parquet DATE", str(born_type) == "Date", str(born_type))
+        check("date64 values survive",
+              [str(d)[:10] for d in t.column("born").to_pylist()] == ["1990-01-02", "2000-03-04"])
+
+    print(f"engines_compat: {len(failures)} failed" if failures else "engines_compat: all checks passed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
