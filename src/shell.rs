@@ -132,8 +132,8 @@ mod tests {
     /// Issue #26.11: a command that never answers is stopped, naming only its first word.
     #[test]
     fn a_command_that_never_answers_times_out() {
-        let err =
-            run("sleep 600 # --secret-arg", Duration::from_millis(300), 1024).expect_err("times out");
+        let err = run("sleep 600 # --secret-arg", Duration::from_millis(300), 1024)
+            .expect_err("times out");
         let msg = err.to_string();
         assert!(matches!(err, ShellError::TimedOut { .. }), "{msg}");
         assert!(

@@ -51,6 +51,10 @@ pub(super) struct JobArgs {
     /// CSV field delimiter: one ASCII character, or `tab` / `\t` (default , or TAB for .tsv).
     #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
     delimiter: Option<u8>,
+    /// A quoted CSV field spanning more lines than this (or more KiB) is taken for a stray
+    /// quote and stops the run; raise it for exports with long multi-line notes.
+    #[arg(long, value_name = "LINES", default_value_t = euid_map::input::DEFAULT_MAX_QUOTED_FIELD_LINES)]
+    max_quoted_field_lines: u64,
     /// Continue an interrupted run in OUT_DIR from its last committed part.
     #[arg(long)]
     resume: bool,
@@ -150,7 +154,10 @@ impl JobArgs {
         Ok(JobConfig {
             inputs: inputs
                 .into_iter()
-                .map(|(given, loc)| InputFile::at(&given, loc, delimiter))
+                .map(|(given, loc)| {
+                    InputFile::at(&given, loc, delimiter)
+                        .with_max_quoted_lines(self.max_quoted_field_lines)
+                })
                 .collect(),
             columns: ColumnSpec {
                 email: self.email_col.clone(),

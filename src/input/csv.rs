@@ -29,18 +29,29 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// A quoted field longer than this is taken for a stray quote, not data.
-pub(super) const MAX_QUOTED_FIELD_BYTES: u64 = 1 << 20;
-/// A quoted field spanning more lines than this is taken for a stray quote, not data.
-pub(super) const MAX_QUOTED_FIELD_LINES: u64 = 1_000;
+/// Default of `--max-quoted-field-lines`: a quoted field spanning more lines than this, or
+/// more KiB, is taken for a stray quote, not data.
+pub const DEFAULT_MAX_QUOTED_FIELD_LINES: u64 = 1_000;
+
+/// What went wrong with a quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QuoteKind {
+    /// The field ran to the end of the file.
+    AtEof,
+    /// The field outgrew the limits.
+    TooLong,
+    /// A closing quote is followed by this byte (RFC 4180 allows only a delimiter or a line
+    /// end): the quote that opened the field was a stray one, closed by a later quote.
+    TextAfter(u8),
+}
 
 /// A quote problem found by [`QuoteGuard`], carried through the csv reader as an I/O error.
 #[derive(Debug)]
 struct QuoteProblem {
     /// 1-based line where the quote opened.
     line: u64,
-    /// Whether the field ran to end of file (else it outgrew the limits).
-    at_eof: bool,
+    /// What went wrong.
+    kind: QuoteKind,
 }
 
 impl std::fmt::Display for QuoteProblem {
@@ -71,6 +82,9 @@ enum Quoting {
 struct QuoteGuard<R> {
     inner: R,
     delimiter: u8,
+    /// Limits of one quoted field: lines, and bytes (a KiB per line allowed).
+    max_lines: u64,
+    max_bytes: u64,
     state: Quoting,
     /// Lines seen so far (0-based line of the next byte).
     line: u64,
@@ -80,13 +94,32 @@ struct QuoteGuard<R> {
     quoted_lines: u64,
     /// Bytes of a leading UTF-8 BOM matched so far (3: done), skipped as csv-core does.
     bom_checked: usize,
+    /// One-column files: for each blank line (which csv-core skips), the index of the
+    /// record it comes before (the header is record 0), for the reader to turn back into
+    /// empty values. `None` for other files.
+    blank_lines: Option<BlankLines>,
+    /// Records ended so far, the header included.
+    records: u64,
+    /// Whether the current record has a byte yet (outside line ends).
+    content: bool,
+    /// Whether the last byte was a CR that ended a record (its LF is no blank line).
+    cr_ended: bool,
 }
 
+/// Blank lines found by the guard, taken by the reader in order.
+type BlankLines = std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>;
+
 impl<R: Read> QuoteGuard<R> {
-    fn new(inner: R, delimiter: u8) -> QuoteGuard<R> {
+    fn new(inner: R, delimiter: u8, max_lines: u64) -> QuoteGuard<R> {
         QuoteGuard {
             inner,
             delimiter,
+            max_lines,
+            max_bytes: max_lines.saturating_mul(1024),
+            blank_lines: None,
+            records: 0,
+            content: false,
+            cr_ended: false,
             state: Quoting::Start,
             line: 0,
             opened_line: 0,
@@ -125,8 +158,8 @@ impl<R: Read> QuoteGuard<R> {
                     let run = memchr::memchr2(b'"', b'\n', &bytes[i..]);
                     let k = run.unwrap_or(bytes.len() - i);
                     self.quoted_bytes += k as u64;
-                    if self.quoted_bytes > MAX_QUOTED_FIELD_BYTES {
-                        return Err(self.problem(false));
+                    if self.quoted_bytes > self.max_bytes {
+                        return Err(self.problem(QuoteKind::TooLong));
                     }
                     i += k;
                     if run.is_none() {
@@ -138,6 +171,25 @@ impl<R: Read> QuoteGuard<R> {
             let b = bytes[i];
             i += 1;
             let newline = b == b'\n';
+            if self.state != Quoting::Quoted && (newline || b == b'\r') {
+                if self.content {
+                    self.records += 1;
+                    self.cr_ended = b == b'\r';
+                } else if newline && !self.cr_ended {
+                    // Blank lines before the header are not rows.
+                    if let (Some(blank), Some(before)) =
+                        (&self.blank_lines, self.records.checked_sub(1))
+                    {
+                        blank.lock().expect("blank lines lock").push_back(before);
+                    }
+                } else {
+                    self.cr_ended = false;
+                }
+                self.content = false;
+            } else {
+                self.content = true;
+                self.cr_ended = false;
+            }
             if newline {
                 self.line += 1;
             }
@@ -155,15 +207,13 @@ impl<R: Read> QuoteGuard<R> {
                 }
                 Quoting::Start | Quoting::Field => Quoting::Field,
                 Quoting::QuoteInQuoted if b == b'"' => Quoting::Quoted,
-                Quoting::QuoteInQuoted => Quoting::Field,
+                Quoting::QuoteInQuoted => return Err(self.problem(QuoteKind::TextAfter(b))),
                 Quoting::Quoted if b == b'"' => Quoting::QuoteInQuoted,
                 Quoting::Quoted => {
                     self.quoted_bytes += 1;
                     self.quoted_lines += u64::from(newline);
-                    if self.quoted_bytes > MAX_QUOTED_FIELD_BYTES
-                        || self.quoted_lines > MAX_QUOTED_FIELD_LINES
-                    {
-                        return Err(self.problem(false));
+                    if self.quoted_bytes > self.max_bytes || self.quoted_lines > self.max_lines {
+                        return Err(self.problem(QuoteKind::TooLong));
                     }
                     Quoting::Quoted
                 }
@@ -172,12 +222,12 @@ impl<R: Read> QuoteGuard<R> {
         Ok(())
     }
 
-    fn problem(&self, at_eof: bool) -> std::io::Error {
+    fn problem(&self, kind: QuoteKind) -> std::io::Error {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             QuoteProblem {
                 line: self.opened_line,
-                at_eof,
+                kind,
             },
         )
     }
@@ -187,7 +237,7 @@ impl<R: Read> Read for QuoteGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && !buf.is_empty() && self.state == Quoting::Quoted {
-            return Err(self.problem(true));
+            return Err(self.problem(QuoteKind::AtEof));
         }
         self.scan(&buf[..n])?;
         Ok(n)
@@ -201,13 +251,21 @@ fn read_error(f: &InputFile, row: u64, e: ::csv::Error) -> InputError {
             return InputError::UnterminatedQuote {
                 path: f.given.clone(),
                 line: q.line,
-                why: if q.at_eof {
-                    "it is never closed before the end of the file".to_string()
-                } else {
-                    format!(
-                        "the quoted field runs on for more than {MAX_QUOTED_FIELD_LINES} lines or {} KiB",
-                        MAX_QUOTED_FIELD_BYTES / 1024
-                    )
+                why: match q.kind {
+                    QuoteKind::AtEof => "it is never closed before the end of the file".to_string(),
+                    QuoteKind::TooLong => {
+                        let lines = match f.format {
+                            Format::Csv { max_quoted_lines, .. } => max_quoted_lines,
+                            Format::Parquet => DEFAULT_MAX_QUOTED_FIELD_LINES,
+                        };
+                        format!(
+                            "the quoted field runs on for more than {lines} lines or {lines} KiB (if such a field is real data, raise --max-quoted-field-lines)"
+                        )
+                    }
+                    QuoteKind::TextAfter(b) => format!(
+                        "the quote that closes it is followed by {:?} instead of a delimiter or a line end, so the rows in between would be read as one field",
+                        char::from(b)
+                    ),
                 },
             };
         }
@@ -222,8 +280,14 @@ fn read_error(f: &InputFile, row: u64, e: ::csv::Error) -> InputError {
 fn reader<'a>(
     f: &InputFile,
     progress: &'a ReadProgress,
+    blank_lines: Option<BlankLines>,
 ) -> Result<::csv::Reader<Box<dyn Read + 'a>>, InputError> {
-    let Format::Csv { delimiter, gzip } = f.format else {
+    let Format::Csv {
+        delimiter,
+        gzip,
+        max_quoted_lines,
+    } = f.format
+    else {
         unreachable!("csv::reader is only called for CSV inputs");
     };
     let file = Counting {
@@ -244,13 +308,16 @@ fn reader<'a>(
         .has_headers(true)
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(Box::new(QuoteGuard::new(raw, delimiter)) as Box<dyn Read + 'a>))
+        .from_reader(Box::new(QuoteGuard {
+            blank_lines,
+            ..QuoteGuard::new(raw, delimiter, max_quoted_lines)
+        }) as Box<dyn Read + 'a>))
 }
 
 /// Reads the header row.
 pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
     let progress = ReadProgress::default();
-    let mut r = reader(f, &progress)?;
+    let mut r = reader(f, &progress, None)?;
     let h = r.byte_headers().map_err(|e| read_error(f, 0, e))?;
     if h.is_empty() {
         return Err(InputError::NoHeader {
@@ -298,10 +365,17 @@ pub(super) fn read(
     progress: &ReadProgress,
     sink: &mut Sink<'_>,
 ) -> Result<bool, InputError> {
-    let mut r = reader(f, progress)?;
+    // csv-core skips blank lines; in a one-column file a blank line is an empty value (as
+    // DuckDB and Polars read it), so the guard reports them and they come back as empty
+    // records. Blank lines after the last record are the end of the file.
+    let blank_lines: Option<BlankLines> = (cols.width == 1).then(Default::default);
+    let mut r = reader(f, progress, blank_lines.clone())?;
     let mut rec = ::csv::ByteRecord::new();
+    let empty = ::csv::ByteRecord::from(vec![""]);
     let mut row: u64 = 0;
     let mut builder = ChunkBuilder::new(file_idx, skip, cols);
+    let _ = r.byte_headers().map_err(|e| read_error(f, 0, e))?;
+    let mut records = 0u64; // data records read
     loop {
         let more = r
             .read_byte_record(&mut rec)
@@ -309,17 +383,32 @@ pub(super) fn read(
         if !more {
             break;
         }
-        row += 1;
-        if row <= skip {
-            continue;
+        // Blank lines before this record are tagged with the data records before them.
+        let mut blank = 0u64;
+        if let Some(lines) = &blank_lines {
+            let mut lines = lines.lock().expect("blank lines lock");
+            while lines.front().is_some_and(|r| *r < records) {
+                lines.pop_front();
+            }
+            while lines.front() == Some(&records) {
+                lines.pop_front();
+                blank += 1;
+            }
         }
-        builder.push(&rec, cols);
-        if builder.len == CHUNK_ROWS {
-            let next = ChunkBuilder::new(file_idx, row, cols);
-            let chunk = std::mem::replace(&mut builder, next).finish();
-            progress.add(0, chunk.len as u64);
-            if !sink(chunk) {
-                return Ok(false);
+        records += 1;
+        for k in 0..=blank {
+            row += 1;
+            if row <= skip {
+                continue;
+            }
+            builder.push(if k < blank { &empty } else { &rec }, cols);
+            if builder.len == CHUNK_ROWS {
+                let next = ChunkBuilder::new(file_idx, row, cols);
+                let chunk = std::mem::replace(&mut builder, next).finish();
+                progress.add(0, chunk.len as u64);
+                if !sink(chunk) {
+                    return Ok(false);
+                }
             }
         }
     }
@@ -415,11 +504,11 @@ mod tests {
     use super::*;
 
     /// Reads `data` through the guard and csv; the records, or the line of a quote problem.
-    fn parse(data: &[u8]) -> Result<Vec<Vec<String>>, (u64, bool)> {
+    fn parse(data: &[u8]) -> Result<Vec<Vec<String>>, (u64, QuoteKind)> {
         let mut r = ::csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
-            .from_reader(QuoteGuard::new(data, b','));
+            .from_reader(QuoteGuard::new(data, b',', DEFAULT_MAX_QUOTED_FIELD_LINES));
         let mut out = Vec::new();
         for rec in r.byte_records() {
             match rec {
@@ -436,7 +525,7 @@ mod tests {
                         .get_ref()
                         .and_then(|x| x.downcast_ref::<QuoteProblem>())
                         .expect("a quote problem");
-                    return Err((q.line, q.at_eof));
+                    return Err((q.line, q.kind));
                 }
             }
         }
@@ -449,8 +538,8 @@ mod tests {
         fn the_guard_reads_the_same_in_any_slicing(picks: Vec<u8>) -> bool {
             let alphabet = b"ab,\"\n\r";
             let data: Vec<u8> = picks.iter().map(|p| alphabet[*p as usize % alphabet.len()]).collect();
-            let mut whole = QuoteGuard::new(&b""[..], b',');
-            let mut bytewise = QuoteGuard::new(&b""[..], b',');
+            let mut whole = QuoteGuard::new(&b""[..], b',', DEFAULT_MAX_QUOTED_FIELD_LINES);
+            let mut bytewise = QuoteGuard::new(&b""[..], b',', DEFAULT_MAX_QUOTED_FIELD_LINES);
             let a = whole.scan(&data).is_ok();
             let b = data.iter().all(|x| bytewise.scan(std::slice::from_ref(x)).is_ok());
             a == b
@@ -466,9 +555,21 @@ mod tests {
     fn an_unterminated_quote_is_an_error_naming_its_line() {
         assert_eq!(
             parse(b"id,email\n1,\"a@b.com\n2,c@d.com\n3,e@f.com\n"),
-            Err((2, true))
+            Err((2, QuoteKind::AtEof))
         );
-        assert_eq!(parse(b"id,email\n1,a\n2,\"x"), Err((3, true)));
+        assert_eq!(parse(b"id,email\n1,a\n2,\"x"), Err((3, QuoteKind::AtEof)));
+    }
+
+    /// Issue #26.1: a stray quote closed by a later row's quote is refused, naming the line
+    /// where it opened, instead of swallowing the rows in between.
+    #[test]
+    fn a_stray_quote_closed_later_is_an_error_naming_its_line() {
+        assert_eq!(
+            parse(b"id,email,name\n1,a@b.com,\"Bob\n2,c@d.com,Carol\n3,e@f.com,\"Dave\"\n"),
+            Err((2, QuoteKind::TextAfter(b'D')))
+        );
+        // A closing quote followed by a delimiter or a line end is fine.
+        assert!(parse(b"a,b\n\"x\",\"y\"\r\n\"z\",w\n").is_ok());
     }
 
     #[test]
@@ -486,10 +587,10 @@ mod tests {
     #[test]
     fn a_quoted_field_running_on_for_too_many_lines_stops_before_the_end() {
         let mut data = b"id,email\n1,\"a\n".to_vec();
-        for i in 0..(MAX_QUOTED_FIELD_LINES + 10) {
+        for i in 0..(DEFAULT_MAX_QUOTED_FIELD_LINES + 10) {
             data.extend_from_slice(format!("{i},x@y.z\n").as_bytes());
         }
         data.extend_from_slice(b"\"\n");
-        assert_eq!(parse(&data), Err((2, false)));
+        assert_eq!(parse(&data), Err((2, QuoteKind::TooLong)));
     }
 }

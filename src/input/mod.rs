@@ -11,6 +11,7 @@
 
 mod columns;
 mod csv;
+pub use csv::DEFAULT_MAX_QUOTED_FIELD_LINES;
 mod fingerprint;
 mod parquet;
 
@@ -50,8 +51,8 @@ pub enum InputError {
         /// What failed.
         message: String,
     },
-    /// A quoted field never closes (or runs on absurdly): a stray quote that would swallow
-    /// the rest of the file.
+    /// A quoted field never closes, runs on past the limit, or its closing quote is followed
+    /// by text: a stray quote that would swallow the rows after it.
     #[error("{path}: line {line}: a quote opens a field here but {why}; fix or escape the stray quote (\"\" inside a quoted field)")]
     UnterminatedQuote {
         /// Input path as given.
@@ -139,6 +140,9 @@ pub enum Format {
         delimiter: u8,
         /// Whether the file is gzip-compressed.
         gzip: bool,
+        /// A quoted field spanning more lines than this (or more KiB) is taken for a stray
+        /// quote (`--max-quoted-field-lines`).
+        max_quoted_lines: u64,
     },
     /// Apache Parquet.
     Parquet,
@@ -180,6 +184,7 @@ impl InputFile {
             Format::Csv {
                 delimiter: delimiter.unwrap_or(default),
                 gzip,
+                max_quoted_lines: csv::DEFAULT_MAX_QUOTED_FIELD_LINES,
             }
         };
         InputFile {
@@ -187,6 +192,17 @@ impl InputFile {
             location,
             format,
         }
+    }
+
+    /// Sets the quoted-field limit of a CSV input (`--max-quoted-field-lines`).
+    pub fn with_max_quoted_lines(mut self, lines: u64) -> InputFile {
+        if let Format::Csv {
+            max_quoted_lines, ..
+        } = &mut self.format
+        {
+            *max_quoted_lines = lines.max(1);
+        }
+        self
     }
 
     /// Size in bytes, for progress; 0 when unknown.

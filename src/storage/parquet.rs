@@ -133,7 +133,10 @@ impl ParquetFile {
         }
     }
 
-    fn open_with(loc: &Location, options: ArrowReaderOptions) -> Result<ParquetFile, ParquetMessage> {
+    fn open_with(
+        loc: &Location,
+        options: ArrowReaderOptions,
+    ) -> Result<ParquetFile, ParquetMessage> {
         match loc {
             Location::Local(p) => {
                 let f = std::fs::File::open(p).map_err(|e| e.to_string())?;
