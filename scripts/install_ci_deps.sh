@@ -14,11 +14,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # The packages start their daemons where an init system runs; the tests start their own
-  # on free loopback ports, so stop the ones this install brought up.
-  pkill -x prometheus 2>/dev/null || true
-  pkill -x prometheus-pushgateway 2>/dev/null || true
+  # The packages would start their daemons where an init system runs; the tests start
+  # their own on free loopback ports with private state. Keep the daemons from starting,
+  # the Debian way for containers and CI (invoke-rc.d asks policy-rc.d; 101 = not allowed),
+  # instead of ending processes by name afterwards, which could end someone else's.
+  policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f "$policy"
+    trap - EXIT
+  fi
 fi
 # Python venv (SDK, pyarrow, moto).
 bash scripts/setup_venv.sh >/dev/null

@@ -31,13 +31,21 @@ fn have(tool: &str) -> bool {
 struct Pushgateway {
     child: Child,
     url: String,
+    /// Its private persistence file's folder (never the system's
+    /// /var/lib/prometheus/pushgateway.data, which could hold other runs' groups).
+    _state: tempfile::TempDir,
 }
 
 impl Pushgateway {
     fn start() -> Pushgateway {
         let port = common::free_port();
+        let state = tempfile::tempdir().unwrap();
         let child = Command::new("prometheus-pushgateway")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!(
+                "--persistence.file={}",
+                state.path().join("pushgateway.data").display()
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -50,7 +58,11 @@ impl Pushgateway {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        Pushgateway { child, url }
+        Pushgateway {
+            child,
+            url,
+            _state: state,
+        }
     }
 
     fn metrics(&self) -> String {
