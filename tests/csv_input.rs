@@ -112,3 +112,49 @@ fn blank_lines_in_a_one_column_file_are_missing_values() {
         assert_eq!(rows, vec!["0", "1", "2", "3", "4", "5"], "{name}");
     }
 }
+
+/// Issue #26.13: what a run writes on local disk is private by default (directories 0700,
+/// files 0600, whatever the umask); `--output-mode 640` shares it with the group.
+#[test]
+fn outputs_are_private_by_default_and_widened_on_request() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "email\na@example.com\n").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let modes = |dir: &Path| -> Vec<(String, u32)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    mode(&p),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let out = tmp.path().join("nested/out");
+    let o = hash(&input, &out, &[]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(mode(&out), 0o700);
+    assert_eq!(
+        mode(&tmp.path().join("nested")),
+        0o700,
+        "created parents too"
+    );
+    for (name, m) in modes(&out) {
+        assert_eq!(m, 0o600, "{name}");
+    }
+    let shared = tmp.path().join("shared");
+    let o = hash(&input, &shared, &["--output-mode", "640"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(mode(&shared), 0o750);
+    for (name, m) in modes(&shared) {
+        assert_eq!(m, 0o640, "{name}");
+    }
+    let o = hash(&input, &tmp.path().join("bad"), &["--output-mode", "444"]);
+    assert_eq!(o.status.code(), Some(64), "{}", common::stderr(&o));
+}

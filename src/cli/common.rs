@@ -51,6 +51,11 @@ pub(super) struct JobArgs {
     /// CSV field delimiter: one ASCII character, or `tab` / `\t` (default , or TAB for .tsv).
     #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
     delimiter: Option<u8>,
+    /// Mode of the files written on local disk (octal; directories get search where files
+    /// get read). The default keeps hashed emails and raw EUIDs, personal data, to the
+    /// owner; 640 shares them with the group. Object stores keep their own access control.
+    #[arg(long, value_name = "OCTAL", default_value = "600", value_parser = parse_mode)]
+    output_mode: u32,
     /// A quoted CSV field spanning more lines than this (or more KiB) is taken for a stray
     /// quote and stops the run; raise it for exports with long multi-line notes.
     #[arg(long, value_name = "LINES", default_value_t = euid_map::input::DEFAULT_MAX_QUOTED_FIELD_LINES)]
@@ -145,6 +150,8 @@ impl JobArgs {
 
     /// Validates the flags; INPUT may be empty (`refresh` without today's export).
     pub(super) fn to_config_any(&self) -> anyhow::Result<JobConfig> {
+        euid_map::storage::mode::set_output_mode(self.output_mode)
+            .map_err(|e| anyhow::Error::new(super::exit::Usage(e)))?;
         let delimiter = self.delimiter;
         let inputs = euid_map::storage::expand_inputs(&self.inputs).map_err(|e| match e {
             e if e.is_not_found() => anyhow::anyhow!("{e}: no such file"),
@@ -174,6 +181,12 @@ impl JobArgs {
             metrics: Default::default(),
         })
     }
+}
+
+/// `--output-mode`: an octal mode such as 600 or 0640.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("{s:?} is not an octal mode such as 600 or 640"))
 }
 
 /// `--delimiter`: one ASCII character, or `tab`, `\t` (as typed in a shell) for TAB.

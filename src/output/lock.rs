@@ -11,7 +11,7 @@
 //!   replace (If-Match on its ETag), so two runs cannot both take it; it is deleted when the
 //!   run ends.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -176,9 +176,9 @@ impl DirLock {
     }
 
     fn acquire_local(dir: &std::path::Path, command: &str) -> Result<DirLock, OutputError> {
-        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        crate::storage::mode::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
+        let mut file = crate::storage::mode::options()
             .read(true)
             .write(true)
             .create(true)

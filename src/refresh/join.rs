@@ -151,7 +151,7 @@ impl Sides {
         (0..self.n)
             .map(|p| {
                 let path = self.path(side, p);
-                File::create(&path)
+                crate::storage::mode::create_file(&path)
                     .map(|f| BufWriter::with_capacity(1 << 16, f))
                     .map_err(io(&path))
             })
@@ -184,7 +184,7 @@ impl Scratch {
     /// The folder cannot be created.
     pub(super) fn create(dir: PathBuf) -> Result<Scratch, Error> {
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        crate::storage::mode::create_dir_all(&dir).map_err(io(&dir))?;
         Ok(Scratch(dir))
     }
 

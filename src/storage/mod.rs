@@ -18,6 +18,7 @@ mod bridge;
 #[cfg(feature = "cloud")]
 mod cloud;
 mod list;
+pub mod mode;
 mod parquet;
 mod read;
 mod write;
@@ -464,9 +465,11 @@ impl Location {
             Location::Local(p) => {
                 let tmp = temp_name(p);
                 let tmp_loc = Location::Local(tmp.clone());
-                std::fs::write(&tmp, &bytes).map_err(tmp_loc.io())?;
-                std::fs::File::open(&tmp)
-                    .and_then(|f| f.sync_all())
+                mode::create_file(&tmp)
+                    .and_then(|mut f| {
+                        std::io::Write::write_all(&mut f, &bytes)?;
+                        f.sync_all()
+                    })
                     .map_err(tmp_loc.io())?;
                 std::fs::rename(&tmp, p).map_err(self.io())?;
                 sync_parent(p)
@@ -489,11 +492,7 @@ impl Location {
         match self {
             Location::Local(p) => {
                 use std::io::Write;
-                match std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(p)
-                {
+                match mode::options().write(true).create_new(true).open(p) {
                     Ok(mut f) => {
                         f.write_all(&bytes).map_err(self.io())?;
                         Ok(Some(String::new()))
@@ -580,7 +579,7 @@ impl Location {
     /// Creating failed.
     pub fn create_dir_all(&self) -> Result<(), StorageError> {
         match self {
-            Location::Local(p) => std::fs::create_dir_all(p).map_err(self.io()),
+            Location::Local(p) => mode::create_dir_all(p).map_err(self.io()),
             Location::Object(_) => Ok(()),
         }
     }

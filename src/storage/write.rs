@@ -55,7 +55,7 @@ impl PartSink {
         let inner = match loc {
             Location::Local(p) => {
                 let tmp = temp_name(p);
-                let file = std::fs::File::create(&tmp).map_err(|source| StorageError::Io {
+                let file = super::mode::create_file(&tmp).map_err(|source| StorageError::Io {
                     path: tmp.display().to_string(),
                     source,
                 })?;
