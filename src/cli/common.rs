@@ -153,6 +153,7 @@ impl JobArgs {
         euid_map::storage::mode::set_output_mode(self.output_mode)
             .map_err(|e| anyhow::Error::new(super::exit::Usage(e)))?;
         let delimiter = self.delimiter;
+        euid_map::storage::check_output_outside(&self.inputs, &self.output)?;
         let inputs = euid_map::storage::expand_inputs(&self.inputs).map_err(|e| match e {
             e if e.is_not_found() => anyhow::anyhow!("{e}: no such file"),
             e => e.into(),

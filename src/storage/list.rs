@@ -75,7 +75,66 @@ pub fn expand_inputs(given: &[String]) -> Result<Vec<(String, Location)>, Storag
             out.push((g.clone(), loc));
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    for (given, loc) in &out {
+        if !seen.insert(loc.url()) {
+            tracing::warn!(input = %given, "the same input is given twice: its rows are read (and written) twice");
+        }
+    }
     Ok(out)
+}
+
+/// Where an input argument reads from when it names many files: a directory or a prefix;
+/// `None` for a single file or a glob (checked by matching instead).
+fn input_root(g: &str) -> Option<String> {
+    if has_glob(g) {
+        return None;
+    }
+    let dir_like = g.ends_with('/')
+        || Location::parse(g)
+            .ok()
+            .and_then(|l| l.local_path().map(|p| p.is_dir()))
+            .unwrap_or(false);
+    dir_like.then(|| g.trim_end_matches('/').to_string())
+}
+
+/// Refuses an output directory inside an input directory, prefix or glob folder.
+///
+/// # Errors
+/// [`StorageError::OutputInsideInput`].
+pub fn check_output_outside(given: &[String], output: &str) -> Result<(), StorageError> {
+    let absolute = |s: &str| -> String {
+        match Location::parse(s) {
+            Ok(Location::Local(p)) => std::path::absolute(&p)
+                .unwrap_or(p)
+                .components()
+                .collect::<std::path::PathBuf>()
+                .display()
+                .to_string(),
+            Ok(l) => l.url(),
+            Err(_) => s.to_string(),
+        }
+    };
+    let out = absolute(output.trim_end_matches('/'));
+    for g in given {
+        let part = format!("{}/part-00000.parquet", output.trim_end_matches('/'));
+        if has_glob(g) && glob_match(g.as_bytes(), part.as_bytes()) {
+            return Err(StorageError::OutputInsideInput {
+                output: output.to_string(),
+                input: g.clone(),
+            });
+        }
+        let Some(root) = input_root(g) else { continue };
+        let root = absolute(if root.is_empty() { "." } else { &root });
+        let root = root.trim_end_matches('/');
+        if out == root || out.starts_with(&format!("{root}/")) {
+            return Err(StorageError::OutputInsideInput {
+                output: output.to_string(),
+                input: g.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every input file under a directory or prefix, recursively, in key order.
@@ -190,6 +249,27 @@ fn split_glob(g: &str) -> (&str, &str) {
 
 #[cfg(test)]
 mod tests {
+    /// Issue #26.7: an output inside an input directory or prefix, or one a glob matches, is
+    /// refused; beside it is fine.
+    #[test]
+    fn an_output_inside_an_input_folder_is_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let exp = tmp.path().join("exports");
+        std::fs::create_dir_all(&exp).expect("mkdir");
+        let e = exp.display().to_string();
+        let inside = format!("{e}/out");
+        let beside = tmp.path().join("out").display().to_string();
+        assert!(super::check_output_outside(std::slice::from_ref(&e), &inside).is_err());
+        assert!(super::check_output_outside(&[format!("{e}/")], &inside).is_err());
+        assert!(super::check_output_outside(std::slice::from_ref(&e), &beside).is_ok());
+        assert!(super::check_output_outside(&[format!("{e}/*.csv")], &inside).is_ok());
+        assert!(super::check_output_outside(&[format!("{e}/*/*.parquet")], &inside).is_err());
+        assert!(
+            super::check_output_outside(&["s3://b/exports/".into()], "s3://b/exports/out").is_err()
+        );
+        assert!(super::check_output_outside(&["s3://b/exports/".into()], "s3://b/euid").is_ok());
+    }
+
     use super::*;
 
     #[test]

@@ -32,7 +32,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 pub(crate) use bridge::block;
-pub use list::{expand_inputs, INPUT_EXTENSIONS};
+pub use list::{check_output_outside, expand_inputs, INPUT_EXTENSIONS};
 pub use parquet::{Batches, ParquetFile, ParquetMessage};
 pub use write::{PartSink, PendingCommit, PART_BYTES, UPLOADS_IN_FLIGHT};
 
@@ -80,6 +80,15 @@ pub enum StorageError {
     NoInputs {
         /// The prefix, directory or glob as given.
         url: String,
+    },
+    /// The output directory lies inside an input directory, prefix or glob: its own parts
+    /// would be read as input by a resumed or later run.
+    #[error("-o {output} is inside the input {input}: its own parts would be read back as input on --resume or by the next run. Write the dataset outside the export's folder")]
+    OutputInsideInput {
+        /// The output as given.
+        output: String,
+        /// The input directory, prefix or glob.
+        input: String,
     },
     /// A store request failed (after the client's retries).
     #[error("{url}: {op} failed: {message}")]
