@@ -374,7 +374,10 @@ fn kill_9_mid_run_then_resume_gives_the_rows_of_a_clean_run() {
     let tmp = tempfile::tempdir().unwrap();
     let input = big_file(tmp.path());
     let input = input.to_str().unwrap();
-    let op = Operator::start(&["--faults", "slow=1.0", "--slow-ms", "25"]);
+    // The run needs about 200 requests; the emulator holds every one after the 80th, by
+    // when the first chunk (66 requests) is answered and its parts committed: the kill
+    // lands mid-run, certainly.
+    let op = Operator::start(&["--admin", "--hold-after", "80"]);
     let out = tmp.path().join("killed");
     let mut child = Command::new(BIN)
         .args(map_args(input, out.to_str().unwrap(), &op.url, &[]))
@@ -382,18 +385,19 @@ fn kill_9_mid_run_then_resume_gives_the_rows_of_a_clean_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Poll for the first committed part, then kill -9 (the run takes ~5 s; a part lands
-    // after ~1.5 s). The outcome is checked, not the timing: had the run finished first,
-    // resume must still give the same rows.
-    while euid_map::output::committed_parts(&euid_map::storage::Location::Local(out.clone()))
-        .map(|p| p.is_empty())
-        .unwrap_or(true)
-        && child.try_wait().unwrap().is_none()
-    {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let committed = || {
+        euid_map::output::committed_parts(&euid_map::storage::Location::Local(out.clone()))
+            .map(|p| !p.is_empty())
+            .unwrap_or(false)
+    };
+    common::wait_until("a committed part and a held request", || {
+        committed() && op.held() > 0.0
+    });
+    assert!(child.try_wait().unwrap().is_none(), "held mid-run");
     let _ = child.kill();
     child.wait().unwrap();
+    assert!(!out.join("_SUCCESS").exists());
+    op.release();
     let o = run(
         &map_args(input, out.to_str().unwrap(), &op.url, &["--resume"]),
         &creds(),

@@ -488,10 +488,10 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     let env = moto.env();
     let tmp = tempfile::tempdir().unwrap();
     moto.put("lake/in/a.csv", &customers_csv(40_000, 0));
-    // One request at a time, each answered after 40 ms: the run lasts about 3 s, and its
-    // first part (4,000 rows) is committed after a tenth of it, which leaves the second run
-    // below ample time to find the lock held even on a loaded machine.
-    let op = Operator::start(&["--faults", "slow=1.0", "--slow-ms", "40"]);
+    // About 80 requests; every one after the 70th is held until released, by when the first
+    // chunk (66 requests) is answered and its parts committed: the run is certainly mid-way
+    // while the second run looks at the lock and when the kill lands.
+    let op = Operator::start(&["--admin", "--hold-after", "70"]);
     let run_args = |out: &str, extra: &[&str]| {
         let mut a = args(&[
             "map",
@@ -521,18 +521,13 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until a part is committed, then kill -9 while the run is still going.
-    while !moto
-        .list("lake", "out/r/")
-        .iter()
-        .any(|k| k.ends_with(".parquet"))
-    {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before the kill"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    // Wait until a part is committed and a request held, then kill -9.
+    common::wait_until("a committed part and a held request", || {
+        moto.list("lake", "out/r/")
+            .iter()
+            .any(|k| k.ends_with(".parquet"))
+            && op.held() > 0.0
+    });
     // Meanwhile a second run on the same prefix is refused, naming the holder.
     let mut with_creds: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     with_creds.extend(creds());
@@ -549,6 +544,7 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    op.release();
     let keys = moto.list("lake", "out/r/");
     assert!(!keys.iter().any(|k| k.ends_with("_SUCCESS")), "{keys:?}");
     // Every visible part is whole: its footer reads.

@@ -486,17 +486,6 @@ fn duplicate_keys_whose_rows_change_order_are_carried() {
     assert_eq!(op.requested(), before, "nothing sent");
 }
 
-/// Polls until `f` holds (a bounded wait on a condition, not a sleep as synchronisation).
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..3000 {
-        if f() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn big_export(path: &Path, n: usize, prefix: &str) {
     use std::io::Write;
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
@@ -530,9 +519,7 @@ fn an_export_rewritten_during_the_run_is_refused() {
         .unwrap();
     // The second read is under way and stopped behind the held answers: the reader is at
     // most a few hundred thousand rows in, bounded by the queues.
-    wait_for("a held request", || {
-        held.metric("euid_emulator_held_requests") > 0.0
-    });
+    common::wait_until("a held request", || held.held() > 0.0);
     // Overwrite in place (no truncation): the rows the reader has not reached change.
     {
         use std::io::{Seek, Write};
@@ -544,7 +531,7 @@ fn an_export_rewritten_during_the_run_is_refused() {
         f.write_all(&std::fs::read(d("other.csv")).unwrap())
             .unwrap();
     }
-    held.http(true, "/ops/release");
+    held.release();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
     assert!(
@@ -604,9 +591,8 @@ fn counts_after_a_resumed_refresh_equal_a_clean_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("a committed part and a held request", || {
-        held.metric("euid_emulator_held_requests") > 0.0
-            && d("resumed").join("part-00000.parquet").exists()
+    common::wait_until("a committed part and a held request", || {
+        held.held() > 0.0 && d("resumed").join("part-00000.parquet").exists()
     });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();

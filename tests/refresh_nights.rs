@@ -389,18 +389,10 @@ impl Nights<'_> {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            let mut held = false;
-            for _ in 0..3000 {
-                if self.op.metric("euid_emulator_held_requests") > 0.0 {
-                    held = true;
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            assert!(held, "{what}: the run reached the held request");
+            common::wait_until("a held request", || self.op.held() > 0.0);
             child.kill().unwrap();
             child.wait().unwrap();
-            self.op.http(true, "/ops/release");
+            self.op.release();
             assert!(!out.join("_SUCCESS").exists(), "{what}: killed mid-way");
             let listing: Vec<String> = std::fs::read_dir(&out)
                 .map(|d| {

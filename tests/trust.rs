@@ -284,7 +284,9 @@ fn look_alike_hosts_are_refused_and_usage_errors_exit_64() {
 fn sigterm_commits_what_is_complete_and_resume_finishes_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let input = customers(tmp.path(), "in.csv", 100_000);
-    let op = Operator::start(&["--faults", "slow=1.0", "--slow-ms", "25"]);
+    // About 200 requests; every one after the 80th is held until released, by when the
+    // first chunk's parts are committed and the next part is being written.
+    let op = Operator::start(&["--admin", "--hold-after", "80"]);
     let out = tmp.path().join("o");
     let args = |out: &Path, extra: &[&str]| {
         let mut a = vec![
@@ -313,21 +315,17 @@ fn sigterm_commits_what_is_complete_and_resume_finishes_the_run() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until a part is being written (the run takes ~5 s), then SIGTERM. The outcome is
-    // checked, not the timing: had the run finished first, the test says so.
-    let tmp_part = out.join(".part-00000.parquet.tmp");
-    while !tmp_part.exists() && child.try_wait().unwrap().is_none() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the run ended before the signal"
-    );
+    // Held mid-run, with a part committed: SIGTERM, then let the answers in flight come.
+    common::wait_until("a committed part and a held request", || {
+        out.join("part-00000.parquet").exists() && op.held() > 0.0
+    });
+    assert!(child.try_wait().unwrap().is_none(), "held mid-run");
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+    op.release();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
     assert!(

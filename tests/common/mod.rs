@@ -263,3 +263,27 @@ pub fn stderr(o: &std::process::Output) -> String {
 pub fn creds() -> [(&'static str, &'static str); 2] {
     [("EUID_API_KEY", API_KEY), ("EUID_CLIENT_SECRET", SECRET)]
 }
+
+/// Polls `f` until it holds: a bounded wait on a condition (a held request, a committed part),
+/// never a sleep standing in for synchronisation. Panics after about 30 s.
+pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+impl Operator {
+    /// Requests the emulator holds right now (`--hold-after`, `/ops/hold`).
+    pub fn held(&self) -> f64 {
+        self.metric("euid_emulator_held_requests")
+    }
+
+    /// Lets the held requests go on, and stops holding.
+    pub fn release(&self) {
+        self.http(true, "/ops/release");
+    }
+}
