@@ -487,10 +487,11 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     };
     let env = moto.env();
     let tmp = tempfile::tempdir().unwrap();
-    moto.put("lake/in/a.csv", &customers_csv(40_000, 0));
-    // About 80 requests; every one after the 70th is held until released, by when the first
-    // chunk (66 requests) is answered and its parts committed: the run is certainly mid-way
-    // while the second run looks at the lock and when the kill lands.
+    moto.put("lake/in/a.csv", &customers_csv(80_000, 0));
+    // About 140 requests (repeats are answered once); every one after the 70th is held
+    // until released, by when the first chunk (about 57) is answered and its parts
+    // committed: the run is certainly mid-way while the second run looks at the lock and
+    // when the kill lands.
     let op = Operator::start(&["--admin", "--hold-after", "70"]);
     let run_args = |out: &str, extra: &[&str]| {
         let mut a = args(&[
@@ -551,7 +552,7 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     let partial = tmp.path().join("partial");
     moto.download("lake", "out/r/", &partial);
     let committed = read_dataset(&partial).len();
-    assert!(committed > 0 && committed < 80_000, "{committed}");
+    assert!(committed > 0 && committed < 160_000, "{committed}");
 
     let o = run_clean(&run_args("s3://lake/out/r", &["--resume"]), &with_creds);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -563,7 +564,7 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
         read_dataset(&tmp.path().join("resumed")),
         read_dataset(&tmp.path().join("clean")),
     );
-    assert_eq!(c.len(), 80_000);
+    assert_eq!(c.len(), 160_000);
     assert!(
         comparable(r) == comparable(c),
         "same rows, no duplicates, no gaps"
@@ -975,4 +976,60 @@ fn the_aws_profile_supplies_keys_when_the_environment_has_none() {
         "{}",
         stderr(&o)
     );
+}
+
+/// Issue #26.12: temporary credentials from a `credential_process` are fetched again before
+/// they expire. Here each answer expires within a minute, inside the refresh margin, so
+/// every signed request asks again: the process runs many times in one run, and the run
+/// (which outlives no real credential here) succeeds.
+#[test]
+fn expiring_process_credentials_are_fetched_again_during_the_run() {
+    let Some(moto) = Moto::start("lake") else {
+        return;
+    };
+    moto.put("lake/in/a.csv", &customers_csv(50, 0));
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    let calls = home.path().join("calls");
+    let script = home.path().join("creds.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho call >> {}\nexp=$(date -u -d '+1 minute' +%Y-%m-%dT%H:%M:%SZ)\nprintf '{{\"Version\":1,\"AccessKeyId\":\"tmpkey\",\"SecretAccessKey\":\"tmp-secret-value\",\"SessionToken\":\"tok\",\"Expiration\":\"%s\"}}' \"$exp\"\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[profile temp]\nregion = eu-west-1\ncredential_process = sh {}\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
+    let o = run_clean(
+        &args(&["hash", "s3://lake/in/a.csv", "-o", "s3://lake/temp"]),
+        &[
+            ("HOME", &s(home.path())),
+            ("AWS_PROFILE", "temp"),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("tmp-secret-value"), "{}", stderr(&o));
+    let n = std::fs::read_to_string(&calls).unwrap().lines().count();
+    assert!(
+        n > 2,
+        "the process ran {n} times: its expiring answers were not refreshed"
+    );
+    assert!(moto
+        .list("lake", "temp/")
+        .iter()
+        .any(|k| k.ends_with("_SUCCESS")));
 }

@@ -314,11 +314,48 @@ fn a_state_missing_a_part_is_refused_and_a_foreign_copy_is_read_as_data() {
         assert!(common::stderr(&o).contains(why), "{}", common::stderr(&o));
         assert!(!out.join("_SUCCESS").exists());
     }
-    // The same parts without _job.json, _manifest.json and _SUCCESS: read as data, warned.
+    // The same parts without _job.json and _manifest.json: euid-map's own parts (their
+    // footers say so) whose metadata is gone cannot be checked, so they are refused.
+    let stripped = d("stripped");
+    copy(&d("s0"), &stripped);
+    for f in ["_job.json", "_manifest.json"] {
+        std::fs::remove_file(stripped.join(f)).unwrap();
+    }
+    let o = refresh(&op, &stripped, &d("out-stripped"), None, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("_manifest.json is missing"),
+        "{}",
+        common::stderr(&o)
+    );
+    // Another engine's compaction (one file, no euid-map footer): read as data, warned.
     let foreign = d("foreign");
-    copy(&d("s0"), &foreign);
-    for f in ["_job.json", "_manifest.json", "_SUCCESS"] {
-        std::fs::remove_file(foreign.join(f)).unwrap();
+    std::fs::create_dir_all(&foreign).unwrap();
+    {
+        let mut parts: Vec<_> = std::fs::read_dir(d("s0"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        parts.sort();
+        let mut w: Option<parquet::arrow::ArrowWriter<std::fs::File>> = None;
+        for p in parts {
+            let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(p).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            for b in r {
+                let b = b.unwrap();
+                let w = w.get_or_insert_with(|| {
+                    let f = std::fs::File::create(foreign.join("compacted.parquet")).unwrap();
+                    parquet::arrow::ArrowWriter::try_new(f, b.schema(), None).unwrap()
+                });
+                w.write(&b).unwrap();
+            }
+        }
+        w.unwrap().close().unwrap();
     }
     let o = Command::new(BIN)
         .args([

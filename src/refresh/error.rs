@@ -85,4 +85,14 @@ pub enum RefreshError {
         /// What changed.
         why: String,
     },
+    /// A kept column's type differs between the state and today's export.
+    #[error("kept column {column:?} is {state} in the state but {export} in today's export (a CSV export reads every column as text), so the new dataset's column type would change. Export it with the state's type, or pass --allow-schema-change to change the dataset's schema (keys are matched by value either way)")]
+    KeptTypeChange {
+        /// The column.
+        column: String,
+        /// Its type in the state.
+        state: String,
+        /// Its type in today's export.
+        export: String,
+    },
 }

@@ -54,24 +54,17 @@ fn check_kept_types(
     out_kept: &[(String, arrow_schema::DataType)],
     state_kept: &[(String, arrow_schema::DataType)],
 ) -> Result<(), Error> {
-    let show = |cols: &[(String, arrow_schema::DataType)]| {
-        cols.iter()
-            .map(|(n, t)| format!("{n}: {t}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let differs = out_kept.iter().any(|(n, t)| {
-        state_kept
-            .iter()
-            .find(|(sn, _)| sn == n)
-            .is_none_or(|(_, st)| st != t)
-    });
-    if differs {
-        return Err(RefreshError::SchemaChange {
-            state: show(state_kept),
-            asked: show(out_kept),
+    for (n, t) in out_kept {
+        if let Some((_, st)) = state_kept.iter().find(|(sn, _)| sn == n) {
+            if st != t {
+                return Err(RefreshError::KeptTypeChange {
+                    column: n.clone(),
+                    state: st.to_string(),
+                    export: t.to_string(),
+                }
+                .into());
+            }
         }
-        .into());
     }
     Ok(())
 }
@@ -306,15 +299,15 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                         // A decision before this one was never asked for.
                         return Err(changed_between_reads(&inputs[r.chunk.file].given, row));
                     }
-                    if let Some((kind, h, _)) = &decided {
-                        if *kind != id.kind || *h != hash {
-                            return Err(changed_between_reads(&inputs[r.chunk.file].given, row));
-                        }
-                    } else if key::at(&r.chunk.kept[key_idx], i / n.max(1)).is_some() {
-                        // The first read saw no such identity for a customer with a key.
-                        return Err(changed_between_reads(&inputs[r.chunk.file].given, row));
+                    let row_key = key::at(&r.chunk.kept[key_idx], i / n.max(1));
+                    match (&decided, &row_key) {
+                        (Some((kind, h, k, _)), Some(key))
+                            if *kind == id.kind && *h == hash && *k == join::key_digest(key) => {}
+                        // A null key is never joined: it has no decision.
+                        (None, None) => {}
+                        _ => return Err(changed_between_reads(&inputs[r.chunk.file].given, row)),
                     }
-                    plans.push(match decided.map(|(_, _, d)| d) {
+                    plans.push(match decided.map(|(_, _, _, d)| d) {
                         Some(join::Decision::Carried(o)) => {
                             outcomes[i] = Some(o);
                             Plan::Carried

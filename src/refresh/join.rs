@@ -97,13 +97,21 @@ struct ExportRecord<'a> {
     hash: Option<IdentityHash>,
 }
 
-/// A decision, by the ordinal of the export identity it is for, with that identity.
+/// A decision, by the ordinal of the export identity it is for, with that identity and a
+/// digest of its customer's key (so the second read can check both).
 #[derive(Serialize, Deserialize)]
 struct DecisionRecord {
     ordinal: u64,
     kind: IdentityKind,
     hash: IdentityHash,
+    key: u64,
     decision: Decision,
+}
+
+/// A digest of a customer key, to check that the second read sees the same customer.
+pub(super) fn key_digest(key: &str) -> u64 {
+    // Partition hashing is FNV-1a over the same bytes, with another modulus.
+    partition(key, usize::MAX) as u64
 }
 
 /// Writes one record: its postcard length (u32 LE), then its postcard bytes.
@@ -383,6 +391,7 @@ pub(super) fn build(
                 ordinal,
                 kind,
                 hash,
+                key: key_digest(rec.key),
                 decision,
             };
             put(w, &record).map_err(io(tmp))?;
@@ -406,8 +415,8 @@ pub(super) fn build(
     })
 }
 
-/// A decision with the identity it was made for.
-pub(super) type Decided = (IdentityKind, IdentityHash, Decision);
+/// A decision with the identity it was made for and its key's digest.
+pub(super) type Decided = (IdentityKind, IdentityHash, u64, Decision);
 
 /// Decisions of every partition, merged in ordinal order.
 pub(super) struct Merged {
@@ -452,7 +461,7 @@ impl Merged {
     fn refill(&mut self, p: usize) -> Result<(), Error> {
         if next_frame(&mut self.readers[p], &mut self.buf).map_err(io(&self.tmp))? {
             let rec: DecisionRecord = decode(&self.buf).map_err(io(&self.tmp))?;
-            self.pending[p] = Some((rec.kind, rec.hash, rec.decision));
+            self.pending[p] = Some((rec.kind, rec.hash, rec.key, rec.decision));
             self.heap.push(Reverse((rec.ordinal, p)));
         }
         Ok(())
@@ -524,6 +533,7 @@ mod tests {
                 ordinal: ordinal as u64,
                 kind: IdentityKind::Phone,
                 hash: crate::normalize::sha256(b"x"),
+                key: key_digest("42"),
                 decision: d.clone(),
             };
             put(&mut file, &rec).expect("write");

@@ -58,7 +58,17 @@ pub(super) fn open(dir: &Location) -> Result<State, OutputError> {
         ));
     }
     let has = |n: &str| names.iter().any(|x| x == n);
-    if has(JOB_FILE) || has(MANIFEST_FILE) {
+    // Parts with euid-map's footers make it an euid-map dataset even when its metadata
+    // files are gone: then it must be checked, and cannot be.
+    let our_parts = names.iter().any(|n| n.starts_with("part-"))
+        && crate::output::committed_parts(dir).is_ok_and(|p| !p.is_empty());
+    if has(JOB_FILE) || has(MANIFEST_FILE) || our_parts {
+        if !has(MANIFEST_FILE) && has(SUCCESS_FILE) {
+            return Err(bad(
+                dir,
+                format!("the state was written by euid-map but its {MANIFEST_FILE} is missing, so its parts cannot be checked for a gap; restore it, or use the last complete night"),
+            ));
+        }
         if !has(SUCCESS_FILE) {
             return Err(bad(
                 dir,

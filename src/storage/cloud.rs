@@ -35,12 +35,15 @@ fn config_err(url: &str, e: object_store::Error) -> StorageError {
 pub(super) fn s3(base: &str, shown: &str) -> Result<Arc<dyn ObjectStore>, StorageError> {
     crate::tls::install_provider();
     let mut b = AmazonS3Builder::from_env().with_url(base);
-    let profile = aws_profile().map_err(|why| StorageError::Config {
+    let (profile, process) = aws_profile().map_err(|why| StorageError::Config {
         url: shown.to_string(),
         why,
     })?;
     for (k, v) in profile {
         b = b.with_config(k, v);
+    }
+    if let Some(p) = process {
+        b = b.with_credentials(Arc::new(p));
     }
     b.build()
         .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
@@ -110,7 +113,7 @@ fn read_ini(var: &str, default: &str) -> HashMap<String, HashMap<String, String>
 /// environment sets them. An explicitly named profile that does not exist, or that only
 /// the AWS CLI can use (SSO, role chaining), is an error; the implicit `default` profile is
 /// skipped then, and the chain goes on (web identity, ECS, instance metadata).
-fn aws_profile() -> Result<Vec<(AmazonS3ConfigKey, String)>, String> {
+fn aws_profile() -> Result<(Vec<(AmazonS3ConfigKey, String)>, Option<ProcessCredentials>), String> {
     let explicit = env("AWS_PROFILE").or_else(|| env("AWS_DEFAULT_PROFILE"));
     let name = explicit.clone().unwrap_or_else(|| "default".to_string());
     let creds = read_ini("AWS_SHARED_CREDENTIALS_FILE", "credentials");
@@ -126,7 +129,7 @@ fn aws_profile() -> Result<Vec<(AmazonS3ConfigKey, String)>, String> {
             Some(_) => Err(format!(
                 "AWS_PROFILE={name}: no such profile in the AWS credentials or config file"
             )),
-            None => Ok(Vec::new()),
+            None => Ok((Vec::new(), None)),
         };
     }
     let get = |k: &str| {
@@ -147,7 +150,7 @@ fn aws_profile() -> Result<Vec<(AmazonS3ConfigKey, String)>, String> {
         }
     }
     if env("AWS_ACCESS_KEY_ID").is_some() {
-        return Ok(out); // the environment's keys come first
+        return Ok((out, None)); // the environment's keys come first
     }
     if let (Some(id), Some(secret)) = (get("aws_access_key_id"), get("aws_secret_access_key")) {
         out.push((AmazonS3ConfigKey::AccessKeyId, id));
@@ -155,16 +158,17 @@ fn aws_profile() -> Result<Vec<(AmazonS3ConfigKey, String)>, String> {
         if let Some(t) = get("aws_session_token") {
             out.push((AmazonS3ConfigKey::Token, t));
         }
-        return Ok(out);
+        return Ok((out, None));
     }
     if let Some(cmd) = get("credential_process") {
-        let (id, secret, token) = credential_process(&name, &cmd)?;
-        out.push((AmazonS3ConfigKey::AccessKeyId, id));
-        out.push((AmazonS3ConfigKey::SecretAccessKey, secret));
-        if let Some(t) = token {
-            out.push((AmazonS3ConfigKey::Token, t));
-        }
-        return Ok(out);
+        // Run once now, so that a broken command fails the run before anything is read.
+        let first = credential_process(&name, &cmd)?;
+        let provider = ProcessCredentials {
+            profile: name.clone(),
+            command: cmd,
+            cached: std::sync::Mutex::new(Some(first)),
+        };
+        return Ok((out, Some(provider)));
     }
     if explicit.is_some() {
         return Err(format!(
@@ -173,14 +177,71 @@ fn aws_profile() -> Result<Vec<(AmazonS3ConfigKey, String)>, String> {
              --profile {name} --format env` and export its output)"
         ));
     }
-    Ok(out)
+    Ok((out, None))
+}
+
+/// Temporary credentials from a profile's `credential_process` are refreshed this long
+/// before they expire (an assumed role's session lasts an hour by default; a backfill, more).
+const REFRESH_BEFORE_EXPIRY: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Credentials from a profile's `credential_process`, run again when its answer is about to
+/// expire (its `Expiration`), so that a run longer than the credentials' life keeps working.
+struct ProcessCredentials {
+    profile: String,
+    command: String,
+    cached: std::sync::Mutex<Option<ProcessAnswer>>,
+}
+
+impl std::fmt::Debug for ProcessCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The command may carry secrets in its arguments; show only the profile.
+        write!(f, "ProcessCredentials(profile {})", self.profile)
+    }
+}
+
+/// One answer of a `credential_process`.
+struct ProcessAnswer {
+    credential: Arc<object_store::aws::AwsCredential>,
+    /// When it expires (`None`: long-term keys).
+    expires: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ProcessAnswer {
+    fn fresh(&self) -> bool {
+        self.expires
+            .is_none_or(|e| e - REFRESH_BEFORE_EXPIRY > chrono::Utc::now())
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for ProcessCredentials {
+    type Credential = object_store::aws::AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<Self::Credential>> {
+        if let Some(a) = self.cached.lock().expect("credentials lock").as_ref() {
+            if a.fresh() {
+                return Ok(Arc::clone(&a.credential));
+            }
+        }
+        let (profile, command) = (self.profile.clone(), self.command.clone());
+        let answer = tokio::task::spawn_blocking(move || credential_process(&profile, &command))
+            .await
+            .map_err(|e| object_store::Error::Generic {
+                store: "S3",
+                source: e.to_string().into(),
+            })?
+            .map_err(|why| object_store::Error::Generic {
+                store: "S3",
+                source: why.into(),
+            })?;
+        let credential = Arc::clone(&answer.credential);
+        *self.cached.lock().expect("credentials lock") = Some(answer);
+        Ok(credential)
+    }
 }
 
 /// Runs a profile's `credential_process` (AWS's JSON, version 1). Its output is never shown.
-fn credential_process(
-    profile: &str,
-    cmd: &str,
-) -> Result<(String, String, Option<String>), String> {
+fn credential_process(profile: &str, cmd: &str) -> Result<ProcessAnswer, String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Process {
@@ -188,6 +249,8 @@ fn credential_process(
         secret_access_key: String,
         #[serde(default)]
         session_token: Option<String>,
+        #[serde(default)]
+        expiration: Option<String>,
     }
     let out = crate::shell::run(cmd, crate::shell::DEFAULT_TIMEOUT, 64 * 1024)
         .map_err(|e| format!("profile {profile}: credential_process: {e}"))?;
@@ -200,7 +263,24 @@ fn credential_process(
     let p: Process = serde_json::from_slice(out.stdout.expose()).map_err(|_| {
         format!("profile {profile}: credential_process printed no AccessKeyId/SecretAccessKey JSON")
     })?;
-    Ok((p.access_key_id, p.secret_access_key, p.session_token))
+    let expires = match &p.expiration {
+        None => None,
+        Some(t) => Some(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|_| {
+                    format!("profile {profile}: credential_process printed an Expiration that is not RFC 3339")
+                })?
+                .to_utc(),
+        ),
+    };
+    Ok(ProcessAnswer {
+        credential: Arc::new(object_store::aws::AwsCredential {
+            key_id: p.access_key_id,
+            secret_key: p.secret_access_key,
+            token: p.session_token,
+        }),
+        expires,
+    })
 }
 
 #[cfg(test)]
