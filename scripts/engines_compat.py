@@ -91,7 +91,7 @@ def main():
         "email": emails[:2],
         "valid_until": pa.array(valid_until, pa.timestamp("us")),
         "born": pa.array([datetime.date(1990, 1, 2), datetime.date(2000, 3, 4)], pa.date64()),
-    }), spark, use_deprecated_int96_timestamps=True)
+    }), spark, use_deprecated_int96_timestamps=True, store_schema=False)  # Spark stores no Arrow schema
     check("the test file really holds INT96",
           pq.ParquetFile(spark).schema.column(1).physical_type == "INT96")
     out = os.path.join(tmp, "out-spark")
@@ -100,7 +100,10 @@ def main():
     check("INT96 and date64 kept columns are accepted", rc == 0, err.strip())
     if rc == 0:
         t = read(out)
-        got = [v.replace(tzinfo=None) if v else v for v in t.column("valid_until").to_pylist()]
+        try:
+            got = [v.replace(tzinfo=None) if v else v for v in t.column("valid_until").to_pylist()]
+        except (ValueError, OverflowError) as e:  # an overflowed nanosecond value
+            got = f"unreadable: {e}"
         check("INT96 9999-12-31 survives", got == valid_until, str(got))
         born_type = pq.ParquetFile(os.path.join(out, "part-00000.parquet")).schema.column(
             t.schema.get_field_index("born")).logical_type
