@@ -441,3 +441,83 @@ async fn metrics_count_requests_items_and_reused_nonces() {
     );
     op.stop().await;
 }
+
+/// Issue #26.16: `Retry-After` is honoured end to end: after every 429 the next request
+/// arrives no sooner than the server asked (the emulator measures the shortest gap; a lower
+/// bound, which a slow machine can only lengthen).
+#[test]
+fn retry_after_is_honoured_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.csv");
+    std::fs::write(
+        &input,
+        "email\na@example.com\nb@example.com\nc@example.com\n",
+    )
+    .unwrap();
+    let op = Operator::start(&["--rate-limit", "1", "--retry-after", "2"]);
+    let out = tmp.path().join("out");
+    let o = run_bin(
+        &[
+            "map",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--base-url",
+            &op.url,
+            "--batch-size",
+            "1",
+            "--concurrency",
+            "1",
+            "-q",
+        ],
+        &creds(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(op.metric("euid_emulator_faults_total") >= 0.0);
+    let gap = op.metric("euid_emulator_min_gap_after_429_seconds");
+    assert!(
+        gap >= 2.0,
+        "a retry came {gap} s after a 429 with Retry-After: 2"
+    );
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest.json")).unwrap()).unwrap();
+    assert!(m["client"]["http_429"].as_u64().unwrap() >= 1, "{m}");
+}
+
+/// Issue #26.16: a request refused for its timestamp is retried once with a fresh envelope,
+/// then the run stops with a clock message (not a retry storm, not a hang).
+#[test]
+fn a_clock_skew_answer_is_retried_once_then_stops_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "email\na@example.com\n").unwrap();
+    // A window of 0 s: every timestamp is stale by the time it is checked.
+    let op = Operator::start(&["--timestamp-window", "0"]);
+    let out = tmp.path().join("out");
+    let o = run_bin(
+        &[
+            "map",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--base-url",
+            &op.url,
+            "-q",
+        ],
+        &creds(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).to_lowercase().contains("clock"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join("_SUCCESS").exists());
+    let sent = op.http(false, "/metrics");
+    let requests: f64 = sent
+        .lines()
+        .filter(|l| l.starts_with("euid_emulator_requests_total{route=\"/v3/identity/map\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(requests, 2.0, "the first attempt and one retry: {sent}");
+}

@@ -115,6 +115,9 @@ pub struct Client {
     reached: std::sync::atomic::AtomicBool,
     /// `scheme://host:port` of the operator, for messages.
     endpoint: String,
+    /// No request leaves before this instant: a `Retry-After` pauses the whole client, not
+    /// only the request that got it (RFC 6585: wait before making a new request).
+    paused_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -152,6 +155,7 @@ impl Client {
             endpoint: reqwest::Url::parse(&cfg.base_url)
                 .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_else(|_| "the configured URL".to_string()),
+            paused_until: Mutex::new(None),
         })
     }
 
@@ -353,8 +357,13 @@ impl Client {
                 }
                 Err(e) => e,
             };
-            if matches!(err, ClientError::RateLimited { .. }) {
+            if let ClientError::RateLimited { retry_after } = &err {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                if let Some(d) = retry_after {
+                    let until = tokio::time::Instant::now() + *d;
+                    let mut p = self.paused_until.lock().expect("pause lock");
+                    *p = Some(p.map_or(until, |old| old.max(until)));
+                }
             }
             // A stale timestamp is retried once with a fresh envelope; twice is a clock problem.
             if matches!(err, ClientError::ClockSkew) && std::mem::replace(&mut skew_retried, true) {
@@ -388,6 +397,10 @@ impl Client {
         let slot = self.window.acquire().await;
         if let Some(l) = &self.limiter {
             l.until_ready().await;
+        }
+        let paused = *self.paused_until.lock().expect("pause lock");
+        if let Some(until) = paused {
+            tokio::time::sleep_until(until).await;
         }
         let (body, nonce) = self
             .key

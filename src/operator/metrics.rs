@@ -30,6 +30,10 @@ pub struct Metrics {
     nonce_reuse: AtomicU64,
     /// Requests held by `--hold-after` right now.
     pub held: AtomicU64,
+    /// When the last 429 was answered, and the shortest wait seen between a 429 and the
+    /// request after it (ms): shows a client honouring `Retry-After`.
+    last_429: Mutex<Option<std::time::Instant>>,
+    min_gap_after_429_ms: Mutex<Option<u64>>,
 }
 
 impl Metrics {
@@ -41,6 +45,20 @@ impl Metrics {
             .expect("metrics lock")
             .entry((route.to_string(), status))
             .or_default() += 1;
+    }
+
+    /// Notes an encrypted request's arrival (for the gap after a 429).
+    pub fn arrival(&self) {
+        if let Some(t) = self.last_429.lock().expect("metrics lock").take() {
+            let gap = t.elapsed().as_millis() as u64;
+            let mut min = self.min_gap_after_429_ms.lock().expect("metrics lock");
+            *min = Some(min.map_or(gap, |m| m.min(gap)));
+        }
+    }
+
+    /// Notes a 429 answer.
+    pub fn throttled(&self) {
+        *self.last_429.lock().expect("metrics lock") = Some(std::time::Instant::now());
     }
 
     /// Counts an injected fault.
@@ -134,6 +152,14 @@ impl Metrics {
                 "euid_emulator_faults_total{{fault=\"{}\"}} {}",
                 f.name(),
                 faults.get(f.name()).copied().unwrap_or(0)
+            );
+        }
+        if let Some(ms) = *self.min_gap_after_429_ms.lock().expect("metrics lock") {
+            s.push_str("# TYPE euid_emulator_min_gap_after_429_seconds gauge\n");
+            let _ = writeln!(
+                s,
+                "euid_emulator_min_gap_after_429_seconds {}",
+                ms as f64 / 1000.0
             );
         }
         s.push_str("# TYPE euid_emulator_held_requests gauge\n");

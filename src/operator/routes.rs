@@ -70,6 +70,14 @@ pub(super) fn unknown_error(v: &str) -> Resp {
     )
 }
 
+/// The value of query parameter `name`, decoded (`url::form_urlencoded`).
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
 /// Routes one request.
 pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Reset> {
     let path = req.uri().path().to_string();
@@ -84,10 +92,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
             return Ok(r);
         }
         (&Method::POST, "/ops/advance") if state.admin => {
-            let days = req
-                .uri()
-                .query()
-                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("days=")))
+            let days = query_param(&req, "days")
                 .and_then(|d| d.parse::<i64>().ok())
                 .filter(|d| (0..=MAX_ADVANCE_DAYS).contains(d));
             return Ok(match days {
@@ -104,14 +109,8 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
             });
         }
         (&Method::POST, "/ops/hold") if state.admin => {
-            let after = req
-                .uri()
-                .query()
-                .and_then(|q| {
-                    url::form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "after")
-                        .and_then(|(_, v)| v.parse::<u64>().ok())
-                })
+            let after = query_param(&req, "after")
+                .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
             state.released.send_replace(false);
             state.arrived.store(0, Ordering::SeqCst);
@@ -209,6 +208,7 @@ async fn encrypted(
     in_flight: usize,
 ) -> Result<Resp, Reset> {
     let arrived = tokio::time::Instant::now();
+    state.metrics.arrival();
     // 1. Body size: 413 before anything else, as the Vert.x body handler does.
     let declared = req
         .headers()
@@ -253,6 +253,7 @@ async fn encrypted(
         || state.max_in_flight.is_some_and(|m| in_flight > m)
     {
         state.metrics.fault("429");
+        state.metrics.throttled();
         return Ok(too_many(state));
     }
     let fault = state.faults.draw();
@@ -260,7 +261,10 @@ async fn encrypted(
         state.metrics.fault(f.name());
     }
     match fault {
-        Some(Fault::TooMany) => return Ok(too_many(state)),
+        Some(Fault::TooMany) => {
+            state.metrics.throttled();
+            return Ok(too_many(state));
+        }
         Some(Fault::Unavailable) => {
             return Ok(text(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"))
         }
