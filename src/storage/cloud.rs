@@ -113,7 +113,7 @@ fn read_ini(var: &str, default: &str) -> HashMap<String, HashMap<String, String>
 /// environment sets them. An explicitly named profile that does not exist, or that only
 /// the AWS CLI can use (SSO, role chaining), is an error; the implicit `default` profile is
 /// skipped then, and the chain goes on (web identity, ECS, instance metadata).
-fn aws_profile() -> Result<(Vec<(AmazonS3ConfigKey, String)>, Option<ProcessCredentials>), String> {
+fn aws_profile() -> Result<AwsProfile, String> {
     let explicit = env("AWS_PROFILE").or_else(|| env("AWS_DEFAULT_PROFILE"));
     let name = explicit.clone().unwrap_or_else(|| "default".to_string());
     let creds = read_ini("AWS_SHARED_CREDENTIALS_FILE", "credentials");
@@ -179,6 +179,10 @@ fn aws_profile() -> Result<(Vec<(AmazonS3ConfigKey, String)>, Option<ProcessCred
     }
     Ok((out, None))
 }
+
+/// What the shared profile gives the S3 builder: settings, and the credentials provider of
+/// its `credential_process`, if it has one.
+type AwsProfile = (Vec<(AmazonS3ConfigKey, String)>, Option<ProcessCredentials>);
 
 /// Temporary credentials from a profile's `credential_process` are refreshed this long
 /// before they expire (an assumed role's session lasts an hour by default; a backfill, more).
@@ -310,8 +314,7 @@ mod tests {
             .with_service_account_key(r#"{"private_key":"x","client_email":"a@b"}"#)
             .build();
         // An unusable key is refused at build time, naming the problem but not the key.
-        if let Err(e) = gs {
-            assert!(!e.to_string().contains("private_key\":\"x"), "{e}");
-        }
+        let e = gs.expect_err("an unusable service-account key is refused");
+        assert!(!e.to_string().contains("private_key\":\"x"), "{e}");
     }
 }
