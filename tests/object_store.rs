@@ -48,7 +48,9 @@ fn wait_listening(port: u16, child: &mut Child) {
     panic!("nothing listens on {port}");
 }
 
-/// One HTTP/1.0 request on loopback; status and body.
+/// One HTTP/1.0 request on loopback; status and body. moto's development server now and
+/// then resets a connection under load: the helper tries again (a few times) rather than
+/// fail the test on it.
 fn http(
     port: u16,
     method: &str,
@@ -56,7 +58,24 @@ fn http(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut last = None;
+    for _ in 0..5 {
+        match http_once(port, method, path, headers, body) {
+            Ok(r) => return r,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("{method} {path}: {last:?}");
+}
+
+fn http_once(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n",
         body.len()
@@ -65,14 +84,14 @@ fn http(
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
+    s.read_to_end(&mut resp)?;
     let split = resp.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, resp[split + 4..].to_vec())
+    Ok((status, resp[split + 4..].to_vec()))
 }
 
 /// moto's S3 server on a free port, with one bucket.

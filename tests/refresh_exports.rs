@@ -616,6 +616,10 @@ fn counts_after_a_resumed_refresh_equal_a_clean_runs() {
             now.clone(),
             "--part-rows".into(),
             "5000".into(),
+            // One request at a time, so the hold below stops the run after the first
+            // chunk's answer, never before it.
+            "--concurrency".into(),
+            "1".into(),
             "-q".into(),
         ]
     };

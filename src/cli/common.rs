@@ -117,26 +117,58 @@ impl MetricsArgs {
     }
 }
 
+/// Names where the key and secret came from on the errors they cause (401, a secret that
+/// does not match the key): `--api-key`, a command, a file, `EUID_API_KEY`, a profile.
+pub(super) fn name_credentials<T>(
+    r: Result<T, euid_map::Error>,
+    source: &str,
+) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        let ours = matches!(
+            e,
+            euid_map::Error::Client(
+                euid_map::client::ClientError::Unauthorized
+                    | euid_map::client::ClientError::WrongSecret
+            )
+        );
+        let e = anyhow::Error::new(e);
+        if ours {
+            e.context(format!("with the key and secret from {source}"))
+        } else {
+            e
+        }
+    })
+}
+
+/// How a dataset job ended: its exit code, and whether this run wrote `_SUCCESS` (a
+/// `--resume` of a complete run did not: it must not look like a fresh success).
+pub(super) struct Ended {
+    pub(super) code: u8,
+    pub(super) wrote_success: bool,
+}
+
 /// Runs a dataset job with its metrics: periodic pushes while it runs, and a final page
-/// with the exit code however it ends. The last-success time is set when `_SUCCESS` was
-/// written (exit 0 or 2).
+/// with the exit code however it ends, setup and usage errors included (everything after
+/// the metrics flags themselves parse). `run` builds the job with the metrics it is given.
+/// The last-success time is set only when this run wrote `_SUCCESS` (exit 0 or 2), and
+/// carried forward otherwise.
 pub(super) fn with_metrics(
-    job: &JobConfig,
     args: &MetricsArgs,
-    run: impl FnOnce() -> anyhow::Result<u8>,
+    run: impl FnOnce(std::sync::Arc<euid_map::metrics::RunMetrics>) -> anyhow::Result<Ended>,
 ) -> anyhow::Result<u8> {
     let sinks = args.sinks()?;
-    let reporter = euid_map::metrics::Reporter::start(std::sync::Arc::clone(&job.metrics), sinks);
-    let result = run();
-    let code = match &result {
-        Ok(c) => *c,
-        Err(e) => super::exit::code_of(e),
+    let metrics = std::sync::Arc::new(euid_map::metrics::RunMetrics::default());
+    let reporter = euid_map::metrics::Reporter::start(std::sync::Arc::clone(&metrics), sinks);
+    let result = run(metrics);
+    let (code, success) = match &result {
+        Ok(e) => (
+            e.code,
+            e.wrote_success && matches!(e.code, super::exit::OK | super::exit::SOME_FAILED),
+        ),
+        Err(e) => (super::exit::code_of(e), false),
     };
-    reporter.finish(
-        code,
-        matches!(code, super::exit::OK | super::exit::SOME_FAILED),
-    );
-    result
+    reporter.finish(code, success);
+    result.map(|e| e.code)
 }
 
 impl JobArgs {
@@ -292,14 +324,24 @@ pub(super) fn tell(message: &str) {
 }
 
 /// Prints the summary and turns it into the exit code: 2 when identities failed.
-pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
+pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> Ended {
     if s.already_complete {
         tell(&format!(
             "{} already holds a complete run (finished {}); nothing to do",
             job.out_dir, s.manifest.finished_at
         ));
-        return super::exit::OK;
+        return Ended {
+            code: super::exit::OK,
+            wrote_success: false,
+        };
     }
+    Ended {
+        code: exit_code(s, job, retry_hint),
+        wrote_success: true,
+    }
+}
+
+fn exit_code(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
     print_summary(s, &job.out_dir, job.quiet);
     let failed = s.counts.get(RowStatus::Failed);
     let stale = s.counts.get(RowStatus::Stale);

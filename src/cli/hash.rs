@@ -13,9 +13,10 @@ pub(crate) struct HashArgs {
 
 /// Runs the command.
 pub(super) fn run(a: HashArgs) -> anyhow::Result<u8> {
-    let job = a.job.to_config()?;
-    handle_signals(&job)?;
-    with_metrics(&job, &a.job.metrics, || {
+    with_metrics(&a.job.metrics, |metrics| {
+        let mut job = a.job.to_config()?;
+        job.metrics = metrics;
+        handle_signals(&job)?;
         let summary = euid_map::pipeline::run_hash(&job)?;
         Ok(finish(&summary, &job, ""))
     })

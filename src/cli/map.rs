@@ -19,12 +19,15 @@ pub(crate) struct MapArgs {
 
 /// Runs the command.
 pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
-    let job = a.job.to_config()?;
-    let mapping = a.tuning.settings(a.client.to_config()?)?;
-    let cfg = MapConfig { job, mapping };
-    handle_signals(&cfg.job)?;
-    with_metrics(&cfg.job, &a.job.metrics, || {
-        let summary = euid_map::pipeline::run_map(&cfg)?;
+    with_metrics(&a.job.metrics, |metrics| {
+        let mut job = a.job.to_config()?;
+        job.metrics = metrics;
+        let target = a.client.to_config()?;
+        let source = target.source.clone();
+        let mapping = a.tuning.settings(target)?;
+        let cfg = MapConfig { job, mapping };
+        handle_signals(&cfg.job)?;
+        let summary = super::common::name_credentials(euid_map::pipeline::run_map(&cfg), &source)?;
         Ok(finish(&summary, &cfg.job, "rerun them later"))
     })
 }

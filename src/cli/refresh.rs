@@ -48,31 +48,35 @@ pub(crate) struct RefreshArgs {
 
 /// Runs the command.
 pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
-    let job = a.job.to_config_any()?;
-    let now_ms = match &a.now {
-        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-            .with_context(|| format!("--now {t:?} is not RFC 3339"))?
-            .timestamp_millis(),
-        None => chrono::Utc::now().timestamp_millis(),
-    };
-    let mapping = a.tuning.settings(a.client.to_config()?)?;
-    let cfg = RefreshConfig {
-        state: euid_map::storage::Location::parse(&a.state)?,
-        job,
-        key_col: a.key_col,
-        keep_missing: a.keep_missing,
-        now_ms,
-        mapping,
-        partition_rows: a.partition_rows,
-        max_drop_fraction: a.max_drop_fraction,
-        allow_schema_change: a.allow_schema_change,
-    };
-    if !(0.0..=1.0).contains(&a.max_drop_fraction) {
-        super::usage!("--max-drop-fraction must be between 0 and 1");
-    }
-    handle_signals(&cfg.job)?;
-    with_metrics(&cfg.job, &a.job.metrics, || {
-        let summary = euid_map::refresh::run_refresh(&cfg)?;
+    with_metrics(&a.job.metrics, |metrics| {
+        let mut job = a.job.to_config_any()?;
+        job.metrics = metrics;
+        let now_ms = match &a.now {
+            Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                .with_context(|| format!("--now {t:?} is not RFC 3339"))?
+                .timestamp_millis(),
+            None => chrono::Utc::now().timestamp_millis(),
+        };
+        if !(0.0..=1.0).contains(&a.max_drop_fraction) {
+            super::usage!("--max-drop-fraction must be between 0 and 1");
+        }
+        let target = a.client.to_config()?;
+        let source = target.source.clone();
+        let mapping = a.tuning.settings(target)?;
+        let cfg = RefreshConfig {
+            state: euid_map::storage::Location::parse(&a.state)?,
+            job,
+            key_col: a.key_col.clone(),
+            keep_missing: a.keep_missing,
+            now_ms,
+            mapping,
+            partition_rows: a.partition_rows,
+            max_drop_fraction: a.max_drop_fraction,
+            allow_schema_change: a.allow_schema_change,
+        };
+        handle_signals(&cfg.job)?;
+        let summary =
+            super::common::name_credentials(euid_map::refresh::run_refresh(&cfg), &source)?;
         if let (false, Some(r)) = (cfg.job.quiet, &summary.manifest.refresh) {
             super::common::tell(&format!(
                 "refresh: carried {}, remapped {} (due {}, changed {}, new {}), changed ids {}, newly opted out {}, stale {}, dropped {}",

@@ -15,14 +15,14 @@ impl From<wire::WireError> for ClientError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// 401: the API key is unknown, disabled or lacks the mapper role.
-    #[error("the operator refused the API key (401 unauthorized): check EUID_API_KEY and that the key has the mapper role for this environment")]
+    #[error("the operator refused the API key (401 unauthorized): check the key, and that it has the mapper role for this environment")]
     Unauthorized,
     /// 400 `Invalid timestamp`: this machine's clock is off.
     #[error("the operator rejected the request time (400 Invalid timestamp): this machine's clock differs from the operator's by more than about a minute; sync it with NTP")]
     ClockSkew,
     /// 400 `Invalid body: Check encryption key (ClientSecret)`: the operator could not
     /// decrypt the envelope, so the client secret does not belong to the API key.
-    #[error("the operator could not decrypt the request (400 Invalid body: Check encryption key): the client secret (EUID_CLIENT_SECRET) does not belong to this API key, or is for another environment")]
+    #[error("the operator could not decrypt the request (400 Invalid body: Check encryption key): the client secret does not belong to this API key, or is for another environment")]
     WrongSecret,
     /// Another envelope-level 400 (`Invalid body: …`): the request as a whole is unreadable,
     /// whatever identities it carries (a proxy altering bodies, or a client bug).

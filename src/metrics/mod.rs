@@ -108,7 +108,12 @@ impl RunMetrics {
 
     /// The metrics page now. `exit` is the run's exit code once it ended; `success` sets
     /// the last-success timestamp.
-    pub fn render(&self, labels: &[(String, String)], exit: Option<u8>, success: bool) -> String {
+    pub fn render(
+        &self,
+        labels: &[(String, String)],
+        exit: Option<u8>,
+        last_success: Option<f64>,
+    ) -> String {
         let mut p = text::Page::new(labels);
         let command = self.command.lock().expect("metrics lock").clone();
         p.gauge(
@@ -207,16 +212,27 @@ impl RunMetrics {
                 &[(vec![], f64::from(code))],
             );
         }
-        if success {
-            let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        if let Some(t) = last_success {
             p.gauge(
                 "euid_map_last_success_timestamp_seconds",
                 "When the last successful run ended, Unix seconds.",
-                &[(vec![], now)],
+                &[(vec![], t)],
             );
         }
         p.finish()
     }
+}
+
+/// The last-success time a textfile holds, if any.
+fn previous_success(path: &std::path::Path) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix("euid_map_last_success_timestamp_seconds")?;
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            return None;
+        }
+        rest.rsplit(' ').next()?.trim().parse().ok()
+    })
 }
 
 /// Why metrics could not be delivered (reported, never fatal to the run).
@@ -376,7 +392,7 @@ impl Reporter {
                         &rt,
                         &http,
                         &periodic,
-                        m.render(&periodic.labels, None, false),
+                        m.render(&periodic.labels, None, None),
                     );
                 }
             })
@@ -398,7 +414,17 @@ impl Reporter {
         if !self.sinks.any() {
             return;
         }
-        let page = self.metrics.render(&self.sinks.labels, Some(exit), success);
+        // A run that wrote `_SUCCESS` sets the last-success time; any other keeps the one the
+        // textfile holds (the Pushgateway keeps its own: pushes are POSTs), so the alert on
+        // its age still has something to evaluate after a failed night.
+        let last_success = if success {
+            Some(chrono::Utc::now().timestamp_millis() as f64 / 1000.0)
+        } else {
+            self.sinks.file.as_deref().and_then(previous_success)
+        };
+        let page = self
+            .metrics
+            .render(&self.sinks.labels, Some(exit), last_success);
         match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -438,11 +464,25 @@ mod tests {
     fn only_a_successful_run_sets_the_last_success_time() {
         let m = RunMetrics::default();
         m.set_command("map");
-        let failed = m.render(&[], Some(1), false);
+        let failed = m.render(&[], Some(1), None);
         assert!(!failed.contains("euid_map_last_success_timestamp_seconds"));
         assert!(failed.contains("euid_map_exit_code 1"));
-        let ok = m.render(&[], Some(0), true);
+        let ok = m.render(&[], Some(0), Some(1.0e9));
         assert!(ok.contains("euid_map_last_success_timestamp_seconds "));
         assert!(ok.contains("euid_map_rows_total{status=\"mapped\"} 0"));
+    }
+
+    /// Issue #24.3: a failed run keeps the last-success time the textfile held.
+    #[test]
+    fn a_failed_run_carries_the_last_success_time_forward() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let f = tmp.path().join("euid_map.prom");
+        std::fs::write(
+            &f,
+            "# TYPE euid_map_last_success_timestamp_seconds gauge\neuid_map_last_success_timestamp_seconds{site=\"eu\"} 1764547200\n",
+        )
+        .expect("write");
+        assert_eq!(previous_success(&f), Some(1_764_547_200.0));
+        assert_eq!(previous_success(&tmp.path().join("none.prom")), None);
     }
 }

@@ -317,12 +317,20 @@ pub fn prepare_dir(
     job: &JobDescription,
     resume: bool,
 ) -> Result<DirState, OutputError> {
+    if let Some(p) = dir.local_path() {
+        if p.exists() && !p.is_dir() {
+            return Err(OutputError::NotADirectory { path: dir.url() });
+        }
+    }
     dir.create_dir_all()?;
-    // The lock, and what a run killed before it wrote its job file leaves (a temporary
-    // file, the refresh's scratch), do not make a directory a run to resume.
+    // The lock, what a run killed before it wrote its job file leaves (a temporary file,
+    // the refresh's scratch), and the job file of a run that committed nothing (refused by
+    // the drop guard, a wrong secret, an unreachable operator) do not make a directory a run
+    // to resume: the same command can simply be run again.
     let leftover = |name: &str| {
         name == super::lock::LOCK_FILE
             || name == ".refresh-tmp"
+            || name == JOB_FILE
             || (name.starts_with('.') && name.ends_with(".tmp"))
     };
     let names = dir.list_names()?;

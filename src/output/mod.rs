@@ -44,6 +44,12 @@ pub enum OutputError {
         /// The encoder's message.
         message: String,
     },
+    /// `-o` names an existing file, not a directory.
+    #[error("-o {path} is an existing file; the output is a dataset directory (or prefix): name a new or empty directory")]
+    NotADirectory {
+        /// The path.
+        path: String,
+    },
     /// OUT_DIR already holds files and `--resume` was not given.
     #[error("{path} is not empty; pass --resume to continue the run it holds, or choose another output directory")]
     NotEmpty {

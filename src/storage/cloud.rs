@@ -27,7 +27,7 @@ use super::StorageError;
 fn config_err(url: &str, e: object_store::Error) -> StorageError {
     StorageError::Config {
         url: url.to_string(),
-        why: super::scrub(&super::error_chain(&e)),
+        why: super::with_hint(super::scrub(&super::error_chain(&e))),
     }
 }
 

@@ -70,8 +70,17 @@ pub fn expand_inputs(given: &[String]) -> Result<Vec<(String, Location)>, Storag
             }
             out.extend(files);
         } else {
-            // A missing file or object fails here, before any output is touched.
-            loc.meta()?;
+            // A missing file or object fails here, before any output is touched. An object
+            // prefix given without its `/` is said so.
+            if let Err(e) = loc.meta() {
+                if e.is_not_found() && matches!(loc, Location::Object(_)) {
+                    let as_prefix = Location::parse(&format!("{g}/"))?;
+                    if list_inputs(&as_prefix).is_ok_and(|f| !f.is_empty()) {
+                        return Err(StorageError::PrefixWithoutSlash { url: g.clone() });
+                    }
+                }
+                return Err(e);
+            }
             out.push((g.clone(), loc));
         }
     }

@@ -75,6 +75,12 @@ pub enum StorageError {
         /// The operation.
         what: &'static str,
     },
+    /// An object that does not exist names a prefix with files under it.
+    #[error("{url}: no such object, but it is a prefix with input files under it: end it with / to read them all ({url}/)")]
+    PrefixWithoutSlash {
+        /// The URL as given.
+        url: String,
+    },
     /// A prefix, directory or glob matched no input file.
     #[error("{url}: no input file (.csv, .tsv, .csv.gz, .tsv.gz, .parquet) matches")]
     NoInputs {
@@ -189,7 +195,7 @@ impl ObjectLocation {
             e => StorageError::Request {
                 url: self.url(),
                 op,
-                message: scrub(&tidy(&error_chain(&e))),
+                message: with_hint(scrub(&tidy(&error_chain(&e)))),
             },
         }
     }
@@ -205,6 +211,27 @@ impl ObjectLocation {
             base: self.base.clone(),
             path,
         }
+    }
+}
+
+/// Adds what to do to the store errors whose own words do not say it.
+pub(crate) fn with_hint(message: String) -> String {
+    let hint = if message.contains("URL scheme is not allowed") {
+        Some("the endpoint is http://: set AWS_ALLOW_HTTP=true (for a local S3 such as moto or MinIO)")
+    } else if message.contains("169.254.169.254")
+        || message.contains("resolve_deny")
+        || message.contains("instance metadata")
+        || message.contains("metadata endpoint")
+        || message.contains("/latest/api/token")
+        || message.contains("/latest/meta-data")
+    {
+        Some("no AWS credentials found (tried: the environment, the AWS_PROFILE profile, web identity, the ECS task role, instance metadata); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE")
+    } else {
+        None
+    };
+    match hint {
+        Some(h) => format!("{message} ({h})"),
+        None => message,
     }
 }
 
@@ -734,6 +761,16 @@ fn build_store(_: Cloud, _: &str, shown: &str) -> Result<Arc<dyn ObjectStore>, S
 
 #[cfg(test)]
 mod tests {
+    /// Issue #24.5: store errors whose words do not say what to do get a hint.
+    #[test]
+    fn store_errors_say_what_to_do() {
+        let h = super::with_hint("HEAD failed: builder error: URL scheme is not allowed".into());
+        assert!(h.contains("AWS_ALLOW_HTTP=true"), "{h}");
+        let h = super::with_hint("PUT http://127.0.0.1:9/latest/api/token: refused".into());
+        assert!(h.contains("no AWS credentials found (tried:"), "{h}");
+        assert_eq!(super::with_hint("other".into()), "other");
+    }
+
     use super::*;
 
     #[test]
