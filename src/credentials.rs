@@ -24,7 +24,7 @@ const COMMAND_OUTPUT_MAX: u64 = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// The credentials file is readable by group or others.
-    #[error("{path} is readable by others (mode {mode:o}): a credentials file must be private; run chmod 600 {path}")]
+    #[error("{path} can be read or written by others (mode {mode:o}): a credentials file must be private; run chmod 600 {path} (or 640 with a group of its own, as a Kubernetes Secret mounted with fsGroup is)")]
     Exposed {
         /// The file.
         path: String,
@@ -183,7 +183,10 @@ pub fn load_profile(
         Err(e) => return Err(file_err(e.to_string())),
     };
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    // Others may never read or write it, nor its group write it. Group read is allowed: a
+    // Kubernetes Secret mounted with `fsGroup` is 0440, readable by the pod's own group,
+    // which is how a non-root pod reads it; on a shared host give the file a private group.
+    if mode & 0o027 != 0 {
         return Err(CredentialsError::Exposed { path: shown, mode });
     }
     let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
@@ -323,6 +326,25 @@ api_key = "EUID-C-P-2-def.OTHER"
 client_secret = "S2"
 env = "prod"
 "#;
+
+    /// Issue #24.4: a Secret mounted with fsGroup (0440) is accepted; what others can read
+    /// or the group can write is refused.
+    #[test]
+    fn group_read_is_allowed_and_others_are_refused() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o440, true),
+            (0o640, true),
+            (0o660, false),
+            (0o604, false),
+            (0o644, false),
+        ] {
+            let p = write(tmp.path(), FILE, mode);
+            assert_eq!(load_profile(&p, "integ", true).is_ok(), ok, "{mode:o}");
+        }
+    }
 
     #[test]
     fn profiles_are_read_by_name_and_know_their_environment() {

@@ -6,6 +6,7 @@ mod client_args;
 mod common;
 pub(crate) mod credentials;
 pub(crate) mod hash;
+pub(crate) mod latest;
 pub(crate) mod logging;
 pub(crate) mod map;
 pub(crate) mod operator;
@@ -89,6 +90,8 @@ pub(crate) enum Command {
     /// Credentials: `credentials check` tells whether a key and secret work for mapping.
     #[command(subcommand)]
     Credentials(credentials::CredentialsCommand),
+    /// Print the newest finished night under a folder of nightly outputs (for --state).
+    Latest(latest::LatestArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -102,6 +105,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Refresh(a) => refresh::run(a),
         Command::Operator(a) => operator::run(a),
         Command::Credentials(c) => credentials::run(c),
+        Command::Latest(a) => latest::run(a),
     }
 }
 

@@ -278,6 +278,36 @@ impl Manifest {
     }
 }
 
+/// The newest finished dataset directly under `root` (a directory or prefix of nightly
+/// outputs such as `2026-11-27/`): the last name, in name order, that holds `_SUCCESS` and a
+/// manifest marked complete, skipping names at or after `before`. A failed or interrupted
+/// night (no `_SUCCESS`) is never chosen.
+///
+/// # Errors
+/// `root` cannot be listed.
+pub fn latest_complete(
+    root: &Location,
+    before: Option<&str>,
+) -> Result<Option<Location>, OutputError> {
+    let mut names: Vec<String> = root
+        .list_names()?
+        .into_iter()
+        .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+        .filter(|n| before.is_none_or(|b| n.as_str() < b))
+        .collect();
+    names.sort();
+    for n in names.iter().rev() {
+        let dir = root.join(n);
+        if !dir.join(SUCCESS_FILE).exists().unwrap_or(false) {
+            continue;
+        }
+        if Manifest::read(&dir).is_ok_and(|m| m.status == RunState::Complete) {
+            return Ok(Some(dir));
+        }
+    }
+    Ok(None)
+}
+
 /// What [`prepare_dir`] found in the output directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DirState {

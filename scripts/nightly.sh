@@ -1,0 +1,41 @@
+#!/bin/sh
+# The nightly job behind every recipe in the README (cron, systemd, Kubernetes CronJob):
+#
+#   nightly.sh ROOT EXPORT KEY_COL [euid-map flags...]
+#
+# writes tonight's dataset to ROOT/YYYY-MM-DD (UTC). The state is the newest night under
+# ROOT that finished (`euid-map latest`: a failed or interrupted night is never taken); the
+# first night, with no state yet, is a plain `map`. Every run passes --resume, so the same
+# command run again after a SIGTERM, a crash or a failure continues tonight's run, and on a
+# night that already finished it is a no-op that exits 0 without counting as a new success.
+# Flags after KEY_COL go to euid-map (credentials, --env, metrics, tuning).
+#
+# Environment:
+#   EUID_MAP          the binary (default: euid-map on the PATH)
+#   EUID_MAP_DAY      tonight's folder name (default: today, UTC, YYYY-MM-DD)
+#   EUID_MAP_NOW      refresh --now (default: now; tests set the emulator's simulated time)
+#
+# Exit codes: those of euid-map (0 done, 2 some identities failed or stale, 1 fatal,
+# 64 usage, 143 SIGTERM).
+set -eu
+if [ $# -lt 3 ]; then
+  echo "usage: nightly.sh ROOT EXPORT KEY_COL [euid-map flags...]" >&2
+  exit 64
+fi
+root=${1%/}
+export_path=$2
+key=$3
+shift 3
+bin=${EUID_MAP:-euid-map}
+day=${EUID_MAP_DAY:-$(date -u +%F)}
+out="$root/$day"
+if prev=$("$bin" latest "$root" --before "$day" 2>/dev/null); then
+  echo "nightly: refresh of $prev into $out" >&2
+  if [ -n "${EUID_MAP_NOW:-}" ]; then
+    exec "$bin" refresh --state "$prev" -o "$out" --resume "$export_path" --key-col "$key" \
+      --now "$EUID_MAP_NOW" "$@"
+  fi
+  exec "$bin" refresh --state "$prev" -o "$out" --resume "$export_path" --key-col "$key" "$@"
+fi
+echo "nightly: no finished night under $root yet: first map into $out" >&2
+exec "$bin" map "$export_path" -o "$out" --resume --keep-col "$key" "$@"
