@@ -113,7 +113,7 @@ fn the_nightly_recipe_takes_the_last_good_night_after_a_refused_and_an_interrupt
     export(&e("n3.csv"), 0..1200);
     let now = op.advance(1);
     op.http(true, "/ops/hold?after=0");
-    let mut child = n
+    let child = n
         .command("2026-12-03", &e("n3.csv"), &now)
         .stderr(Stdio::piped())
         .spawn()
