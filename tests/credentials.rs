@@ -46,6 +46,11 @@ fn credentials_check_passes_a_good_profile_and_explains_bad_keys() {
         out.contains("round trip") && out.contains("clock skew"),
         "{out}"
     );
+    // Issue #24.7: the check and the emulator agree on the opt-out test identities.
+    assert!(
+        out.contains("2 of 2 test identities answered opted out"),
+        "{out}"
+    );
     assert!(
         !out.contains(SECRET) && !out.contains(API_KEY),
         "never the key or secret"
@@ -253,4 +258,29 @@ fn the_manifest_names_the_key_never_the_secret() {
     let v: serde_json::Value = serde_json::from_str(&m).unwrap();
     assert_eq!(v["key_id"], "EUID-C-L-1-test");
     assert!(!m.contains(SECRET) && !m.contains(API_KEY));
+}
+
+/// Issue #24.6: credentials for a real operator beside `--env local` (whose embedded emulator
+/// has its own demo key) are refused, not silently ignored; so is an emulator secret alone.
+#[test]
+fn flags_that_would_be_ignored_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "email\na@example.com\n").unwrap();
+    let out = tmp.path().join("o");
+    for extra in [
+        vec!["--profile", "emu"],
+        vec!["--credentials-command", "echo {}"],
+        vec!["--api-key", "K", "--client-secret", SECRET],
+    ] {
+        let mut args = vec!["map", input.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(["--env", "local", "-q"]);
+        args.extend(extra.iter().copied());
+        let o = run_bin(&args, &[]);
+        assert_eq!(o.status.code(), Some(64), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("would be ignored"), "{}", stderr(&o));
+    }
+    let o = run_bin(&["operator", "--client-secret", SECRET], &[]);
+    assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--api-key"), "{}", stderr(&o));
 }

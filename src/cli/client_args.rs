@@ -123,6 +123,19 @@ impl ClientArgs {
             usage!("--concurrency must be between 1 and {MAX_CONCURRENCY} (the documented maximum of parallel batches)");
         }
         if self.env == Some(Env::Local) {
+            // The embedded emulator has its own demo key: credentials meant for a real
+            // operator would be ignored without a word.
+            let ignored = [
+                (self.profile.is_some(), "--profile"),
+                (self.api_key.is_some(), "--api-key"),
+                (self.credentials_command.is_some(), "--credentials-command"),
+                (self.credentials.is_some(), "--credentials"),
+            ];
+            if let Some((_, flag)) = ignored.iter().find(|(given, _)| *given) {
+                usage!(
+                    "--env local runs the embedded emulator with its own demo key, so {flag} would be ignored: drop it, or point --base-url at an operator (or `euid-map operator`) that takes those credentials"
+                );
+            }
             return self.target(
                 String::new(),
                 "local",

@@ -23,14 +23,14 @@ pub(crate) struct CheckArgs {
     client: ClientArgs,
 }
 
-/// The documented opt-out test identities: `optout@example.com` (the integration
-/// environment answers it opted out) and the test phone `+00000000002`.
+/// The opt-out test identities as the operator's code has them (and so the emulator):
+/// `optout@example.com` and `+00000000000` (`+00000000002` is a refresh test identity).
 fn test_identities() -> Vec<(IdentityKind, euid_map::record::IdentityHash)> {
     let mut ids = Vec::new();
     if let Ok(h) = euid_map::normalize::hash_email("optout@example.com") {
         ids.push((IdentityKind::Email, h));
     }
-    if let Ok(h) = euid_map::normalize::hash_phone("+00000000002") {
+    if let Ok(h) = euid_map::normalize::hash_phone("+00000000000") {
         ids.push((IdentityKind::Phone, h));
     }
     ids

@@ -29,8 +29,9 @@ pub(crate) struct OperatorArgs {
         value_parser = super::common::parse_secret
     )]
     api_key: Option<Secret<String>>,
-    /// Its client secret (base64 of 32 bytes).
-    #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true, value_parser = super::common::parse_secret)]
+    /// Its client secret (base64 of 32 bytes); only with --api-key (a secret alone would be
+    /// ignored for the demo keys).
+    #[arg(long, env = "EUID_CLIENT_SECRET", hide_env_values = true, requires = "api_key", value_parser = super::common::parse_secret)]
     client_secret: Option<Secret<String>>,
     /// JSON file of clients: [{"key": "...", "secret": "...", "roles": ["MAPPER"]}].
     #[arg(long, value_name = "FILE", conflicts_with = "api_key")]
