@@ -92,6 +92,18 @@ pub struct Credentials {
     pub client_secret: Secret<String>,
     /// Where they came from, for messages (`--api-key`, `profile [prod]`, …).
     pub source: String,
+    /// When the key was issued (a profile's `issued = 2026-01-15`), to remind of rotation.
+    pub issued: Option<chrono::NaiveDate>,
+}
+
+/// Keys older than this many days are due for rotation (EUID asks for yearly rotation).
+pub const DEFAULT_MAX_KEY_AGE_DAYS: i64 = 365;
+
+impl Credentials {
+    /// Days since the key was issued, if the profile says when.
+    pub fn age_days(&self, today: chrono::NaiveDate) -> Option<i64> {
+        self.issued.map(|d| (today - d).num_days())
+    }
 }
 
 #[derive(Deserialize)]
@@ -101,6 +113,8 @@ struct ProfileEntry {
     client_secret: String,
     base_url: Option<String>,
     env: Option<String>,
+    /// `YYYY-MM-DD`: when the key was issued.
+    issued: Option<String>,
 }
 
 /// One `[NAME]` section of `credentials.toml`.
@@ -216,12 +230,23 @@ pub fn load_profile(
             )));
         }
     }
+    let issued = match &entry.issued {
+        None => None,
+        Some(d) => Some(
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|_| {
+                file_err(format!(
+                    "[{name}] issued must be a date such as \"2026-01-15\", not {d:?}"
+                ))
+            })?,
+        ),
+    };
     Ok(Some(Profile {
         name: name.to_string(),
         credentials: Credentials {
             api_key: Secret::new(entry.api_key),
             client_secret: Secret::new(entry.client_secret),
             source: format!("profile [{name}] of {shown}"),
+            issued,
         },
         base_url: entry.base_url,
         env: entry.env,
@@ -272,6 +297,7 @@ pub fn from_command(
             api_key: Secret::new(k),
             client_secret: Secret::new(s),
             source: "--credentials-command".to_string(),
+            issued: None,
         }),
         _ => Err(CredentialsError::CommandOutput {
             why: "api_key or client_secret is missing".to_string(),
@@ -287,6 +313,7 @@ pub fn from_environment() -> Option<Credentials> {
         api_key: Secret::new(key),
         client_secret: Secret::new(secret),
         source: "EUID_API_KEY/EUID_CLIENT_SECRET".to_string(),
+        issued: None,
     })
 }
 

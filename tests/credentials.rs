@@ -284,3 +284,80 @@ fn flags_that_would_be_ignored_are_refused() {
     assert_eq!(o.status.code(), Some(64), "{}", stderr(&o));
     assert!(stderr(&o).contains("--api-key"), "{}", stderr(&o));
 }
+
+/// Issue #24 (rotation): a profile records when its key was issued; `credentials check`
+/// warns past a year, every run exports the key's age, and `credentials usage` lists the
+/// datasets a key produced.
+#[test]
+fn key_age_is_checked_exported_and_its_datasets_listed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&[]);
+    let issued = (chrono::Utc::now().date_naive() - chrono::Duration::days(400)).to_string();
+    let file = profiles(
+        tmp.path(),
+        &format!(
+            "[old]\napi_key = \"{API_KEY}\"\nclient_secret = \"{SECRET}\"\nbase_url = \"{}\"\nissued = \"{issued}\"\n",
+            op.url
+        ),
+        0o600,
+    );
+    let file_env = ("EUID_CREDENTIALS_FILE", file.to_str().unwrap());
+    let o = run_bin(&["credentials", "check", "--profile", "old"], &[file_env]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("400 days ago") && out.contains("rotate it"),
+        "{out}"
+    );
+    let o = run_bin(
+        &[
+            "credentials",
+            "check",
+            "--profile",
+            "old",
+            "--max-key-age-days",
+            "500",
+        ],
+        &[file_env],
+    );
+    assert!(!stdout(&o).contains("rotate it"), "{}", stdout(&o));
+
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "email\na@example.com\n").unwrap();
+    let root = tmp.path().join("euid");
+    let prom = tmp.path().join("m.prom");
+    for night in ["2026-12-01", "2026-12-02"] {
+        let out = root.join(night);
+        let o = run_bin(
+            &[
+                "map",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+                "--profile",
+                "old",
+                "--metrics-file",
+                prom.to_str().unwrap(),
+                "-q",
+            ],
+            &[file_env],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stderr(&o).contains("rotate it"), "{}", stderr(&o));
+    }
+    let text = std::fs::read_to_string(&prom).unwrap();
+    assert_eq!(
+        euid_map::operator::metrics::sample(&text, "euid_map_credentials_age_days"),
+        Some(400.0),
+        "{text}"
+    );
+    let o = run_bin(&["credentials", "usage", root.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("EUID-C-L-1-test: 2 dataset(s)"), "{out}");
+    assert!(
+        out.contains("2026-12-01") && out.contains("2026-12-02"),
+        "{out}"
+    );
+    assert!(!out.contains(SECRET), "{out}");
+}

@@ -25,6 +25,33 @@ pub(super) struct OperatorTarget {
     pub(super) embedded: bool,
     /// Where the credentials came from (never the credentials).
     pub(super) source: String,
+    /// When the key was issued, if its profile says.
+    pub(super) issued: Option<chrono::NaiveDate>,
+}
+
+impl OperatorTarget {
+    /// Days since the key was issued, if known.
+    pub(super) fn key_age_days(&self) -> Option<i64> {
+        self.issued
+            .map(|d| (chrono::Utc::now().date_naive() - d).num_days())
+    }
+
+    /// Warns (log and stderr) when the key is older than `max_days`; EUID asks for yearly
+    /// rotation. Records the age in the run's metrics.
+    pub(super) fn remind_rotation(&self, metrics: &euid_map::metrics::RunMetrics, max_days: i64) {
+        let Some(age) = self.key_age_days() else {
+            return;
+        };
+        metrics.set_credentials_age_days(age);
+        if age > max_days {
+            tracing::warn!(
+                age_days = age,
+                max_days,
+                "the API key from {} was issued {age} days ago: rotate it (EUID asks for yearly rotation)",
+                self.source
+            );
+        }
+    }
 }
 
 /// Where the operator is.
@@ -144,6 +171,7 @@ impl ClientArgs {
                     api_key: Secret::new(euid_map::protocol::DEMO_API_KEY.to_string()),
                     client_secret: Secret::new(euid_map::protocol::DEMO_CLIENT_SECRET.to_string()),
                     source: "the embedded emulator's demo key".to_string(),
+                    issued: None,
                 },
             );
         }
@@ -194,6 +222,7 @@ impl ClientArgs {
                 api_key: k.clone(),
                 client_secret: s.clone(),
                 source: "--api-key".to_string(),
+                issued: None,
             });
         }
         if let Some(cmd) = &self.credentials_command {
@@ -263,6 +292,7 @@ impl ClientArgs {
             env: env.to_string(),
             embedded,
             source: creds.source,
+            issued: creds.issued,
         })
     }
 }
@@ -282,5 +312,6 @@ fn json_file(path: &std::path::Path) -> anyhow::Result<Credentials> {
         api_key: field("api_key")?,
         client_secret: field("client_secret")?,
         source: path.display().to_string(),
+        issued: None,
     })
 }

@@ -23,6 +23,10 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
         let mut job = a.job.to_config()?;
         job.metrics = metrics;
         let target = a.client.to_config()?;
+        target.remind_rotation(
+            &job.metrics,
+            euid_map::credentials::DEFAULT_MAX_KEY_AGE_DAYS,
+        );
         let source = target.source.clone();
         let mapping = a.tuning.settings(target)?;
         let cfg = MapConfig { job, mapping };

@@ -61,6 +61,10 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
             super::usage!("--max-drop-fraction must be between 0 and 1");
         }
         let target = a.client.to_config()?;
+        target.remind_rotation(
+            &job.metrics,
+            euid_map::credentials::DEFAULT_MAX_KEY_AGE_DAYS,
+        );
         let source = target.source.clone();
         let mapping = a.tuning.settings(target)?;
         let cfg = RefreshConfig {

@@ -46,6 +46,8 @@ impl Sinks {
 
 /// The live counters of one run, attached by the stages as they start.
 pub struct RunMetrics {
+    /// Days since the run's API key was issued (its profile's `issued`), if known.
+    credentials_age_days: std::sync::atomic::AtomicI64,
     started: Instant,
     command: Mutex<String>,
     client: OnceLock<Arc<ClientStats>>,
@@ -65,7 +67,16 @@ impl Default for RunMetrics {
             read: OnceLock::new(),
             rows: Mutex::new(StatusCounts::default()),
             refresh: Mutex::new(None),
+            credentials_age_days: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
+    }
+}
+
+impl RunMetrics {
+    /// Records how old the run's API key is, in days.
+    pub fn set_credentials_age_days(&self, days: i64) {
+        self.credentials_age_days
+            .store(days, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -205,6 +216,16 @@ impl RunMetrics {
             "Wall time of the run so far, seconds.",
             &[(vec![], self.started.elapsed().as_secs_f64())],
         );
+        let age = self
+            .credentials_age_days
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if age != i64::MIN {
+            p.gauge(
+                "euid_map_credentials_age_days",
+                "Days since the run's API key was issued (its profile's issued date); EUID asks for yearly rotation.",
+                &[(vec![], age as f64)],
+            );
+        }
         if let Some(code) = exit {
             p.gauge(
                 "euid_map_exit_code",
