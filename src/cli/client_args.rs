@@ -81,6 +81,7 @@ pub(crate) enum ApiArg {
 /// profile (--profile NAME, or the section named after --env integ|prod) in
 /// $EUID_CREDENTIALS_FILE or $XDG_CONFIG_HOME/euid-map/credentials.toml.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Operator and credentials")]
 pub(crate) struct ClientArgs {
     /// Environment: local (embedded emulator), integ or prod.
     #[arg(long, value_enum)]

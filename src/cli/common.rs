@@ -22,6 +22,7 @@ pub(super) fn parse_secret(s: &str) -> Result<Secret<String>, std::convert::Infa
 
 /// Inputs, columns and output of a dataset command.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Input and output")]
 pub(super) struct JobArgs {
     /// Input files: .csv, .tsv, .csv.gz, .tsv.gz or .parquet, local or object-store URLs
     /// (s3://, gs://, az://, abfss://, file://), read in order. A directory or prefix ending
@@ -75,6 +76,7 @@ pub(super) struct JobArgs {
 
 /// Prometheus metrics flags.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Metrics")]
 pub(super) struct MetricsArgs {
     /// Push metrics to this Prometheus Pushgateway (job="euid-map") at the end of the run,
     /// success or failure, and every 30 s during it.
@@ -280,6 +282,7 @@ pub(super) fn print_summary(s: &Summary, out_dir: &euid_map::storage::Location, 
 
 /// Batching flags shared by `map` and `refresh`.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Tuning")]
 pub(super) struct Tuning {
     /// Identities per request (at most 5,000, the documented maximum).
     #[arg(long, default_value_t = MAX_ITEMS_PER_REQUEST)]

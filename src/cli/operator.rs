@@ -16,6 +16,7 @@ use euid_map::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
 
 /// Arguments of `euid-map operator`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  euid-map operator --listen 127.0.0.1:8080\n  euid-map operator --admin --faults 429=0.05,503=0.02 --rate-limit 50\n  curl -X POST 'http://127.0.0.1:8080/ops/advance?days=40'\n\nEnvironment: EUID_API_KEY, EUID_CLIENT_SECRET (the one client's key; else the demo key).\nExit codes: 0 stopped by Ctrl-C or SIGTERM; 1 cannot listen or bad keys; 64 usage error.")]
 pub(crate) struct OperatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]

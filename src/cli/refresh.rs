@@ -12,20 +12,21 @@ use euid_map::refresh::RefreshConfig;
 /// v3 (`/v3/identity/map`) is the only API: public EUID deprecated the v2 endpoints on
 /// 30 September 2026, and v3's per-identity refresh time (`r`) is what tells which rows are due.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  euid-map refresh --state out/2026-11-30 -o out/2026-12-01 --env prod\n  euid-map refresh --state \"$(euid-map latest out --before 2026-12-01)\" -o out/2026-12-01 customers.csv --key-col customer_id --resume\n\nEnvironment: EUID_API_KEY, EUID_CLIENT_SECRET, EUID_CREDENTIALS_FILE (credentials); AWS_*, GOOGLE_*, AZURE_* (object storage); RUST_LOG, NO_COLOR (logs).\nExit codes: 0 done; 2 some identities failed (or stale) after retries, the output is complete; 1 fatal, no _SUCCESS; 64 usage error; 130/143 interrupted by SIGINT/SIGTERM (rerun with --resume).")]
 pub(crate) struct RefreshArgs {
     /// The previous run's output directory or object-store prefix (of map or refresh).
-    #[arg(long, value_name = "PREV_DIR")]
+    #[arg(long, help_heading = "Refresh", value_name = "PREV_DIR")]
     state: String,
     #[command(flatten)]
     job: JobArgs,
     /// Column identifying a customer in the state and today's INPUT (required with INPUT).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = "Refresh", value_name = "NAME")]
     key_col: Option<String>,
     /// Keep customers that are gone from today's INPUT (default: drop them).
-    #[arg(long)]
+    #[arg(long, help_heading = "Refresh")]
     keep_missing: bool,
     /// The time that decides what is due (RFC 3339; default now).
-    #[arg(long, value_name = "RFC3339")]
+    #[arg(long, help_heading = "Refresh", value_name = "RFC3339")]
     now: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
@@ -34,15 +35,15 @@ pub(crate) struct RefreshArgs {
     /// Refuse (exit 1, no _SUCCESS) when today's export lacks more than this fraction of
     /// the state's customers: an empty or truncated export would otherwise wipe the state.
     /// 1 allows any drop. Ignored with --keep-missing, which drops nothing.
-    #[arg(long, default_value_t = euid_map::refresh::DEFAULT_MAX_DROP_FRACTION, value_name = "FRACTION")]
+    #[arg(long, help_heading = "Refresh", default_value_t = euid_map::refresh::DEFAULT_MAX_DROP_FRACTION, value_name = "FRACTION")]
     max_drop_fraction: f64,
     /// Let the new dataset's kept columns differ from the state's (names or types). Without
     /// it, refresh keeps the state's columns and refuses a --keep-col set that would change
     /// them.
-    #[arg(long)]
+    #[arg(long, help_heading = "Refresh")]
     allow_schema_change: bool,
     /// State rows per partition when joining with today's export (memory ≈ 250 bytes each).
-    #[arg(long, default_value_t = euid_map::refresh::join::PARTITION_ROWS, hide = true)]
+    #[arg(long, help_heading = "Refresh", default_value_t = euid_map::refresh::join::PARTITION_ROWS, hide = true)]
     partition_rows: u64,
 }
 
