@@ -318,10 +318,13 @@ pub enum MapOutcome {
         /// When the answer arrived, Unix milliseconds.
         mapped_at: i64,
     },
-    /// `{"e":"optout"}`.
+    /// `{"e":"optout"}`, or an opt-out found by refresh's sweep (`/v2/optout/status`).
     Optout {
-        /// When the answer arrived, Unix milliseconds.
+        /// When the answer arrived, Unix milliseconds (the swept row's own mapping time).
         mapped_at: i64,
+        /// From the sweep: when the person opted out (`opted_out_since`, Unix ms); written
+        /// in `reason` as `opted out <time>`.
+        since: Option<i64>,
     },
     /// `{"e":"invalid identifier"}`.
     Invalid,
@@ -379,9 +382,11 @@ impl RefreshMark {
     pub const NEWLY_OPTED_OUT: RefreshMark = RefreshMark(1 << 5);
     /// Due, its remap failed, and it keeps its last known raw EUID.
     pub const STALE: RefreshMark = RefreshMark(1 << 6);
+    /// Carried, and the opt-out sweep found its raw EUID opted out.
+    pub const SWEPT_OPTOUT: RefreshMark = RefreshMark(1 << 7);
 
     /// The counters, in the order of [`RefreshTally`], with the manifest's names.
-    pub const NAMES: [(&'static str, RefreshMark); 7] = [
+    pub const NAMES: [(&'static str, RefreshMark); 8] = [
         ("carried", RefreshMark::CARRIED),
         ("due", RefreshMark::DUE),
         ("value_changed", RefreshMark::VALUE_CHANGED),
@@ -389,6 +394,7 @@ impl RefreshMark {
         ("changed_ids", RefreshMark::CHANGED_ID),
         ("newly_opted_out", RefreshMark::NEWLY_OPTED_OUT),
         ("stale", RefreshMark::STALE),
+        ("optout_swept", RefreshMark::SWEPT_OPTOUT),
     ];
 
     /// Both marks' bits.

@@ -491,8 +491,9 @@ fn a_clock_skew_answer_is_retried_once_then_stops_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in.csv");
     std::fs::write(&input, "email\na@example.com\n").unwrap();
-    // A window of 0 s: every timestamp is stale by the time it is checked.
-    let op = Operator::start(&["--timestamp-window", "0"]);
+    // The emulator's clock two minutes ahead, beyond its 60 s window: every timestamp is
+    // stale, whatever the machine's speed.
+    let op = Operator::start(&["--clock-offset-secs", "120"]);
     let out = tmp.path().join("out");
     let o = run_bin(
         &[

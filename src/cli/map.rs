@@ -8,7 +8,9 @@ use euid_map::config::MapConfig;
 
 /// Arguments of `euid-map map`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  euid-map map customers.csv -o out/2026-12-01 --env prod --keep-col customer_id\n  euid-map map s3://lake/exports/ -o s3://lake/euid/2026-12-01 --profile prod --resume\n  euid-map map fixtures/customers.csv -o out/demo --env local\n\nEnvironment: EUID_API_KEY, EUID_CLIENT_SECRET, EUID_CREDENTIALS_FILE (credentials); AWS_*, GOOGLE_*, AZURE_* (object storage); RUST_LOG, NO_COLOR (logs).\nExit codes: 0 done; 2 some identities failed (or stale) after retries, the output is complete; 1 fatal, no _SUCCESS; 64 usage error; 130/143 interrupted by SIGINT/SIGTERM (rerun with --resume).")]
+#[command(
+    after_help = "Examples:\n  euid-map map customers.csv -o out/2026-12-01 --env prod --keep-col customer_id\n  euid-map map s3://lake/exports/ -o s3://lake/euid/2026-12-01 --profile prod --resume\n  euid-map map fixtures/customers.csv -o out/demo --env local\n\nEnvironment: EUID_API_KEY, EUID_CLIENT_SECRET, EUID_CREDENTIALS_FILE (credentials); AWS_*, GOOGLE_*, AZURE_* (object storage); RUST_LOG, NO_COLOR (logs).\nExit codes: 0 done; 2 some identities failed (or stale) after retries, the output is complete; 1 fatal, no _SUCCESS; 64 usage error; 130/143 interrupted by SIGINT/SIGTERM (rerun with --resume)."
+)]
 pub(crate) struct MapArgs {
     #[command(flatten)]
     job: JobArgs,

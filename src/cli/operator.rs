@@ -16,7 +16,9 @@ use euid_map::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
 
 /// Arguments of `euid-map operator`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  euid-map operator --listen 127.0.0.1:8080\n  euid-map operator --admin --faults 429=0.05,503=0.02 --rate-limit 50\n  curl -X POST 'http://127.0.0.1:8080/ops/advance?days=40'\n\nEnvironment: EUID_API_KEY, EUID_CLIENT_SECRET (the one client's key; else the demo key).\nExit codes: 0 stopped by Ctrl-C or SIGTERM; 1 cannot listen or bad keys; 64 usage error.")]
+#[command(
+    after_help = "Examples:\n  euid-map operator --listen 127.0.0.1:8080\n  euid-map operator --admin --faults 429=0.05,503=0.02 --rate-limit 50\n  curl -X POST 'http://127.0.0.1:8080/ops/advance?days=40'\n\nEnvironment: EUID_API_KEY, EUID_CLIENT_SECRET (the one client's key; else the demo key).\nExit codes: 0 stopped by Ctrl-C or SIGTERM; 1 cannot listen or bad keys; 64 usage error."
+)]
 pub(crate) struct OperatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -86,6 +88,10 @@ pub(crate) struct OperatorArgs {
     /// run time; the gauge `euid_emulator_held_requests` counts the requests waiting.
     #[arg(long, value_name = "N", requires = "admin")]
     hold_after: Option<u64>,
+    /// Seconds the emulator's clock is off when it checks request timestamps (clock-skew
+    /// tests).
+    #[arg(long, hide = true, default_value_t = 0, allow_negative_numbers = true)]
+    clock_offset_secs: i64,
 }
 
 /// Runs the server until Ctrl-C.
@@ -130,6 +136,7 @@ pub(super) fn run(a: OperatorArgs) -> anyhow::Result<u8> {
         poison: a.poison,
         expire_after: a.expire_after,
         hold_after: a.hold_after,
+        clock_offset_ms: a.clock_offset_secs.saturating_mul(1000),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

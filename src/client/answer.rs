@@ -57,7 +57,10 @@ pub(super) fn parse_answer(
                 ),
                 mapped_at: at,
             },
-            (None, Some(e)) if e == "optout" => MapOutcome::Optout { mapped_at: at },
+            (None, Some(e)) if e == "optout" => MapOutcome::Optout {
+                mapped_at: at,
+                since: None,
+            },
             (None, Some(e)) if e == "invalid identifier" => MapOutcome::Invalid,
             (None, Some(e)) => MapOutcome::Unmapped(Arc::from(&**e)),
             (None, None) => {

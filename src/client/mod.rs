@@ -103,6 +103,7 @@ pub struct Client {
     v3_url: String,
     v2_url: String,
     buckets_url: String,
+    optout_url: String,
     api: Api,
     key: envelope::Key,
     limiter: Option<governor::DefaultDirectRateLimiter>,
@@ -144,6 +145,7 @@ impl Client {
             v3_url: format!("{}/v3/identity/map", cfg.base_url.trim_end_matches('/')),
             v2_url: format!("{}/v2/identity/map", cfg.base_url.trim_end_matches('/')),
             buckets_url: format!("{}/v2/identity/buckets", cfg.base_url.trim_end_matches('/')),
+            optout_url: format!("{}/v2/optout/status", cfg.base_url.trim_end_matches('/')),
             api: cfg.api,
             key: envelope::Key::new(&cfg.secret),
             limiter: cfg.rps.map(rate_limit::limiter),
@@ -335,6 +337,22 @@ impl Client {
         self.with_retries(|| async {
             let answer = self.exchange(&self.buckets_url, &json).await?;
             Ok(wire::parse_buckets(answer.json())?)
+        })
+        .await
+    }
+
+    /// Asks `/v2/optout/status` which of at most 5,000 raw EUIDs are opted out: the opted-out
+    /// ones with `opted_out_since` (Unix ms). Same retries, backoff, `Retry-After` and fatal
+    /// errors as a map request (the same loop); a fresh envelope per attempt.
+    ///
+    /// # Errors
+    /// A fatal error, or the retries ran out.
+    pub async fn optout_status(&self, ids: &[&str]) -> Result<Vec<(String, i64)>, ClientError> {
+        debug_assert!(ids.len() <= crate::protocol::MAX_ITEMS_PER_REQUEST);
+        let json = wire::optout_request(ids);
+        self.with_retries(|| async {
+            let answer = self.exchange(&self.optout_url, &json).await?;
+            Ok(wire::parse_optout_status(answer.json())?)
         })
         .await
     }

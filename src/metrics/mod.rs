@@ -48,6 +48,8 @@ impl Sinks {
 pub struct RunMetrics {
     /// Days since the run's API key was issued (its profile's `issued`), if known.
     credentials_age_days: std::sync::atomic::AtomicI64,
+    /// The opt-out sweep: raw ids checked, found opted out.
+    optout: Mutex<Option<(u64, u64)>>,
     started: Instant,
     command: Mutex<String>,
     client: OnceLock<Arc<ClientStats>>,
@@ -68,11 +70,17 @@ impl Default for RunMetrics {
             rows: Mutex::new(StatusCounts::default()),
             refresh: Mutex::new(None),
             credentials_age_days: std::sync::atomic::AtomicI64::new(i64::MIN),
+            optout: Mutex::new(None),
         }
     }
 }
 
 impl RunMetrics {
+    /// Records the opt-out sweep's counts.
+    pub fn set_optout(&self, checked: u64, found: u64) {
+        *self.optout.lock().expect("metrics lock") = Some((checked, found));
+    }
+
     /// Records how old the run's API key is, in days.
     pub fn set_credentials_age_days(&self, days: i64) {
         self.credentials_age_days
@@ -216,6 +224,18 @@ impl RunMetrics {
             "Wall time of the run so far, seconds.",
             &[(vec![], self.started.elapsed().as_secs_f64())],
         );
+        if let Some((checked, found)) = *self.optout.lock().expect("metrics lock") {
+            p.counter(
+                "euid_map_optout_checked_total",
+                "Raw EUIDs refresh's opt-out sweep checked with /v2/optout/status.",
+                &[(vec![], checked as f64)],
+            );
+            p.counter(
+                "euid_map_optout_found_total",
+                "Raw EUIDs the opt-out sweep found opted out (their rows became optout).",
+                &[(vec![], found as f64)],
+            );
+        }
         let age = self
             .credentials_age_days
             .load(std::sync::atomic::Ordering::Relaxed);

@@ -244,17 +244,14 @@ pub(super) fn optout_status(state: &State, payload: Option<&Value>) -> Handled {
     if ids.len() > OPTOUT_STATUS_MAX {
         return Err(bad("Request payload is too large"));
     }
-    let opted: std::collections::HashMap<String, ()> = state
-        .optout_raw_ids()
-        .into_iter()
-        .map(|u| (u, ()))
-        .collect();
-    let since = state.started_ms;
+    // An exact string match on the raw id, as the operator does.
+    let opted: std::collections::HashMap<String, i64> =
+        state.optout_raw_ids().into_iter().collect();
     let out: Vec<Value> = ids
         .iter()
         .filter_map(Value::as_str)
-        .filter(|id| opted.contains_key(*id))
-        .map(|id| json!({"advertising_id": id, "opted_out_since": since}))
+        .filter_map(|id| opted.get(id).map(|since| (id, since)))
+        .map(|(id, since)| json!({"advertising_id": id, "opted_out_since": since}))
         .collect();
     Ok(json!({"opted_out": out}).to_string())
 }

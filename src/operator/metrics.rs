@@ -34,6 +34,18 @@ pub struct Metrics {
     /// request after it (ms): shows a client honouring `Retry-After`.
     last_429: Mutex<Option<std::time::Instant>>,
     min_gap_after_429_ms: Mutex<Option<u64>>,
+    /// `/v2/optout/status` requests in flight, and the most at once.
+    optout_in_flight: AtomicU64,
+    optout_peak: AtomicU64,
+}
+
+/// Counts one `/v2/optout/status` request in flight until dropped.
+pub struct OptoutInFlight<'a>(&'a Metrics);
+
+impl Drop for OptoutInFlight<'_> {
+    fn drop(&mut self) {
+        self.0.optout_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Metrics {
@@ -45,6 +57,14 @@ impl Metrics {
             .expect("metrics lock")
             .entry((route.to_string(), status))
             .or_default() += 1;
+    }
+
+    /// Enters a `/v2/optout/status` request (the peak in flight is in `/metrics`: the
+    /// endpoint asks for one request at a time).
+    pub fn optout_status_enter(&self) -> OptoutInFlight<'_> {
+        let n = self.optout_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.optout_peak.fetch_max(n, Ordering::SeqCst);
+        OptoutInFlight(self)
     }
 
     /// Notes an encrypted request's arrival (for the gap after a 429).
@@ -162,6 +182,12 @@ impl Metrics {
                 ms as f64 / 1000.0
             );
         }
+        s.push_str("# TYPE euid_emulator_optout_status_peak_in_flight gauge\n");
+        let _ = writeln!(
+            s,
+            "euid_emulator_optout_status_peak_in_flight {}",
+            self.optout_peak.load(Ordering::SeqCst)
+        );
         s.push_str("# TYPE euid_emulator_held_requests gauge\n");
         let _ = writeln!(
             s,

@@ -78,6 +78,8 @@ pub struct Config {
     pub poison: Option<String>,
     /// Refuse every request after this many (401), as when credentials expire mid-run.
     pub expire_after: Option<u64>,
+    /// How far the emulator's clock is off for the timestamp check, ms (tests of clock skew).
+    pub clock_offset_ms: i64,
     /// Hold every encrypted request after this many until `POST /ops/release` (with
     /// `admin`): lets a test stop a run that is certainly mid-way.
     pub hold_after: Option<u64>,
@@ -103,6 +105,7 @@ impl Config {
             poison: None,
             expire_after: None,
             hold_after: None,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -118,6 +121,7 @@ pub(crate) struct State {
     max_in_flight: Option<usize>,
     in_flight: AtomicUsize,
     timestamp_window_ms: i64,
+    clock_offset_ms: i64,
     admin: bool,
     poison: Option<String>,
     expire_after: Option<u64>,
@@ -130,12 +134,19 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// Raw ids (current and previous, both kinds) of every opted-out identity.
-    fn optout_raw_ids(&self) -> Vec<String> {
+    /// Raw ids (current and previous, both kinds) of every opted-out identity, with when it
+    /// opted out (Unix ms: the admin route's time, else the emulator's start).
+    fn optout_raw_ids(&self) -> Vec<(String, i64)> {
         let mut out = Vec::new();
         for h in self.model.optout_hashes() {
+            let since = self.model.opted_out_since(&h).unwrap_or(self.started_ms);
             for kind in [IdentityKind::Email, IdentityKind::Phone] {
-                out.extend(self.model.raw_ids_ignoring_optout(kind, &h));
+                out.extend(
+                    self.model
+                        .raw_ids_ignoring_optout(kind, &h)
+                        .into_iter()
+                        .map(|u| (u, since)),
+                );
             }
         }
         out
@@ -173,6 +184,7 @@ fn build_state(config: Config) -> State {
         max_in_flight: config.max_in_flight,
         in_flight: AtomicUsize::new(0),
         timestamp_window_ms: config.timestamp_window.as_millis() as i64,
+        clock_offset_ms: config.clock_offset_ms,
         admin: config.admin,
         poison: config.poison,
         expire_after: config.expire_after,

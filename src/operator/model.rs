@@ -124,6 +124,8 @@ pub struct Model {
     never_optout: Vec<(IdentityKind, IdentityHash)>,
     optout: std::sync::RwLock<OptoutSet>,
     optout_mtime: Mutex<Option<std::time::SystemTime>>,
+    /// Opt-outs made while the emulator runs (`POST /ops/optout`), with when (Unix ms).
+    opted_out_later: std::sync::RwLock<std::collections::HashMap<IdentityHash, i64>>,
     /// Simulated ms added by `/ops/advance`.
     offset_ms: Mutex<i64>,
     wall_start: std::time::Instant,
@@ -195,6 +197,7 @@ impl Model {
             never_optout: decode(&NEVER_OPTOUT),
             optout: std::sync::RwLock::new(optout),
             optout_mtime: Mutex::new(None),
+            opted_out_later: std::sync::RwLock::new(std::collections::HashMap::new()),
             cfg,
             first_level,
             hashids,
@@ -298,7 +301,33 @@ impl Model {
         if self.never_optout.contains(&(kind, *hash)) {
             return false;
         }
-        self.always_optout.contains(&(kind, *hash)) || set.contains(hash)
+        self.always_optout.contains(&(kind, *hash))
+            || set.contains(hash)
+            || self
+                .opted_out_later
+                .read()
+                .expect("optout lock")
+                .contains_key(hash)
+    }
+
+    /// Opts identities out from now on (the admin route): both `/v3/identity/map` and
+    /// `/v2/optout/status` agree afterwards. Returns how many were not opted out yet.
+    pub fn opt_out(&self, hashes: &[IdentityHash]) -> usize {
+        let now = self.now_ms();
+        let mut later = self.opted_out_later.write().expect("optout lock");
+        hashes
+            .iter()
+            .filter(|h| later.insert(**h, now).is_none())
+            .count()
+    }
+
+    /// When an identity opted out through [`Model::opt_out`] (Unix ms), if it did.
+    pub fn opted_out_since(&self, hash: &IdentityHash) -> Option<i64> {
+        self.opted_out_later
+            .read()
+            .expect("optout lock")
+            .get(hash)
+            .copied()
     }
 
     /// Re-reads the opt-out file if it changed since the last read (one `stat` per call).
@@ -343,6 +372,13 @@ impl Model {
             .copied()
             .collect();
         v.extend(self.always_optout.iter().map(|(_, h)| *h));
+        v.extend(
+            self.opted_out_later
+                .read()
+                .expect("optout lock")
+                .keys()
+                .copied(),
+        );
         v
     }
 

@@ -108,6 +108,29 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
                 )),
             });
         }
+        (&Method::POST, "/ops/optout") if state.admin => {
+            // {"identity_hashes": ["<base64 SHA-256>", …]}: these people opt out now.
+            let Some(body) = read_body(req.into_body()).await? else {
+                return Ok(client_error("body too large"));
+            };
+            let hashes: Option<Vec<crate::record::IdentityHash>> =
+                serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                    v.get("identity_hashes")?
+                        .as_array()?
+                        .iter()
+                        .map(|h| crate::normalize::decode_prehashed(h.as_str()?).ok())
+                        .collect()
+                });
+            return Ok(match hashes {
+                Some(h) => {
+                    let added = state.model.opt_out(&h);
+                    json_resp(StatusCode::OK, &json!({"opted_out": added}))
+                }
+                None => client_error(
+                    "expected {\"identity_hashes\": [base64 SHA-256 hashes of normalized identities]}",
+                ),
+            });
+        }
         (&Method::POST, "/ops/hold") if state.admin => {
             let after = query_param(&req, "after")
                 .and_then(|v| v.parse::<u64>().ok())
@@ -132,6 +155,7 @@ pub(super) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<
         _ => return Ok(text(StatusCode::NOT_FOUND, "Not Found")),
     };
     let _guard = InFlight::enter(&state);
+    let _optout = (route == "/v2/optout/status").then(|| state.metrics.optout_status_enter());
     let result = encrypted(&state, &route, req, _guard.count).await;
     let status = match &result {
         Ok(r) => r.status().as_u16(),
@@ -299,7 +323,7 @@ fn respond(
         Ok(x) => x,
         Err(message) => return client_error(&message),
     };
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = chrono::Utc::now().timestamp_millis() + state.clock_offset_ms;
     // abs_diff: a client may send any 64-bit time, i64::MIN included.
     if now.abs_diff(opened.ts_ms) > state.timestamp_window_ms.unsigned_abs() {
         return client_error("Invalid timestamp: Request too old or client time drift.");

@@ -89,6 +89,22 @@ pub struct RefreshCounts {
     /// Due identities whose remap failed: written `stale`, with their last known raw EUID.
     #[serde(default)]
     pub stale: u64,
+    /// Whether the opt-out sweep ran (`--no-optout-sweep` turns it off).
+    #[serde(default)]
+    pub optout_sweep: bool,
+    /// Raw EUIDs the sweep sent to `/v2/optout/status` (last invocation).
+    #[serde(default)]
+    pub optout_checked: u64,
+    /// Distinct raw EUIDs it found opted out (last invocation).
+    #[serde(default)]
+    pub optout_found: u64,
+    /// Requests the sweep took (last invocation).
+    #[serde(default)]
+    pub optout_requests: u64,
+    /// Carried identities written `optout` because the sweep found them opted out (whole
+    /// dataset).
+    #[serde(default)]
+    pub optout_swept: u64,
     /// State rows not written: customers gone from today's export (without
     /// `--keep-missing`) and rows with a null key.
     pub dropped: u64,

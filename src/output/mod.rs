@@ -14,6 +14,7 @@
 
 mod lock;
 mod manifest;
+mod rows;
 mod schema;
 mod writer;
 
@@ -22,6 +23,7 @@ pub use manifest::{
     counts_map, latest_complete, prepare_dir, write_json, DirState, JobDescription, Manifest,
     ManifestColumn, ManifestInput, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
 };
+pub use rows::swept_since;
 pub use schema::{OutputKind, Schema, OUTPUT_COLUMNS, ROW_TYPE};
 pub use writer::{committed_parts, part_name, DatasetWriter, PartInfo};
 

@@ -485,6 +485,7 @@ impl DatasetWriter {
         let mut statuses = Vec::with_capacity(rows);
         let mut b64 = [0u8; HASH_B64_LEN];
         let mut outcomes = r.outcomes.take().map(Vec::into_iter);
+        let mut swept_reason = String::new();
         for (i, id) in r.ids.iter().enumerate() {
             if r.origin.is_none() {
                 src.append_value(source);
@@ -500,7 +501,12 @@ impl DatasetWriter {
                 (Hashed::Ok(_), None) => (RowStatus::Failed, Some("no answer")),
                 (Hashed::Ok(_), Some(o)) => match o {
                     MapOutcome::Mapped { .. } => (RowStatus::Mapped, None),
-                    MapOutcome::Optout { .. } => (RowStatus::Optout, None),
+                    MapOutcome::Optout { since: None, .. } => (RowStatus::Optout, None),
+                    MapOutcome::Optout { since: Some(t), .. } => {
+                        swept_reason.clear();
+                        swept_reason.push_str(&super::rows::swept_reason(*t));
+                        (RowStatus::Optout, Some(swept_reason.as_str()))
+                    }
                     MapOutcome::Invalid => (RowStatus::Invalid, Some("invalid identifier")),
                     MapOutcome::Unmapped(r) => (RowStatus::Unmapped, Some(r)),
                     MapOutcome::Failed(r) => (RowStatus::Failed, Some(r)),
@@ -536,7 +542,7 @@ impl DatasetWriter {
                         rf.append_option(refresh_from.map(|r| r.saturating_mul(1000)));
                         at.append_value(*mapped_at);
                     }
-                    Some(MapOutcome::Optout { mapped_at }) => {
+                    Some(MapOutcome::Optout { mapped_at, .. }) => {
                         u.append_null();
                         p.append_null();
                         rf.append_null();

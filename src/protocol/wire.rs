@@ -210,7 +210,10 @@ pub fn parse_v2(json: &[u8], sent: &[String]) -> Result<Vec<crate::record::MapOu
             return Err(bad("unmapped item without identifier or reason"));
         };
         let o = match reason {
-            "optout" => MapOutcome::Optout { mapped_at: at },
+            "optout" => MapOutcome::Optout {
+                mapped_at: at,
+                since: None,
+            },
             "invalid identifier" => MapOutcome::Invalid,
             other => MapOutcome::Unmapped(Arc::from(other)),
         };
@@ -256,9 +259,55 @@ pub fn parse_buckets(json: &[u8]) -> Result<Vec<(String, i64)>, WireError> {
         .collect()
 }
 
+/// The body of a `/v2/optout/status` request: the raw ids exactly as given (byte-exact: the
+/// operator matches strings, so an id re-encoded would read "not opted out").
+pub fn optout_request(ids: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "advertising_ids": ids })).expect("serializes")
+}
+
+/// Parses a `/v2/optout/status` answer: the opted-out raw ids with `opted_out_since` (Unix
+/// ms). Ids that are not opted out are absent from it.
+///
+/// # Errors
+/// The shape is wrong.
+pub fn parse_optout_status(json: &[u8]) -> Result<Vec<(String, i64)>, WireError> {
+    let bad = |m: &str| WireError(m.to_string());
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|_| bad("not JSON"))?;
+    if v["status"] != "success" {
+        return Err(bad("status is not success"));
+    }
+    v["body"]["opted_out"]
+        .as_array()
+        .ok_or_else(|| bad("opted_out is not an array"))?
+        .iter()
+        .map(|o| {
+            let id = o["advertising_id"]
+                .as_str()
+                .ok_or_else(|| bad("an opt-out without advertising_id"))?;
+            let since = o["opted_out_since"]
+                .as_i64()
+                .ok_or_else(|| bad("an opt-out without opted_out_since"))?;
+            Ok((id.to_string(), since))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn optout_status_answers_parse_and_requests_keep_ids_byte_exact() {
+        let body = optout_request(&["AbC+/=", "x"]);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["advertising_ids"][0], "AbC+/=");
+        let got = parse_optout_status(
+            br#"{"status":"success","body":{"opted_out":[{"advertising_id":"x","opted_out_since":1764547200000}]}}"#,
+        )
+        .expect("parses");
+        assert_eq!(got, vec![("x".to_string(), 1_764_547_200_000)]);
+        assert!(parse_optout_status(br#"{"status":"success","body":{}}"#).is_err());
+    }
 
     #[test]
     fn request_puts_emails_then_phones_and_reports_the_order() {

@@ -515,7 +515,10 @@ mod tests {
                 bucket_id: Some(Arc::from("b1")),
                 mapped_at: 5,
             }),
-            Decision::Carried(MapOutcome::Optout { mapped_at: 9 }),
+            Decision::Carried(MapOutcome::Optout {
+                mapped_at: 9,
+                since: Some(4),
+            }),
             Decision::Carried(MapOutcome::Invalid),
             Decision::Due(Some(MapOutcome::Mapped {
                 raw_euid: crate::record::RawId::from("old"),

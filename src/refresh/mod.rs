@@ -21,6 +21,7 @@ mod error;
 mod export;
 pub mod join;
 mod key;
+mod optout;
 mod state;
 mod state_only;
 
@@ -69,6 +70,10 @@ pub struct RefreshConfig {
     pub max_drop_fraction: f64,
     /// Allow kept columns (names or types) other than the state's.
     pub allow_schema_change: bool,
+    /// Check every carried raw EUID with `/v2/optout/status` (on by default).
+    pub optout_sweep: bool,
+    /// `/v2/optout/status` requests in flight (1: the endpoint asks for one at a time).
+    pub optout_concurrency: usize,
 }
 
 /// Default of [`RefreshConfig::max_drop_fraction`]: losing more than a tenth of the
@@ -90,15 +95,36 @@ enum Plan {
     Local,
 }
 
-/// Decides each identity's [`RefreshMark`] once its answer is known, and turns a due
-/// identity whose remap failed into `stale` with its last known answer.
-fn settle(plans: Vec<Plan>, r: &mut IdentityChunk) {
+/// Decides each identity's [`RefreshMark`] once its answer is known, turns a due identity
+/// whose remap failed into `stale` with its last known answer, and a carried raw EUID the
+/// opt-out sweep found opted out into `optout`.
+fn settle(plans: Vec<Plan>, r: &mut IdentityChunk, opted_out: &HashMap<String, i64>) {
     let outcomes = r.outcomes.get_or_insert_with(|| vec![None; r.ids.len()]);
     let mut marks = Vec::with_capacity(plans.len());
     for (i, plan) in plans.into_iter().enumerate() {
         let slot = &mut outcomes[i];
         let (mark, old) = match plan {
-            Plan::Carried => (RefreshMark::CARRIED, None),
+            Plan::Carried => {
+                let swept = match &*slot {
+                    Some(MapOutcome::Mapped {
+                        raw_euid,
+                        mapped_at,
+                        ..
+                    }) => opted_out
+                        .get(raw_euid.as_str())
+                        .map(|since| (*mapped_at, *since)),
+                    _ => None,
+                };
+                if let Some((mapped_at, since)) = swept {
+                    *slot = Some(MapOutcome::Optout {
+                        mapped_at,
+                        since: Some(since),
+                    });
+                    marks.push(RefreshMark::CARRIED.with(RefreshMark::SWEPT_OPTOUT));
+                    continue;
+                }
+                (RefreshMark::CARRIED, None)
+            }
             Plan::Local => (RefreshMark::default(), None),
             Plan::New => (RefreshMark::NEW, None),
             Plan::Changed(old) => (RefreshMark::VALUE_CHANGED, old),
@@ -143,6 +169,8 @@ fn settle(plans: Vec<Plan>, r: &mut IdentityChunk) {
 /// invocation, `--resume` included).
 #[derive(Debug, Default, Clone)]
 struct Tally {
+    /// The opt-out sweep (this invocation), when it ran.
+    sweep: Option<(u64, u64, u64)>,
     dropped: u64,
     state_customers: u64,
     missing_customers: u64,
@@ -165,6 +193,11 @@ impl Tally {
             changed_ids: t.get("changed_ids"),
             newly_opted_out: t.get("newly_opted_out"),
             stale: t.get("stale"),
+            optout_sweep: self.sweep.is_some(),
+            optout_checked: self.sweep.map_or(0, |s| s.0),
+            optout_found: self.sweep.map_or(0, |s| s.1),
+            optout_requests: self.sweep.map_or(0, |s| s.2),
+            optout_swept: t.get("optout_swept"),
             dropped: self.dropped,
             state_customers: self.state_customers,
             missing_customers: self.missing_customers,
@@ -441,8 +474,45 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let description = describe(cfg, job, &st)?;
     let conn = Connection::open(&cfg.mapping).await?;
     let policy = due_policy(cfg, &conn, &parts).await?;
+    let opted_out = if cfg.optout_sweep {
+        let estimate = st.rows.div_ceil(optout::IDS_PER_REQUEST as u64);
+        if !job.quiet {
+            tracing::info!(
+            state_rows = st.rows,
+            "opt-out sweep: checking every carried raw EUID with /v2/optout/status, at most {estimate} requests of 5,000, {} at a time",
+            cfg.optout_concurrency.max(1)
+            );
+        }
+        let swept = optout::sweep(
+            &conn.client,
+            &parts,
+            &policy,
+            cfg.optout_concurrency,
+            &job.interrupt,
+        )
+        .await?;
+        if !job.quiet {
+            tracing::info!(
+                checked = swept.checked,
+                opted_out = swept.opted_out.len(),
+                requests = swept.requests,
+                "opt-out sweep done"
+            );
+        }
+        job.metrics
+            .set_optout(swept.checked, swept.opted_out.len() as u64);
+        Some(swept)
+    } else {
+        None
+    };
     let mstats = Arc::new(crate::mapper::MapperStats::default());
-    let tally = Arc::new(Mutex::new(Tally::default()));
+    let tally = Arc::new(Mutex::new(Tally {
+        sweep: opted_out
+            .as_ref()
+            .map(|s| (s.checked, s.opted_out.len() as u64, s.requests)),
+        ..Tally::default()
+    }));
+    let opted_out = Arc::new(opted_out.map(|s| s.opted_out).unwrap_or_default());
     let (tx, rx) = sync_channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
     // Plans travel beside their chunks; this queue must never be the one that blocks, so it
     // holds more than every chunk that can be in flight between the producer and the writer
@@ -489,7 +559,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     );
     let tap = move |r: &mut IdentityChunk| {
         if let Ok(plans) = plans_rx.recv() {
-            settle(plans, r);
+            settle(plans, r, &opted_out);
         }
     };
     let written = pipeline::map_and_write(

@@ -393,7 +393,13 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                     Some(m) if fresh => (Some(m.clone()), false),
                     _ => (None, true),
                 },
-                (Hashed::Ok(_), "optout") => (Some(MapOutcome::Optout { mapped_at }), false),
+                (Hashed::Ok(_), "optout") => (
+                    Some(MapOutcome::Optout {
+                        mapped_at,
+                        since: str_at(&reason, i).and_then(crate::output::swept_since),
+                    }),
+                    false,
+                ),
                 (Hashed::Ok(_), "invalid") => (Some(MapOutcome::Invalid), false),
                 // failed, stale, unmapped, or hashed (a `hash` output used as state): map them.
                 (Hashed::Ok(_), _) => (None, true),

@@ -265,9 +265,10 @@ pub fn creds() -> [(&'static str, &'static str); 2] {
 }
 
 /// Polls `f` until it holds: a bounded wait on a condition (a held request, a committed part),
-/// never a sleep standing in for synchronisation. Panics after about 30 s.
+/// never a sleep standing in for synchronisation. Panics after about 120 s (a loaded CI
+/// machine runs a whole test file's binaries at once).
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..3000 {
+    for _ in 0..12_000 {
         if f() {
             return;
         }

@@ -1,0 +1,137 @@
+//! The opt-out sweep: before a refresh writes anything, every raw EUID the state would carry
+//! (`mapped` and not due) is checked with `POST /v2/optout/status`, so that a person who
+//! opted out since their identity was last mapped loses their raw EUID tonight, not when the
+//! identity happens to be due (up to a year later). EUID asks advertisers and data
+//! providers to monitor opt-out status this way.
+//!
+//! The state streams (a blocking thread reads it; batches of at most 5,000 raw ids go
+//! through a bounded channel); raw ids are deduplicated within a bounded set, so a repeat
+//! far away costs a request, never a missed check. Requests go one at a time, as the
+//! endpoint's documentation asks (more only for a private operator: `--optout-concurrency`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use super::state::{self, DuePolicy};
+use crate::client::Client;
+use crate::error::Error;
+use crate::record::MapOutcome;
+use crate::storage::Location;
+
+/// Raw ids per `/v2/optout/status` request (the endpoint's limit).
+pub(super) const IDS_PER_REQUEST: usize = 5_000;
+
+/// Distinct raw ids remembered to send each once (about 100 bytes each: 40 MB); past it
+/// the set starts again, and a repeat is sent again.
+const DEDUPE_IDS: usize = 400_000;
+
+/// What the sweep found.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Swept {
+    /// Opted-out raw ids, with `opted_out_since` (Unix ms).
+    pub opted_out: HashMap<String, i64>,
+    /// Raw ids sent (a repeat beyond the dedupe set counts again).
+    pub checked: u64,
+    /// Requests sent.
+    pub requests: u64,
+}
+
+/// The raw ids of the state rows a refresh may carry with a raw EUID, in batches.
+fn send_batches(
+    parts: Vec<Location>,
+    policy: DuePolicy,
+    tx: tokio::sync::mpsc::Sender<Vec<String>>,
+) -> Result<(), Error> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut batch: Vec<String> = Vec::with_capacity(IDS_PER_REQUEST);
+    let mut open = true;
+    state::for_each_batch(&parts, |_, b| -> Result<bool, Error> {
+        for row in state::decode(&b, &policy) {
+            if let Some(MapOutcome::Mapped { raw_euid, .. }) = &row.carried {
+                if seen.len() >= DEDUPE_IDS {
+                    seen.clear();
+                }
+                if seen.insert(raw_euid.as_str().to_string()) {
+                    batch.push(raw_euid.as_str().to_string());
+                }
+                if batch.len() == IDS_PER_REQUEST {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(IDS_PER_REQUEST));
+                    if tx.blocking_send(full).is_err() {
+                        open = false;
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    if open && !batch.is_empty() {
+        let _ = tx.blocking_send(batch);
+    }
+    Ok(())
+}
+
+/// Runs the sweep over the state's parts with `concurrency` requests in flight (1 unless
+/// the operator is a private one).
+///
+/// # Errors
+/// The state cannot be read, or a request failed for good (the run stops: a refresh that
+/// could not check opt-outs must not publish raw EUIDs as if it had).
+pub(super) async fn sweep(
+    client: &Arc<Client>,
+    parts: &[Location],
+    policy: &DuePolicy,
+    concurrency: usize,
+    interrupt: &crate::interrupt::Interrupt,
+) -> Result<Swept, Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<String>>(2);
+    let (parts, policy) = (parts.to_vec(), policy.clone());
+    let reader = tokio::task::spawn_blocking(move || send_batches(parts, policy, tx));
+    let mut swept = Swept::default();
+    let mut answers = tokio_stream(rx)
+        .map(|ids| {
+            let client = Arc::clone(client);
+            async move {
+                let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let got = client.optout_status(&refs).await;
+                (ids.len(), got)
+            }
+        })
+        .buffered(concurrency.max(1));
+    let mut failure = None;
+    while let Some((n, got)) = answers.next().await {
+        swept.requests += 1;
+        swept.checked += n as u64;
+        match got {
+            Ok(list) => swept.opted_out.extend(list),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+        if interrupt.is_triggered() {
+            break;
+        }
+    }
+    drop(answers);
+    let read = reader
+        .await
+        .map_err(|e| Error::Internal(format!("the opt-out sweep's reader: {e}")))?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if let Some(signal) = interrupt.signal() {
+        return Err(Error::Interrupted { signal });
+    }
+    read?;
+    Ok(swept)
+}
+
+/// A receiver as a stream (tokio-stream is not a dependency for this one use).
+fn tokio_stream<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,266 @@
+//! Issue #20: refresh's opt-out sweep. Map 30,000 rows, opt 1 % of the mapped identities out
+//! through the emulator's admin route, refresh with nothing due: exactly those rows become
+//! `optout` with no raw EUID, every other row is unchanged, the sweep takes ⌈raw ids / 5,000⌉
+//! requests one at a time, and the next night does not send them to the map endpoint. Under
+//! faults, after a kill -9 mid-sweep, and with `--no-optout-sweep`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::Operator;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+
+type Row = BTreeMap<String, Option<String>>;
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn cmd(op: &Operator, args: &[String]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args)
+        .args(["--base-url", &op.url, "-q"])
+        .env("EUID_API_KEY", common::API_KEY)
+        .env("EUID_CLIENT_SECRET", common::SECRET)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+fn run(op: &Operator, args: &[String]) -> Output {
+    cmd(op, args).output().unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", common::stderr(o));
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("_manifest.json")).unwrap()).unwrap()
+}
+
+fn requests(op: &Operator, route: &str) -> f64 {
+    op.http(false, "/metrics")
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!(
+                "euid_emulator_requests_total{{route=\"{route}\",status=\"200\""
+            ))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// 30,000 customers with an email each (a few invalid), mapped into `dir/s0`.
+fn setup(op: &Operator, dir: &Path) -> (PathBuf, Vec<Row>) {
+    let input = dir.join("in.csv");
+    let mut text = String::from("customer_id,email\n");
+    for i in 0..30_000u32 {
+        if i % 500 == 7 {
+            text.push_str(&format!("{i},not-an-email-{i}\n"));
+        } else {
+            text.push_str(&format!("{i},person{i}@example.com\n"));
+        }
+    }
+    std::fs::write(&input, text).unwrap();
+    let s0 = dir.join("s0");
+    let args: Vec<String> = [
+        "map",
+        &s(&input),
+        "-o",
+        &s(&s0),
+        "--keep-col",
+        "customer_id",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    ok(&run(op, &args));
+    let rows = common::read_dataset(&s0);
+    (s0, rows)
+}
+
+/// Opts 1 % of the mapped identities out now; their hashes.
+fn opt_out_one_percent(op: &Operator, rows: &[Row]) -> HashSet<String> {
+    let hashes: Vec<String> = rows
+        .iter()
+        .filter(|r| r["status"].as_deref() == Some("mapped"))
+        .step_by(100)
+        .map(|r| r["identity_hash"].clone().unwrap())
+        .collect();
+    let body = serde_json::json!({ "identity_hashes": hashes }).to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(async {
+        euid_map::tls::install_provider();
+        reqwest::Client::new()
+            .post(format!("{}/ops/optout", op.url))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(answer.contains("\"opted_out\""), "{answer}");
+    hashes.into_iter().collect()
+}
+
+fn refresh_args(state: &Path, out: &Path, now: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["refresh", "--state", &s(state), "-o", &s(out), "--now", now]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    a.extend(extra.iter().map(|x| x.to_string()));
+    a
+}
+
+/// Every row of `after` is `before`'s, except the opted-out ones, which are `optout` with
+/// no raw id and a reason saying when.
+fn check_swept(before: &[Row], after: &[Row], opted: &HashSet<String>) {
+    assert_eq!(before.len(), after.len());
+    let mut swept = 0;
+    for (b, a) in before.iter().zip(after) {
+        if b["identity_hash"]
+            .as_ref()
+            .is_some_and(|h| opted.contains(h))
+        {
+            swept += 1;
+            assert_eq!(a["status"].as_deref(), Some("optout"), "{a:?}");
+            assert_eq!(a["raw_euid"], None);
+            assert_eq!(a["previous_raw_euid"], None);
+            assert_eq!(a["refresh_from"], None);
+            assert!(
+                a["reason"]
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("opted out 20")),
+                "{a:?}"
+            );
+            for k in ["source", "row", "customer_id", "identity_hash", "mapped_at"] {
+                assert_eq!(a[k], b[k], "{k}: nothing else changes");
+            }
+        } else {
+            assert_eq!(a, b, "every other row is unchanged");
+        }
+    }
+    assert_eq!(swept, opted.len());
+}
+
+#[test]
+fn the_sweep_finds_every_new_optout_one_request_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&["--admin"]);
+    let (s0, before) = setup(&op, tmp.path());
+    let opted = opt_out_one_percent(&op, &before);
+    let now = op.advance(0);
+    let mapped_ids: HashSet<&String> = before
+        .iter()
+        .filter(|r| r["status"].as_deref() == Some("mapped"))
+        .filter_map(|r| r["raw_euid"].as_ref())
+        .collect();
+
+    // --no-optout-sweep: today's behaviour, no status request, nothing changes.
+    let out = tmp.path().join("no-sweep");
+    ok(&run(
+        &op,
+        &refresh_args(&s0, &out, &now, &["--no-optout-sweep"]),
+    ));
+    assert_eq!(requests(&op, "/v2/optout/status"), 0.0);
+    assert_eq!(common::read_dataset(&out), before);
+    assert_eq!(manifest(&out)["refresh"]["optout_sweep"], false);
+
+    let map_before = op.requested();
+    let out = tmp.path().join("s1");
+    ok(&run(&op, &refresh_args(&s0, &out, &now, &[])));
+    let after = common::read_dataset(&out);
+    check_swept(&before, &after, &opted);
+    let expected = mapped_ids.len().div_ceil(5000) as f64;
+    assert_eq!(
+        requests(&op, "/v2/optout/status"),
+        expected,
+        "⌈raw ids / 5,000⌉"
+    );
+    assert_eq!(op.metric("euid_emulator_optout_status_peak_in_flight"), 1.0);
+    assert_eq!(op.requested(), map_before, "nothing due: no map request");
+    let r = manifest(&out)["refresh"].clone();
+    assert_eq!(r["optout_sweep"], true);
+    assert_eq!(r["optout_checked"], mapped_ids.len());
+    assert_eq!(r["optout_found"], opted.len());
+    assert_eq!(r["optout_swept"], opted.len());
+    assert_eq!(r["optout_requests"], expected);
+
+    // The next day: the opted-out identities are never sent to the map endpoint, even once
+    // they would be due.
+    let later = op.advance(400);
+    let sent_before = op.requested();
+    let out2 = tmp.path().join("s2");
+    ok(&run(&op, &refresh_args(&out, &out2, &later, &[])));
+    let s2 = common::read_dataset(&out2);
+    let sent = op.requested() - sent_before;
+    let mapped_in_s1 = after
+        .iter()
+        .filter(|r| r["status"].as_deref() == Some("mapped"))
+        .count() as f64;
+    assert!(
+        sent <= mapped_in_s1,
+        "{sent} sent, {mapped_in_s1} mapped rows"
+    );
+    for (a, b) in after.iter().zip(&s2) {
+        if a["status"].as_deref() == Some("optout") {
+            assert_eq!(b, a, "an opt-out stays as it was");
+        }
+    }
+}
+
+#[test]
+fn faults_and_a_kill_during_the_sweep_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&["--admin"]);
+    let (s0, before) = setup(&op, tmp.path());
+    let opted = opt_out_one_percent(&op, &before);
+    let now = op.advance(0);
+
+    // A kill -9 while the sweep waits for an answer, then --resume.
+    let out = tmp.path().join("killed");
+    op.http(true, "/ops/hold?after=2");
+    let mut child = cmd(&op, &refresh_args(&s0, &out, &now, &[]))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("a held status request", || op.held() > 0.0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    op.release();
+    assert!(!out.join("_SUCCESS").exists());
+    let mut resume = refresh_args(&s0, &out, &now, &[]);
+    resume.push("--resume".into());
+    ok(&run(&op, &resume));
+    check_swept(&before, &common::read_dataset(&out), &opted);
+
+    // Faults on every kind of answer: the same rows.
+    let faulty = Operator::start(&[
+        "--admin",
+        "--faults",
+        "429=0.1,503=0.1,reset=0.05,slow=0.1",
+        "--slow-ms",
+        "50",
+    ]);
+    // The faulty emulator has its own opt-outs and clock: map and opt out there.
+    let dir = tmp.path().join("faulty");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (s0, before) = setup(&faulty, &dir);
+    let opted = opt_out_one_percent(&faulty, &before);
+    let now = faulty.advance(0);
+    let out = dir.join("s1");
+    ok(&run(&faulty, &refresh_args(&s0, &out, &now, &[])));
+    check_swept(&before, &common::read_dataset(&out), &opted);
+    assert!(manifest(&out)["client"]["retries"].as_u64().unwrap() > 0);
+}
