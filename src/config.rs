@@ -46,6 +46,14 @@ impl<T: Zeroize> fmt::Debug for Secret<T> {
 /// Why a configuration value is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// `optout --id-col` names a column that is not text.
+    #[error("--id-col {column:?} holds {found}: raw EUIDs are strings")]
+    IdColumnNotText {
+        /// The column.
+        column: String,
+        /// Its type.
+        found: String,
+    },
     /// The client secret is not base64.
     #[error("the client secret is not valid base64")]
     SecretNotBase64,

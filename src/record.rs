@@ -154,11 +154,13 @@ pub enum RowStatus {
     /// `refresh` only: the identity was due, its remap failed, and the row keeps its last
     /// known raw EUID (`reason` says why). The run exits 2; the next refresh retries it.
     Stale,
+    /// `optout` only: the raw EUID is not opted out.
+    Active,
 }
 
 impl RowStatus {
     /// Every status, in the order the manifest lists them.
-    pub const ALL: [RowStatus; 8] = [
+    pub const ALL: [RowStatus; 9] = [
         RowStatus::Hashed,
         RowStatus::Mapped,
         RowStatus::Optout,
@@ -167,6 +169,7 @@ impl RowStatus {
         RowStatus::Unmapped,
         RowStatus::Failed,
         RowStatus::Stale,
+        RowStatus::Active,
     ];
 
     /// The text of the output's `status` column.
@@ -180,6 +183,7 @@ impl RowStatus {
             RowStatus::Unmapped => "unmapped",
             RowStatus::Failed => "failed",
             RowStatus::Stale => "stale",
+            RowStatus::Active => "active",
         }
     }
 

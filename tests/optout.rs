@@ -264,3 +264,96 @@ fn faults_and_a_kill_during_the_sweep_change_nothing() {
     check_swept(&before, &common::read_dataset(&out), &opted);
     assert!(manifest(&out)["client"]["retries"].as_u64().unwrap() > 0);
 }
+
+/// Issue #20: the standalone command on a file of raw ids, with invalid ones and
+/// duplicates: each row's id as stored, `active` / `optout` / `invalid`, one request for the
+/// distinct ids.
+#[test]
+fn the_optout_command_checks_a_file_of_raw_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&["--admin"]);
+    let input = tmp.path().join("people.csv");
+    std::fs::write(&input, "id,email\n1,a@example.com\n2,b@example.com\n").unwrap();
+    let s0 = tmp.path().join("s0");
+    let args: Vec<String> = ["map", &s(&input), "-o", &s(&s0), "--keep-col", "id"]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    ok(&run(&op, &args));
+    let mapped = common::read_dataset(&s0);
+    let (a, b) = (
+        mapped[0]["raw_euid"].clone().unwrap(),
+        mapped[1]["raw_euid"].clone().unwrap(),
+    );
+    // b opts out now.
+    let opted: HashSet<String> = [mapped[1]["identity_hash"].clone().unwrap()].into();
+    let body = serde_json::json!({ "identity_hashes": opted.iter().collect::<Vec<_>>() });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        euid_map::tls::install_provider();
+        reqwest::Client::new()
+            .post(format!("{}/ops/optout", op.url))
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    });
+    let urlsafe = a.replace('+', "-").replace('/', "_");
+    let activation = tmp.path().join("activation.csv");
+    std::fs::write(
+        &activation,
+        format!("uid,segment\n{a},s0\n{b},s1\n{b},s2\n,s3\nnot base64!,s4\n{urlsafe},s5\n"),
+    )
+    .unwrap();
+    let out = tmp.path().join("checked");
+    let args: Vec<String> = [
+        "optout",
+        &s(&activation),
+        "-o",
+        &s(&out),
+        "--id-col",
+        "uid",
+        "--keep-col",
+        "segment",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    ok(&run(&op, &args));
+    let rows = common::read_dataset(&out);
+    let got: Vec<(Option<String>, String)> = rows
+        .iter()
+        .map(|r| (r["segment"].clone(), r["status"].clone().unwrap()))
+        .collect();
+    let want: Vec<(Option<String>, String)> = [
+        ("s0", "active"),
+        ("s1", "optout"),
+        ("s2", "optout"),
+        ("s3", "invalid"),
+        ("s4", "invalid"),
+        ("s5", "invalid"),
+    ]
+    .iter()
+    .map(|(a, b)| (Some(a.to_string()), b.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        rows[1]["raw_euid"].as_deref(),
+        Some(b.as_str()),
+        "as stored"
+    );
+    assert!(rows[1]["opted_out_since"].is_some());
+    assert_eq!(
+        rows[5]["raw_euid"].as_deref(),
+        Some(urlsafe.as_str()),
+        "never re-encoded"
+    );
+    let m = manifest(&out);
+    assert_eq!(m["optout"]["checked"], 2, "each distinct valid id once");
+    assert_eq!(m["optout"]["found"], 1);
+    assert_eq!(requests(&op, "/v2/optout/status"), 1.0);
+    assert!(out.join("_SUCCESS").exists());
+}

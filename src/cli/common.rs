@@ -207,6 +207,7 @@ impl JobArgs {
                 email_hash: self.email_hash_col.clone(),
                 phone_hash: self.phone_hash_col.clone(),
                 keep: self.keep_col.clone(),
+                no_identity: false,
             },
             out_dir,
             resume: self.resume,
@@ -314,6 +315,17 @@ impl Tuning {
             batch_size: self.batch_size,
             cache_bytes: self.dedupe_memory.saturating_mul(1 << 20),
         })
+    }
+}
+
+/// Mapping settings without batching flags (`optout` sends raw ids, not identities).
+pub(super) fn client_settings(target: OperatorTarget) -> MapSettings {
+    MapSettings {
+        client: target.client,
+        env: target.env,
+        embedded_operator: target.embedded,
+        batch_size: MAX_ITEMS_PER_REQUEST,
+        cache_bytes: 0,
     }
 }
 

@@ -10,6 +10,7 @@ pub(crate) mod latest;
 pub(crate) mod logging;
 pub(crate) mod map;
 pub(crate) mod operator;
+pub(crate) mod optout;
 pub(crate) mod refresh;
 
 use clap::{Parser, Subcommand};
@@ -92,6 +93,8 @@ pub(crate) enum Command {
     Credentials(credentials::CredentialsCommand),
     /// Print the newest finished night under a folder of nightly outputs (for --state).
     Latest(latest::LatestArgs),
+    /// Opt-out status of datasets holding only raw EUIDs (/v2/optout/status).
+    Optout(optout::OptoutArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -106,6 +109,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Operator(a) => operator::run(a),
         Command::Credentials(c) => credentials::run(c),
         Command::Latest(a) => latest::run(a),
+        Command::Optout(a) => optout::run(a),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct ColumnSpec {
     pub phone_hash: Option<String>,
     /// `--keep-col`, in order.
     pub keep: Vec<String>,
+    /// Read no identity column (`euid-map optout` reads raw EUIDs as a kept column).
+    pub no_identity: bool,
 }
 
 /// An identity column found in a file.
@@ -132,6 +134,9 @@ impl ColumnSpec {
         ];
         let mut identities = Vec::new();
         for (given, known, kind, form) in slots {
+            if self.no_identity {
+                break;
+            }
             let index = if self.explicit() {
                 match given {
                     Some(col) => Some(find_exact(col)?),
@@ -159,7 +164,7 @@ impl ColumnSpec {
                 });
             }
         }
-        if identities.is_empty() {
+        if identities.is_empty() && !self.no_identity {
             return Err(InputError::NoIdentityColumn {
                 path: path.to_string(),
                 available: available(),

@@ -186,6 +186,20 @@ pub struct Manifest {
     /// `refresh`: what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshCounts>,
+    /// `optout`: what it checked (this invocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optout: Option<OptoutCounts>,
+}
+
+/// What `euid-map optout` did, for its manifest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptoutCounts {
+    /// Distinct raw EUIDs sent to `/v2/optout/status`.
+    pub checked: u64,
+    /// Of those, opted out.
+    pub found: u64,
+    /// Requests sent.
+    pub requests: u64,
 }
 
 /// The `counts` object: every status, zeros included.
@@ -267,6 +281,7 @@ impl Manifest {
             state: None,
             now: None,
             refresh: None,
+            optout: None,
         }
     }
 

@@ -21,9 +21,11 @@ mod writer;
 pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{
     counts_map, latest_complete, prepare_dir, write_json, DirState, JobDescription, Manifest,
-    ManifestColumn, ManifestInput, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
+    ManifestColumn, ManifestInput, OptoutCounts, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE,
+    SUCCESS_FILE,
 };
 pub use rows::swept_since;
+pub(crate) use schema::UTC;
 pub use schema::{OutputKind, Schema, OUTPUT_COLUMNS, ROW_TYPE};
 pub use writer::{committed_parts, part_name, DatasetWriter, PartInfo};
 

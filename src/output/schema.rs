@@ -14,6 +14,9 @@ pub enum OutputKind {
     Map,
     /// `map --api v2` / `refresh --api v2`: as `Map`, plus the legacy `bucket_id` column.
     MapV2,
+    /// `euid-map optout`: raw EUIDs with their opt-out status (`raw_euid`, `status`,
+    /// `reason`, `opted_out_since`).
+    Optout,
 }
 
 /// The Arrow schema of a dataset, and where its columns are.
@@ -36,7 +39,7 @@ pub const ROW_TYPE: DataType = DataType::Int64;
 pub(crate) const UTC: &str = "UTC";
 
 /// Every column the tool writes itself, whatever the command (`bucket_id` with `--api v2`).
-pub const OUTPUT_COLUMNS: [&str; 11] = [
+pub const OUTPUT_COLUMNS: [&str; 12] = [
     "source",
     "row",
     "identity_type",
@@ -48,6 +51,7 @@ pub const OUTPUT_COLUMNS: [&str; 11] = [
     "refresh_from",
     "mapped_at",
     "bucket_id",
+    "opted_out_since",
 ];
 
 impl Schema {
@@ -92,6 +96,23 @@ impl Schema {
             Field::new("row", ROW_TYPE, false),
         ];
         fields.extend(kept.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
+        if kind == OutputKind::Optout {
+            fields.extend([
+                Field::new("raw_euid", DataType::Utf8, true),
+                Field::new("status", DataType::Utf8, false),
+                Field::new("reason", DataType::Utf8, true),
+                Field::new(
+                    "opted_out_since",
+                    DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+                    true,
+                ),
+            ]);
+            return Schema {
+                arrow: Arc::new(arrow_schema::Schema::new(fields)),
+                kind,
+                kept: kept.len(),
+            };
+        }
         fields.extend([
             Field::new("identity_type", DataType::Utf8, false),
             Field::new("identity_hash", DataType::Utf8, true),

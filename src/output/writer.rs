@@ -153,6 +153,20 @@ pub fn committed_parts(dir: &Location) -> Result<Vec<PartInfo>, OutputError> {
     Ok(parts)
 }
 
+/// The rows of one write: where they come from and how they count.
+struct Rows<'a> {
+    file: usize,
+    first_row: u64,
+    /// Input rows.
+    len: usize,
+    /// Output rows per input row.
+    per_input_row: usize,
+    statuses: &'a [RowStatus],
+    marks: Option<&'a [RefreshMark]>,
+    /// For rows with an explicit origin: which start another input row.
+    starts: Option<&'a [bool]>,
+}
+
 struct OpenPart {
     writer: ArrowWriter<PartSink>,
     info: PartInfo,
@@ -231,6 +245,11 @@ impl DatasetWriter {
         }
     }
 
+    /// The `source` value of input `file`.
+    pub fn source(&self, file: usize) -> &str {
+        self.sources.get(file).map_or("", String::as_str)
+    }
+
     /// The kept columns' names, in the output's order.
     pub fn kept_columns(&self) -> Vec<String> {
         self.schema
@@ -289,6 +308,46 @@ impl DatasetWriter {
         let starts = r.origin.as_ref().map(|o| self.origin_starts(o));
         let c = &r.chunk;
         let n = r.ids.len().checked_div(c.len).unwrap_or(1).max(1);
+        let rows = Rows {
+            file: c.file,
+            first_row: c.first_row,
+            len: c.len,
+            per_input_row: n,
+            statuses: &statuses,
+            marks: r.marks.as_deref(),
+            starts: starts.as_deref(),
+        };
+        self.write_rows(&batch, &rows)
+    }
+
+    /// Appends a batch built elsewhere (the `optout` command's rows): one output row per
+    /// input row, from data row `first_row` of input `file`, with their statuses.
+    ///
+    /// # Errors
+    /// Writing or committing a part failed.
+    pub fn write_batch(
+        &mut self,
+        file: usize,
+        first_row: u64,
+        batch: &RecordBatch,
+        statuses: &[RowStatus],
+    ) -> Result<(), OutputError> {
+        let rows = Rows {
+            file,
+            first_row,
+            len: batch.num_rows(),
+            per_input_row: 1,
+            statuses,
+            marks: None,
+            starts: None,
+        };
+        self.write_rows(batch, &rows)
+    }
+
+    /// Writes `batch` into parts of about `part_rows` rows, each ending on an input row.
+    fn write_rows(&mut self, batch: &RecordBatch, r: &Rows<'_>) -> Result<(), OutputError> {
+        let (n, statuses, starts) = (r.per_input_row, r.statuses, &r.starts);
+        let c = r;
         let mut done = 0usize; // input rows of this chunk already written
         while done < c.len {
             let start = Position {
@@ -317,12 +376,12 @@ impl DatasetWriter {
                 .iter()
                 .for_each(|s| counts.add(*s));
             let mut tally = RefreshTally::default();
-            if let Some(marks) = &r.marks {
+            if let Some(marks) = r.marks {
                 marks[done * n..(done + take) * n]
                     .iter()
                     .for_each(|m| tally.add(*m));
             }
-            let input_rows = match &starts {
+            let input_rows = match starts {
                 Some(s) => s[done * n..(done + take) * n]
                     .iter()
                     .filter(|b| **b)

@@ -17,8 +17,10 @@
 //! (`--dedupe-memory`, 32 MiB). `scripts/bench_map.sh` measures the total: ≤ 256 MiB.
 
 mod connection;
+mod optout;
 
 pub(crate) use connection::Connection;
+pub use optout::{run_optout, OptoutConfig};
 
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;

@@ -14,11 +14,11 @@ use crate::record::{Hashed, Identity, IdentityKind, InvalidReason, MapOutcome, R
 use crate::storage::{Location, ParquetFile};
 
 /// Columns every state dataset has, beside the kept columns (the output's, less v2's
-/// `bucket_id`).
+/// `bucket_id` and the `optout` command's `opted_out_since`).
 fn fixed() -> impl Iterator<Item = &'static str> {
     crate::output::OUTPUT_COLUMNS
         .into_iter()
-        .filter(|c| *c != "bucket_id")
+        .filter(|c| !matches!(*c, "bucket_id" | "opted_out_since"))
 }
 
 fn bad(path: &Location, why: impl Into<String>) -> OutputError {
