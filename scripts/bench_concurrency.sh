@@ -30,7 +30,7 @@ run() { # $1 label, $2 ceiling identities/s, rest: operator flags
   python3 - "$DIR/conc_out/_manifest.json" "$label" "$ceiling" <<'PYEOF'
 import json, sys
 m = json.load(open(sys.argv[1])); label, ceiling = sys.argv[2], float(sys.argv[3])
-ids = m["unique_hashes_sent"]; c = m["client"]
+ids = m['hashes_sent']; c = m["client"]
 rate = ids / m["elapsed_s"]
 print(f"{label}: {ids:,} identities in {m['elapsed_s']} s = {rate:,.0f}/s = {100 * rate / ceiling:.1f}% of the ceiling "
       f"({ceiling:,.0f}/s); {c['requests']} requests, {c['http_429']} × 429 = {100 * c['http_429'] / max(c['requests'], 1):.2f}%; "

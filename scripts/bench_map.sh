@@ -37,7 +37,7 @@ for ROWS in $SIZES; do
 import json, sys
 m = json.load(open(sys.argv[1])); rows = int(sys.argv[2])
 print(f"euid-map map: {rows} rows in {m['elapsed_s']} s = {rows / m['elapsed_s']:,.0f} rows/s; "
-      f"{m['unique_hashes_sent']} unique hashes in {m['client']['requests']} requests; counts {m['counts']}")
+      f"{m['hashes_sent']} hashes sent in {m['client']['requests']} requests; counts {m['counts']}")
 open("$DIR/map_rate_$ROWS.txt", "w").write(str(rows / m['elapsed_s']))
 PYEOF
   mc=$(cpu_of "$DIR/map_time.txt"); hc=$(cpu_of "$DIR/map_hash_time.txt")

@@ -1052,3 +1052,140 @@ fn expiring_process_credentials_are_fetched_again_during_the_run() {
         .iter()
         .any(|k| k.ends_with("_SUCCESS")));
 }
+
+/// A minimal S3 for one object that drops every full GET halfway through its body, and
+/// serves ranged GETs. With `replace`, the object was uploaded again meanwhile: a resumed
+/// (ranged, not from byte 0) GET carries another ETag, and one pinned with `If-Match` is
+/// answered 412. `ranged` counts the resumes.
+struct DroppingS3 {
+    port: u16,
+    ranged: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl DroppingS3 {
+    fn start(body: Vec<u8>, replace: bool) -> DroppingS3 {
+        use std::io::{BufRead, BufReader};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ranged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = std::sync::Arc::clone(&ranged);
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let method = line.split_whitespace().next().unwrap_or("").to_string();
+                let (mut range, mut if_match) = (None, None);
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    let lower = h.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("range: bytes=") {
+                        range = v
+                            .trim()
+                            .split('-')
+                            .next()
+                            .and_then(|s| s.parse::<usize>().ok());
+                    }
+                    if let Some(v) = lower.strip_prefix("if-match: ") {
+                        if_match = Some(v.trim().trim_matches('"').to_string());
+                    }
+                }
+                let resumed = range.is_some_and(|from| from > 0);
+                let etag = if replace && resumed { "v2" } else { "v1" };
+                let head = |status: &str, len: usize, extra: &str| {
+                    format!("HTTP/1.1 {status}\r\nContent-Length: {len}\r\nETag: \"{etag}\"\r\nLast-Modified: Tue, 01 Dec 2026 00:00:00 GMT\r\nConnection: close\r\n{extra}\r\n")
+                };
+                let replaced = replace && if_match.is_some();
+                let resp: Vec<u8> = if replaced || if_match.as_deref().is_some_and(|m| m != etag) {
+                    head("412 Precondition Failed", 0, "").into_bytes()
+                } else if method == "HEAD" {
+                    head("200 OK", body.len(), "").into_bytes()
+                } else if let Some(from) = range {
+                    if resumed {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let slice = &body[from.min(body.len())..];
+                    let extra = format!(
+                        "Content-Range: bytes {from}-{}/{}\r\n",
+                        body.len().saturating_sub(1),
+                        body.len()
+                    );
+                    let mut r = head("206 Partial Content", slice.len(), &extra).into_bytes();
+                    r.extend_from_slice(slice);
+                    r
+                } else {
+                    // Half the body, then the connection drops.
+                    let mut r = head("200 OK", body.len(), "").into_bytes();
+                    r.extend_from_slice(&body[..body.len() / 2]);
+                    r
+                };
+                let _ = conn.write_all(&resp);
+                let _ = conn.flush();
+            }
+        });
+        DroppingS3 {
+            port,
+            ranged,
+            _thread: thread,
+        }
+    }
+}
+
+/// Issue #26.16: a download dropped mid-body is resumed with a ranged GET pinned to the
+/// object's ETag (every row arrives once); an object replaced meanwhile is never spliced.
+#[test]
+fn a_dropped_download_resumes_pinned_to_its_etag() {
+    let body = customers_csv(3_000, 0);
+    let env = |port: u16| -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = DroppingS3::start(body.clone(), false);
+    let e = env(s3.port);
+    let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = tmp.path().join("out");
+    let o = run_clean(
+        &args(&["hash", "s3://lake/in/a.csv", "-o", out.to_str().unwrap()]),
+        &pairs,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_dataset(&out).len(), 6_000, "every row once");
+    assert!(
+        s3.ranged.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the dropped body was resumed with a ranged GET"
+    );
+    // The same drop, but the object was uploaded again before the resume.
+    let s3 = DroppingS3::start(body, true);
+    let e = env(s3.port);
+    let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = tmp.path().join("replaced");
+    let o = run_clean(
+        &args(&["hash", "s3://lake/in/a.csv", "-o", out.to_str().unwrap()]),
+        &pairs,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        !out.join("_SUCCESS").exists(),
+        "never spliced onto another version"
+    );
+    assert!(
+        stderr(&o).contains("412 Precondition Failed"),
+        "the resume pinned to the first ETag is refused: {}",
+        stderr(&o)
+    );
+}

@@ -165,7 +165,12 @@ pub struct Manifest {
     /// The operator's base URL (map and refresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
-    /// Distinct hashes sent.
+    /// Hashes sent to the operator, each repeat that was sent again counted again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hashes_sent: Option<u64>,
+    /// Distinct hashes sent, as far as the answer cache tells (a repeat whose answer had left
+    /// it is sent, and counted, again); absent with `--dedupe-memory 0`, which sends every
+    /// repeat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_hashes_sent: Option<u64>,
     /// Identities answered from the cache or an in-flight request.
@@ -274,6 +279,7 @@ impl Manifest {
             environment: None,
             key_id: None,
             base_url: None,
+            hashes_sent: None,
             unique_hashes_sent: None,
             deduplicated: None,
             client: None,

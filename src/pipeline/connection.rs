@@ -98,7 +98,11 @@ impl Connection {
         } else {
             settings.client.base_url.clone()
         });
-        manifest.unique_hashes_sent = Some(mstats.unique_sent.load(Ordering::Relaxed));
+        let sent = mstats.unique_sent.load(Ordering::Relaxed);
+        manifest.hashes_sent = Some(sent);
+        // Without the answer cache every repeat is sent again: what was sent is then not a
+        // count of distinct hashes, and none is claimed.
+        manifest.unique_hashes_sent = (settings.cache_bytes > 0).then_some(sent);
         manifest.deduplicated = Some(mstats.deduplicated.load(Ordering::Relaxed));
         manifest.client = Some(self.client.stats.report());
         manifest.peak_in_flight = Some(self.client.peak_in_flight());

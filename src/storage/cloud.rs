@@ -304,17 +304,27 @@ mod tests {
         // Building a client reads configuration only; no request is made.
         let s3 = s3("s3://bucket", "s3://bucket/x");
         assert!(s3.is_ok(), "{:?}", s3.err());
-        let az = MicrosoftAzureBuilder::new()
-            .with_url("abfss://container@account.dfs.core.windows.net")
-            .with_access_key("AAAA")
-            .build();
+        // The project's own builders, from the environment as a user sets it (no other test
+        // of this binary reads these variables).
+        std::env::set_var("AZURE_STORAGE_ACCOUNT_KEY", "AAAA");
+        let az = azure(
+            "abfss://container@account.dfs.core.windows.net",
+            "abfss://container@account.dfs.core.windows.net/x",
+        );
         assert!(az.is_ok(), "{:?}", az.err());
-        let gs = GoogleCloudStorageBuilder::new()
-            .with_url("gs://bucket")
-            .with_service_account_key(r#"{"private_key":"x","client_email":"a@b"}"#)
-            .build();
-        // An unusable key is refused at build time, naming the problem but not the key.
-        let e = gs.expect_err("an unusable service-account key is refused");
-        assert!(!e.to_string().contains("private_key\":\"x"), "{e}");
+        std::env::set_var(
+            "GOOGLE_SERVICE_ACCOUNT_KEY",
+            r#"{"private_key":"x","client_email":"a@b"}"#,
+        );
+        let gs = gcs("gs://bucket", "gs://bucket/x");
+        std::env::remove_var("GOOGLE_SERVICE_ACCOUNT_KEY");
+        std::env::remove_var("AZURE_STORAGE_ACCOUNT_KEY");
+        // An unusable key is refused at build time, naming the URL but not the key.
+        let e = gs
+            .err()
+            .expect("an unusable service-account key is refused");
+        let shown = e.to_string();
+        assert!(shown.contains("gs://bucket/x"), "{shown}");
+        assert!(!shown.contains("private_key\":\"x"), "{shown}");
     }
 }
