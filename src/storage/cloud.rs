@@ -320,9 +320,7 @@ mod tests {
         std::env::remove_var("GOOGLE_SERVICE_ACCOUNT_KEY");
         std::env::remove_var("AZURE_STORAGE_ACCOUNT_KEY");
         // An unusable key is refused at build time, naming the URL but not the key.
-        let e = gs
-            .err()
-            .expect("an unusable service-account key is refused");
+        let e = gs.expect_err("an unusable service-account key is refused");
         let shown = e.to_string();
         assert!(shown.contains("gs://bucket/x"), "{shown}");
         assert!(!shown.contains("private_key\":\"x"), "{shown}");
