@@ -24,6 +24,11 @@ pub(crate) enum CredentialsCommand {
 #[command(
     after_help = "Examples:\n  euid-map credentials check --env integ\n  euid-map credentials check --profile prod --max-key-age-days 300\n\nEnvironment: EUID_API_KEY, EUID_CLIENT_SECRET, EUID_CREDENTIALS_FILE.\nExit codes: 0 the key and secret work; 1 they do not (the reason is printed); 64 usage error."
 )]
+#[command(
+    mut_arg("concurrency", |a| a.hide(true)),
+    mut_arg("rps", |a| a.hide(true)),
+    mut_arg("max_retries", |a| a.hide(true))
+)]
 pub(crate) struct CheckArgs {
     #[command(flatten)]
     client: ClientArgs,
