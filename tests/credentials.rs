@@ -361,3 +361,110 @@ fn key_age_is_checked_exported_and_its_datasets_listed() {
     );
     assert!(!out.contains(SECRET), "{out}");
 }
+
+/// Issue #24.5: errors say what actually happened and what to do.
+#[test]
+fn errors_name_the_credentials_used_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&[]);
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "email\na@example.com\n").unwrap();
+    let out = tmp.path().join("o");
+    // A wrong secret given on the command line is named as such, not as EUID_CLIENT_SECRET.
+    let o = run_bin(
+        &[
+            "map",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--base-url",
+            &op.url,
+            "--api-key",
+            API_KEY,
+            "--client-secret",
+            WRONG_SECRET,
+            "-q",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("from --api-key") && !e.contains("EUID_CLIENT_SECRET"),
+        "{e}"
+    );
+    // The same command works once the secret is right: nothing was committed, so the
+    // directory is reused without --resume.
+    let o = run_bin(
+        &[
+            "map",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--base-url",
+            &op.url,
+            "--api-key",
+            API_KEY,
+            "--client-secret",
+            SECRET,
+            "-q",
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // -o naming a file.
+    let o = run_bin(
+        &[
+            "hash",
+            input.to_str().unwrap(),
+            "-o",
+            input.to_str().unwrap(),
+            "-q",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is an existing file"), "{}", stderr(&o));
+    // A state that does not exist.
+    let o = run_bin(
+        &[
+            "refresh",
+            "--state",
+            tmp.path().join("nope").to_str().unwrap(),
+            "-o",
+            tmp.path().join("r").to_str().unwrap(),
+            "--env",
+            "local",
+            "-q",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no such state"), "{}", stderr(&o));
+    // A flag typo gets a suggestion.
+    let o = run_bin(&["map", "--keep-coll", "x"], &[]);
+    assert_eq!(o.status.code(), Some(64));
+    assert!(stderr(&o).contains("--keep-col"), "{}", stderr(&o));
+    // Issue #26.6: the API is part of the job: --resume with another --api is refused.
+    let o = run_bin(
+        &[
+            "map",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--base-url",
+            &op.url,
+            "--api",
+            "v2",
+            "--resume",
+            "-q",
+        ],
+        &common::creds(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("other inputs or options"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -93,6 +93,14 @@ pub(crate) fn open_output(
     sources: Vec<String>,
 ) -> Result<(DatasetWriter, DirState, Position), Error> {
     Schema::check_kept_names(&schema.kept_columns())?;
+    if let Some(p) = job.out_dir.local_path() {
+        if p.exists() && !p.is_dir() {
+            return Err(output::OutputError::NotADirectory {
+                path: job.out_dir.url(),
+            }
+            .into());
+        }
+    }
     let lock = DirLock::acquire(&job.out_dir, &description.command)?;
     let dir = output::prepare_dir(&job.out_dir, description, job.resume)?;
     let parts = output::committed_parts(&job.out_dir)?;

@@ -486,9 +486,11 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         let swept = optout::sweep(
             &conn.client,
             &parts,
+            st.rows,
             &policy,
             cfg.optout_concurrency,
             &job.interrupt,
+            job.quiet,
         )
         .await?;
         if !job.quiet {

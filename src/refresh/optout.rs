@@ -43,11 +43,16 @@ fn send_batches(
     parts: Vec<Location>,
     policy: DuePolicy,
     tx: tokio::sync::mpsc::Sender<Vec<String>>,
+    read: Arc<crate::input::ReadProgress>,
 ) -> Result<(), Error> {
+    use std::sync::atomic::Ordering;
     let mut seen: HashSet<String> = HashSet::new();
     let mut batch: Vec<String> = Vec::with_capacity(IDS_PER_REQUEST);
     let mut open = true;
     state::for_each_batch(&parts, |_, b| -> Result<bool, Error> {
+        let n = b.num_rows() as u64;
+        read.rows.fetch_add(n, Ordering::Relaxed);
+        read.bytes.fetch_add(n, Ordering::Relaxed);
         for row in state::decode(&b, &policy) {
             if let Some(MapOutcome::Mapped { raw_euid, .. }) = &row.carried {
                 if seen.len() >= DEDUPE_IDS {
@@ -79,16 +84,36 @@ fn send_batches(
 /// # Errors
 /// The state cannot be read, or a request failed for good (the run stops: a refresh that
 /// could not check opt-outs must not publish raw EUIDs as if it had).
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn sweep(
     client: &Arc<Client>,
     parts: &[Location],
+    state_rows: u64,
     policy: &DuePolicy,
     concurrency: usize,
     interrupt: &crate::interrupt::Interrupt,
+    quiet: bool,
 ) -> Result<Swept, Error> {
+    use std::sync::atomic::{AtomicU64, Ordering};
     let (tx, rx) = tokio::sync::mpsc::channel::<Vec<String>>(2);
     let (parts, policy) = (parts.to_vec(), policy.clone());
-    let reader = tokio::task::spawn_blocking(move || send_batches(parts, policy, tx));
+    // The bar: state rows read; the sweep's requests and finds beside them.
+    let read = Arc::new(crate::input::ReadProgress::default());
+    let (requests, found) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (r, f) = (Arc::clone(&requests), Arc::clone(&found));
+    let progress = crate::progress::Progress::start(
+        quiet,
+        state_rows,
+        Arc::clone(&read),
+        Some(Box::new(move || {
+            format!(
+                ", opt-out sweep: {} requests, {} opted out",
+                r.load(Ordering::Relaxed),
+                f.load(Ordering::Relaxed)
+            )
+        })),
+    );
+    let reader = tokio::task::spawn_blocking(move || send_batches(parts, policy, tx, read));
     let mut swept = Swept::default();
     let mut answers = tokio_stream(rx)
         .map(|ids| {
@@ -104,8 +129,12 @@ pub(super) async fn sweep(
     while let Some((n, got)) = answers.next().await {
         swept.requests += 1;
         swept.checked += n as u64;
+        requests.fetch_add(1, Ordering::Relaxed);
         match got {
-            Ok(list) => swept.opted_out.extend(list),
+            Ok(list) => {
+                found.fetch_add(list.len() as u64, Ordering::Relaxed);
+                swept.opted_out.extend(list);
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
@@ -116,6 +145,7 @@ pub(super) async fn sweep(
         }
     }
     drop(answers);
+    progress.finish();
     let read = reader
         .await
         .map_err(|e| Error::Internal(format!("the opt-out sweep's reader: {e}")))?;
