@@ -29,7 +29,17 @@ shift 3
 bin=${EUID_MAP:-euid-map}
 day=${EUID_MAP_DAY:-$(date -u +%F)}
 out="$root/$day"
-if prev=$("$bin" latest "$root" --before "$day" 2>/dev/null); then
+# `latest` exits 3 when no night has finished yet (the first night: map), 1 when ROOT or a
+# night's metadata cannot be read (stop: never start afresh on a storage error).
+set +e
+prev=$("$bin" latest "$root" --before "$day")
+found=$?
+set -e
+if [ "$found" -ne 0 ] && [ "$found" -ne 3 ]; then
+  echo "nightly: cannot tell the last finished night under $root (exit $found)" >&2
+  exit "$found"
+fi
+if [ "$found" -eq 0 ]; then
   echo "nightly: refresh of $prev into $out" >&2
   if [ -n "${EUID_MAP_NOW:-}" ]; then
     exec "$bin" refresh --state "$prev" -o "$out" --resume "$export_path" --key-col "$key" \

@@ -42,13 +42,18 @@ pub enum ShellError {
     },
 }
 
-/// The first word of a command, the only part of it shown in messages.
+/// The program a command runs, the only part of it shown in messages: its first word
+/// after any leading `NAME=value` assignments (which may hold a token), as a base name.
 pub fn program(command: &str) -> String {
-    command
+    let word = command
         .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+        .find(|w| {
+            !w.split_once('=').is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .unwrap_or_default();
+    word.rsplit('/').next().unwrap_or(word).to_string()
 }
 
 /// Reads at most `cap` bytes of `r`, then drains the rest so the writer never blocks.
@@ -79,35 +84,53 @@ pub fn run(command: &str, timeout: Duration, cap: u64) -> Result<ShellOutput, Sh
             program: program.clone(),
             source,
         })?;
+    let deadline = std::time::Instant::now() + timeout;
     let (out, err) = (child.stdout.take(), child.stderr.take());
-    let stdout = std::thread::spawn(move || out.map(|o| capped(o, cap)).unwrap_or_default());
-    let stderr = std::thread::spawn(move || err.map(|e| capped(e, cap)).unwrap_or_default());
+    let (out_tx, out_rx) = mpsc::channel();
+    let (err_tx, err_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = out_tx.send(out.map(|o| capped(o, cap)).unwrap_or_default());
+    });
+    std::thread::spawn(move || {
+        let _ = err_tx.send(err.map(|e| capped(e, cap)).unwrap_or_default());
+    });
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait());
     });
-    let status = match rx.recv_timeout(timeout) {
-        Ok(Ok(status)) => status,
-        Ok(Err(source)) => return Err(ShellError::Start { program, source }),
-        Err(_) => {
-            // The whole group: `sh` and whatever it started (a CLI waiting on a prompt).
-            let _ = Command::new("kill")
-                .args(["-s", "KILL", "--", &format!("-{pid}")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-            return Err(ShellError::TimedOut {
-                program,
-                seconds: timeout.as_secs(),
-            });
+    let timed_out = || {
+        // The whole group: `sh` and whatever it started (a CLI waiting on a prompt, a
+        // background helper still holding the pipes).
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pid}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        ShellError::TimedOut {
+            program: program.clone(),
+            seconds: timeout.as_secs(),
         }
     };
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let status = match rx.recv_timeout(left()) {
+        Ok(Ok(status)) => status,
+        Ok(Err(source)) => {
+            return Err(ShellError::Start {
+                program: program.clone(),
+                source,
+            })
+        }
+        Err(_) => return Err(timed_out()),
+    };
+    // The pipes close when every process holding them ends: within the same deadline.
+    let stdout = out_rx.recv_timeout(left()).map_err(|_| timed_out())?;
+    let stderr = err_rx.recv_timeout(left()).map_err(|_| timed_out())?;
     Ok(ShellOutput {
         status,
-        stdout: crate::config::Secret::new(stdout.join().unwrap_or_default()),
-        stderr: stderr.join().unwrap_or_default(),
+        stdout: crate::config::Secret::new(stdout),
+        stderr,
     })
 }
 
@@ -127,6 +150,22 @@ mod tests {
         assert!(out.status.success());
         assert_eq!(out.stdout.expose().as_slice(), b"{\"ok\":1}\n");
         assert_eq!(out.stderr.len(), 64 * 1024, "capped");
+    }
+
+    #[test]
+    fn only_the_program_is_shown() {
+        assert_eq!(program("VAULT_TOKEN=s.xyz vault kv get x"), "vault");
+        assert_eq!(program("/usr/local/bin/creds --secret"), "creds");
+        assert_eq!(program("a=b c=d sh -c x"), "sh");
+    }
+
+    /// A command that exits while a background child keeps the pipes open is stopped at
+    /// the deadline too.
+    #[test]
+    fn a_background_child_holding_the_pipes_times_out() {
+        let err =
+            run("sleep 600 & echo '{}'", Duration::from_millis(300), 1024).expect_err("times out");
+        assert!(matches!(err, ShellError::TimedOut { .. }), "{err}");
     }
 
     /// Issue #26.11: a command that never answers is stopped, naming only its first word.

@@ -185,7 +185,22 @@ fn the_nightly_recipe_takes_the_last_good_night_after_a_refused_and_an_interrupt
         .args(["latest", tmp.path().join("empty").to_str().unwrap()])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "none finished: the first night");
+    // A night whose manifest cannot be read is an error, never "take the one before".
+    std::fs::write(n.root.join("2026-12-04/_manifest.json"), "not json").unwrap();
+    let o = Command::new(BIN)
+        .arg("latest")
+        .arg(&n.root)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    let o = n.run("2026-12-05", &e("n3.csv"), &op.advance(1));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the nightly job stops, it does not map afresh"
+    );
+    assert!(!n.root.join("2026-12-05/_SUCCESS").exists());
 }
 
 /// Issue #24.3: a setup error (a missing input) still writes the exit code, and keeps the

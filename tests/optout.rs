@@ -93,23 +93,10 @@ fn opt_out_one_percent(op: &Operator, rows: &[Row]) -> HashSet<String> {
         .step_by(100)
         .map(|r| r["identity_hash"].clone().unwrap())
         .collect();
-    let body = serde_json::json!({ "identity_hashes": hashes }).to_string();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let answer = rt.block_on(async {
-        euid_map::tls::install_provider();
-        reqwest::Client::new()
-            .post(format!("{}/ops/optout", op.url))
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let answer = op.post_json(
+        "/ops/optout",
+        &serde_json::json!({ "identity_hashes": hashes }),
+    );
     assert!(answer.contains("\"opted_out\""), "{answer}");
     hashes.into_iter().collect()
 }
@@ -196,6 +183,19 @@ fn the_sweep_finds_every_new_optout_one_request_at_a_time() {
     assert_eq!(r["optout_found"], opted.len());
     assert_eq!(r["optout_swept"], opted.len());
     assert_eq!(r["optout_requests"], expected);
+
+    // The same night run again is a no-op: no request, not even the sweep's.
+    let status_before = requests(&op, "/v2/optout/status");
+    let mut again = refresh_args(&s0, &out, &now, &[]);
+    again.push("--resume".into());
+    let o = run(&op, &again);
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("nothing to do"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(requests(&op, "/v2/optout/status"), status_before);
 
     // The next day: the opted-out identities are never sent to the map endpoint, even once
     // they would be due.
@@ -287,20 +287,10 @@ fn the_optout_command_checks_a_file_of_raw_ids() {
     );
     // b opts out now.
     let opted: HashSet<String> = [mapped[1]["identity_hash"].clone().unwrap()].into();
-    let body = serde_json::json!({ "identity_hashes": opted.iter().collect::<Vec<_>>() });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        euid_map::tls::install_provider();
-        reqwest::Client::new()
-            .post(format!("{}/ops/optout", op.url))
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-    });
+    op.post_json(
+        "/ops/optout",
+        &serde_json::json!({ "identity_hashes": opted.iter().collect::<Vec<_>>() }),
+    );
     let urlsafe = a.replace('+', "-").replace('/', "_");
     let activation = tmp.path().join("activation.csv");
     std::fs::write(

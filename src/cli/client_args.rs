@@ -29,6 +29,20 @@ pub(super) struct OperatorTarget {
     pub(super) issued: Option<chrono::NaiveDate>,
 }
 
+impl ClientArgs {
+    /// The operator target of a dataset job, with the key's age recorded in its metrics (and
+    /// a rotation warning past a year); also where the credentials came from, for errors.
+    pub(super) fn job_target(
+        &self,
+        metrics: &euid_map::metrics::RunMetrics,
+    ) -> anyhow::Result<(OperatorTarget, String)> {
+        let target = self.to_config()?;
+        target.remind_rotation(metrics, euid_map::credentials::DEFAULT_MAX_KEY_AGE_DAYS);
+        let source = target.source.clone();
+        Ok((target, source))
+    }
+}
+
 impl OperatorTarget {
     /// Days since the key was issued, if known.
     pub(super) fn key_age_days(&self) -> Option<i64> {

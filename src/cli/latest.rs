@@ -17,6 +17,10 @@ pub(crate) struct LatestArgs {
     before: Option<String>,
 }
 
+/// Exit code of `latest` when no night has finished yet (a first night), told apart from
+/// an error (1), which must never be taken for "start afresh".
+pub(super) const NONE_FINISHED: u8 = 3;
+
 /// Prints the newest finished dataset under ROOT on stdout.
 #[allow(clippy::print_stdout)]
 pub(super) fn run(a: LatestArgs) -> anyhow::Result<u8> {
@@ -26,13 +30,16 @@ pub(super) fn run(a: LatestArgs) -> anyhow::Result<u8> {
             println!("{}", dir.url());
             Ok(super::exit::OK)
         }
-        None => anyhow::bail!(
-            "no finished dataset (with _SUCCESS) under {}{}",
-            a.root,
-            a.before
-                .as_deref()
-                .map(|b| format!(" before {b:?}"))
-                .unwrap_or_default()
-        ),
+        None => {
+            eprintln!(
+                "euid-map: no finished dataset (with _SUCCESS) under {}{}",
+                a.root,
+                a.before
+                    .as_deref()
+                    .map(|b| format!(" before {b:?}"))
+                    .unwrap_or_default()
+            );
+            Ok(NONE_FINISHED)
+        }
     }
 }

@@ -25,12 +25,7 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
     with_metrics(&a.job.metrics, |metrics| {
         let mut job = a.job.to_config()?;
         job.metrics = metrics;
-        let target = a.client.to_config()?;
-        target.remind_rotation(
-            &job.metrics,
-            euid_map::credentials::DEFAULT_MAX_KEY_AGE_DAYS,
-        );
-        let source = target.source.clone();
+        let (target, source) = a.client.job_target(&job.metrics)?;
         let mapping = a.tuning.settings(target)?;
         let cfg = MapConfig { job, mapping };
         handle_signals(&cfg.job)?;

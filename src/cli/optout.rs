@@ -41,12 +41,7 @@ pub(super) fn run(a: OptoutArgs) -> anyhow::Result<u8> {
         job.columns.no_identity = true;
         job.columns.keep.retain(|k| *k != a.id_col);
         job.columns.keep.insert(0, a.id_col.clone());
-        let target = a.client.to_config()?;
-        target.remind_rotation(
-            &job.metrics,
-            euid_map::credentials::DEFAULT_MAX_KEY_AGE_DAYS,
-        );
-        let source = target.source.clone();
+        let (target, source) = a.client.job_target(&job.metrics)?;
         let cfg = OptoutConfig {
             job,
             mapping: super::common::client_settings(target),

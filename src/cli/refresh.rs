@@ -75,12 +75,7 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
         if !(0.0..=1.0).contains(&a.max_drop_fraction) {
             super::usage!("--max-drop-fraction must be between 0 and 1");
         }
-        let target = a.client.to_config()?;
-        target.remind_rotation(
-            &job.metrics,
-            euid_map::credentials::DEFAULT_MAX_KEY_AGE_DAYS,
-        );
-        let source = target.source.clone();
+        let (target, source) = a.client.job_target(&job.metrics)?;
         let mapping = a.tuning.settings(target)?;
         let cfg = RefreshConfig {
             state: euid_map::storage::Location::parse(&a.state)?,

@@ -378,7 +378,9 @@ impl Client {
             if let ClientError::RateLimited { retry_after } = &err {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                 if let Some(d) = retry_after {
-                    let until = tokio::time::Instant::now() + *d;
+                    // Bounded like the retry's own wait: a proxy's "Retry-After: 86400" (or a
+                    // huge value that would overflow) must not stall the run for a day.
+                    let until = tokio::time::Instant::now() + (*d).min(self.retry.cap);
                     let mut p = self.paused_until.lock().expect("pause lock");
                     *p = Some(p.map_or(until, |old| old.max(until)));
                 }

@@ -321,7 +321,8 @@ impl Manifest {
 /// night (no `_SUCCESS`) is never chosen.
 ///
 /// # Errors
-/// `root` cannot be listed.
+/// `root` cannot be listed, or a night's `_SUCCESS` or manifest cannot be read (an error,
+/// never taken for "not finished": that would silently pick an older night).
 pub fn latest_complete(
     root: &Location,
     before: Option<&str>,
@@ -335,10 +336,10 @@ pub fn latest_complete(
     names.sort();
     for n in names.iter().rev() {
         let dir = root.join(n);
-        if !dir.join(SUCCESS_FILE).exists().unwrap_or(false) {
+        if !dir.join(SUCCESS_FILE).exists()? {
             continue;
         }
-        if Manifest::read(&dir).is_ok_and(|m| m.status == RunState::Complete) {
+        if Manifest::read(&dir)?.status == RunState::Complete {
             return Ok(Some(dir));
         }
     }
@@ -370,6 +371,33 @@ fn changed_input(previous: &JobDescription, job: &JobDescription) -> Option<(Str
         .zip(&job.fingerprints)
         .zip(&job.inputs)
         .find_map(|((old, new), path)| old.differs(new).map(|why| (path.clone(), why)))
+}
+
+/// Whether two descriptions are the same job (inputs, columns, options; fingerprints apart).
+fn same_job(previous: &JobDescription, job: &JobDescription) -> bool {
+    previous.command == job.command
+        && previous.inputs == job.inputs
+        && previous.columns == job.columns
+        && previous.options == job.options
+}
+
+/// Whether `dir` already holds this very job, finished (`_SUCCESS`) over unchanged inputs:
+/// a `--resume` then has nothing to do, and a command can say so before it spends requests
+/// (refresh's opt-out sweep). Reads only; the lock and [`prepare_dir`] decide for real.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn finished_same_job(dir: &Location, job: &JobDescription) -> Result<bool, OutputError> {
+    if !dir.join(SUCCESS_FILE).exists()? {
+        return Ok(false);
+    }
+    let Ok(text) = dir.join(JOB_FILE).read_all() else {
+        return Ok(false);
+    };
+    let Ok(previous) = serde_json::from_slice::<JobDescription>(&text) else {
+        return Ok(false);
+    };
+    Ok(same_job(&previous, job) && changed_input(&previous, job).is_none())
 }
 
 /// Prepares `dir` (already locked by the caller) for the run `job`: refuses a non-empty
@@ -422,11 +450,7 @@ pub fn prepare_dir(
             path: shown.clone(),
             why: format!("{JOB_FILE}: {e}"),
         })?;
-    let same_job = previous.command == job.command
-        && previous.inputs == job.inputs
-        && previous.columns == job.columns
-        && previous.options == job.options;
-    if !same_job {
+    if !same_job(&previous, job) {
         return Err(OutputError::CannotResume {
             path: shown,
             why: "it holds a run with other inputs or options".to_string(),

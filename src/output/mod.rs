@@ -20,9 +20,9 @@ mod writer;
 
 pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{
-    counts_map, latest_complete, prepare_dir, write_json, DirState, JobDescription, Manifest,
-    ManifestColumn, ManifestInput, OptoutCounts, RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE,
-    SUCCESS_FILE,
+    counts_map, finished_same_job, latest_complete, prepare_dir, write_json, DirState,
+    JobDescription, Manifest, ManifestColumn, ManifestInput, OptoutCounts, RefreshCounts, RunState,
+    JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
 };
 pub use rows::swept_since;
 pub(crate) use schema::UTC;

@@ -143,6 +143,11 @@ async fn run_async(cfg: &OptoutConfig) -> Result<Summary, Error> {
     let (mut checked, mut found, mut requests) = (0u64, 0u64, 0u64);
     let mut result: Result<(), Error> = Ok(());
     while let Some(chunk) = rx.recv().await {
+        // Room for this chunk's answers first: clearing after `ask` was built would forget
+        // answers this chunk's rows still need.
+        if known.len() + chunk.len > REMEMBERED {
+            known.clear();
+        }
         let ids = &chunk.kept[0];
         let cell = |i: usize| crate::text::at(ids.as_ref(), i);
         // The distinct valid ids of this chunk not answered yet.
@@ -158,9 +163,6 @@ async fn run_async(cfg: &OptoutConfig) -> Result<Summary, Error> {
             }
         }
         if !ask.is_empty() {
-            if known.len() + ask.len() > REMEMBERED {
-                known.clear();
-            }
             match check(&conn, ask, cfg.concurrency).await {
                 Ok((ids, opted, n)) => {
                     checked += ids.len() as u64;

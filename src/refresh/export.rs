@@ -158,7 +158,12 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     // uses the machine's temporary directory.
     let scratch_dir = match job.out_dir.local_path() {
         Some(p) => p.join(".refresh-tmp"),
-        None => std::env::temp_dir().join(format!("euid-map-refresh-{}", std::process::id())),
+        // A name of the output's own, so that the next run (a --resume after kill -9)
+        // clears what a killed one left, hashed identities included.
+        None => std::env::temp_dir().join(format!(
+            "euid-map-refresh-{:016x}",
+            join::key_digest(&job.out_dir.url())
+        )),
     };
     let scratch = join::Scratch::create(scratch_dir)?;
     let mut file_rows = vec![0u64; n_inputs];

@@ -138,7 +138,28 @@ fn settle(plans: Vec<Plan>, r: &mut IdentityChunk, opted_out: &HashMap<String, i
                     Some(MapOutcome::Mapped { raw_euid, .. }) => Some(Arc::from(raw_euid.as_str())),
                     _ => None,
                 };
+                let last_opted_out = match &last {
+                    Some(MapOutcome::Mapped {
+                        raw_euid,
+                        mapped_at,
+                        ..
+                    }) => opted_out
+                        .get(raw_euid.as_str())
+                        .map(|since| (*mapped_at, *since)),
+                    _ => None,
+                };
                 match (failed, last) {
+                    // The remap failed, but the sweep says the last known id opted out:
+                    // never keep it.
+                    (Some(_), Some(_)) if last_opted_out.is_some() => {
+                        let (mapped_at, since) = last_opted_out.expect("checked");
+                        *slot = Some(MapOutcome::Optout {
+                            mapped_at,
+                            since: Some(since),
+                        });
+                        marks.push(RefreshMark::DUE.with(RefreshMark::SWEPT_OPTOUT));
+                        continue;
+                    }
                     (Some(why), Some(last)) => {
                         *slot = Some(MapOutcome::Stale {
                             last: Box::new(last),
@@ -373,6 +394,7 @@ fn describe(
             "state_manifest_sha256": st.identity,
             "key_col": cfg.key_col,
             "keep_missing": cfg.keep_missing,
+            "optout_sweep": cfg.optout_sweep,
         }),
     )?)
 }
@@ -472,6 +494,10 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     let job_owned = settle_kept(cfg, &kept)?;
     let job = &job_owned;
     let description = describe(cfg, job, &st)?;
+    // A finished night run again: nothing to do, before any request (the sweep's).
+    if job.resume && output::finished_same_job(&job.out_dir, &description)? {
+        return pipeline::already_complete(job, started);
+    }
     let conn = Connection::open(&cfg.mapping).await?;
     let policy = due_policy(cfg, &conn, &parts).await?;
     let opted_out = if cfg.optout_sweep {
@@ -597,4 +623,75 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     manifest.refresh = Some(counts);
     conn.close().await;
     pipeline::publish(job, &writer, manifest, started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Hashed, Identity, IdentityKind, RawId};
+
+    fn chunk(outcomes: Vec<Option<MapOutcome>>) -> IdentityChunk {
+        let n = outcomes.len();
+        IdentityChunk {
+            chunk: Chunk {
+                file: 0,
+                first_row: 0,
+                len: n,
+                identities: Vec::new(),
+                broken: Vec::new(),
+                kept: Vec::new(),
+            },
+            ids: (0..n)
+                .map(|i| Identity {
+                    kind: IdentityKind::Email,
+                    hashed: Hashed::Ok(crate::normalize::sha256(&[i as u8])),
+                })
+                .collect(),
+            outcomes: Some(outcomes),
+            origin: None,
+            marks: None,
+        }
+    }
+
+    fn mapped(u: &str) -> MapOutcome {
+        MapOutcome::Mapped {
+            raw_euid: RawId::from(u),
+            previous: None,
+            refresh_from: Some(1),
+            bucket_id: None,
+            mapped_at: 7,
+        }
+    }
+
+    /// A carried id the sweep found opted out becomes `optout`; a due one whose remap failed
+    /// keeps its last id as `stale`, unless that id opted out: then it is `optout` too.
+    #[test]
+    fn settle_never_keeps_an_opted_out_raw_id() {
+        let opted: HashMap<String, i64> = [("gone".to_string(), 99)].into();
+        let mut r = chunk(vec![
+            Some(mapped("gone")),
+            Some(mapped("kept")),
+            Some(MapOutcome::Failed(Arc::from("HTTP 503"))),
+            Some(MapOutcome::Failed(Arc::from("HTTP 503"))),
+        ]);
+        let plans = vec![
+            Plan::Carried,
+            Plan::Carried,
+            Plan::Due(Some(mapped("gone"))),
+            Plan::Due(Some(mapped("old"))),
+        ];
+        settle(plans, &mut r, &opted);
+        let out = r.outcomes.expect("outcomes");
+        let optout = MapOutcome::Optout {
+            mapped_at: 7,
+            since: Some(99),
+        };
+        assert_eq!(out[0], Some(optout.clone()));
+        assert_eq!(out[1], Some(mapped("kept")));
+        assert_eq!(out[2], Some(optout), "never stale with an opted-out id");
+        assert!(matches!(out[3], Some(MapOutcome::Stale { .. })));
+        let marks = r.marks.expect("marks");
+        assert!(marks[0].has(RefreshMark::SWEPT_OPTOUT) && marks[2].has(RefreshMark::SWEPT_OPTOUT));
+        assert!(marks[3].has(RefreshMark::STALE));
+    }
 }

@@ -54,7 +54,14 @@ fn send_batches(
         read.rows.fetch_add(n, Ordering::Relaxed);
         read.bytes.fetch_add(n, Ordering::Relaxed);
         for row in state::decode(&b, &policy) {
-            if let Some(MapOutcome::Mapped { raw_euid, .. }) = &row.carried {
+            // Carried rows, and due rows' last known id (kept as `stale` if their remap
+            // fails, so it must be checked too).
+            let id = match (&row.carried, &row.last, row.due) {
+                (Some(MapOutcome::Mapped { raw_euid, .. }), _, _) => Some(raw_euid),
+                (None, Some(MapOutcome::Mapped { raw_euid, .. }), true) => Some(raw_euid),
+                _ => None,
+            };
+            if let Some(raw_euid) = id {
                 if seen.len() >= DEDUPE_IDS {
                     seen.clear();
                 }

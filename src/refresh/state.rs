@@ -130,10 +130,31 @@ pub(super) fn open(dir: &Location) -> Result<State, OutputError> {
     );
     let mut parts = Vec::new();
     let (mut rows, mut identity) = (0u64, String::new());
+    let mut first_columns: Option<Vec<String>> = None;
     for n in files {
         let loc = dir.join(n);
         let meta = loc.meta()?;
         let b = ParquetFile::open(&loc).map_err(|e| bad(&loc, e))?;
+        // Every file must have the first one's columns (they are read by name).
+        let mut cols: Vec<String> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        cols.sort();
+        match &first_columns {
+            None => first_columns = Some(cols),
+            Some(first) if *first != cols => {
+                let missing: Vec<&String> = first.iter().filter(|c| !cols.contains(c)).collect();
+                let extra: Vec<&String> = cols.iter().filter(|c| !first.contains(c)).collect();
+                return Err(bad(
+                    &loc,
+                    format!("its columns differ from the state's first file (missing {missing:?}, extra {extra:?}): the files of a state must share their columns"),
+                ));
+            }
+            Some(_) => {}
+        }
         rows += b.metadata().file_metadata().num_rows().max(0) as u64;
         identity.push_str(&format!("{n}:{}:{};", meta.size, meta.modified));
         parts.push(loc);

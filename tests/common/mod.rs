@@ -283,6 +283,27 @@ impl Operator {
         self.metric("euid_emulator_held_requests")
     }
 
+    /// POSTs a JSON body to an admin route; the answer as text.
+    pub fn post_json(&self, path: &str, body: &serde_json::Value) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = format!("{}{path}", self.url);
+        rt.block_on(async {
+            euid_map::tls::install_provider();
+            reqwest::Client::new()
+                .post(url)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    }
+
     /// Lets the held requests go on, and stops holding.
     pub fn release(&self) {
         self.http(true, "/ops/release");
