@@ -1189,3 +1189,43 @@ fn a_dropped_download_resumes_pinned_to_its_etag() {
         stderr(&o)
     );
 }
+
+/// Issue #24.5: a prefix given without its trailing `/` says so, and an http endpoint
+/// without `AWS_ALLOW_HTTP` says which variable to set.
+#[test]
+fn store_errors_say_what_to_do() {
+    let Some(moto) = Moto::start("lake") else {
+        return;
+    };
+    moto.put("lake/in/a.csv", &customers_csv(10, 0));
+    let tmp = tempfile::tempdir().unwrap();
+    let env = moto.env();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = run_clean(
+        &args(&[
+            "hash",
+            "s3://lake/in",
+            "-o",
+            tmp.path().join("a").to_str().unwrap(),
+        ]),
+        &pairs,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("end it with /"), "{}", stderr(&o));
+    let no_http: Vec<(&str, &str)> = pairs
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "AWS_ALLOW_HTTP")
+        .collect();
+    let o = run_clean(
+        &args(&[
+            "hash",
+            "s3://lake/in/a.csv",
+            "-o",
+            tmp.path().join("b").to_str().unwrap(),
+        ]),
+        &no_http,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("AWS_ALLOW_HTTP=true"), "{}", stderr(&o));
+}
