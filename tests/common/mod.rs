@@ -265,10 +265,11 @@ pub fn creds() -> [(&'static str, &'static str); 2] {
 }
 
 /// Polls `f` until it holds: a bounded wait on a condition (a held request, a committed part),
-/// never a sleep standing in for synchronisation. Panics after about 120 s (a loaded CI
-/// machine runs a whole test file's binaries at once).
+/// never a sleep standing in for synchronisation. Panics after about 10 minutes: only a
+/// hang reaches that (a loaded 2-core machine running a test file's runs in parallel once
+/// took over 2 minutes to reach a held request).
 pub fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..12_000 {
+    for _ in 0..60_000 {
         if f() {
             return;
         }
