@@ -394,9 +394,12 @@ fn a_due_row_whose_remap_fails_keeps_its_last_raw_euid_as_stale() {
     map(&good, &d("e.csv"), &d("s0"), &["id"]);
     let s0 = common::read_dataset(&d("s0"));
     let failing = Operator::start(&["--faults", "500=1"]);
-    // Far enough ahead that every mapped row is due.
+    // Far enough ahead that every mapped row is due. No opt-out sweep: it would check the
+    // due rows' last ids, and against this operator it would stop the run, as a sweep that
+    // cannot finish must (tests/optout.rs).
     let later = "2099-01-01T00:00:00Z";
-    let o = refresh(&failing, &d("s0"), &d("s1"), None, &["--now", later]);
+    let no_sweep = ["--now", later, "--no-optout-sweep"];
+    let o = refresh(&failing, &d("s0"), &d("s1"), None, &no_sweep);
     assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
     assert!(common::stderr(&o).contains("stale"));
     let s1 = common::read_dataset(&d("s1"));
@@ -424,7 +427,7 @@ fn a_due_row_whose_remap_fails_keeps_its_last_raw_euid_as_stale() {
     assert_eq!(statuses, vec!["mapped", "mapped", "invalid"]);
     assert_eq!(manifest(&d("s2"))["refresh"]["due"], 2);
     // A stale row that fails again stays stale with the same id.
-    let o = refresh(&failing, &d("s1"), &d("s3"), None, &["--now", later]);
+    let o = refresh(&failing, &d("s1"), &d("s3"), None, &no_sweep);
     assert_eq!(o.status.code(), Some(2));
     let s3 = common::read_dataset(&d("s3"));
     assert_eq!(s3[0]["raw_euid"], s0[0]["raw_euid"]);
@@ -627,16 +630,24 @@ fn counts_after_a_resumed_refresh_equal_a_clean_runs() {
     };
     ok(&run(&base(&d("clean"), &good)));
     let held = Operator::start(&["--admin", "--hold-after", "3"]);
+    let log = std::fs::File::create(d("held.log")).unwrap();
     let mut child = Command::new(BIN)
         .args(base(&d("resumed"), &held))
         .env("EUID_API_KEY", common::API_KEY)
         .env("EUID_CLIENT_SECRET", common::SECRET)
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
-    common::wait_until("a committed part and a held request", || {
-        held.held() > 0.0 && d("resumed").join("part-00000.parquet").exists()
+    // Held mid-run (the first chunk's parts are usually committed by then); a run that
+    // ended instead fails the test at once with what it said.
+    common::wait_until("a held request", || {
+        held.held() > 0.0 || child.try_wait().unwrap().is_some()
     });
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended before the kill: {}",
+        std::fs::read_to_string(d("held.log")).unwrap_or_default()
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(!d("resumed").join("_SUCCESS").exists(), "killed mid-way");
