@@ -186,16 +186,25 @@ impl JobConfig {
         command: &str,
         options: serde_json::Value,
     ) -> Result<JobDescription, InputError> {
+        let mut columns = serde_json::json!({
+            "email": self.columns.email,
+            "phone": self.columns.phone,
+            "email_hash": self.columns.email_hash,
+            "phone_hash": self.columns.phone_hash,
+            "keep": self.columns.keep,
+        });
+        // The phone settings decide hashes, so a resumed run must share them; they are only
+        // written when set, so that directories from before they existed still resume.
+        if let Some(r) = &self.columns.phone_region {
+            columns["phone_region"] = r.as_str().into();
+        }
+        if let Some(c) = &self.columns.phone_region_col {
+            columns["phone_region_col"] = c.as_str().into();
+        }
         Ok(JobDescription {
             command: command.to_string(),
             inputs: self.inputs.iter().map(|f| f.given.clone()).collect(),
-            columns: serde_json::json!({
-                "email": self.columns.email,
-                "phone": self.columns.phone,
-                "email_hash": self.columns.email_hash,
-                "phone_hash": self.columns.phone_hash,
-                "keep": self.columns.keep,
-            }),
+            columns,
             options,
             fingerprints: self
                 .inputs

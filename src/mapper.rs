@@ -482,12 +482,14 @@ mod tests {
                 identities: Vec::new(),
                 broken: Vec::new(),
                 kept: Vec::new(),
+                phone_region: None,
             },
             ids: values
                 .iter()
                 .map(|v| crate::record::Identity {
                     kind: IdentityKind::Email,
                     hashed: Hashed::Ok(key(v).1),
+                    phone_form: Default::default(),
                 })
                 .collect(),
             outcomes: None,

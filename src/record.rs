@@ -79,8 +79,8 @@ impl fmt::Debug for IdentityHash {
 pub enum InvalidReason {
     /// The email fails the operator's normalization (no `@`, two `@`, empty parts).
     InvalidEmail,
-    /// The phone is not `+` followed by 10 to 15 ASCII digits.
-    InvalidPhone,
+    /// The raw phone was refused (see [`PhoneReason`]).
+    Phone(PhoneReason),
     /// A pre-hashed value that is neither 44-char base64 nor 64-char hex.
     BadHashLength,
     /// A 44-char value that is not standard base64 of 32 bytes.
@@ -103,7 +103,7 @@ impl InvalidReason {
         match self {
             InvalidReason::Recorded(r) => r,
             InvalidReason::InvalidEmail => "invalid email",
-            InvalidReason::InvalidPhone => "invalid phone",
+            InvalidReason::Phone(p) => p.as_str(),
             InvalidReason::BadHashLength => "bad hash length",
             InvalidReason::BadHashEncoding => "bad hash encoding",
             InvalidReason::HexAsBase64 => "hex hash encoded as base64",
@@ -112,6 +112,97 @@ impl InvalidReason {
             InvalidReason::OperatorInvalid => "invalid identifier",
         }
     }
+}
+
+/// Why a raw phone was refused: the text of the output's `reason` column starts `phone:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneReason {
+    /// Nothing in the value reads as a phone number.
+    NotANumber,
+    /// Written in national format, and the row has no region to read it in.
+    NeedsRegion,
+    /// The row's region is not an ISO 3166-1 alpha-2 code the phone metadata knows; holds the
+    /// whole reason text (`phone: unknown region "XX"`).
+    UnknownRegion(std::sync::Arc<str>),
+    /// Written with a `+` (or an international call prefix) and no known country code.
+    UnknownCountryCode,
+    /// Not a valid number by libphonenumber's metadata for this country calling code (0 when
+    /// no country code could be read).
+    NotValidFor(u16),
+    /// Valid, but its E.164 form has fewer than the 10 digits the operator accepts.
+    TooShortForOperator,
+    /// Not `+` and 10 to 15 ASCII digits, and this build reads no other format (built without
+    /// the `phones` feature), or the strict operator rule was asked for.
+    NotE164,
+}
+
+impl PhoneReason {
+    /// The text of the output's `reason` column.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PhoneReason::NotANumber => "phone: not a number",
+            PhoneReason::NeedsRegion => {
+                "phone: national format needs --phone-region or --phone-region-col"
+            }
+            PhoneReason::UnknownRegion(text) => text,
+            PhoneReason::UnknownCountryCode => "phone: unknown country code",
+            PhoneReason::NotValidFor(0) => "phone: not a valid number",
+            PhoneReason::NotValidFor(cc) => not_valid_for(*cc),
+            PhoneReason::TooShortForOperator => "phone: too short for the operator",
+            PhoneReason::NotE164 => "phone: not E.164",
+        }
+    }
+
+    /// The reason for an unknown region cell `given` (shortened, quoted and escaped: it is a
+    /// country code column, not personal data, but it may hold anything).
+    pub fn unknown_region(given: &str) -> PhoneReason {
+        let short: String = given.chars().take(12).collect();
+        let more = if short.len() < given.len() { "…" } else { "" };
+        PhoneReason::UnknownRegion(format!("phone: unknown region {short:?}{more}").into())
+    }
+}
+
+/// `phone: not a valid number for +CC`, one string per country calling code (1 to 999), made
+/// once.
+fn not_valid_for(cc: u16) -> &'static str {
+    static TEXTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..1000)
+            .map(|cc| format!("phone: not a valid number for +{cc}"))
+            .collect()
+    });
+    TEXTS.get(usize::from(cc)).map_or("phone: not a valid number", String::as_str)
+}
+
+/// A region to read national-format phones in: an ISO 3166-1 alpha-2 code, upper case
+/// (`--phone-region`, `--phone-region-col`). Made by [`crate::normalize::phone_region`],
+/// which checks it against the phone metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PhoneRegion(pub(crate) [u8; 2]);
+
+impl PhoneRegion {
+    /// The code, e.g. `FR`.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("two ASCII letters")
+    }
+}
+
+impl fmt::Display for PhoneRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a raw phone's hashed form came about, counted in the manifest's `phones`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PhoneForm {
+    /// Not a raw phone (an email, a pre-hashed column, a refused or missing phone, a row
+    /// carried from a previous run).
+    #[default]
+    NotRawPhone,
+    /// Already E.164 (`+` and 10 to 15 ASCII digits): hashed as given.
+    AsGiven,
+    /// Rewritten to E.164 by libphonenumber's rules (national format, punctuation, `00`).
+    Reformatted,
 }
 
 /// The outcome of reading and hashing one identity cell.
@@ -132,6 +223,8 @@ pub struct Identity {
     pub kind: IdentityKind,
     /// Hash, or why there is none.
     pub hashed: Hashed,
+    /// For a raw phone that was hashed: as given or reformatted.
+    pub phone_form: PhoneForm,
 }
 
 /// The final status of an identity in the output's `status` column.

@@ -9,7 +9,7 @@ use euid_map::config::{JobConfig, MapSettings, Secret, DEFAULT_PART_ROWS};
 use euid_map::input::{ColumnSpec, InputFile};
 use euid_map::interrupt::Interrupt;
 use euid_map::pipeline::Summary;
-use euid_map::record::RowStatus;
+use euid_map::record::{PhoneRegion, RowStatus};
 
 use super::client_args::OperatorTarget;
 use super::usage;
@@ -37,9 +37,19 @@ pub(super) struct JobArgs {
     /// Column with raw emails (default: detect email, email_address, …).
     #[arg(long, value_name = "NAME")]
     email_col: Option<String>,
-    /// Column with raw E.164 phones (default: detect phone, phone_number, mobile, …).
+    /// Column with raw phones (default: detect phone, phone_number, mobile, …). E.164 is
+    /// taken as given; other formats (`+44 (0)20 7946 0958`, `0049-30-1234567`, or national
+    /// `06 12 34 56 78` with a region) are made E.164 by libphonenumber's rules.
     #[arg(long, value_name = "NAME")]
     phone_col: Option<String>,
+    /// Region for phones written in national format: ISO 3166-1 alpha-2, any case (FR, de).
+    /// A number written with its own country code (+33…, or the region's 00 prefix) keeps it.
+    #[arg(long, value_name = "CC", value_parser = parse_phone_region)]
+    phone_region: Option<PhoneRegion>,
+    /// Column holding each row's region for national-format phones (alpha-2, any case); an
+    /// empty cell falls back to --phone-region, an unknown code makes the phone invalid.
+    #[arg(long, value_name = "NAME")]
+    phone_region_col: Option<String>,
     /// Column with email hashes: base64 SHA-256 (44 chars) or hex (64).
     #[arg(long, value_name = "NAME")]
     email_hash_col: Option<String>,
@@ -207,6 +217,8 @@ impl JobArgs {
                 email_hash: self.email_hash_col.clone(),
                 phone_hash: self.phone_hash_col.clone(),
                 keep: self.keep_col.clone(),
+                phone_region_col: self.phone_region_col.clone(),
+                phone_region: self.phone_region,
                 no_identity: false,
             },
             out_dir,
@@ -217,6 +229,17 @@ impl JobArgs {
             metrics: Default::default(),
         })
     }
+}
+
+/// `--phone-region`: an alpha-2 code the phone metadata knows.
+pub(super) fn parse_phone_region(s: &str) -> Result<PhoneRegion, String> {
+    euid_map::normalize::phone_region(s.trim()).ok_or_else(|| {
+        if cfg!(feature = "phones") {
+            format!("{s:?} is not an ISO 3166-1 alpha-2 region the phone metadata knows (FR, DE, GB, US, …)")
+        } else {
+            "this build has no phone formats (built without the `phones` feature)".to_string()
+        }
+    })
 }
 
 /// `--output-mode`: an octal mode such as 600 or 0640.

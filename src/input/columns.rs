@@ -4,7 +4,7 @@
 use arrow_schema::DataType;
 
 use super::{Header, InputError};
-use crate::record::{IdentityForm, IdentityKind};
+use crate::record::{IdentityForm, IdentityKind, PhoneRegion};
 
 /// Names recognised for raw emails (compared case-insensitively).
 const EMAIL_NAMES: &[&str] = &["email", "email_address", "emailaddress", "e_mail", "mail"];
@@ -49,6 +49,10 @@ pub struct ColumnSpec {
     pub phone_hash: Option<String>,
     /// `--keep-col`, in order.
     pub keep: Vec<String>,
+    /// `--phone-region-col`: each row's region for national-format phones.
+    pub phone_region_col: Option<String>,
+    /// `--phone-region`: the region for rows without one.
+    pub phone_region: Option<PhoneRegion>,
     /// Read no identity column (`euid-map optout` reads raw EUIDs as a kept column).
     pub no_identity: bool,
 }
@@ -77,6 +81,21 @@ pub struct ResolvedColumns {
     pub keep_types: Vec<(String, DataType)>,
     /// Number of columns in the header.
     pub width: usize,
+    /// `--phone-region-col`: its index in the header.
+    pub phone_region_col: Option<usize>,
+    /// `--phone-region`.
+    pub phone_region: Option<PhoneRegion>,
+}
+
+impl ResolvedColumns {
+    /// Every header index the reader must read: identities, kept columns, the region column.
+    pub fn used(&self) -> impl Iterator<Item = usize> + Clone + '_ {
+        self.identities
+            .iter()
+            .map(|c| c.index)
+            .chain(self.keep.iter().copied())
+            .chain(self.phone_region_col)
+    }
 }
 
 impl ColumnSpec {
@@ -177,11 +196,28 @@ impl ColumnSpec {
             keep.push(i);
             keep_types.push((col.clone(), crate::text::kept_type(&header.columns[i].1)));
         }
+        let phone_region_col = match &self.phone_region_col {
+            Some(col) => {
+                let i = find_exact(col)?;
+                let ty = &header.columns[i].1;
+                if !crate::text::is_text(ty) {
+                    return Err(InputError::NotString {
+                        path: path.to_string(),
+                        column: names[i].to_string(),
+                        found: ty.to_string(),
+                    });
+                }
+                Some(i)
+            }
+            None => None,
+        };
         Ok(ResolvedColumns {
             identities,
             keep,
             keep_types,
             width: names.len(),
+            phone_region_col,
+            phone_region: self.phone_region,
         })
     }
 }

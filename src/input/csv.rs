@@ -426,6 +426,7 @@ struct ChunkBuilder {
     len: usize,
     identities: Vec<StringBuilder>,
     kept: Vec<StringBuilder>,
+    region: Option<StringBuilder>,
     broken: Vec<(usize, InvalidReason)>,
 }
 
@@ -438,6 +439,9 @@ impl ChunkBuilder {
             len: 0,
             identities: cols.identities.iter().map(|_| b()).collect(),
             kept: cols.keep.iter().map(|_| b()).collect(),
+            region: cols
+                .phone_region_col
+                .map(|_| StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 2)),
             broken: Vec::new(),
         }
     }
@@ -448,12 +452,9 @@ impl ChunkBuilder {
         let problem = if rec.len() != cols.width {
             Some(InvalidReason::MalformedRow)
         } else {
-            let used = cols
-                .identities
-                .iter()
-                .map(|c| c.index)
-                .chain(cols.keep.iter().copied());
-            let bad_utf8 = used.clone().any(|i| std::str::from_utf8(&rec[i]).is_err());
+            let bad_utf8 = cols
+                .used()
+                .any(|i| std::str::from_utf8(&rec[i]).is_err());
             bad_utf8.then_some(InvalidReason::InvalidUtf8)
         };
         if let Some(p) = problem {
@@ -464,12 +465,18 @@ impl ChunkBuilder {
             for (b, &i) in self.kept.iter_mut().zip(&cols.keep) {
                 append_text(b, rec.get(i).unwrap_or_default());
             }
+            if let Some(b) = &mut self.region {
+                b.append_null();
+            }
             return;
         }
         for (b, c) in self.identities.iter_mut().zip(&cols.identities) {
             append_text(b, &rec[c.index]);
         }
         for (b, &i) in self.kept.iter_mut().zip(&cols.keep) {
+            append_text(b, &rec[i]);
+        }
+        if let (Some(b), Some(i)) = (&mut self.region, cols.phone_region_col) {
             append_text(b, &rec[i]);
         }
     }
@@ -487,6 +494,7 @@ impl ChunkBuilder {
                 .collect(),
             broken: self.broken,
             kept: self.kept.iter_mut().map(col).collect(),
+            phone_region: self.region.as_mut().map(|b| TextColumn::new(col(b))),
         }
     }
 }

@@ -256,6 +256,8 @@ pub struct Chunk {
     pub broken: Vec<(usize, InvalidReason)>,
     /// Kept columns, in `--keep-col` order.
     pub kept: Vec<ArrayRef>,
+    /// `--phone-region-col`'s cells.
+    pub phone_region: Option<TextColumn>,
 }
 
 impl Chunk {

@@ -45,12 +45,7 @@ pub(super) fn read(
     let b = open(f)?;
     let total_rows = b.metadata().file_metadata().num_rows().max(1) as u64;
     let file_size = f.size();
-    let mut wanted: Vec<usize> = cols
-        .identities
-        .iter()
-        .map(|c| c.index)
-        .chain(cols.keep.iter().copied())
-        .collect();
+    let mut wanted: Vec<usize> = cols.used().collect();
     wanted.sort_unstable();
     wanted.dedup();
     let mask = ProjectionMask::roots(b.parquet_schema(), wanted.iter().copied());
@@ -90,6 +85,9 @@ pub(super) fn read(
                 .iter()
                 .map(|&i| crate::text::to_utf8(batch.column(position_in(i))))
                 .collect(),
+            phone_region: cols
+                .phone_region_col
+                .map(|i| TextColumn::new(Arc::clone(batch.column(position_in(i))))),
         };
         row += len as u64;
         progress.add(

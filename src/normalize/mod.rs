@@ -22,10 +22,14 @@ mod phone;
 pub use email::{email, email_into};
 pub use hash::{decode_prehashed, sha256};
 pub use phone::is_normalized as phone_is_normalized;
+pub use phone::{region as phone_region, to_e164, RowRegion, METADATA_VERSION};
 
 use std::cell::RefCell;
 
-use crate::record::{Hashed, Identity, IdentityForm, IdentityHash, IdentityKind, InvalidReason};
+use crate::record::{
+    Hashed, Identity, IdentityForm, IdentityHash, IdentityKind, InvalidReason, PhoneForm,
+    PhoneReason, PhoneRegion,
+};
 
 thread_local! {
     /// Scratch buffer for normalized emails, so the hot path does not allocate per row.
@@ -47,34 +51,65 @@ pub fn hash_email(raw: &str) -> Result<IdentityHash, InvalidReason> {
     })
 }
 
-/// Validates an E.164 phone (the operator does not normalize phones) and hashes it.
+/// Validates an E.164 phone with the operator's own rule (it normalizes no phone) and hashes
+/// it: what the emulator accepts as a raw `phone`.
 ///
 /// # Errors
-/// [`InvalidReason::InvalidPhone`] unless it is `+` and 10 to 15 ASCII digits.
+/// [`PhoneReason::NotE164`] unless it is `+` and 10 to 15 ASCII digits.
 pub fn hash_phone(raw: &str) -> Result<IdentityHash, InvalidReason> {
     if phone_is_normalized(raw) {
         Ok(sha256(raw.as_bytes()))
     } else {
-        Err(InvalidReason::InvalidPhone)
+        Err(InvalidReason::Phone(PhoneReason::NotE164))
     }
 }
 
-/// Hashes one identity cell. `None` and the empty string are `Missing`; everything else is
-/// either a hash or an invalid reason. This is the entry point the pipeline calls per cell.
+/// Makes a raw phone E.164 ([`to_e164`]: as given when it already is, else by
+/// libphonenumber's rules read in `region`) and hashes it.
+///
+/// # Errors
+/// [`InvalidReason::Phone`] with the reason it was refused.
+pub fn hash_phone_in(
+    raw: &str,
+    region: RowRegion<'_>,
+) -> Result<(IdentityHash, PhoneForm), InvalidReason> {
+    match to_e164(raw, region) {
+        Ok((e164, form)) => Ok((sha256(e164.as_bytes()), form)),
+        Err(r) => Err(InvalidReason::Phone(r)),
+    }
+}
+
+/// Hashes one identity cell, phones read without a region. `None` and the empty string are
+/// `Missing`; everything else is either a hash or an invalid reason.
 pub fn identity(kind: IdentityKind, form: IdentityForm, cell: Option<&str>) -> Hashed {
+    identity_in(kind, form, cell, RowRegion::None).hashed
+}
+
+/// Hashes one identity cell; a raw phone in national format is read in `region`. This is the
+/// entry point the pipeline calls per cell.
+pub fn identity_in(
+    kind: IdentityKind,
+    form: IdentityForm,
+    cell: Option<&str>,
+    region: RowRegion<'_>,
+) -> Identity {
+    let done = |hashed, phone_form| Identity {
+        kind,
+        hashed,
+        phone_form,
+    };
     let value = match cell {
-        None => return Hashed::Missing,
-        Some("") => return Hashed::Missing,
+        None | Some("") => return done(Hashed::Missing, PhoneForm::NotRawPhone),
         Some(v) => v,
     };
     let result = match (form, kind) {
-        (IdentityForm::Raw, IdentityKind::Email) => hash_email(value),
-        (IdentityForm::Raw, IdentityKind::Phone) => hash_phone(value),
-        (IdentityForm::Hashed, _) => decode_prehashed(value),
+        (IdentityForm::Raw, IdentityKind::Email) => hash_email(value).map(|h| (h, PhoneForm::NotRawPhone)),
+        (IdentityForm::Raw, IdentityKind::Phone) => hash_phone_in(value, region),
+        (IdentityForm::Hashed, _) => decode_prehashed(value).map(|h| (h, PhoneForm::NotRawPhone)),
     };
     match result {
-        Ok(h) => Hashed::Ok(h),
-        Err(r) => Hashed::Invalid(r),
+        Ok((h, f)) => done(Hashed::Ok(h), f),
+        Err(r) => done(Hashed::Invalid(r), PhoneForm::NotRawPhone),
     }
 }
 
@@ -91,10 +126,12 @@ pub fn chunk(chunk: &crate::input::Chunk, cols: &crate::input::ResolvedColumns) 
     let mut out = vec![
         Identity {
             kind: IdentityKind::Email,
-            hashed: Hashed::Missing
+            hashed: Hashed::Missing,
+            phone_form: PhoneForm::NotRawPhone,
         };
         chunk.len * n
     ];
+    let default_region: Option<PhoneRegion> = cols.phone_region;
     if n == 0 {
         return out;
     }
@@ -103,11 +140,18 @@ pub fn chunk(chunk: &crate::input::Chunk, cols: &crate::input::ResolvedColumns) 
         .enumerate()
         .for_each(|(k, slots)| {
             let broken = chunk.broken_reason(k);
+            let region = RowRegion::of(
+                chunk.phone_region.as_ref().and_then(|r| r.get(k)),
+                default_region,
+            );
             for (j, (slot, c)) in slots.iter_mut().zip(&cols.identities).enumerate() {
-                slot.kind = c.kind;
-                slot.hashed = match broken {
-                    Some(reason) => Hashed::Invalid(reason.clone()),
-                    None => identity(c.kind, c.form, chunk.identities[j].get(k)),
+                *slot = match broken {
+                    Some(reason) => Identity {
+                        kind: c.kind,
+                        hashed: Hashed::Invalid(reason.clone()),
+                        phone_form: PhoneForm::NotRawPhone,
+                    },
+                    None => identity_in(c.kind, c.form, chunk.identities[j].get(k), region),
                 };
             }
         });

@@ -1,5 +1,23 @@
-//! Phone validation (`euid-protocol.md` §8.3). The operator does not normalize phones: the
-//! input must already be E.164, `+` followed by 10 to 15 ASCII digits.
+//! Phones (`euid-protocol.md` §8.3). The operator accepts only E.164, `+` followed by 10 to 15
+//! ASCII digits, and normalizes nothing. CRM exports hold `06 12 34 56 78` beside a country
+//! column, `+44 (0)20 7946 0958`, `0049-30-1234567`: those are made E.164 here, by Google's
+//! libphonenumber rules (the `rlibphonenumber` port and its metadata, `phones` feature).
+//!
+//! The rule, in order:
+//! 1. A value that is already `+` and 10–15 ASCII digits is hashed **as given**, byte for
+//!    byte (the operator's rule; existing datasets keep their hashes).
+//! 2. Anything else is parsed: a value written with its own country code (`+`, or the
+//!    region's international call prefix such as `00`) keeps it whatever the row's region;
+//!    a national-format value is read in the row's region (`--phone-region-col`, then
+//!    `--phone-region`).
+//! 3. The result must be a **valid** number by the metadata (not merely a possible one) and
+//!    its E.164 must have at least 10 digits; otherwise the identity is `invalid` with a
+//!    [`PhoneReason`] saying why. Nothing is guessed: a wrong number hashes to someone else's
+//!    EUID.
+
+use std::borrow::Cow;
+
+use crate::record::{PhoneForm, PhoneReason, PhoneRegion};
 
 /// Fewest digits after the `+` the operator accepts.
 const MIN_DIGITS: usize = 10;
@@ -14,4 +32,163 @@ pub fn is_normalized(raw: &str) -> bool {
     b.first() == Some(&b'+')
         && (MIN_DIGITS..=MAX_DIGITS).contains(&digits)
         && b[1..].iter().all(u8::is_ascii_digit)
+}
+
+/// The region a row's phone is read in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowRegion<'a> {
+    /// Neither the row nor the run gives one.
+    None,
+    /// A region the metadata knows.
+    Known(PhoneRegion),
+    /// The row's region cell, which is no known alpha-2 code (it does not fall back to
+    /// `--phone-region`: the export says something else).
+    Unknown(&'a str),
+}
+
+impl<'a> RowRegion<'a> {
+    /// The region of a row: its cell (trimmed, any case; empty falls back) or the run's.
+    pub fn of(cell: Option<&'a str>, default: Option<PhoneRegion>) -> RowRegion<'a> {
+        match cell.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(c) => match region(c) {
+                Some(r) => RowRegion::Known(r),
+                None => RowRegion::Unknown(c),
+            },
+            None => default.map_or(RowRegion::None, RowRegion::Known),
+        }
+    }
+}
+
+/// The E.164 form of a raw phone, and whether it was given so.
+///
+/// # Errors
+/// Why the value is refused.
+pub fn to_e164<'v>(
+    raw: &'v str,
+    region: RowRegion<'_>,
+) -> Result<(Cow<'v, str>, PhoneForm), PhoneReason> {
+    if is_normalized(raw) {
+        return Ok((Cow::Borrowed(raw), PhoneForm::AsGiven));
+    }
+    let e164 = rules::parse(raw, region)?;
+    let digits = e164.len() - 1;
+    if digits < MIN_DIGITS {
+        return Err(PhoneReason::TooShortForOperator);
+    }
+    if digits > MAX_DIGITS {
+        return Err(PhoneReason::NotValidFor(0));
+    }
+    Ok((Cow::Owned(e164), PhoneForm::Reformatted))
+}
+
+/// A known region from its ISO 3166-1 alpha-2 code, any case (`fr`, `FR`); `None` when the
+/// phone metadata does not know it (`UK`, `XX`, `FRA`, `001`).
+pub fn region(code: &str) -> Option<PhoneRegion> {
+    let b = code.as_bytes();
+    if b.len() != 2 || !b.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let r = PhoneRegion([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]);
+    rules::known(r).then_some(r)
+}
+
+/// The version of the phone metadata compiled in (`--version`, README).
+pub const METADATA_VERSION: &str = rules::METADATA_VERSION;
+
+#[cfg(feature = "phones")]
+mod rules {
+    //! libphonenumber, through `rlibphonenumber`.
+
+    use rlibphonenumber::enums::Region;
+    use rlibphonenumber::{ParseError, PhoneNumberFormat, PHONE_NUMBER_UTIL};
+
+    use super::RowRegion;
+    use crate::record::{PhoneReason, PhoneRegion};
+
+    /// The metadata release of rlibphonenumber 2.2.15 (its README; the parity script checks
+    /// against the Python `phonenumbers` of the same release).
+    pub(super) const METADATA_VERSION: &str = "libphonenumber metadata 9.0.42 (rlibphonenumber 2.2.15)";
+
+    fn lib_region(r: PhoneRegion) -> Option<Region> {
+        Region::from_code(r.as_str()).ok()
+    }
+
+    pub(super) fn known(r: PhoneRegion) -> bool {
+        lib_region(r).is_some_and(|lr| PHONE_NUMBER_UTIL.get_country_code_for_region(lr).is_some())
+    }
+
+    /// Whether the value is written with a `+` (ASCII or full-width) after leading blanks.
+    fn international(raw: &str) -> bool {
+        matches!(raw.trim_start().chars().next(), Some('+' | '＋'))
+    }
+
+    /// The country calling code a `+` value starts with, when it is one the metadata knows.
+    fn leading_country_code(raw: &str) -> Option<u16> {
+        let after = raw.trim_start().get(1..)?;
+        let digits: String = after
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .take_while(char::is_ascii_digit)
+            .take(3)
+            .collect();
+        (1..=digits.len()).find_map(|n| {
+            let cc: u16 = digits[..n].parse().ok()?;
+            PHONE_NUMBER_UTIL
+                .get_region_for_country_code(i32::from(cc))
+                .map(|_| cc)
+        })
+    }
+
+    pub(super) fn parse(raw: &str, region: RowRegion<'_>) -> Result<String, PhoneReason> {
+        let plus = international(raw);
+        let lib = match region {
+            RowRegion::Known(r) if !plus => lib_region(r),
+            _ => None,
+        };
+        let number = match PHONE_NUMBER_UTIL.parse(raw, lib) {
+            Ok(n) => n,
+            Err(ParseError::NotANumber(_)) => return Err(PhoneReason::NotANumber),
+            Err(ParseError::InvalidCountryCode) => {
+                return Err(match (plus, region) {
+                    (true, _) | (false, RowRegion::Known(_)) => PhoneReason::UnknownCountryCode,
+                    (false, RowRegion::None) => PhoneReason::NeedsRegion,
+                    (false, RowRegion::Unknown(cell)) => PhoneReason::unknown_region(cell),
+                })
+            }
+            Err(
+                ParseError::TooShortAfterIdd | ParseError::TooShortNsn | ParseError::TooLongNsn,
+            ) => {
+                let cc = if plus {
+                    leading_country_code(raw)
+                } else {
+                    lib.and_then(|r| PHONE_NUMBER_UTIL.get_country_code_for_region(r))
+                        .and_then(|cc| u16::try_from(cc).ok())
+                };
+                return Err(PhoneReason::NotValidFor(cc.unwrap_or(0)));
+            }
+        };
+        if !number.is_valid() {
+            let cc = u16::try_from(number.country_code).unwrap_or(0);
+            return Err(PhoneReason::NotValidFor(cc));
+        }
+        Ok(number.format_as(PhoneNumberFormat::E164).into_owned())
+    }
+}
+
+#[cfg(not(feature = "phones"))]
+mod rules {
+    //! Built without `phones`: only exact E.164 is accepted.
+
+    use super::RowRegion;
+    use crate::record::{PhoneReason, PhoneRegion};
+
+    pub(super) const METADATA_VERSION: &str = "none (built without the `phones` feature)";
+
+    pub(super) fn known(_: PhoneRegion) -> bool {
+        false
+    }
+
+    pub(super) fn parse(_: &str, _: RowRegion<'_>) -> Result<String, PhoneReason> {
+        Err(PhoneReason::NotE164)
+    }
 }

@@ -684,10 +684,12 @@ mod tests {
                 identities: Vec::new(),
                 broken: Vec::new(),
                 kept: Vec::new(),
+                phone_region: None,
             },
             ids: vec![Identity {
                 kind: IdentityKind::Email,
                 hashed: Hashed::Ok(crate::normalize::sha256(b"a")),
+                phone_form: Default::default(),
             }],
             outcomes: None,
             origin: None,

@@ -294,6 +294,7 @@ fn state_chunk(
         identities: Vec::new(),
         broken: Vec::new(),
         kept: kept.iter().map(|n| col(n)).collect(),
+        phone_region: None,
     };
     let origin = Some(Origin {
         source: state::origin_source(&col("source")),
@@ -640,11 +641,13 @@ mod tests {
                 identities: Vec::new(),
                 broken: Vec::new(),
                 kept: Vec::new(),
+                phone_region: None,
             },
             ids: (0..n)
                 .map(|i| Identity {
                     kind: IdentityKind::Email,
                     hashed: Hashed::Ok(crate::normalize::sha256(&[i as u8])),
+                    phone_form: Default::default(),
                 })
                 .collect(),
             outcomes: Some(outcomes),

@@ -427,7 +427,11 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                 _ => (None, false),
             };
             StateRow {
-                identity: Identity { kind, hashed },
+                identity: Identity {
+                    kind,
+                    hashed,
+                    phone_form: Default::default(),
+                },
                 carried,
                 due,
                 last,
