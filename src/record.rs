@@ -170,7 +170,9 @@ fn not_valid_for(cc: u16) -> &'static str {
             .map(|cc| format!("phone: not a valid number for +{cc}"))
             .collect()
     });
-    TEXTS.get(usize::from(cc)).map_or("phone: not a valid number", String::as_str)
+    TEXTS
+        .get(usize::from(cc))
+        .map_or("phone: not a valid number", String::as_str)
 }
 
 /// A region to read national-format phones in: an ISO 3166-1 alpha-2 code, upper case
@@ -502,6 +504,50 @@ impl RefreshMark {
     /// Whether every bit of `other` is set.
     pub fn has(self, other: RefreshMark) -> bool {
         self.0 & other.0 == other.0 && other.0 != 0
+    }
+}
+
+/// Raw phones by how they were read, as carried in part metadata and the manifest's
+/// `phones`: taken as given (already E.164), reformatted, or refused (by reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PhoneTally {
+    /// Already E.164: hashed as given.
+    pub as_given: u64,
+    /// Made E.164 by libphonenumber's rules.
+    pub reformatted: u64,
+    /// Refused, per reason text.
+    pub refused: std::collections::BTreeMap<String, u64>,
+}
+
+impl PhoneTally {
+    /// Counts one identity (anything but a raw phone counts nowhere).
+    pub fn add(&mut self, id: &Identity) {
+        match (&id.hashed, id.phone_form) {
+            (Hashed::Ok(_), PhoneForm::AsGiven) => self.as_given += 1,
+            (Hashed::Ok(_), PhoneForm::Reformatted) => self.reformatted += 1,
+            (Hashed::Invalid(InvalidReason::Phone(r)), _) => match self.refused.get_mut(r.as_str())
+            {
+                Some(n) => *n += 1,
+                None => {
+                    self.refused.insert(r.as_str().to_string(), 1);
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// Adds all counts of `other`.
+    pub fn merge(&mut self, other: &PhoneTally) {
+        self.as_given += other.as_given;
+        self.reformatted += other.reformatted;
+        for (k, n) in &other.refused {
+            *self.refused.entry(k.clone()).or_default() += n;
+        }
+    }
+
+    /// Whether no raw phone was counted.
+    pub fn is_empty(&self) -> bool {
+        self.as_given == 0 && self.reformatted == 0 && self.refused.is_empty()
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod hash;
 pub(crate) mod latest;
 pub(crate) mod logging;
 pub(crate) mod map;
+pub(crate) mod normalize;
 pub(crate) mod operator;
 pub(crate) mod optout;
 pub(crate) mod refresh;
@@ -95,6 +96,8 @@ pub(crate) enum Command {
     Latest(latest::LatestArgs),
     /// Opt-out status of datasets holding only raw EUIDs (/v2/optout/status).
     Optout(optout::OptoutArgs),
+    /// Normalize and hash one email or phone, as a job would, and print it (no network).
+    Normalize(normalize::NormalizeArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -110,6 +113,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Credentials(c) => credentials::run(c),
         Command::Latest(a) => latest::run(a),
         Command::Optout(a) => optout::run(a),
+        Command::Normalize(a) => normalize::run(a),
     }
 }
 

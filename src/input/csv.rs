@@ -452,9 +452,7 @@ impl ChunkBuilder {
         let problem = if rec.len() != cols.width {
             Some(InvalidReason::MalformedRow)
         } else {
-            let bad_utf8 = cols
-                .used()
-                .any(|i| std::str::from_utf8(&rec[i]).is_err());
+            let bad_utf8 = cols.used().any(|i| std::str::from_utf8(&rec[i]).is_err());
             bad_utf8.then_some(InvalidReason::InvalidUtf8)
         };
         if let Some(p) = problem {

@@ -103,7 +103,9 @@ pub fn identity_in(
         Some(v) => v,
     };
     let result = match (form, kind) {
-        (IdentityForm::Raw, IdentityKind::Email) => hash_email(value).map(|h| (h, PhoneForm::NotRawPhone)),
+        (IdentityForm::Raw, IdentityKind::Email) => {
+            hash_email(value).map(|h| (h, PhoneForm::NotRawPhone))
+        }
         (IdentityForm::Raw, IdentityKind::Phone) => hash_phone_in(value, region),
         (IdentityForm::Hashed, _) => decode_prehashed(value).map(|h| (h, PhoneForm::NotRawPhone)),
     };

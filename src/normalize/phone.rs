@@ -107,7 +107,8 @@ mod rules {
 
     /// The metadata release of rlibphonenumber 2.2.15 (its README; the parity script checks
     /// against the Python `phonenumbers` of the same release).
-    pub(super) const METADATA_VERSION: &str = "libphonenumber metadata 9.0.42 (rlibphonenumber 2.2.15)";
+    pub(super) const METADATA_VERSION: &str =
+        "libphonenumber metadata 9.0.42 (rlibphonenumber 2.2.15)";
 
     fn lib_region(r: PhoneRegion) -> Option<Region> {
         Region::from_code(r.as_str()).ok()

@@ -191,6 +191,10 @@ pub struct Manifest {
     /// `refresh`: what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh: Option<RefreshCounts>,
+    /// Raw phones by how they were read (whole dataset): taken as given (E.164), reformatted
+    /// by libphonenumber's rules, refused per reason. Absent when no raw phone was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phones: Option<crate::record::PhoneTally>,
     /// `optout`: what it checked (this invocation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optout: Option<OptoutCounts>,
@@ -287,6 +291,7 @@ impl Manifest {
             state: None,
             now: None,
             refresh: None,
+            phones: (!writer.phone_totals.is_empty()).then(|| writer.phone_totals.clone()),
             optout: None,
         }
     }

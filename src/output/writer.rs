@@ -20,7 +20,8 @@ use super::OutputError;
 use crate::input::Position;
 use crate::record::IdentityChunk;
 use crate::record::{
-    Hashed, MapOutcome, RawId, RefreshMark, RefreshTally, RowStatus, StatusCounts, HASH_B64_LEN,
+    Hashed, Identity, MapOutcome, PhoneTally, RawId, RefreshMark, RefreshTally, RowStatus,
+    StatusCounts, HASH_B64_LEN,
 };
 use crate::storage::{Location, ParquetFile, PartSink, PendingCommit};
 
@@ -51,6 +52,8 @@ pub struct PartInfo {
     pub counts: StatusCounts,
     /// `refresh`: output rows per decision ([`RefreshMark`]).
     pub refresh: RefreshTally,
+    /// Raw phones by how they were read.
+    pub phones: PhoneTally,
 }
 
 /// [`PartInfo`] as each part's footer stores it (JSON, positions as `[file, row]`).
@@ -64,6 +67,8 @@ struct PartFooter {
     counts: std::collections::BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     refresh: std::collections::BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "PhoneTally::is_empty")]
+    phones: PhoneTally,
 }
 
 impl PartInfo {
@@ -84,6 +89,7 @@ impl PartInfo {
                     .map(|((name, _), n)| (name.to_string(), n))
                     .collect()
             },
+            phones: self.phones.clone(),
         })
         .expect("the footer always serializes")
     }
@@ -109,6 +115,7 @@ impl PartInfo {
             input_rows: f.input_rows,
             counts,
             refresh,
+            phones: f.phones,
         })
     }
 }
@@ -163,6 +170,8 @@ struct Rows<'a> {
     per_input_row: usize,
     statuses: &'a [RowStatus],
     marks: Option<&'a [RefreshMark]>,
+    /// The identities, for the phone tally (none for rows built elsewhere).
+    ids: &'a [Identity],
     /// For rows with an explicit origin: which start another input row.
     starts: Option<&'a [bool]>,
 }
@@ -189,6 +198,8 @@ pub struct DatasetWriter {
     pub input_rows: u64,
     /// `refresh`: decisions over every part, including those of an earlier run (resume).
     pub refresh_totals: RefreshTally,
+    /// Raw phones by how they were read, over every part.
+    pub phone_totals: PhoneTally,
     /// The `(source, row)` of the last row written from an explicit origin: rows carried
     /// from a previous run count as one input row per distinct origin.
     last_origin: Option<(String, u64)>,
@@ -222,10 +233,12 @@ impl DatasetWriter {
     ) -> DatasetWriter {
         let mut totals = StatusCounts::default();
         let mut refresh_totals = RefreshTally::default();
+        let mut phone_totals = PhoneTally::default();
         let mut input_rows = 0;
         for p in existing {
             totals.merge(&p.counts);
             refresh_totals.merge(&p.refresh);
+            phone_totals.merge(&p.phones);
             input_rows += p.input_rows;
         }
         DatasetWriter {
@@ -239,6 +252,7 @@ impl DatasetWriter {
             totals,
             input_rows,
             refresh_totals,
+            phone_totals,
             last_origin: None,
             _lock: lock,
             metrics: None,
@@ -315,6 +329,7 @@ impl DatasetWriter {
             per_input_row: n,
             statuses: &statuses,
             marks: r.marks.as_deref(),
+            ids: &r.ids,
             starts: starts.as_deref(),
         };
         self.write_rows(&batch, &rows)
@@ -339,6 +354,7 @@ impl DatasetWriter {
             per_input_row: 1,
             statuses,
             marks: None,
+            ids: &[],
             starts: None,
         };
         self.write_rows(batch, &rows)
@@ -381,6 +397,10 @@ impl DatasetWriter {
                     .iter()
                     .for_each(|m| tally.add(*m));
             }
+            let mut phones = PhoneTally::default();
+            if let Some(ids) = r.ids.get(done * n..(done + take) * n) {
+                ids.iter().for_each(|id| phones.add(id));
+            }
             let input_rows = match starts {
                 Some(s) => s[done * n..(done + take) * n]
                     .iter()
@@ -397,8 +417,10 @@ impl DatasetWriter {
             part.info.input_rows += input_rows;
             part.info.counts.merge(&counts);
             part.info.refresh.merge(&tally);
+            part.info.phones.merge(&phones);
             self.totals.merge(&counts);
             self.refresh_totals.merge(&tally);
+            self.phone_totals.merge(&phones);
             self.input_rows += input_rows;
             if part.info.rows >= self.part_rows {
                 self.commit()?;
