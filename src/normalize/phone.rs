@@ -193,3 +193,133 @@ mod rules {
         Err(PhoneReason::NotE164)
     }
 }
+
+#[cfg(all(test, feature = "phones"))]
+mod tests {
+    use super::*;
+
+    fn fr() -> RowRegion<'static> {
+        RowRegion::Known(region("FR").expect("known"))
+    }
+
+    fn us() -> RowRegion<'static> {
+        RowRegion::Known(region("us").expect("known, any case"))
+    }
+
+    fn e164(raw: &str, r: RowRegion<'_>) -> Result<String, String> {
+        to_e164(raw, r)
+            .map(|(e, _)| e.into_owned())
+            .map_err(|r| r.as_str().to_string())
+    }
+
+    #[test]
+    fn exact_e164_is_taken_as_given_byte_for_byte() {
+        // Not a valid number by the metadata, but the operator's rule accepts it: unchanged.
+        let (e, form) = to_e164("+00000000000", RowRegion::None).expect("E.164");
+        assert_eq!((e.as_ref(), form), ("+00000000000", PhoneForm::AsGiven));
+        assert!(
+            matches!(e, Cow::Borrowed(_)),
+            "no allocation on the fast path"
+        );
+    }
+
+    #[test]
+    fn crm_spellings_become_e164() {
+        assert_eq!(e164("06 12 34 56 78", fr()), Ok("+33612345678".into()));
+        assert_eq!(
+            e164("+44 (0)20 7946 0958", RowRegion::None),
+            Ok("+442079460958".into())
+        );
+        let de = RowRegion::Known(region("DE").expect("known"));
+        assert_eq!(e164("0049-30-1234567", de), Ok("+49301234567".into()));
+        assert_eq!(
+            e164(" +31612345678 ", RowRegion::None),
+            Ok("+31612345678".into())
+        );
+        assert_eq!(e164("0033 6 12 34 56 78", fr()), Ok("+33612345678".into()));
+        assert_eq!(
+            e164("011 33 6 12 34 56 78", us()),
+            Ok("+33612345678".into())
+        );
+        let (_, form) = to_e164("06 12 34 56 78", fr()).expect("valid");
+        assert_eq!(form, PhoneForm::Reformatted);
+    }
+
+    #[test]
+    fn a_number_with_its_own_country_code_keeps_it_whatever_the_region() {
+        // phonenumber 0.3.10 loses the +33 when parsing with region US.
+        assert_eq!(e164("+33 6 12 34 56 78", us()), Ok("+33612345678".into()));
+        assert_eq!(
+            e164("+33 6 12 34 56 78", RowRegion::Unknown("XX")),
+            Ok("+33612345678".into())
+        );
+    }
+
+    #[test]
+    fn letters_in_a_non_vanity_number_are_not_made_digits() {
+        // phonenumber 0.3.10 reads the A as a 2 and hashes someone else's number.
+        assert_eq!(
+            e164("06 12 34 56 7A", fr()),
+            Err("phone: not a valid number for +33".into())
+        );
+        // A vanity number (three letters or more) is spelled out, as libphonenumber does.
+        assert_eq!(e164("1-800-FLOWERS", us()), Ok("+18003569377".into()));
+    }
+
+    #[test]
+    fn every_reason_says_why() {
+        assert_eq!(e164("hello", fr()), Err("phone: not a number".into()));
+        assert_eq!(
+            e164("06 12 34 56 78", RowRegion::None),
+            Err("phone: national format needs --phone-region or --phone-region-col".into())
+        );
+        assert_eq!(
+            e164("06 12 34 56 78", RowRegion::Unknown("XX")),
+            Err("phone: unknown region \"XX\"".into())
+        );
+        assert_eq!(
+            e164(
+                "06 12 34 56 78",
+                RowRegion::of(Some("United Kingdom of GB"), None)
+            ),
+            Err("phone: unknown region \"United Kingd\"…".into())
+        );
+        assert_eq!(
+            e164("+999 1234567890", fr()),
+            Err("phone: unknown country code".into())
+        );
+        assert_eq!(
+            e164("06 12 34 56", fr()),
+            Err("phone: not a valid number for +33".into())
+        );
+        assert_eq!(
+            e164("+33 12", RowRegion::None),
+            Err("phone: not a valid number for +33".into())
+        );
+        // Niue's numbers are valid with 4 digits: +683 7290 is under the operator's 10.
+        let nu = RowRegion::Known(region("NU").expect("known"));
+        assert_eq!(
+            e164("7290", nu),
+            Err("phone: too short for the operator".into())
+        );
+    }
+
+    #[test]
+    fn regions_are_alpha_2_codes_the_metadata_knows() {
+        assert_eq!(region("fr").map(|r| r.to_string()), Some("FR".into()));
+        for bad in ["UK", "XX", "FRA", "001", "F", "", "é1"] {
+            assert_eq!(region(bad), None, "{bad:?}");
+        }
+        let de = region("DE");
+        assert_eq!(
+            RowRegion::of(Some("  "), de),
+            RowRegion::Known(de.expect("known"))
+        );
+        assert_eq!(RowRegion::of(None, None), RowRegion::None);
+        assert_eq!(
+            RowRegion::of(Some("gb "), de),
+            RowRegion::Known(region("GB").expect("known"))
+        );
+        assert_eq!(RowRegion::of(Some("UK"), de), RowRegion::Unknown("UK"));
+    }
+}

@@ -6,7 +6,7 @@ use quickcheck::{quickcheck, TestResult};
 use serde_json::Value;
 
 use super::*;
-use crate::record::InvalidReason;
+use crate::record::{InvalidReason, PhoneReason};
 
 fn vectors() -> Value {
     let text = include_str!("../../fixtures/vectors.json");
@@ -62,7 +62,7 @@ fn every_phone_vector_is_accepted_or_rejected_like_the_operator() {
         let input = c.as_str().expect("string");
         assert_eq!(
             hash_phone(input),
-            Err(InvalidReason::InvalidPhone),
+            Err(InvalidReason::Phone(PhoneReason::NotE164)),
             "{input:?}"
         );
     }
@@ -119,7 +119,11 @@ fn empty_cells_are_missing_not_invalid() {
     );
     assert_eq!(
         identity(IdentityKind::Phone, IdentityForm::Raw, Some(" ")),
-        Hashed::Invalid(InvalidReason::InvalidPhone)
+        Hashed::Invalid(InvalidReason::Phone(if cfg!(feature = "phones") {
+            PhoneReason::NotANumber
+        } else {
+            PhoneReason::NotE164
+        }))
     );
 }
 
