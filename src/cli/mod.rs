@@ -56,11 +56,30 @@ macro_rules! usage {
 }
 pub(crate) use usage;
 
+/// `--version`: the version, the cargo features built in, the phone metadata and the API
+/// versions spoken.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let features: Vec<&str> = [("cloud", cfg!(feature = "cloud")), ("phones", cfg!(feature = "phones"))]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+        format!(
+            "{}\nfeatures: {}\nphones: {}\nEUID API: POST /v3/identity/map, /v2/identity/map (--api v2), /v2/optout/status",
+            env!("CARGO_PKG_VERSION"),
+            if features.is_empty() { "none".to_string() } else { features.join(", ") },
+            euid_map::normalize::METADATA_VERSION,
+        )
+    })
+}
+
 /// Map emails and phone numbers to raw EUIDs through the EUID identity-map API.
 #[derive(Debug, Parser)]
 #[command(
     name = "euid-map",
     version,
+    long_version = long_version(),
     about,
     long_about,
     after_help = "Exit codes:\n  0    every identity has a final status\n  1    fatal error (bad config, unreadable input, refused credentials, operator unreachable); no _SUCCESS\n  2    some identities failed after retries; the output is complete, those rows say \"failed\"\n  64   usage error (unknown flag, missing argument)\n  130  interrupted by SIGINT (Ctrl-C) after committing what was complete; rerun with --resume\n  143  interrupted by SIGTERM, likewise"
