@@ -5,6 +5,7 @@
 mod client_args;
 mod common;
 pub(crate) mod credentials;
+pub(crate) mod docs;
 pub(crate) mod hash;
 pub(crate) mod latest;
 pub(crate) mod logging;
@@ -66,10 +67,12 @@ fn long_version() -> &'static str {
             .filter_map(|(name, on)| on.then_some(name))
             .collect();
         format!(
-            "{}\nfeatures: {}\nphones: {}\nEUID API: POST /v3/identity/map, /v2/identity/map (--api v2), /v2/optout/status",
+            "{}\ncommit: {}\nfeatures: {}\nphones: {}\ndataset schema: {}\nEUID API: POST /v3/identity/map, /v2/identity/map (--api v2), /v2/optout/status",
             env!("CARGO_PKG_VERSION"),
+            env!("EUID_MAP_COMMIT"),
             if features.is_empty() { "none".to_string() } else { features.join(", ") },
             euid_map::normalize::METADATA_VERSION,
+            euid_map::output::SCHEMA_VERSION,
         )
     })
 }
@@ -117,6 +120,10 @@ pub(crate) enum Command {
     Optout(optout::OptoutArgs),
     /// Normalize and hash one email or phone, as a job would, and print it (no network).
     Normalize(normalize::NormalizeArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (or write one per subcommand with --dir).
+    Man(docs::ManArgs),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -133,6 +140,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Latest(a) => latest::run(a),
         Command::Optout(a) => optout::run(a),
         Command::Normalize(a) => normalize::run(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }
 

@@ -50,6 +50,11 @@ pub struct ManifestColumn {
     pub form: String,
 }
 
+/// The version of the output dataset's schema, recorded in every manifest. It changes only
+/// when a column is removed, renamed, retyped or changes meaning (README, "Output dataset":
+/// columns and status values may be added without a change).
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// One input of the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ManifestInput {
@@ -131,6 +136,10 @@ pub struct RefreshCounts {
 pub struct Manifest {
     /// Always `euid-map`.
     pub tool: String,
+    /// The version of the dataset's schema ([`SCHEMA_VERSION`]; 0 for datasets written
+    /// before it was recorded, which have the same columns as version 1).
+    #[serde(default)]
+    pub schema_version: u32,
     /// The tool's version.
     pub version: String,
     /// `hash`, `map` or `refresh`.
@@ -247,6 +256,7 @@ impl Manifest {
         };
         Manifest {
             tool: "euid-map".to_string(),
+            schema_version: SCHEMA_VERSION,
             version: env!("CARGO_PKG_VERSION").to_string(),
             command: command.to_string(),
             status: RunState::Complete,

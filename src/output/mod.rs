@@ -22,7 +22,7 @@ pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{
     counts_map, finished_same_job, latest_complete, prepare_dir, write_json, DirState,
     JobDescription, Manifest, ManifestColumn, ManifestInput, OptoutCounts, RefreshCounts, RunState,
-    JOB_FILE, MANIFEST_FILE, SUCCESS_FILE,
+    JOB_FILE, MANIFEST_FILE, SCHEMA_VERSION, SUCCESS_FILE,
 };
 pub use rows::swept_since;
 pub(crate) use schema::UTC;
