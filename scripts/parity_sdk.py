@@ -74,6 +74,9 @@ def awkward_phone(rng):
 
 def libphonenumber_hash(value):
     """The hash of the E.164 Google's libphonenumber gives for an international value, if valid."""
+    first = next((ch for ch in value if ch.isnumeric() or ch in "+\uff0b"), "")
+    if first and phonenumbers.is_alpha_number(value[value.index(first):]):
+        return None
     try:
         n = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:

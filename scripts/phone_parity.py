@@ -14,7 +14,11 @@ computed with `phonenumbers`:
   2. otherwise parsed with `phonenumbers.parse` in the row's region (its cell, trimmed, any
      case; an empty cell falls back to --phone-region; an unknown code, or a value starting
      with `+`, gives no region);
-  3. kept only if `is_valid_number` and its E.164 has 10 to 15 digits.
+  3. kept only if `is_valid_number` and its E.164 has 10 to 15 digits;
+  4. one deliberate rule on top of libphonenumber's: a value that libphonenumber would read
+     letters in (`is_alpha_number` from its first digit or `+` on: `1-800-FLOWERS`, but also
+     `01 23 45 home`) is refused, since a word beside a number would become someone else's
+     number.
 
 Any disagreement fails the script, except those listed as metadata differences (none today:
 euid-map's rlibphonenumber and this script's phonenumbers carry the same metadata release).
@@ -43,7 +47,10 @@ UNKNOWN = ["XX", "UK", "EU", "France", "001", "F", "DEU", "??"]
 JUNK = ["n/a", "N/A", "unknown", "-", "0", "+", "++33612345678", "123", "none", "tel:", "x",
         "0000000000", "+0000", "phone", "06 12", "+33", "#", "()", "1-800-FLOWERS",
         "+1 (800) FLOWERS", "+44 20 7946 0958 ext. 12", "0612345678 ext 5", "+33 6 12 34 56 78 #",
-        "+٣٣٦١٢٣٤٥٦٧٨", "+33 6 12 34 56 7A", "06-12-34-56-78-90-12", "+999 1234567890"]
+        "+٣٣٦١٢٣٤٥٦٧٨", "+33 6 12 34 56 7A", "06-12-34-56-78-90-12", "+999 1234567890",
+        "01 23 45 home", "(212) 555 WORK", "06 12 34 56 78 (home)", "Tel: +33 6 12 34 56 78",
+        "+49～1512 3456789", "06 12 34 56 78" + " " * 237, "tel:+9991234567890", "0033 1",
+        "+49800123456789789", "Mobile 06 12 34 56 78", "06 12 34 56 78 ext 12"]
 # Values whose outcome differs between rlibphonenumber's and phonenumbers' metadata releases,
 # with the reason. Empty: both carry libphonenumber metadata 9.0.42.
 METADATA_DIFFERENCES = {}
@@ -70,8 +77,14 @@ def oracle(value, cell, default):
                                and c.upper() in phonenumbers.SUPPORTED_REGIONS) else None
     else:
         region = default
-    if value.lstrip()[:1] in ("+", "\uff0b"):
+    first = next((ch for ch in value if ch.isnumeric() or ch in "+\uff0b"), "")
+    if first in ("+", "\uff0b"):
         region = None
+        tail = value[value.index(first):]
+    else:
+        tail = value[value.index(first):] if first else ""
+    if any("a" <= ch.lower() <= "z" for ch in value) and tail and phonenumbers.is_alpha_number(tail):
+        return None
     try:
         n = phonenumbers.parse(value, region)
     except NumberParseException:

@@ -131,6 +131,11 @@ pub enum PhoneReason {
     NotValidFor(u16),
     /// Valid, but its E.164 form has fewer than the 10 digits the operator accepts.
     TooShortForOperator,
+    /// Valid, but its E.164 form has more than the 15 digits the operator accepts.
+    TooLongForOperator,
+    /// Letters read as digits (`1-800-FLOWERS`, but also `01 23 45 home`): libphonenumber
+    /// spells them out, which turns a word beside a number into someone else's number.
+    Letters,
     /// Not `+` and 10 to 15 ASCII digits, and this build reads no other format (built without
     /// the `phones` feature), or the strict operator rule was asked for.
     NotE164,
@@ -149,16 +154,24 @@ impl PhoneReason {
             PhoneReason::NotValidFor(0) => "phone: not a valid number",
             PhoneReason::NotValidFor(cc) => not_valid_for(*cc),
             PhoneReason::TooShortForOperator => "phone: too short for the operator",
+            PhoneReason::TooLongForOperator => "phone: too long for the operator",
+            PhoneReason::Letters => "phone: letters among the digits",
             PhoneReason::NotE164 => "phone: not E.164",
         }
     }
 
-    /// The reason for an unknown region cell `given` (shortened, quoted and escaped: it is a
-    /// country code column, not personal data, but it may hold anything).
+    /// The reason for an unknown region cell `given`. Only a cell that looks like a code
+    /// (up to three ASCII letters or digits: `UK`, `XX`, `FRA`, `001`) is quoted: a longer one
+    /// may be anything, a phone number from a shifted column included, and every distinct
+    /// text would be a key of the manifest's counts.
     pub fn unknown_region(given: &str) -> PhoneReason {
-        let short: String = given.chars().take(12).collect();
-        let more = if short.len() < given.len() { "…" } else { "" };
-        PhoneReason::UnknownRegion(format!("phone: unknown region {short:?}{more}").into())
+        if given.len() <= 3 && given.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            PhoneReason::UnknownRegion(format!("phone: unknown region {given:?}").into())
+        } else {
+            PhoneReason::UnknownRegion(
+                "phone: unknown region (not an ISO 3166-1 alpha-2 code)".into(),
+            )
+        }
     }
 }
 

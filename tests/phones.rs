@@ -283,3 +283,84 @@ fn normalize_prints_the_e164_and_its_hash() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("needs --phone-region"));
 }
+
+/// A night whose export is read without its region (the flag forgotten, the column
+/// emptied) would turn every national-format phone invalid and drop its raw EUID with exit
+/// 0; the refresh refuses instead, and names the likely cause.
+#[test]
+fn a_refresh_that_would_lose_the_phones_raw_euids_is_refused() {
+    let op = Operator::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let export = tmp.path().join("crm.csv");
+    let mut text = String::from("id,email,phone,country\n");
+    for i in 0..50 {
+        text.push_str(&format!(
+            "{i},u{i}@example.com,06 12 34 {:02} {:02},FR\n",
+            i / 10,
+            i % 10
+        ));
+    }
+    std::fs::write(&export, text).unwrap();
+    let s1 = tmp.path().join("s1");
+    let common = |a: &mut Vec<String>| {
+        a.extend(
+            ["--base-url", &op.url, "-q", "--keep-col", "id"]
+                .iter()
+                .map(|s| s.to_string()),
+        )
+    };
+    let mut a = vec!["map".to_string(), s(&export), "-o".into(), s(&s1)];
+    common(&mut a);
+    a.extend(["--phone-region-col".to_string(), "country".into()]);
+    ok(&run(&a));
+    let s2 = tmp.path().join("s2");
+    let mut a = vec![
+        "refresh".to_string(),
+        "--state".into(),
+        s(&s1),
+        "-o".into(),
+        s(&s2),
+        s(&export),
+        "--key-col".into(),
+        "id".into(),
+    ];
+    common(&mut a);
+    let o = run(&a);
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    let e = common::stderr(&o);
+    assert!(e.contains("50 of the 100 mapped identities") && e.contains("--phone-region"), "{e}");
+    assert!(!s2.join("_SUCCESS").exists());
+    // With the region again, the night carries everyone.
+    a.extend(["--phone-region-col".to_string(), "country".into()]);
+    ok(&run(&a));
+    assert_eq!(manifest(&s2)["refresh"]["carried"], 100);
+    assert_eq!(manifest(&s2)["refresh"]["lost_ids"], 0);
+}
+
+/// A file without a header row has phones where the names should be: errors must not
+/// print them.
+#[test]
+fn errors_never_echo_header_cells_that_are_phones_or_emails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("nohdr.csv");
+    std::fs::write(&input, "1,+33699887766,a@b.example\n2,0611223344,c@d.example\n").unwrap();
+    for extra in [vec!["--phone-col", "phone"], vec![]] {
+        let mut a = vec![
+            "hash".to_string(),
+            s(&input),
+            "-o".into(),
+            s(&tmp.path().join("o")),
+            "-q".into(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let o = run(&a);
+        assert_eq!(o.status.code(), Some(1));
+        let e = common::stderr(&o);
+        assert!(!e.contains("699887766") && !e.contains("a@b"), "{e}");
+        assert!(e.contains("header row missing"), "{e}");
+    }
+    std::fs::write(&input, "1;+33699887766;FR\n").unwrap();
+    let o = run(&["hash".into(), s(&input), "-o".into(), s(&tmp.path().join("p"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!common::stderr(&o).contains("699887766"), "{}", common::stderr(&o));
+}

@@ -4,7 +4,7 @@
 use clap::Args;
 
 use euid_map::normalize::{self, RowRegion};
-use euid_map::record::{PhoneForm, PhoneRegion};
+use euid_map::record::PhoneForm;
 
 /// Arguments of `euid-map normalize`.
 #[derive(Debug, Args)]
@@ -19,19 +19,24 @@ pub(crate) struct NormalizeArgs {
     /// A raw phone, in any format a dataset's phone column takes.
     #[arg(long, value_name = "PHONE")]
     phone: Option<String>,
-    /// Region for a phone in national format, as `--phone-region` of a job (the row's
-    /// `--phone-region-col` cell, if you are checking a row).
-    #[arg(long, value_name = "CC", value_parser = super::common::parse_phone_region)]
-    phone_region: Option<PhoneRegion>,
+    /// Region for a phone in national format, read as a row's `--phone-region-col` cell
+    /// would be (any case; an unknown code gives the row's `unknown region` reason).
+    #[arg(long, value_name = "CC")]
+    phone_region: Option<String>,
 }
 
 /// Prints each value's normalized form and hash, or why it is invalid.
 #[allow(clippy::print_stdout)]
 pub(super) fn run(a: NormalizeArgs) -> anyhow::Result<u8> {
+    const MISSING: &str = "  missing    (an empty cell: a job writes status missing)";
     let mut code = super::exit::OK;
     if let Some(e) = &a.email {
         println!("email {e:?}");
         match normalize::email(e) {
+            _ if e.is_empty() => {
+                println!("{MISSING}");
+                code = super::exit::FATAL;
+            }
             Some(n) => {
                 println!("  normalized {n}");
                 println!(
@@ -49,14 +54,18 @@ pub(super) fn run(a: NormalizeArgs) -> anyhow::Result<u8> {
         }
     }
     if let Some(p) = &a.phone {
-        let region = a.phone_region.map_or(RowRegion::None, RowRegion::Known);
-        println!(
-            "phone {p:?}{}",
-            a.phone_region
-                .map(|r| format!(" (region {r})"))
-                .unwrap_or_default()
-        );
+        let region = RowRegion::of(a.phone_region.as_deref(), None);
+        let shown = match region {
+            RowRegion::Known(r) => format!(" (region {r})"),
+            RowRegion::Unknown(c) => format!(" (region {c:?})"),
+            RowRegion::None => String::new(),
+        };
+        println!("phone {p:?}{shown}");
         match normalize::to_e164(p, region) {
+            _ if p.is_empty() => {
+                println!("{MISSING}");
+                code = super::exit::FATAL;
+            }
             Ok((e164, form)) => {
                 let how = match form {
                     PhoneForm::Reformatted => "reformatted by libphonenumber's rules",

@@ -36,6 +36,18 @@ const PHONE_HASH_NAMES: &[&str] = &[
     "phone_hashed",
 ];
 
+/// A header cell as error messages show it: a cell that looks like an email or a phone (a
+/// file without a header row has data there) is replaced by a placeholder, so that raw
+/// identities never reach a log.
+pub(super) fn shown_header_cell(name: &str) -> String {
+    let digits = name.chars().filter(char::is_ascii_digit).count();
+    if name.contains('@') || digits >= 6 {
+        "<a value, not a name: is the header row missing?>".to_string()
+    } else {
+        name.chars().take(64).collect()
+    }
+}
+
 /// The user's column choices, before looking at any file.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnSpec {
@@ -113,7 +125,13 @@ impl ColumnSpec {
     /// lists the file's columns.
     pub fn resolve(&self, path: &str, header: &Header) -> Result<ResolvedColumns, InputError> {
         let names: Vec<&str> = header.columns.iter().map(|(n, _)| n.as_str()).collect();
-        let available = || names.join(", ");
+        let available = || {
+            names
+                .iter()
+                .map(|n| shown_header_cell(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let find_exact = |col: &str| -> Result<usize, InputError> {
             names
                 .iter()
@@ -201,7 +219,7 @@ impl ColumnSpec {
                 let i = find_exact(col)?;
                 let ty = &header.columns[i].1;
                 if !crate::text::is_text(ty) {
-                    return Err(InputError::NotString {
+                    return Err(InputError::RegionNotString {
                         path: path.to_string(),
                         column: names[i].to_string(),
                         found: ty.to_string(),

@@ -335,7 +335,7 @@ pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
         {
             return Err(InputError::OneColumnHeader {
                 path: f.given.clone(),
-                header: String::from_utf8_lossy(only).chars().take(200).collect(),
+                header: super::columns::shown_header_cell(&String::from_utf8_lossy(only)),
                 suggestion: match d {
                     b'\t' => "tab".to_string(),
                     d => (d as char).to_string(),

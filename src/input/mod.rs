@@ -106,6 +106,16 @@ pub enum InputError {
         /// Its Arrow type.
         found: String,
     },
+    /// The `--phone-region-col` column in Parquet is not a string column.
+    #[error("{path}: the --phone-region-col column {column:?} holds {found}; it must be a string column of ISO 3166-1 alpha-2 codes (FR, de, …)")]
+    RegionNotString {
+        /// Input path as given.
+        path: String,
+        /// The column.
+        column: String,
+        /// Its Arrow type.
+        found: String,
+    },
     /// A kept column has another type than in the first input.
     #[error("{path}: kept column {column:?} is {found} here but {expected} in the first input")]
     KeepTypeMismatch {

@@ -76,7 +76,7 @@ pub fn to_e164<'v>(
         return Err(PhoneReason::TooShortForOperator);
     }
     if digits > MAX_DIGITS {
-        return Err(PhoneReason::NotValidFor(0));
+        return Err(PhoneReason::TooLongForOperator);
     }
     Ok((Cow::Owned(e164), PhoneForm::Reformatted))
 }
@@ -118,17 +118,29 @@ mod rules {
         lib_region(r).is_some_and(|lr| PHONE_NUMBER_UTIL.get_country_code_for_region(lr).is_some())
     }
 
-    /// Whether the value is written with a `+` (ASCII or full-width) after leading blanks.
+    /// libphonenumber's longest input: longer values are not parsed (the Python and Java
+    /// ports refuse them as too long; rlibphonenumber does not check).
+    const MAX_INPUT_CHARS: usize = 250;
+
+    /// Whether the value is written with its country code: a `+` (ASCII or full-width)
+    /// before its first digit (`+33 6…`, `(+33) 6…`, `Tel: +33…`).
     fn international(raw: &str) -> bool {
-        matches!(raw.trim_start().chars().next(), Some('+' | '＋'))
+        matches!(
+            raw.chars()
+                .find(|c| c.is_numeric() || matches!(c, '+' | '＋')),
+            Some('+' | '＋')
+        )
     }
 
-    /// The country calling code a `+` value starts with, when it is one the metadata knows.
+    /// The country calling code right after the `+` of an international value, when the
+    /// metadata knows it (ASCII digits, punctuation between them skipped).
     fn leading_country_code(raw: &str) -> Option<u16> {
-        let after = raw.trim_start().get(1..)?;
+        let at = raw.find(['+', '＋'])?;
+        let after = &raw[at..];
         let digits: String = after
             .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+            .skip(1)
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '/'))
             .take_while(char::is_ascii_digit)
             .take(3)
             .collect();
@@ -140,7 +152,30 @@ mod rules {
         })
     }
 
+    /// Whether libphonenumber would read letters in the value as digits (three letters or
+    /// more after its first digit or `+`, an extension aside).
+    fn spelled_with_letters(raw: &str) -> bool {
+        raw.bytes().any(|b| b.is_ascii_alphabetic())
+            && raw
+                .find(|c: char| c.is_numeric() || matches!(c, '+' | '＋'))
+                .is_some_and(|i| PHONE_NUMBER_UTIL.is_alpha_number(&raw[i..]))
+    }
+
     pub(super) fn parse(raw: &str, region: RowRegion<'_>) -> Result<String, PhoneReason> {
+        if raw.chars().count() > MAX_INPUT_CHARS {
+            return Err(PhoneReason::NotANumber);
+        }
+        // The full-width tilde is punctuation to libphonenumber (as `~` is); this port's
+        // punctuation set lacks it.
+        let raw: std::borrow::Cow<'_, str> = if raw.contains('～') {
+            raw.replace('～', "~").into()
+        } else {
+            raw.into()
+        };
+        let raw = raw.as_ref();
+        if spelled_with_letters(raw) {
+            return Err(PhoneReason::Letters);
+        }
         let plus = international(raw);
         let lib = match region {
             RowRegion::Known(r) if !plus => lib_region(r),
@@ -159,11 +194,12 @@ mod rules {
             Err(
                 ParseError::TooShortAfterIdd | ParseError::TooShortNsn | ParseError::TooLongNsn,
             ) => {
+                // Only a `+` says for sure which country the value meant: after a national
+                // or international prefix, it could be the region's or another.
                 let cc = if plus {
                     leading_country_code(raw)
                 } else {
-                    lib.and_then(|r| PHONE_NUMBER_UTIL.get_country_code_for_region(r))
-                        .and_then(|cc| u16::try_from(cc).ok())
+                    None
                 };
                 return Err(PhoneReason::NotValidFor(cc.unwrap_or(0)));
             }
@@ -262,8 +298,28 @@ mod tests {
             e164("06 12 34 56 7A", fr()),
             Err("phone: not a valid number for +33".into())
         );
-        // A vanity number (three letters or more) is spelled out, as libphonenumber does.
-        assert_eq!(e164("1-800-FLOWERS", us()), Ok("+18003569377".into()));
+        // libphonenumber spells out three letters or more, which makes a word beside a
+        // number someone else's number: refused, vanity numbers with them.
+        for (v, r) in [
+            ("1-800-FLOWERS", us()),
+            ("(212) 555 WORK", us()),
+            ("01 23 45 home", fr()),
+        ] {
+            assert_eq!(
+                e164(v, r),
+                Err("phone: letters among the digits".into()),
+                "{v}"
+            );
+        }
+        // An extension, or letters before the number, are not read as digits.
+        assert_eq!(
+            e164("+44 20 7946 0958 ext. 12", RowRegion::None),
+            Ok("+442079460958".into())
+        );
+        assert_eq!(
+            e164("Tel: +33 6 12 34 56 78", RowRegion::None),
+            Ok("+33612345678".into())
+        );
     }
 
     #[test]
@@ -282,7 +338,7 @@ mod tests {
                 "06 12 34 56 78",
                 RowRegion::of(Some("United Kingdom of GB"), None)
             ),
-            Err("phone: unknown region \"United Kingd\"…".into())
+            Err("phone: unknown region (not an ISO 3166-1 alpha-2 code)".into())
         );
         assert_eq!(
             e164("+999 1234567890", fr()),

@@ -119,6 +119,10 @@ pub struct RefreshCounts {
     /// Of those, customers absent from today's export.
     #[serde(default)]
     pub missing_customers: u64,
+    /// Mapped identities (with a raw EUID) of customers still in the export that the export
+    /// no longer holds in a valid form: their raw EUID left the dataset (export mode).
+    #[serde(default)]
+    pub lost_ids: u64,
     /// State rows with a null key: they match no customer and are dropped (never kept,
     /// not even with `--keep-missing`).
     #[serde(default)]

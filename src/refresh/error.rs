@@ -51,6 +51,18 @@ pub enum RefreshError {
         /// `--max-drop-fraction`.
         max: f64,
     },
+    /// Customers still in the export lost too many of their mapped identities.
+    #[error("refusing to drop the raw EUIDs of {lost} of the {all} mapped identities whose customers are in today's export ({percent:.1}%): the export no longer holds these identities in a valid form (invalid or empty tonight), which is more than --max-drop-fraction {max} allows. A phone column read without its --phone-region or --phone-region-col, or a column emptied upstream, looks like this; if the values really went, rerun with a higher --max-drop-fraction")]
+    TooManyLost {
+        /// Mapped identities of present customers that the export lost.
+        lost: u64,
+        /// Mapped identities of present customers.
+        all: u64,
+        /// `100 × lost / all`.
+        percent: f64,
+        /// `--max-drop-fraction`.
+        max: f64,
+    },
     /// A key column whose type cannot be compared by value.
     #[error("key column {column:?} is {data_type} in {side}: a key must be a string, integer or decimal column (compared by value, so 42, \"42\" and 42.00 are one customer)")]
     KeyType {

@@ -95,13 +95,24 @@ fn changed_between_reads(path: &str, row: u64) -> Error {
 }
 
 /// Refuses a join that would drop more than the allowed fraction of the state's customers.
-fn check_drop(joined: &join::Joined, max_fraction: f64) -> Result<(), Error> {
+fn check_drop(joined: &join::Joined, max_fraction: f64, keep_missing: bool) -> Result<(), Error> {
     let (gone, all) = (joined.missing_customers, joined.state_customers);
-    if all > 0 && gone as f64 > max_fraction * all as f64 {
+    if !keep_missing && all > 0 && gone as f64 > max_fraction * all as f64 {
         return Err(RefreshError::TooManyDropped {
             gone,
             all,
             percent: 100.0 * gone as f64 / all as f64,
+            max: max_fraction,
+        }
+        .into());
+    }
+    // `--keep-missing` keeps absent customers, not the identities present ones lost.
+    let (lost, all) = (joined.lost_ids, joined.present_mapped_ids);
+    if all > 0 && lost as f64 > max_fraction * all as f64 {
+        return Err(RefreshError::TooManyLost {
+            lost,
+            all,
+            percent: 100.0 * lost as f64 / all as f64,
             max: max_fraction,
         }
         .into());
@@ -241,13 +252,12 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         return Err(Error::Interrupted { signal });
     }
     check_unchanged(&job.inputs, description)?;
-    if !cfg.keep_missing {
-        check_drop(&joined, cfg.max_drop_fraction)?;
-    }
+    check_drop(&joined, cfg.max_drop_fraction, cfg.keep_missing)?;
     {
         let mut t = c.tally.lock().expect("tally lock");
         t.state_customers = joined.state_customers;
         t.missing_customers = joined.missing_customers;
+        t.lost_ids = joined.lost_ids;
         t.state_null_key_rows = joined.null_key_rows;
         t.export_null_key_identities = export_null_keys;
     }

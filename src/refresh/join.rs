@@ -219,6 +219,11 @@ pub(super) struct Joined {
     pub missing_customers: u64,
     /// State rows with a null key.
     pub null_key_rows: u64,
+    /// State identities with a raw EUID whose customer is in the export.
+    pub present_mapped_ids: u64,
+    /// Of those, identities the export no longer has in any valid form (its value is
+    /// invalid or empty tonight, or gone): their raw EUID leaves the dataset.
+    pub lost_ids: u64,
 }
 
 /// One export identity to decide: its position in the output, key, kind and hash; without
@@ -327,6 +332,14 @@ pub(super) fn build(
     }
     let mut missing = Vec::new();
     let (mut state_customers, mut missing_customers) = (0u64, 0u64);
+    let (mut present_mapped_ids, mut lost_ids) = (0u64, 0u64);
+    let had_raw_id = |d: &Decision| {
+        matches!(
+            d,
+            Decision::Carried(MapOutcome::Mapped { .. })
+                | Decision::Due(Some(MapOutcome::Mapped { .. }))
+        )
+    };
     let mut ws = sides.writers("d")?;
     for (p, w) in ws.iter_mut().enumerate() {
         let mut by_key: HashMap<String, (bool, Vec<Entry>)> = HashMap::new();
@@ -401,6 +414,11 @@ pub(super) fn build(
             if !seen {
                 missing_customers += 1;
                 missing.extend(entries.into_iter().map(|e| e.row));
+            } else {
+                for e in entries.iter().filter(|e| had_raw_id(&e.decision)) {
+                    present_mapped_ids += 1;
+                    lost_ids += u64::from(e.taken_by.is_none());
+                }
             }
         }
     }
@@ -412,6 +430,8 @@ pub(super) fn build(
         state_customers,
         missing_customers,
         null_key_rows,
+        present_mapped_ids,
+        lost_ids,
     })
 }
 

@@ -195,6 +195,7 @@ struct Tally {
     dropped: u64,
     state_customers: u64,
     missing_customers: u64,
+    lost_ids: u64,
     state_null_key_rows: u64,
     export_null_key_identities: u64,
 }
@@ -222,6 +223,7 @@ impl Tally {
             dropped: self.dropped,
             state_customers: self.state_customers,
             missing_customers: self.missing_customers,
+            lost_ids: self.lost_ids,
             state_null_key_rows: self.state_null_key_rows,
             export_null_key_identities: self.export_null_key_identities,
             requests,
