@@ -463,7 +463,7 @@ fn errors_name_the_credentials_used_and_what_to_do() {
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("other inputs or options"),
+        stderr(&o).contains("other options (--api)"),
         "{}",
         stderr(&o)
     );

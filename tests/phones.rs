@@ -328,7 +328,10 @@ fn a_refresh_that_would_lose_the_phones_raw_euids_is_refused() {
     let o = run(&a);
     assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
     let e = common::stderr(&o);
-    assert!(e.contains("50 of the 100 mapped identities") && e.contains("--phone-region"), "{e}");
+    assert!(
+        e.contains("50 of the 100 mapped identities") && e.contains("--phone-region"),
+        "{e}"
+    );
     assert!(!s2.join("_SUCCESS").exists());
     // With the region again, the night carries everyone.
     a.extend(["--phone-region-col".to_string(), "country".into()]);
@@ -343,7 +346,11 @@ fn a_refresh_that_would_lose_the_phones_raw_euids_is_refused() {
 fn errors_never_echo_header_cells_that_are_phones_or_emails() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("nohdr.csv");
-    std::fs::write(&input, "1,+33699887766,a@b.example\n2,0611223344,c@d.example\n").unwrap();
+    std::fs::write(
+        &input,
+        "1,+33699887766,a@b.example\n2,0611223344,c@d.example\n",
+    )
+    .unwrap();
     for extra in [vec!["--phone-col", "phone"], vec![]] {
         let mut a = vec![
             "hash".to_string(),
@@ -360,7 +367,16 @@ fn errors_never_echo_header_cells_that_are_phones_or_emails() {
         assert!(e.contains("header row missing"), "{e}");
     }
     std::fs::write(&input, "1;+33699887766;FR\n").unwrap();
-    let o = run(&["hash".into(), s(&input), "-o".into(), s(&tmp.path().join("p"))]);
+    let o = run(&[
+        "hash".into(),
+        s(&input),
+        "-o".into(),
+        s(&tmp.path().join("p")),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(!common::stderr(&o).contains("699887766"), "{}", common::stderr(&o));
+    assert!(
+        !common::stderr(&o).contains("699887766"),
+        "{}",
+        common::stderr(&o)
+    );
 }

@@ -392,6 +392,42 @@ fn changed_input(previous: &JobDescription, job: &JobDescription) -> Option<(Str
         .find_map(|((old, new), path)| old.differs(new).map(|why| (path.clone(), why)))
 }
 
+/// What differs between two jobs, for the error: the command, the inputs, or the names of the
+/// column settings or options that differ (never their values: they are flags, but say it
+/// the same way for all).
+fn job_difference(previous: &JobDescription, job: &JobDescription) -> String {
+    if previous.command != job.command {
+        return format!("command ({} there, {} now)", previous.command, job.command);
+    }
+    if previous.inputs != job.inputs {
+        return "inputs".to_string();
+    }
+    let differing = |a: &serde_json::Value, b: &serde_json::Value, what: &str| -> Option<String> {
+        let empty = serde_json::Map::new();
+        let (a, b) = (
+            a.as_object().unwrap_or(&empty),
+            b.as_object().unwrap_or(&empty),
+        );
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let names: Vec<String> = keys
+            .into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| match k.as_str() {
+                "email" | "phone" | "email_hash" | "phone_hash" | "keep" => {
+                    format!("--{}-col", k.replace('_', "-"))
+                }
+                _ => format!("--{}", k.replace('_', "-")),
+            })
+            .collect();
+        (!names.is_empty()).then(|| format!("{what} ({})", names.join(", ")))
+    };
+    differing(&previous.columns, &job.columns, "column settings")
+        .or_else(|| differing(&previous.options, &job.options, "options"))
+        .unwrap_or_else(|| "options".to_string())
+}
+
 /// Whether two descriptions are the same job (inputs, columns, options; fingerprints apart).
 fn same_job(previous: &JobDescription, job: &JobDescription) -> bool {
     previous.command == job.command
@@ -472,7 +508,10 @@ pub fn prepare_dir(
     if !same_job(&previous, job) {
         return Err(OutputError::CannotResume {
             path: shown,
-            why: "it holds a run with other inputs or options".to_string(),
+            why: format!(
+                "it holds a run with other {} (rerun with the same flags, or without --resume into a new directory)",
+                job_difference(&previous, job)
+            ),
         });
     }
     if let Some((path, why)) = changed_input(&previous, job) {
