@@ -20,6 +20,13 @@ fn run(args: &[String]) -> std::process::Output {
     common::run_bin(args, &common::creds())
 }
 
+/// `CMD INPUT -o OUT -q` and `extra`.
+fn job(cmd: &str, input: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut a = vec![cmd.to_string(), s(input), "-o".into(), s(out), "-q".into()];
+    a.extend(extra.iter().map(|e| e.to_string()));
+    a
+}
+
 fn ok(o: &std::process::Output) {
     assert!(o.status.success(), "{}", common::stderr(o));
 }
@@ -60,19 +67,19 @@ fn national_and_punctuated_phones_map_as_their_e164() {
     let input = tmp.path().join("crm.csv");
     std::fs::write(&input, CRM).unwrap();
     let out = tmp.path().join("out");
-    ok(&run(&[
-        "map".into(),
-        s(&input),
-        "-o".into(),
-        s(&out),
-        "--base-url".into(),
-        op.url.clone(),
-        "--keep-col".into(),
-        "id".into(),
-        "--phone-region-col".into(),
-        "country".into(),
-        "-q".into(),
-    ]));
+    ok(&run(&job(
+        "map",
+        &input,
+        &out,
+        &[
+            "--base-url",
+            &op.url,
+            "--keep-col",
+            "id",
+            "--phone-region-col",
+            "country",
+        ],
+    )));
     let rows = by_id(common::read_dataset(&out));
     let fr = b64_sha("+33612345678");
     for id in ["1", "4", "6"] {
@@ -113,19 +120,19 @@ fn the_run_region_fills_only_empty_cells() {
     let input = tmp.path().join("crm.csv");
     std::fs::write(&input, CRM).unwrap();
     let out = tmp.path().join("out");
-    ok(&run(&[
-        "hash".into(),
-        s(&input),
-        "-o".into(),
-        s(&out),
-        "--keep-col".into(),
-        "id".into(),
-        "--phone-region-col".into(),
-        "country".into(),
-        "--phone-region".into(),
-        "fr".into(),
-        "-q".into(),
-    ]));
+    ok(&run(&job(
+        "hash",
+        &input,
+        &out,
+        &[
+            "--keep-col",
+            "id",
+            "--phone-region-col",
+            "country",
+            "--phone-region",
+            "fr",
+        ],
+    )));
     let rows = by_id(common::read_dataset(&out));
     assert_eq!(rows["7"]["identity_hash"], Some(b64_sha("+33612345678")));
     assert_eq!(

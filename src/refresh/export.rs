@@ -96,24 +96,31 @@ fn changed_between_reads(path: &str, row: u64) -> Error {
 
 /// Refuses a join that would drop more than the allowed fraction of the state's customers.
 fn check_drop(joined: &join::Joined, max_fraction: f64, keep_missing: bool) -> Result<(), Error> {
+    // The percentage `part` is of `all`, when it is over the allowed fraction.
+    let over = |part: u64, all: u64| {
+        (all > 0 && part as f64 > max_fraction * all as f64)
+            .then(|| 100.0 * part as f64 / all as f64)
+    };
     let (gone, all) = (joined.missing_customers, joined.state_customers);
-    if !keep_missing && all > 0 && gone as f64 > max_fraction * all as f64 {
+    if let Some(percent) = over(gone, all).filter(|_| !keep_missing) {
+        let max = max_fraction;
         return Err(RefreshError::TooManyDropped {
             gone,
             all,
-            percent: 100.0 * gone as f64 / all as f64,
-            max: max_fraction,
+            percent,
+            max,
         }
         .into());
     }
     // `--keep-missing` keeps absent customers, not the identities present ones lost.
     let (lost, all) = (joined.lost_ids, joined.present_mapped_ids);
-    if all > 0 && lost as f64 > max_fraction * all as f64 {
+    if let Some(percent) = over(lost, all) {
+        let max = max_fraction;
         return Err(RefreshError::TooManyLost {
             lost,
             all,
-            percent: 100.0 * lost as f64 / all as f64,
-            max: max_fraction,
+            percent,
+            max,
         }
         .into());
     }
