@@ -12,7 +12,7 @@ SIZES=${SIZES:-"1000000 10000000"}
 BASE_ROWS=${BASE_ROWS:-200000}
 DIR=target/bench
 mkdir -p "$DIR"
-cargo build --release --quiet
+[ -n "${BIN:-}" ] || cargo build --release --quiet
 PY=$(bash scripts/setup_venv.sh)
 . scripts/start_operator.sh
 op_cpu() { awk '{print $14 + $15}' "/proc/$OP/stat"; }

@@ -2,7 +2,7 @@
 # with a bench key, waits until it answers, and stops it when the script exits.
 # Sets BIN, URL, OP (its pid), EUID_API_KEY and EUID_CLIENT_SECRET. Expects DIR; OP_ARGS adds
 # operator flags (faults, limits).
-BIN=target/release/euid-map
+BIN=${BIN:-target/release/euid-map}
 export EUID_API_KEY="bench-key"
 EUID_CLIENT_SECRET=$(python3 -c "import base64;print(base64.b64encode(bytes(range(32))).decode())")
 export EUID_CLIENT_SECRET

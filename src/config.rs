@@ -1,47 +1,13 @@
 //! Validated configuration: what the CLI's flags become once checked. Library functions take
 //! these types, never clap's, so an invalid combination cannot reach the pipeline.
 
-use std::fmt;
-
-use zeroize::Zeroize;
-
 use crate::client::{Api, ClientConfig};
 use crate::input::{ColumnSpec, Fingerprint, InputError, InputFile};
-use crate::interrupt::Interrupt;
 use crate::output::{JobDescription, OutputKind};
+pub use crate::secret::Secret;
 
 /// Output rows per part file before it is committed (and becomes a resume point).
 pub const DEFAULT_PART_ROWS: u64 = 1_000_000;
-
-/// A secret value (API key, client secret). `Debug` prints `[redacted]` and there is no
-/// `Display`, so it cannot reach a log line or an error message by accident; the memory is
-/// zeroed when it is dropped.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T: Zeroize>(T);
-
-impl<T: Zeroize> Drop for Secret<T> {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl<T: Zeroize> Secret<T> {
-    /// Wraps a secret.
-    pub fn new(value: T) -> Secret<T> {
-        Secret(value)
-    }
-
-    /// The secret itself; call only where it is put on the wire or into a cipher.
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T: Zeroize> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
 
 /// Why a configuration value is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,12 +20,9 @@ pub enum ConfigError {
         /// Its type.
         found: String,
     },
-    /// The client secret is not base64.
-    #[error("the client secret is not valid base64")]
-    SecretNotBase64,
-    /// The client secret does not decode to 32 bytes.
-    #[error("the client secret must decode to 32 bytes, it decodes to {0}")]
-    SecretLength(usize),
+    /// The client secret is unusable.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
     /// `--base-url` does not parse.
     #[error("--base-url {url:?} is not a URL: {why}")]
     BadUrl {
@@ -169,10 +132,6 @@ pub struct JobConfig {
     pub part_rows: u64,
     /// No progress bar or log lines (errors are still reported).
     pub quiet: bool,
-    /// Set when the run must stop (SIGINT/SIGTERM): it drains, commits and stops.
-    pub interrupt: Interrupt,
-    /// The run's live counters, for Prometheus metrics.
-    pub metrics: std::sync::Arc<crate::metrics::RunMetrics>,
 }
 
 impl JobConfig {
@@ -231,19 +190,7 @@ pub struct MapSettings {
     pub cache_bytes: usize,
 }
 
-/// Default memory of the answer cache, MiB: about 230,000 answers (`map --help` says so; a
-/// test keeps the two in step).
-pub const DEFAULT_DEDUPE_MIB: usize = 32;
-
-/// Largest `--dedupe-memory`, MiB (64 GiB: about 470 million answers).
-pub const MAX_DEDUPE_MIB: usize = 64 << 10;
-
 impl MapSettings {
-    /// Answers the cache may hold within [`MapSettings::cache_bytes`].
-    pub fn cache_entries(&self) -> usize {
-        self.cache_bytes / crate::mapper::CACHE_ENTRY_BYTES
-    }
-
     /// The dataset this API writes (v2 adds `bucket_id`).
     pub fn output_kind(&self) -> OutputKind {
         match self.client.api {
@@ -265,21 +212,6 @@ pub struct MapConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `map --help` and README say what the default cache costs and holds.
-    #[test]
-    fn the_default_cache_holds_what_the_help_says() {
-        assert_eq!(
-            crate::mapper::CACHE_ENTRY_BYTES,
-            144,
-            "the help says 144 bytes"
-        );
-        let answers = DEFAULT_DEDUPE_MIB * (1 << 20) / crate::mapper::CACHE_ENTRY_BYTES;
-        assert!(
-            (225_000..=235_000).contains(&answers),
-            "the help says about 230,000: {answers}"
-        );
-    }
 
     /// Issue #9.10: plain http only to real loopback, and never with user info.
     #[test]
@@ -311,12 +243,5 @@ mod tests {
             operator_url("http://127.0.0.1:8080/v3/").as_deref(),
             Ok("http://127.0.0.1:8080")
         );
-    }
-
-    #[test]
-    fn secret_debug_is_redacted() {
-        let s = Secret::new("hunter2".to_string());
-        assert_eq!(format!("{s:?}"), "[redacted]");
-        assert_eq!(format!("{:?}", Some(&s)), "Some([redacted])");
     }
 }

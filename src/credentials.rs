@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Overrides the credentials file's location.
 pub const FILE_ENV: &str = "EUID_CREDENTIALS_FILE";

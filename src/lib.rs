@@ -51,6 +51,7 @@ pub mod progress;
 pub mod protocol;
 pub mod record;
 pub mod refresh;
+pub mod secret;
 pub mod shell;
 pub mod storage;
 pub mod text;

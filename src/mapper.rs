@@ -49,6 +49,13 @@ const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
 /// Batch tasks beyond the window's ceiling: their requests are ready when a slot frees.
 const PREPARED_BATCHES: usize = 4;
 
+/// Default memory of the answer cache, MiB: about 230,000 answers (`map --help` says so; a
+/// test keeps the two in step).
+pub const DEFAULT_DEDUPE_MIB: usize = 32;
+
+/// Largest `--dedupe-memory`, MiB (64 GiB: about 470 million answers).
+pub const MAX_DEDUPE_MIB: usize = 64 << 10;
+
 /// What one remembered answer costs, bytes: its slot in the index and its entry (key and
 /// answer, held inline). A raw id that is not the usual 44 characters, or a v2 bucket id, adds
 /// a small heap allocation.
@@ -212,9 +219,10 @@ pub struct Mapper {
 }
 
 impl Mapper {
-    /// A mapper sending batches of at most `batch_size` identities and remembering about
-    /// `cache_entries` answers.
-    pub fn new(batch_size: usize, cache_entries: usize, stats: Arc<MapperStats>) -> Mapper {
+    /// A mapper sending batches of at most `batch_size` identities and remembering the
+    /// answers that fit in `cache_bytes` ([`CACHE_ENTRY_BYTES`] each).
+    pub fn new(batch_size: usize, cache_bytes: usize, stats: Arc<MapperStats>) -> Mapper {
+        let cache_entries = cache_bytes / CACHE_ENTRY_BYTES;
         Mapper {
             pending: VecDeque::new(),
             pending_ids: 0,
@@ -475,15 +483,11 @@ mod tests {
 
     fn chunk(first_row: u64, values: &[&str]) -> IdentityChunk {
         IdentityChunk {
-            chunk: crate::input::Chunk {
-                file: 0,
-                first_row,
-                len: values.len(),
-                identities: Vec::new(),
-                broken: Vec::new(),
-                kept: Vec::new(),
-                phone_region: None,
-            },
+            file: 0,
+            first_row,
+            len: values.len(),
+            per_row: 1,
+            kept: Vec::new(),
             ids: values
                 .iter()
                 .map(|v| crate::record::Identity {
@@ -535,7 +539,26 @@ mod tests {
     }
 
     fn mapper(batch: usize, cache: usize) -> Mapper {
-        Mapper::new(batch, cache, Arc::new(MapperStats::default()))
+        Mapper::new(
+            batch,
+            cache * CACHE_ENTRY_BYTES,
+            Arc::new(MapperStats::default()),
+        )
+    }
+
+    /// `map --help` and README say what the default cache costs and holds.
+    #[test]
+    fn the_default_cache_holds_what_the_help_says() {
+        assert_eq!(
+            crate::mapper::CACHE_ENTRY_BYTES,
+            144,
+            "the help says 144 bytes"
+        );
+        let answers = DEFAULT_DEDUPE_MIB * (1 << 20) / crate::mapper::CACHE_ENTRY_BYTES;
+        assert!(
+            (225_000..=235_000).contains(&answers),
+            "the help says about 230,000: {answers}"
+        );
     }
 
     #[test]
@@ -552,7 +575,7 @@ mod tests {
             .expect("one answer each");
         let a = m.pop_finished().expect("first chunk");
         let b = m.pop_finished().expect("second chunk");
-        assert_eq!((a.chunk.first_row, b.chunk.first_row), (0, 2));
+        assert_eq!((a.first_row, b.first_row), (0, 2));
         assert_eq!(raw(&a), ["U-a", "U-b"]);
         assert_eq!(raw(&b), ["U-c", "U-d"]);
         assert!(m.is_idle());

@@ -329,6 +329,23 @@ impl StatusCounts {
     }
 }
 
+/// Status counts that grow while a run writes, read by its metrics: the writer updates them,
+/// the Prometheus page shows them (so neither imports the other).
+#[derive(Debug, Default)]
+pub struct LiveCounts(std::sync::Mutex<StatusCounts>);
+
+impl LiveCounts {
+    /// Replaces the counts.
+    pub fn set(&self, counts: &StatusCounts) {
+        *self.0.lock().expect("live counts lock") = counts.clone();
+    }
+
+    /// The counts now.
+    pub fn get(&self) -> StatusCounts {
+        self.0.lock().expect("live counts lock").clone()
+    }
+}
+
 /// Bytes of a raw EUID kept inline: raw EUIDs are 44 characters (base64 of 32 or 33 bytes).
 const RAW_INLINE: usize = 46;
 
@@ -454,13 +471,22 @@ pub enum MapOutcome {
     },
 }
 
-/// The message every stage passes on: a chunk of input rows with their identities (hashed
-/// by `normalize`) and, once `mapper` has them, the operator's answers; `output` writes it.
+/// The message every stage after hashing passes on: a chunk of input rows as their
+/// identities (hashed by `normalize`), the kept columns and, once `mapper` has them, the
+/// operator's answers; `output` writes it. The raw cells stay behind in the reader's chunk.
 #[derive(Debug)]
 pub struct IdentityChunk {
-    /// The input rows (only `file`, `first_row`, `len`, `kept` and `broken` are used).
-    pub chunk: crate::input::Chunk,
-    /// Row-major identities, `chunk.len * n` of them.
+    /// Index of the input file the rows come from.
+    pub file: usize,
+    /// Row number of the chunk's first row within its file.
+    pub first_row: u64,
+    /// Input rows.
+    pub len: usize,
+    /// Identities per input row (the file's identity columns; 1 for a `refresh` state row).
+    pub per_row: usize,
+    /// Kept columns, in the output's order, one value per input row.
+    pub kept: Vec<ArrayRef>,
+    /// Row-major identities, `len * per_row` of them.
     pub ids: Vec<Identity>,
     /// For `map`: the answer for each identity whose hash is `Ok` (parallel to `ids`).
     pub outcomes: Option<Vec<Option<MapOutcome>>>,
@@ -471,6 +497,31 @@ pub struct IdentityChunk {
     /// per part so that the manifest's refresh counts cover the whole dataset, resumed
     /// parts included.
     pub marks: Option<Vec<RefreshMark>>,
+}
+
+impl IdentityChunk {
+    /// A chunk of `len` rows of `per_row` identities each, not mapped yet.
+    pub fn new(
+        file: usize,
+        first_row: u64,
+        len: usize,
+        per_row: usize,
+        kept: Vec<ArrayRef>,
+        ids: Vec<Identity>,
+    ) -> IdentityChunk {
+        debug_assert_eq!(ids.len(), len * per_row, "identities per row");
+        IdentityChunk {
+            file,
+            first_row,
+            len,
+            per_row,
+            kept,
+            ids,
+            outcomes: None,
+            origin: None,
+            marks: None,
+        }
+    }
 }
 
 /// How `refresh` decided one identity: at most one of the plan bits

@@ -16,7 +16,7 @@ pub struct ShellOutput {
     /// Its exit status.
     pub status: ExitStatus,
     /// Its stdout, at most the cap (a secret: never log it).
-    pub stdout: crate::config::Secret<Vec<u8>>,
+    pub stdout: crate::secret::Secret<Vec<u8>>,
     /// Its stderr, at most the cap.
     pub stderr: Vec<u8>,
 }
@@ -129,7 +129,7 @@ pub fn run(command: &str, timeout: Duration, cap: u64) -> Result<ShellOutput, Sh
     let stderr = err_rx.recv_timeout(left()).map_err(|_| timed_out())?;
     Ok(ShellOutput {
         status,
-        stdout: crate::config::Secret::new(stdout),
+        stdout: crate::secret::Secret::new(stdout),
         stderr,
     })
 }

@@ -10,9 +10,9 @@ use clap::{Args, ValueEnum};
 
 use super::usage;
 use euid_map::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY};
-use euid_map::config::Secret;
 use euid_map::credentials::{self, Credentials};
 use euid_map::protocol::envelope::decode_secret;
+use euid_map::secret::Secret;
 
 /// Where the operator is and how to talk to it, as the flags say.
 #[derive(Debug)]

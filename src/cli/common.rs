@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use clap::Args;
 
 use euid_map::client::MAX_ITEMS_PER_REQUEST;
-use euid_map::config::{JobConfig, MapSettings, Secret, DEFAULT_PART_ROWS};
+use euid_map::config::{JobConfig, MapSettings, DEFAULT_PART_ROWS};
 use euid_map::input::{ColumnSpec, InputFile};
-use euid_map::interrupt::Interrupt;
+use euid_map::pipeline::RunHandles;
 use euid_map::pipeline::Summary;
 use euid_map::record::{PhoneRegion, RowStatus};
+use euid_map::secret::Secret;
 
 use super::client_args::OperatorTarget;
 use super::usage;
@@ -166,12 +167,13 @@ pub(super) struct Ended {
 /// carried forward otherwise.
 pub(super) fn with_metrics(
     args: &MetricsArgs,
-    run: impl FnOnce(std::sync::Arc<euid_map::metrics::RunMetrics>) -> anyhow::Result<Ended>,
+    run: impl FnOnce(RunHandles) -> anyhow::Result<Ended>,
 ) -> anyhow::Result<u8> {
     let sinks = args.sinks()?;
-    let metrics = std::sync::Arc::new(euid_map::metrics::RunMetrics::default());
-    let reporter = euid_map::metrics::Reporter::start(std::sync::Arc::clone(&metrics), sinks);
-    let result = run(metrics);
+    let handles = RunHandles::default();
+    let reporter =
+        euid_map::metrics::Reporter::start(std::sync::Arc::clone(&handles.metrics), sinks);
+    let result = run(handles);
     let (code, success) = match &result {
         Ok(e) => (
             e.code,
@@ -225,8 +227,6 @@ impl JobArgs {
             resume: self.resume,
             part_rows: self.part_rows,
             quiet: self.quiet,
-            interrupt: Interrupt::default(),
-            metrics: Default::default(),
         })
     }
 }
@@ -315,7 +315,7 @@ pub(super) struct Tuning {
     /// of being sent again. Each answer costs 144 bytes: the default 32 MiB holds about
     /// 230,000, the most recent per slot; a repeat seen after its answer was replaced is
     /// simply sent again, never lost. 0 turns it off.
-    #[arg(long, default_value_t = euid_map::config::DEFAULT_DEDUPE_MIB, value_name = "MIB")]
+    #[arg(long, default_value_t = euid_map::mapper::DEFAULT_DEDUPE_MIB, value_name = "MIB")]
     dedupe_memory: usize,
 }
 
@@ -325,10 +325,10 @@ impl Tuning {
         if !(1..=MAX_ITEMS_PER_REQUEST).contains(&self.batch_size) {
             usage!("--batch-size must be between 1 and {MAX_ITEMS_PER_REQUEST}");
         }
-        if self.dedupe_memory > euid_map::config::MAX_DEDUPE_MIB {
+        if self.dedupe_memory > euid_map::mapper::MAX_DEDUPE_MIB {
             usage!(
                 "--dedupe-memory must be at most {} MiB (64 GiB)",
-                euid_map::config::MAX_DEDUPE_MIB
+                euid_map::mapper::MAX_DEDUPE_MIB
             );
         }
         Ok(MapSettings {
@@ -400,8 +400,8 @@ fn exit_code(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
 }
 
 /// Starts listening for SIGINT/SIGTERM: the first one interrupts `job` cleanly.
-pub(super) fn handle_signals(job: &JobConfig) -> anyhow::Result<()> {
-    job.interrupt
+pub(super) fn handle_signals(run: &RunHandles) -> anyhow::Result<()> {
+    run.interrupt
         .listen_for_signals()
         .map_err(|e| anyhow::anyhow!("cannot install the signal handlers: {e}"))
 }

@@ -16,11 +16,10 @@ pub(crate) struct HashArgs {
 
 /// Runs the command.
 pub(super) fn run(a: HashArgs) -> anyhow::Result<u8> {
-    with_metrics(&a.job.metrics, |metrics| {
-        let mut job = a.job.to_config()?;
-        job.metrics = metrics;
-        handle_signals(&job)?;
-        let summary = euid_map::pipeline::run_hash(&job)?;
+    with_metrics(&a.job.metrics, |run| {
+        let job = a.job.to_config()?;
+        handle_signals(&run)?;
+        let summary = euid_map::pipeline::run_hash(&job, &run)?;
         Ok(finish(&summary, &job, ""))
     })
 }

@@ -22,14 +22,14 @@ pub(crate) struct MapArgs {
 
 /// Runs the command.
 pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
-    with_metrics(&a.job.metrics, |metrics| {
-        let mut job = a.job.to_config()?;
-        job.metrics = metrics;
-        let (target, source) = a.client.job_target(&job.metrics)?;
+    with_metrics(&a.job.metrics, |run| {
+        let job = a.job.to_config()?;
+        let (target, source) = a.client.job_target(&run.metrics)?;
         let mapping = a.tuning.settings(target)?;
         let cfg = MapConfig { job, mapping };
-        handle_signals(&cfg.job)?;
-        let summary = super::common::name_credentials(euid_map::pipeline::run_map(&cfg), &source)?;
+        handle_signals(&run)?;
+        let summary =
+            super::common::name_credentials(euid_map::pipeline::run_map(&cfg, &run), &source)?;
         Ok(finish(&summary, &cfg.job, "rerun them later"))
     })
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
-use euid_map::config::Secret;
 use euid_map::operator::faults::FaultPlan;
 use euid_map::operator::keys::Keys;
 use euid_map::operator::model::RawIdFormat;
 use euid_map::operator::{self, Config};
 use euid_map::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
+use euid_map::secret::Secret;
 
 /// Arguments of `euid-map operator`.
 #[derive(Debug, Args)]

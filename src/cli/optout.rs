@@ -27,9 +27,8 @@ pub(crate) struct OptoutArgs {
 
 /// Runs the command.
 pub(super) fn run(a: OptoutArgs) -> anyhow::Result<u8> {
-    with_metrics(&a.job.metrics, |metrics| {
+    with_metrics(&a.job.metrics, |run| {
         let mut job = a.job.to_config()?;
-        job.metrics = metrics;
         let c = &job.columns;
         if c.email.is_some()
             || c.phone.is_some()
@@ -41,7 +40,7 @@ pub(super) fn run(a: OptoutArgs) -> anyhow::Result<u8> {
         job.columns.no_identity = true;
         job.columns.keep.retain(|k| *k != a.id_col);
         job.columns.keep.insert(0, a.id_col.clone());
-        let (target, source) = a.client.job_target(&job.metrics)?;
+        let (target, source) = a.client.job_target(&run.metrics)?;
         let cfg = OptoutConfig {
             job,
             mapping: super::common::client_settings(target),
@@ -50,9 +49,9 @@ pub(super) fn run(a: OptoutArgs) -> anyhow::Result<u8> {
                 .optout_concurrency
                 .clamp(1, euid_map::client::MAX_CONCURRENCY),
         };
-        handle_signals(&cfg.job)?;
+        handle_signals(&run)?;
         let summary =
-            super::common::name_credentials(euid_map::pipeline::run_optout(&cfg), &source)?;
+            super::common::name_credentials(euid_map::pipeline::run_optout(&cfg, &run), &source)?;
         Ok(finish(&summary, &cfg.job, ""))
     })
 }

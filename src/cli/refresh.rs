@@ -63,9 +63,8 @@ pub(crate) struct RefreshArgs {
 
 /// Runs the command.
 pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
-    with_metrics(&a.job.metrics, |metrics| {
-        let mut job = a.job.to_config_any()?;
-        job.metrics = metrics;
+    with_metrics(&a.job.metrics, |run| {
+        let job = a.job.to_config_any()?;
         let now_ms = match &a.now {
             Some(t) => chrono::DateTime::parse_from_rfc3339(t)
                 .with_context(|| format!("--now {t:?} is not RFC 3339"))?
@@ -75,7 +74,7 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
         if !(0.0..=1.0).contains(&a.max_drop_fraction) {
             super::usage!("--max-drop-fraction must be between 0 and 1");
         }
-        let (target, source) = a.client.job_target(&job.metrics)?;
+        let (target, source) = a.client.job_target(&run.metrics)?;
         let mapping = a.tuning.settings(target)?;
         let cfg = RefreshConfig {
             state: euid_map::storage::Location::parse(&a.state)?,
@@ -92,9 +91,9 @@ pub(super) fn run(a: RefreshArgs) -> anyhow::Result<u8> {
                 .optout_concurrency
                 .clamp(1, euid_map::client::MAX_CONCURRENCY),
         };
-        handle_signals(&cfg.job)?;
+        handle_signals(&run)?;
         let summary =
-            super::common::name_credentials(euid_map::refresh::run_refresh(&cfg), &source)?;
+            super::common::name_credentials(euid_map::refresh::run_refresh(&cfg, &run), &source)?;
         if let (false, Some(r)) = (cfg.job.quiet, &summary.manifest.refresh) {
             super::common::tell(&format!(
                 "refresh: carried {}, remapped {} (due {}, changed {}, new {}), changed ids {}, newly opted out {}, opted out by the sweep {}, stale {}, dropped {}",

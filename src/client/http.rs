@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 
 use super::ClientError;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Builds the pooled HTTP client. The bearer header is marked sensitive so it is never
 /// printed by reqwest's or hyper's debug output.

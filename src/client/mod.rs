@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
-use crate::config::Secret;
 use crate::record::{IdentityHash, IdentityKind, MapOutcome};
+use crate::secret::Secret;
 
 use crate::protocol::{envelope, wire};
 pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
@@ -80,7 +80,7 @@ pub struct Probe {
 /// ```no_run
 /// # async fn demo() -> Result<(), euid_map::Error> {
 /// use euid_map::client::{Api, Client, ClientConfig, RetryPolicy};
-/// use euid_map::config::Secret;
+/// use euid_map::secret::Secret;
 /// use euid_map::record::IdentityKind;
 /// let client = Client::new(&ClientConfig {
 ///     base_url: "https://integ.euid.eu".into(),

@@ -19,7 +19,7 @@ use crate::client::{ClientStats, DURATION_BUCKETS};
 use crate::input::ReadProgress;
 use crate::mapper::MapperStats;
 use crate::output::RefreshCounts;
-use crate::record::{RowStatus, StatusCounts};
+use crate::record::{LiveCounts, RowStatus, StatusCounts};
 
 /// How often a long run pushes.
 pub const PUSH_EVERY: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ pub struct RunMetrics {
     client: OnceLock<Arc<ClientStats>>,
     mapper: OnceLock<Arc<MapperStats>>,
     read: OnceLock<Arc<ReadProgress>>,
-    rows: Mutex<StatusCounts>,
+    rows: Arc<LiveCounts>,
     refresh: Mutex<Option<RefreshCounts>>,
 }
 
@@ -67,7 +67,7 @@ impl Default for RunMetrics {
             client: OnceLock::new(),
             mapper: OnceLock::new(),
             read: OnceLock::new(),
-            rows: Mutex::new(StatusCounts::default()),
+            rows: Arc::default(),
             refresh: Mutex::new(None),
             credentials_age_days: std::sync::atomic::AtomicI64::new(i64::MIN),
             optout: Mutex::new(None),
@@ -117,7 +117,13 @@ impl RunMetrics {
 
     /// The output rows per status written so far (the writer calls this).
     pub fn set_rows(&self, counts: &StatusCounts) {
-        *self.rows.lock().expect("metrics lock") = counts.clone();
+        self.rows.set(counts);
+    }
+
+    /// The output rows per status as the writer counts them: hand it to
+    /// `DatasetWriter::report_to`.
+    pub fn rows(&self) -> Arc<LiveCounts> {
+        Arc::clone(&self.rows)
     }
 
     /// What refresh did.
@@ -146,7 +152,7 @@ impl RunMetrics {
                 1.0,
             )],
         );
-        let rows = self.rows.lock().expect("metrics lock").clone();
+        let rows = self.rows.get();
         let by_status: Vec<(Vec<(&str, &str)>, f64)> = RowStatus::ALL
             .into_iter()
             .map(|s| (vec![("status", s.as_str())], rows.get(s) as f64))

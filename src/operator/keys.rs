@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use crate::config::{ConfigError, Secret};
+use crate::config::ConfigError;
 use crate::protocol::envelope::{decode_secret, Key};
 use crate::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
+use crate::secret::Secret;
 
 /// One client of the emulator.
 #[derive(Debug)]

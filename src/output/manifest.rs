@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DatasetWriter;
 use super::OutputError;
-use crate::config::JobConfig;
-use crate::input::{Fingerprint, ResolvedColumns};
+use crate::input::{Fingerprint, InputFile, ResolvedColumns};
 use crate::record::{IdentityForm, RowStatus, StatusCounts};
 use crate::storage::Location;
 
@@ -246,7 +245,7 @@ impl Manifest {
     /// The manifest of a complete run of `command`, with the fields every command writes;
     /// `map` and `refresh` add theirs.
     pub fn new(
-        job: &JobConfig,
+        inputs: &[InputFile],
         command: &str,
         writer: &DatasetWriter,
         columns: &[ResolvedColumns],
@@ -264,8 +263,7 @@ impl Manifest {
             version: env!("CARGO_PKG_VERSION").to_string(),
             command: command.to_string(),
             status: RunState::Complete,
-            inputs: job
-                .inputs
+            inputs: inputs
                 .iter()
                 .zip(columns)
                 .map(|(f, c)| ManifestInput {

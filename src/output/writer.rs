@@ -206,7 +206,7 @@ pub struct DatasetWriter {
     /// The directory's lock, held as long as the writer lives.
     _lock: super::DirLock,
     /// Where the totals are reported as they grow (Prometheus metrics).
-    metrics: Option<std::sync::Arc<crate::metrics::RunMetrics>>,
+    live: Option<std::sync::Arc<crate::record::LiveCounts>>,
 }
 
 impl Drop for DatasetWriter {
@@ -255,7 +255,7 @@ impl DatasetWriter {
             phone_totals,
             last_origin: None,
             _lock: lock,
-            metrics: None,
+            live: None,
         }
     }
 
@@ -306,10 +306,10 @@ impl DatasetWriter {
         starts
     }
 
-    /// Reports the totals to `metrics` after every write.
-    pub fn report_to(&mut self, metrics: std::sync::Arc<crate::metrics::RunMetrics>) {
-        metrics.set_rows(&self.totals);
-        self.metrics = Some(metrics);
+    /// Reports the totals to `live` (the run's metrics) after every write.
+    pub fn report_to(&mut self, live: std::sync::Arc<crate::record::LiveCounts>) {
+        live.set(&self.totals);
+        self.live = Some(live);
     }
 
     /// Appends the output rows of one chunk. A chunk may be split across parts so that each
@@ -320,12 +320,11 @@ impl DatasetWriter {
     pub fn write(&mut self, mut r: IdentityChunk) -> Result<(), OutputError> {
         let (batch, statuses) = self.batch(&mut r)?;
         let starts = r.origin.as_ref().map(|o| self.origin_starts(o));
-        let c = &r.chunk;
-        let n = r.ids.len().checked_div(c.len).unwrap_or(1).max(1);
+        let n = r.per_row.max(1);
         let rows = Rows {
-            file: c.file,
-            first_row: c.first_row,
-            len: c.len,
+            file: r.file,
+            first_row: r.first_row,
+            len: r.len,
             per_input_row: n,
             statuses: &statuses,
             marks: r.marks.as_deref(),
@@ -426,8 +425,8 @@ impl DatasetWriter {
                 self.commit()?;
             }
         }
-        if let Some(m) = &self.metrics {
-            m.set_rows(&self.totals);
+        if let Some(m) = &self.live {
+            m.set(&self.totals);
         }
         Ok(())
     }
@@ -541,10 +540,9 @@ impl DatasetWriter {
     /// chunk: each is dropped right after its row is written, while it is in the CPU's cache,
     /// instead of in a second pass over megabytes of answers when the chunk is dropped.
     fn batch(&self, r: &mut IdentityChunk) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
-        let c = &r.chunk;
-        let n = r.ids.len().checked_div(c.len).unwrap_or(0);
+        let n = r.per_row;
         let rows = r.ids.len();
-        let source = self.sources.get(c.file).map_or("", String::as_str);
+        let source = self.sources.get(r.file).map_or("", String::as_str);
         let mut src = StringBuilder::with_capacity(rows, rows * source.len());
         let mut row = Int64Builder::with_capacity(rows);
         let mut ty = StringBuilder::with_capacity(rows, rows * 5);
@@ -570,7 +568,7 @@ impl DatasetWriter {
         for (i, id) in r.ids.iter().enumerate() {
             if r.origin.is_none() {
                 src.append_value(source);
-                row.append_value((c.first_row + (i / n.max(1)) as u64) as i64);
+                row.append_value((r.first_row + (i / n.max(1)) as u64) as i64);
             }
             ty.append_value(id.kind.as_str());
             let owned = outcomes.as_mut().and_then(|o| o.next().flatten());
@@ -649,10 +647,10 @@ impl DatasetWriter {
             None => vec![Arc::new(src.finish()), Arc::new(row.finish())],
         };
         if n == 1 {
-            cols.extend(c.kept.iter().cloned());
+            cols.extend(r.kept.iter().cloned());
         } else {
             let idx = UInt32Array::from_iter_values((0..rows).map(|i| (i / n.max(1)) as u32));
-            for k in &c.kept {
+            for k in &r.kept {
                 let taken = arrow_select::take::take(k.as_ref(), &idx, None).map_err(|e| {
                     OutputError::Parquet {
                         path: self.dir.url(),
@@ -699,15 +697,11 @@ mod tests {
         let schema = Schema::new(OutputKind::Hash, &[]);
         let mut w = DatasetWriter::new(&dir, schema, vec!["in.csv".into()], 1000, &[], lock);
         let chunk = IdentityChunk {
-            chunk: crate::input::Chunk {
-                file: 0,
-                first_row: 0,
-                len: 1,
-                identities: Vec::new(),
-                broken: Vec::new(),
-                kept: Vec::new(),
-                phone_region: None,
-            },
+            file: 0,
+            first_row: 0,
+            len: 1,
+            per_row: 1,
+            kept: Vec::new(),
             ids: vec![Identity {
                 kind: IdentityKind::Email,
                 hashed: Hashed::Ok(crate::normalize::sha256(b"a")),

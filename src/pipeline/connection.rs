@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::config::{JobConfig, MapSettings};
+use crate::config::MapSettings;
 use crate::error::Error;
-use crate::input::ReadProgress;
 use crate::output::Manifest;
 
 /// A connected client, and the embedded operator behind it for `--env local`.
@@ -25,10 +24,10 @@ impl Connection {
                 .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
             client_cfg.base_url = op.base_url();
             client_cfg.api_key =
-                crate::config::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
+                crate::secret::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
             client_cfg.secret =
                 crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)
-                    .map_err(Error::Invalid)?;
+                    .map_err(|e| Error::Invalid(e.into()))?;
             tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
             Some(op)
         } else {
@@ -40,16 +39,17 @@ impl Connection {
         })
     }
 
-    /// Hands the run's counters to its metrics.
+    /// Hands the client's and the mapper's counters to the run's metrics (the reader's go
+    /// with [`super::Job::progress`]).
     pub(crate) fn attach_metrics(
         &self,
-        job: &JobConfig,
+        job: &super::Job<'_>,
         mstats: &Arc<crate::mapper::MapperStats>,
-        read: &Arc<ReadProgress>,
     ) {
-        job.metrics.attach_client(Arc::clone(&self.client.stats));
-        job.metrics.attach_mapper(Arc::clone(mstats));
-        job.metrics.attach_reader(Arc::clone(read));
+        job.run
+            .metrics
+            .attach_client(Arc::clone(&self.client.stats));
+        job.run.metrics.attach_mapper(Arc::clone(mstats));
     }
 
     /// Stops the embedded operator, if any.

@@ -10,18 +10,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use base64::Engine;
 use futures_util::StreamExt;
 
-use super::{Connection, Summary};
+use super::{Connection, Job, Opened, RunHandles, Stage, Summary};
 use crate::config::{JobConfig, MapSettings};
 use crate::error::Error;
 use crate::input::{self, Chunk, ReadProgress};
-use crate::output::{self, DirState, Manifest, OutputKind, Schema};
+use crate::output::{self, DirState, OutputKind, Schema};
 use crate::record::RowStatus;
 
 /// Raw ids per `/v2/optout/status` request (the endpoint's limit).
@@ -85,14 +84,13 @@ async fn check(
 ///
 /// # Errors
 /// A run-level failure; committed parts stay for `--resume`, and `_SUCCESS` is not written.
-pub fn run_optout(cfg: &OptoutConfig) -> Result<Summary, Error> {
-    super::block_on(run_async(cfg))
+pub fn run_optout(cfg: &OptoutConfig, run: &RunHandles) -> Result<Summary, Error> {
+    super::block_on(run_async(cfg, run))
 }
 
-async fn run_async(cfg: &OptoutConfig) -> Result<Summary, Error> {
-    let started = Instant::now();
-    let job = &cfg.job;
-    let columns = input::resolve_all(&job.inputs, &job.columns)?;
+async fn run_async(cfg: &OptoutConfig, run: &RunHandles) -> Result<Summary, Error> {
+    let job = Job::new(&cfg.job, run);
+    let columns = input::resolve_all(&cfg.job.inputs, &cfg.job.columns)?;
     let id_type = columns
         .first()
         .map(|c| c.keep_types[0].1.clone())
@@ -109,35 +107,37 @@ async fn run_async(cfg: &OptoutConfig) -> Result<Summary, Error> {
         .first()
         .map(|c| c.keep_types[1..].to_vec())
         .unwrap_or_default();
-    let description = job.describe(
+    let description = cfg.job.describe(
         "optout",
         serde_json::json!({"env": cfg.mapping.env, "id_col": cfg.id_col}),
     )?;
-    let sources = job.inputs.iter().map(|f| f.given.clone()).collect();
     let schema = Schema::new(OutputKind::Optout, &kept);
     let arrow = Arc::clone(&schema.arrow);
-    let (mut writer, dir, start) = super::open_output(job, &description, schema, sources)?;
+    let Opened {
+        mut writer,
+        dir,
+        start,
+    } = job.open(&description, schema, job.sources())?;
     if dir == DirState::Complete {
-        return super::already_complete(job, started);
+        return job.already_complete();
     }
     let conn = Connection::open(&cfg.mapping).await?;
-    job.metrics.attach_client(Arc::clone(&conn.client.stats));
+    run.metrics.attach_client(Arc::clone(&conn.client.stats));
     let read_progress = Arc::new(ReadProgress::default());
-    job.metrics.attach_reader(Arc::clone(&read_progress));
-    let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
-    let progress =
-        crate::progress::Progress::start(job.quiet, total_bytes, Arc::clone(&read_progress), None);
+    let progress = job.progress(&read_progress, None);
 
+    // No identities to hash: the reader's chunks come straight here.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(super::CHUNKS_IN_FLIGHT);
-    let (inputs, cols, interrupt) = (job.inputs.clone(), columns.clone(), job.interrupt.clone());
-    let reader = std::thread::Builder::new()
-        .name("reader".into())
-        .spawn(move || {
-            input::read_all(&inputs, &cols, start, &read_progress, &mut |c| {
-                !interrupt.is_triggered() && tx.blocking_send(c).is_ok()
-            })
+    let (inputs, cols, interrupt) = (
+        cfg.job.inputs.clone(),
+        columns.clone(),
+        run.interrupt.clone(),
+    );
+    let reader = Stage::spawn("reader", move || {
+        input::read_all(&inputs, &cols, start, &read_progress, &mut |c| {
+            !interrupt.is_triggered() && tx.blocking_send(c).is_ok()
         })
-        .expect("spawning a thread only fails when the OS is out of resources");
+    });
 
     let mut known: HashMap<String, Option<i64>> = HashMap::new();
     let (mut checked, mut found, mut requests) = (0u64, 0u64, 0u64);
@@ -192,13 +192,13 @@ async fn run_async(cfg: &OptoutConfig) -> Result<Summary, Error> {
         }
     }
     drop(rx);
-    let read = super::join_thread(reader, "reader").await;
+    let read = reader.finish().await;
     progress.finish();
     result?;
     read??;
     writer.finish()?;
-    job.metrics.set_optout(checked, found);
-    let mut manifest = Manifest::new(job, "optout", &writer, &columns, started);
+    run.metrics.set_optout(checked, found);
+    let mut manifest = job.manifest("optout", &writer, &columns);
     manifest.environment = Some(cfg.mapping.env.clone());
     manifest.key_id = Some(crate::credentials::key_id(&cfg.mapping.client.api_key));
     manifest.client = Some(conn.client.stats.report());
@@ -208,7 +208,7 @@ async fn run_async(cfg: &OptoutConfig) -> Result<Summary, Error> {
         requests,
     });
     conn.close().await;
-    super::publish(job, &writer, manifest, started)
+    job.publish(&writer, manifest)
 }
 
 /// One chunk's output rows: source, row, the kept columns, the raw id as stored, its status

@@ -10,7 +10,7 @@
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::config::{ConfigError, Secret};
+use crate::secret::{Secret, SecretError};
 
 /// Envelope format version, the first byte of every request.
 pub const VERSION: u8 = 1;
@@ -195,19 +195,12 @@ fn fresh() -> ([u8; IV_LEN], [u8; 8]) {
     )
 }
 
-/// Decodes a base64 client secret.
+/// Decodes a base64 client secret (the one rule is [`crate::secret::decode_client_secret`]).
 ///
 /// # Errors
 /// A message (without the secret) when it is not base64 of exactly 32 bytes.
-pub fn decode_secret(b64: &str) -> Result<Secret<[u8; 32]>, ConfigError> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .map_err(|_| ConfigError::SecretNotBase64)?;
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| ConfigError::SecretLength(b.len()))?;
-    Ok(Secret::new(arr))
+pub fn decode_secret(b64: &str) -> Result<Secret<[u8; 32]>, SecretError> {
+    crate::secret::decode_client_secret(b64)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::{join, key, send_state, Common, Plan, RefreshError, Started};
 use crate::error::Error;
 use crate::input::{self, Position, ReadProgress};
 use crate::output::{DirState, JobDescription, Schema};
-use crate::pipeline;
+use crate::pipeline::{self, Opened, Stage};
 use crate::record::Hashed;
 
 /// With `--keep-missing`, state rows are written beside export rows, so every kept column
@@ -136,19 +136,20 @@ fn check_drop(joined: &join::Joined, max_fraction: f64, keep_missing: bool) -> R
 pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
     let cfg = c.cfg;
     let key_col = cfg.key_col.clone().expect("checked by the caller");
-    let job = c.job.clone();
+    let job = c.job;
     let key_idx = job
+        .cfg
         .columns
         .keep
         .iter()
         .position(|k| *k == key_col)
         .expect("settle_kept keeps the key column");
-    let columns = input::resolve_all(&job.inputs, &job.columns)?;
+    let columns = input::resolve_all(&job.cfg.inputs, &job.cfg.columns)?;
     let out_kept = columns
         .first()
         .map(|c| c.keep_types.clone())
         .unwrap_or_default();
-    for (f, c) in job.inputs.iter().zip(&columns) {
+    for (f, c) in job.cfg.inputs.iter().zip(&columns) {
         key::check(&key_col, &f.given, &c.keep_types[key_idx].1)?;
     }
     if cfg.keep_missing {
@@ -156,11 +157,10 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     } else if !cfg.allow_schema_change {
         check_kept_types(&out_kept, &c.kept)?;
     }
-    let n_inputs = job.inputs.len();
-    let mut sources: Vec<String> = job.inputs.iter().map(|f| f.given.clone()).collect();
+    let n_inputs = job.cfg.inputs.len();
+    let mut sources: Vec<String> = job.cfg.inputs.iter().map(|f| f.given.clone()).collect();
     sources.push(cfg.state.url());
-    let (writer, dir, start) = pipeline::open_output(
-        &job,
+    let Opened { writer, dir, start } = job.open(
         description,
         Schema::new(cfg.mapping.output_kind(), &out_kept),
         sources,
@@ -174,13 +174,13 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     let state_rows = c.state_rows;
     // Local outputs keep the scratch beside the dataset (same disk); an object-store output
     // uses the machine's temporary directory.
-    let scratch_dir = match job.out_dir.local_path() {
+    let scratch_dir = match job.cfg.out_dir.local_path() {
         Some(p) => p.join(".refresh-tmp"),
         // A name of the output's own, so that the next run (a --resume after kill -9)
         // clears what a killed one left, hashed identities included.
         None => std::env::temp_dir().join(format!(
             "euid-map-refresh-{:016x}",
-            join::key_digest(&job.out_dir.url())
+            join::key_digest(&job.cfg.out_dir.url())
         )),
     };
     let scratch = join::Scratch::create(scratch_dir)?;
@@ -194,7 +194,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         state_rows,
         cfg.partition_rows,
         |sink| {
-            let (rx, reader, hasher) = pipeline::spawn_read_and_hash(
+            let (rx, reader, hasher) = pipeline::read_and_hash_sync(
                 &job,
                 &columns,
                 Position::default(),
@@ -202,7 +202,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
             );
             let mut result = Ok(());
             for r in rx.iter() {
-                let c = &r.chunk;
+                let c = &r;
                 file_rows[c.file] += c.len as u64;
                 let base: u64 = (0..c.file).map(|g| file_rows[g] * n_ids[g]).sum();
                 let n = n_ids[c.file] as usize;
@@ -248,17 +248,15 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
             }
             drop(rx);
             let hashed = hasher.join();
-            reader
-                .join()
-                .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
-            hashed.map_err(|_| Error::Internal("the hasher thread panicked".into()))?;
+            reader.join()??;
+            hashed?;
             result
         },
     )?;
-    if let Some(signal) = job.interrupt.signal() {
+    if let Some(signal) = job.run.interrupt.signal() {
         return Err(Error::Interrupted { signal });
     }
-    check_unchanged(&job.inputs, description)?;
+    check_unchanged(&job.cfg.inputs, description)?;
     check_drop(&joined, cfg.max_drop_fraction, cfg.keep_missing)?;
     {
         let mut t = c.tally.lock().expect("tally lock");
@@ -280,7 +278,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         bases[start.file] + start.row * n_ids[start.file]
     };
     let mut merged = joined.merge(floor)?;
-    let (hashed_rx, reader, hasher) = pipeline::spawn_read_and_hash(
+    let (hashed_rx, reader, hasher) = pipeline::read_and_hash_sync(
         &job,
         &columns,
         start.min(Position {
@@ -290,7 +288,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         Arc::clone(&c.read_progress),
     );
     let keep_missing = cfg.keep_missing;
-    let inputs = job.inputs.clone();
+    let inputs = job.cfg.inputs.clone();
     let description = description.clone();
     let out_names: Vec<String> = out_kept.iter().map(|(n, _)| n.clone()).collect();
     let Common {
@@ -300,84 +298,79 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         tally,
         ..
     } = c;
-    let producer = std::thread::Builder::new()
-        .name("join".into())
-        .spawn(move || -> Result<(), Error> {
-            let _scratch = scratch; // removed when this thread ends, however it ends
-            for mut r in hashed_rx {
-                let n = n_ids[r.chunk.file] as usize;
-                let base = bases[r.chunk.file];
-                let mut outcomes = vec![None; r.ids.len()];
-                let mut plans = Vec::with_capacity(r.ids.len());
-                for (i, id) in r.ids.iter().enumerate() {
-                    let Hashed::Ok(hash) = id.hashed else {
-                        plans.push(Plan::Local);
-                        continue;
-                    };
-                    let ordinal = base + r.chunk.first_row * n as u64 + i as u64;
-                    let row = r.chunk.first_row + (i / n.max(1)) as u64;
-                    let decided = merged.take(ordinal)?;
-                    if merged.orphans > 0 {
-                        // A decision before this one was never asked for.
-                        return Err(changed_between_reads(&inputs[r.chunk.file].given, row));
+    let producer = Stage::spawn("join", move || -> Result<(), Error> {
+        let _scratch = scratch; // removed when this thread ends, however it ends
+        for mut r in hashed_rx {
+            let n = n_ids[r.file] as usize;
+            let base = bases[r.file];
+            let mut outcomes = vec![None; r.ids.len()];
+            let mut plans = Vec::with_capacity(r.ids.len());
+            for (i, id) in r.ids.iter().enumerate() {
+                let Hashed::Ok(hash) = id.hashed else {
+                    plans.push(Plan::Local);
+                    continue;
+                };
+                let ordinal = base + r.first_row * n as u64 + i as u64;
+                let row = r.first_row + (i / n.max(1)) as u64;
+                let decided = merged.take(ordinal)?;
+                if merged.orphans > 0 {
+                    // A decision before this one was never asked for.
+                    return Err(changed_between_reads(&inputs[r.file].given, row));
+                }
+                let row_key = key::at(&r.kept[key_idx], i / n.max(1));
+                match (&decided, &row_key) {
+                    (Some((kind, h, k, _)), Some(key))
+                        if *kind == id.kind && *h == hash && *k == join::key_digest(key) => {}
+                    // A null key is never joined: it has no decision.
+                    (None, None) => {}
+                    _ => return Err(changed_between_reads(&inputs[r.file].given, row)),
+                }
+                plans.push(match decided.map(|(_, _, _, d)| d) {
+                    Some(join::Decision::Carried(o)) => {
+                        outcomes[i] = Some(o);
+                        Plan::Carried
                     }
-                    let row_key = key::at(&r.chunk.kept[key_idx], i / n.max(1));
-                    match (&decided, &row_key) {
-                        (Some((kind, h, k, _)), Some(key))
-                            if *kind == id.kind && *h == hash && *k == join::key_digest(key) => {}
-                        // A null key is never joined: it has no decision.
-                        (None, None) => {}
-                        _ => return Err(changed_between_reads(&inputs[r.chunk.file].given, row)),
-                    }
-                    plans.push(match decided.map(|(_, _, _, d)| d) {
-                        Some(join::Decision::Carried(o)) => {
-                            outcomes[i] = Some(o);
-                            Plan::Carried
-                        }
-                        Some(join::Decision::Due(last)) => Plan::Due(last),
-                        Some(join::Decision::Changed(old)) => Plan::Changed(old),
-                        Some(join::Decision::New) | None => Plan::New,
-                    });
-                }
-                r.outcomes = Some(outcomes);
-                if !sinks.send(r, plans) {
-                    break;
-                }
+                    Some(join::Decision::Due(last)) => Plan::Due(last),
+                    Some(join::Decision::Changed(old)) => Plan::Changed(old),
+                    Some(join::Decision::New) | None => Plan::New,
+                });
             }
-            let hashed = hasher.join();
-            reader
-                .join()
-                .map_err(|_| Error::Internal("the reader thread panicked".into()))??;
-            hashed.map_err(|_| Error::Internal("the hasher thread panicked".into()))?;
-            if sinks.interrupt.is_triggered() {
-                return Ok(());
+            r.outcomes = Some(outcomes);
+            if !sinks.send(r, plans) {
+                break;
             }
-            check_unchanged(&inputs, &description)?;
-            if merged.any_left()? {
-                return Err(RefreshError::ExportChanged {
-                    path: inputs
-                        .iter()
-                        .map(|f| f.given.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    why: "it has fewer rows than in the first read".to_string(),
-                }
-                .into());
+        }
+        let hashed = hasher.join();
+        reader.join()??;
+        hashed?;
+        if sinks.interrupt.is_triggered() {
+            return Ok(());
+        }
+        check_unchanged(&inputs, &description)?;
+        if merged.any_left()? {
+            return Err(RefreshError::ExportChanged {
+                path: inputs
+                    .iter()
+                    .map(|f| f.given.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                why: "it has fewer rows than in the first read".to_string(),
             }
-            // Customers gone from today's export.
-            let missing = &joined.missing;
-            // State rows with a null key are never kept: they match no customer.
-            tally.lock().expect("tally lock").dropped = joined.null_key_rows;
-            if keep_missing {
-                let skip = if start.file == n_inputs { start.row } else { 0 };
-                let keep = |row: u64| missing.binary_search(&row).is_ok();
-                send_state(&parts, n_inputs, skip, &out_names, &policy, &keep, &sinks)?;
-            } else {
-                tally.lock().expect("tally lock").dropped += missing.len() as u64;
-            }
-            Ok(())
-        })
-        .expect("spawning a thread only fails when the OS is out of resources");
+            .into());
+        }
+        // Customers gone from today's export.
+        let missing = &joined.missing;
+        // State rows with a null key are never kept: they match no customer.
+        tally.lock().expect("tally lock").dropped = joined.null_key_rows;
+        if keep_missing {
+            let skip = if start.file == n_inputs { start.row } else { 0 };
+            let keep = |row: u64| missing.binary_search(&row).is_ok();
+            send_state(&parts, n_inputs, skip, &out_names, &policy, &keep, &sinks)?;
+        } else {
+            tally.lock().expect("tally lock").dropped += missing.len() as u64;
+        }
+        Ok(())
+    });
     Ok(Some(Started {
         columns,
         writer,

@@ -35,10 +35,9 @@ use std::time::Instant;
 use crate::config::JobConfig;
 use crate::config::MapSettings;
 use crate::error::Error;
-use crate::input::{self, Chunk, ReadProgress};
-use crate::output::{self, DatasetWriter, Manifest, RefreshCounts};
-use crate::pipeline::{self, Connection, Summary, CHUNKS_IN_FLIGHT};
-use crate::progress::Progress;
+use crate::input::{self, ReadProgress};
+use crate::output::{self, DatasetWriter, RefreshCounts};
+use crate::pipeline::{self, Connection, Job, RunHandles, Stage, Summary};
 use crate::record::{Hashed, MapOutcome, RefreshMark};
 use crate::record::{IdentityChunk, Origin};
 
@@ -235,15 +234,15 @@ impl Tally {
 ///
 /// # Errors
 /// A run-level failure; committed parts stay for `--resume`, and `_SUCCESS` is not written.
-pub fn run_refresh(cfg: &RefreshConfig) -> Result<Summary, Error> {
-    pipeline::block_on(run_async(cfg))
+pub fn run_refresh(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Error> {
+    pipeline::block_on(run_async(cfg, run))
 }
 
 type Plans = Vec<Plan>;
 
 /// Where a producer sends chunks, and beside them (same order) their plans for the tally.
 struct Sinks {
-    chunks: SyncSender<IdentityChunk>,
+    chunks: tokio::sync::mpsc::Sender<IdentityChunk>,
     plans: SyncSender<Plans>,
     interrupt: crate::interrupt::Interrupt,
 }
@@ -253,7 +252,7 @@ impl Sinks {
     fn send(&self, r: IdentityChunk, plans: Plans) -> bool {
         !self.interrupt.is_triggered()
             && self.plans.send(plans).is_ok()
-            && self.chunks.send(r).is_ok()
+            && self.chunks.blocking_send(r).is_ok()
     }
 }
 
@@ -289,29 +288,20 @@ fn state_chunk(
                 .expect("checked by state::kept_columns and check_kept_match"),
         )
     };
-    let chunk = Chunk {
+    let mut chunk = IdentityChunk::new(
         file,
         first_row,
-        len: batch.num_rows(),
-        identities: Vec::new(),
-        broken: Vec::new(),
-        kept: kept.iter().map(|n| col(n)).collect(),
-        phone_region: None,
-    };
-    let origin = Some(Origin {
+        batch.num_rows(),
+        1,
+        kept.iter().map(|n| col(n)).collect(),
+        ids,
+    );
+    chunk.outcomes = Some(outcomes);
+    chunk.origin = Some(Origin {
         source: state::origin_source(&col("source")),
         row: state::origin_row(&col("row")),
     });
-    (
-        IdentityChunk {
-            chunk,
-            ids,
-            outcomes: Some(outcomes),
-            origin,
-            marks: None,
-        },
-        plans,
-    )
+    (chunk, plans)
 }
 
 /// Streams state rows from `skip` on (optionally only those `keep` accepts) as chunks.
@@ -364,14 +354,14 @@ fn send_state(
 struct Started {
     columns: Vec<input::ResolvedColumns>,
     writer: DatasetWriter,
-    producer: std::thread::JoinHandle<Result<(), Error>>,
+    producer: Stage<Result<(), Error>>,
 }
 
 /// What both modes share once the output is open: the state, the policy, the channels.
 struct Common<'a> {
     cfg: &'a RefreshConfig,
     /// The job with its kept columns settled (the state's, unless changed on purpose).
-    job: JobConfig,
+    job: Job<'a>,
     parts: Vec<crate::storage::Location>,
     state_rows: u64,
     kept: Vec<(String, arrow_schema::DataType)>,
@@ -467,7 +457,7 @@ async fn due_policy(
     })
 }
 
-async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
+async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Error> {
     let started = Instant::now();
     if !cfg.job.inputs.is_empty() && cfg.key_col.is_none() {
         return Err(RefreshError::KeyColumnNeeded.into());
@@ -495,11 +485,16 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         }
     }
     let job_owned = settle_kept(cfg, &kept)?;
+    let j = Job {
+        cfg: &job_owned,
+        run,
+        started,
+    };
     let job = &job_owned;
     let description = describe(cfg, job, &st)?;
     // A finished night run again: nothing to do, before any request (the sweep's).
     if job.resume && output::finished_same_job(&job.out_dir, &description)? {
-        return pipeline::already_complete(job, started);
+        return j.already_complete();
     }
     let conn = Connection::open(&cfg.mapping).await?;
     let policy = due_policy(cfg, &conn, &parts).await?;
@@ -518,7 +513,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
             st.rows,
             &policy,
             cfg.optout_concurrency,
-            &job.interrupt,
+            &run.interrupt,
             job.quiet,
         )
         .await?;
@@ -530,7 +525,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
                 "opt-out sweep done"
             );
         }
-        job.metrics
+        run.metrics
             .set_optout(swept.checked, swept.opted_out.len() as u64);
         Some(swept)
     } else {
@@ -544,14 +539,14 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         ..Tally::default()
     }));
     let opted_out = Arc::new(opted_out.map(|s| s.opted_out).unwrap_or_default());
-    let (tx, rx) = sync_channel::<IdentityChunk>(CHUNKS_IN_FLIGHT);
+    let (tx, rx) = pipeline::to_mapper();
     // Plans travel beside their chunks; this queue must never be the one that blocks, so it
     // holds more than every chunk that can be in flight between the producer and the writer
     // (channels and the mapper's reorder buffer: about 25).
     let (plans_tx, plans_rx) = sync_channel::<Plans>(PLANS_IN_FLIGHT);
     let common = Common {
         cfg,
-        job: job.clone(),
+        job: j,
         parts,
         state_rows: st.rows,
         kept,
@@ -559,13 +554,13 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         sinks: Sinks {
             chunks: tx,
             plans: plans_tx,
-            interrupt: job.interrupt.clone(),
+            interrupt: run.interrupt.clone(),
         },
         tally: Arc::clone(&tally),
         read_progress: Arc::new(ReadProgress::default()),
     };
     let read_progress = Arc::clone(&common.read_progress);
-    conn.attach_metrics(job, &mstats, &read_progress);
+    conn.attach_metrics(&j, &mstats);
     let opened = if job.inputs.is_empty() {
         state_only::start(common, &description)?
     } else {
@@ -578,16 +573,10 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     }) = opened
     else {
         conn.close().await;
-        return pipeline::already_complete(job, started);
+        return j.already_complete();
     };
 
-    let total_bytes: u64 = job.inputs.iter().map(|f| f.size()).sum();
-    let progress = Progress::start(
-        job.quiet,
-        total_bytes,
-        read_progress,
-        Some(conn.progress_extra(&mstats)),
-    );
+    let progress = j.progress(&read_progress, Some(conn.progress_extra(&mstats)));
     let tap = move |r: &mut IdentityChunk| {
         if let Ok(plans) = plans_rx.recv() {
             settle(plans, r, &opted_out);
@@ -595,7 +584,7 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
     };
     let written = pipeline::map_and_write(
         &conn,
-        job,
+        &j,
         &cfg.mapping,
         rx,
         writer,
@@ -603,12 +592,12 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
         tap,
     )
     .await;
-    let produced = pipeline::join_thread(producer, "refresh producer").await;
+    let produced = producer.finish().await;
     progress.finish();
     let mut writer = written?;
     produced??;
     writer.finish()?;
-    let mut manifest = Manifest::new(job, "refresh", &writer, &columns, started);
+    let mut manifest = j.manifest("refresh", &writer, &columns);
     conn.annotate(&mut manifest, &cfg.mapping, &mstats);
     let requests = conn
         .client
@@ -622,10 +611,10 @@ async fn run_async(cfg: &RefreshConfig) -> Result<Summary, Error> {
             .unwrap_or_default(),
     );
     let counts = tally.lock().expect("tally lock").counts(&writer, requests);
-    job.metrics.set_refresh(counts.clone());
+    run.metrics.set_refresh(counts.clone());
     manifest.refresh = Some(counts);
     conn.close().await;
-    pipeline::publish(job, &writer, manifest, started)
+    j.publish(&writer, manifest)
 }
 
 #[cfg(test)]
@@ -636,15 +625,11 @@ mod tests {
     fn chunk(outcomes: Vec<Option<MapOutcome>>) -> IdentityChunk {
         let n = outcomes.len();
         IdentityChunk {
-            chunk: Chunk {
-                file: 0,
-                first_row: 0,
-                len: n,
-                identities: Vec::new(),
-                broken: Vec::new(),
-                kept: Vec::new(),
-                phone_region: None,
-            },
+            file: 0,
+            first_row: 0,
+            len: n,
+            per_row: 1,
+            kept: Vec::new(),
             ids: (0..n)
                 .map(|i| Identity {
                     kind: IdentityKind::Email,

@@ -4,7 +4,7 @@
 use super::{send_state, Common, Started};
 use crate::error::Error;
 use crate::output::{DirState, JobDescription, Schema};
-use crate::pipeline;
+use crate::pipeline::{Opened, Stage};
 
 /// Opens the output and starts the thread that streams the state; `None` when `--resume`
 /// found the run already complete.
@@ -12,9 +12,7 @@ use crate::pipeline;
 /// # Errors
 /// The output cannot be opened (busy, other job, I/O).
 pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
-    let job = &c.job;
-    let (writer, dir, start) = pipeline::open_output(
-        job,
+    let Opened { writer, dir, start } = c.job.open(
         description,
         Schema::new(c.cfg.mapping.output_kind(), &c.kept),
         vec![c.cfg.state.url()],
@@ -29,20 +27,17 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         sinks,
         ..
     } = c;
-    let producer = std::thread::Builder::new()
-        .name("state".into())
-        .spawn(move || {
-            send_state(
-                &parts,
-                0,
-                start.row,
-                &kept_names,
-                &policy,
-                &|_| true,
-                &sinks,
-            )
-        })
-        .expect("spawning a thread only fails when the OS is out of resources");
+    let producer = Stage::spawn("state", move || {
+        send_state(
+            &parts,
+            0,
+            start.row,
+            &kept_names,
+            &policy,
+            &|_| true,
+            &sinks,
+        )
+    });
     Ok(Some(Started {
         columns: Vec::new(),
         writer,
