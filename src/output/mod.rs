@@ -14,6 +14,7 @@
 
 mod lock;
 mod manifest;
+mod parts;
 mod rows;
 mod schema;
 mod writer;
@@ -24,10 +25,11 @@ pub use manifest::{
     JobDescription, Manifest, ManifestColumn, ManifestInput, OptoutCounts, RefreshCounts, RunState,
     JOB_FILE, MANIFEST_FILE, SCHEMA_VERSION, SUCCESS_FILE,
 };
-pub use rows::swept_since;
-pub(crate) use schema::UTC;
-pub use schema::{OutputKind, Schema, OUTPUT_COLUMNS, ROW_TYPE};
-pub use writer::{committed_parts, part_name, DatasetWriter, PartInfo};
+pub use parts::{committed_parts, part_name, PartInfo};
+pub(crate) use rows::encode_optout;
+pub use rows::{swept_since, DecodedRow, RowReader};
+pub use schema::{col, OutputKind, Schema, OUTPUT_COLUMNS, ROW_TYPE, STATE_COLUMNS};
+pub use writer::DatasetWriter;
 
 /// Errors of the output stage.
 #[derive(Debug, thiserror::Error)]

@@ -38,20 +38,64 @@ pub const ROW_TYPE: DataType = DataType::Int64;
 /// Time zone of every timestamp column.
 pub(crate) const UTC: &str = "UTC";
 
+/// The names of the columns the tool writes itself: the one spelling of each, used by the
+/// schema, the row codec (`output::rows`) and the readers of a previous run.
+pub mod col {
+    /// The input file (or state dataset) a row comes from.
+    pub const SOURCE: &str = "source";
+    /// The row's number in its source.
+    pub const ROW: &str = "row";
+    /// `email` or `phone`.
+    pub const IDENTITY_TYPE: &str = "identity_type";
+    /// Base64 SHA-256 of the normalized identity.
+    pub const IDENTITY_HASH: &str = "identity_hash";
+    /// The row's status.
+    pub const STATUS: &str = "status";
+    /// Why the status, when it needs saying.
+    pub const REASON: &str = "reason";
+    /// The raw EUID.
+    pub const RAW_EUID: &str = "raw_euid";
+    /// The raw EUID before the last salt rotation.
+    pub const PREVIOUS_RAW_EUID: &str = "previous_raw_euid";
+    /// When the identity is due for a remap.
+    pub const REFRESH_FROM: &str = "refresh_from";
+    /// When the operator answered.
+    pub const MAPPED_AT: &str = "mapped_at";
+    /// `--api v2` only: the salt bucket.
+    pub const BUCKET_ID: &str = "bucket_id";
+    /// `optout` only: when the raw EUID opted out.
+    pub const OPTED_OUT_SINCE: &str = "opted_out_since";
+}
+
 /// Every column the tool writes itself, whatever the command (`bucket_id` with `--api v2`).
 pub const OUTPUT_COLUMNS: [&str; 12] = [
-    "source",
-    "row",
-    "identity_type",
-    "identity_hash",
-    "status",
-    "reason",
-    "raw_euid",
-    "previous_raw_euid",
-    "refresh_from",
-    "mapped_at",
-    "bucket_id",
-    "opted_out_since",
+    col::SOURCE,
+    col::ROW,
+    col::IDENTITY_TYPE,
+    col::IDENTITY_HASH,
+    col::STATUS,
+    col::REASON,
+    col::RAW_EUID,
+    col::PREVIOUS_RAW_EUID,
+    col::REFRESH_FROM,
+    col::MAPPED_AT,
+    col::BUCKET_ID,
+    col::OPTED_OUT_SINCE,
+];
+
+/// The columns every state dataset of `refresh` has beside its kept columns: the output's,
+/// less v2's `bucket_id` and the `optout` command's `opted_out_since`.
+pub const STATE_COLUMNS: [&str; 10] = [
+    col::SOURCE,
+    col::ROW,
+    col::IDENTITY_TYPE,
+    col::IDENTITY_HASH,
+    col::STATUS,
+    col::REASON,
+    col::RAW_EUID,
+    col::PREVIOUS_RAW_EUID,
+    col::REFRESH_FROM,
+    col::MAPPED_AT,
 ];
 
 impl Schema {
@@ -92,17 +136,17 @@ impl Schema {
     /// `refresh_from` always holds whole seconds, as the operator's `r` does.
     pub fn new(kind: OutputKind, kept: &[(String, DataType)]) -> Schema {
         let mut fields = vec![
-            Field::new("source", DataType::Utf8, false),
-            Field::new("row", ROW_TYPE, false),
+            Field::new(col::SOURCE, DataType::Utf8, false),
+            Field::new(col::ROW, ROW_TYPE, false),
         ];
         fields.extend(kept.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
         if kind == OutputKind::Optout {
             fields.extend([
-                Field::new("raw_euid", DataType::Utf8, true),
-                Field::new("status", DataType::Utf8, false),
-                Field::new("reason", DataType::Utf8, true),
+                Field::new(col::RAW_EUID, DataType::Utf8, true),
+                Field::new(col::STATUS, DataType::Utf8, false),
+                Field::new(col::REASON, DataType::Utf8, true),
                 Field::new(
-                    "opted_out_since",
+                    col::OPTED_OUT_SINCE,
                     DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
                     true,
                 ),
@@ -114,29 +158,29 @@ impl Schema {
             };
         }
         fields.extend([
-            Field::new("identity_type", DataType::Utf8, false),
-            Field::new("identity_hash", DataType::Utf8, true),
-            Field::new("status", DataType::Utf8, false),
-            Field::new("reason", DataType::Utf8, true),
+            Field::new(col::IDENTITY_TYPE, DataType::Utf8, false),
+            Field::new(col::IDENTITY_HASH, DataType::Utf8, true),
+            Field::new(col::STATUS, DataType::Utf8, false),
+            Field::new(col::REASON, DataType::Utf8, true),
         ]);
         if kind != OutputKind::Hash {
             fields.extend([
-                Field::new("raw_euid", DataType::Utf8, true),
-                Field::new("previous_raw_euid", DataType::Utf8, true),
+                Field::new(col::RAW_EUID, DataType::Utf8, true),
+                Field::new(col::PREVIOUS_RAW_EUID, DataType::Utf8, true),
                 Field::new(
-                    "refresh_from",
+                    col::REFRESH_FROM,
                     DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
                     true,
                 ),
                 Field::new(
-                    "mapped_at",
+                    col::MAPPED_AT,
                     DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
                     true,
                 ),
             ]);
         }
         if kind == OutputKind::MapV2 {
-            fields.push(Field::new("bucket_id", DataType::Utf8, true));
+            fields.push(Field::new(col::BUCKET_ID, DataType::Utf8, true));
         }
         Schema {
             arrow: Arc::new(arrow_schema::Schema::new(fields)),

@@ -5,160 +5,28 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BinaryBuilder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array};
+use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use super::schema::{OutputKind, Schema};
+use super::parts::{part_name, PartInfo, PART_INFO_KEY};
+use super::schema::{col, Schema};
 use super::OutputError;
 use crate::input::Position;
 use crate::record::IdentityChunk;
-use crate::record::{
-    Hashed, Identity, MapOutcome, PhoneTally, RawId, RefreshMark, RefreshTally, RowStatus,
-    StatusCounts, HASH_B64_LEN,
-};
-use crate::storage::{Location, ParquetFile, PartSink, PendingCommit};
+use crate::record::{Identity, PhoneTally, RefreshMark, RefreshTally, RowStatus, StatusCounts};
+use crate::storage::{Location, PartSink, PendingCommit};
 
-/// Footer metadata key under which each part records its [`PartInfo`].
-const PART_INFO_KEY: &str = "euid_map.part";
 /// Columns of random base64 text (no repeats to exploit).
-const RANDOM_COLUMNS: [&str; 3] = ["identity_hash", "raw_euid", "previous_raw_euid"];
+const RANDOM_COLUMNS: [&str; 3] = [col::IDENTITY_HASH, col::RAW_EUID, col::PREVIOUS_RAW_EUID];
 /// Numbers that hardly repeat within a row group: a dictionary would hash every value and
 /// then be abandoned, or be as large as the values.
-const UNIQUE_NUMBER_COLUMNS: [&str; 2] = ["row", "refresh_from"];
+const UNIQUE_NUMBER_COLUMNS: [&str; 2] = [col::ROW, col::REFRESH_FROM];
 /// Rows per Parquet row group: bounds the writer's buffered memory (a few tens of MiB).
 const ROW_GROUP_ROWS: usize = 64 * 1024;
-
-/// What a committed part covers, stored in its footer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PartInfo {
-    /// Part number (the `NNNNN` of its name).
-    pub part: u32,
-    /// First input position covered.
-    pub start: Position,
-    /// Input position just after the last row covered.
-    pub end: Position,
-    /// Output rows in the part.
-    pub rows: u64,
-    /// Input rows covered.
-    pub input_rows: u64,
-    /// Output rows per status.
-    pub counts: StatusCounts,
-    /// `refresh`: output rows per decision ([`RefreshMark`]).
-    pub refresh: RefreshTally,
-    /// Raw phones by how they were read.
-    pub phones: PhoneTally,
-}
-
-/// [`PartInfo`] as each part's footer stores it (JSON, positions as `[file, row]`).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PartFooter {
-    part: u32,
-    start: (usize, u64),
-    end: (usize, u64),
-    rows: u64,
-    input_rows: u64,
-    counts: std::collections::BTreeMap<String, u64>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    refresh: std::collections::BTreeMap<String, u64>,
-    #[serde(default, skip_serializing_if = "PhoneTally::is_empty")]
-    phones: PhoneTally,
-}
-
-impl PartInfo {
-    fn to_json(&self) -> String {
-        serde_json::to_string(&PartFooter {
-            part: self.part,
-            start: (self.start.file, self.start.row),
-            end: (self.end.file, self.end.row),
-            rows: self.rows,
-            input_rows: self.input_rows,
-            counts: super::counts_map(&self.counts),
-            refresh: if self.refresh.is_empty() {
-                Default::default()
-            } else {
-                RefreshMark::NAMES
-                    .iter()
-                    .zip(self.refresh.0)
-                    .map(|((name, _), n)| (name.to_string(), n))
-                    .collect()
-            },
-            phones: self.phones.clone(),
-        })
-        .expect("the footer always serializes")
-    }
-
-    fn from_json(s: &str) -> Option<PartInfo> {
-        let f: PartFooter = serde_json::from_str(s).ok()?;
-        let position = |(file, row)| Position { file, row };
-        let mut counts = StatusCounts::default();
-        for (k, n) in &f.counts {
-            if let Some(st) = RowStatus::parse(k) {
-                counts.0[st as usize] = *n;
-            }
-        }
-        let mut refresh = RefreshTally::default();
-        for (i, (name, _)) in RefreshMark::NAMES.iter().enumerate() {
-            refresh.0[i] = f.refresh.get(*name).copied().unwrap_or(0);
-        }
-        Some(PartInfo {
-            part: f.part,
-            start: position(f.start),
-            end: position(f.end),
-            rows: f.rows,
-            input_rows: f.input_rows,
-            counts,
-            refresh,
-            phones: f.phones,
-        })
-    }
-}
-
-/// The file name of part `n`.
-pub fn part_name(n: u32) -> String {
-    format!("part-{n:05}.parquet")
-}
-
-/// Reads the footers of the committed parts in `dir`, in part order. Temporary files of an
-/// interrupted local run are ignored (and later overwritten); an object store never shows an
-/// uncommitted part.
-///
-/// # Errors
-/// A part that cannot be read or lacks its metadata: the directory was not written by us.
-pub fn committed_parts(dir: &Location) -> Result<Vec<PartInfo>, OutputError> {
-    let mut parts = Vec::new();
-    for name in dir.list_names()? {
-        if !(name.starts_with("part-") && name.ends_with(".parquet")) {
-            continue;
-        }
-        let path = dir.join(&name);
-        let bad = |why: &str| OutputError::CannotResume {
-            path: path.url(),
-            why: why.to_string(),
-        };
-        let reader = ParquetFile::open(&path).map_err(|e| bad(&e))?;
-        let info = reader
-            .metadata()
-            .file_metadata()
-            .key_value_metadata()
-            .and_then(|kv| {
-                kv.iter()
-                    .find(|k| k.key == PART_INFO_KEY)
-                    .and_then(|k| k.value.clone())
-            })
-            .and_then(|v| PartInfo::from_json(&v))
-            .ok_or_else(|| bad("part has no euid-map metadata"))?;
-        parts.push(info);
-    }
-    parts.sort_by_key(|p| p.part);
-    Ok(parts)
-}
 
 /// The rows of one write: where they come from and how they count.
 struct Rows<'a> {
@@ -318,7 +186,13 @@ impl DatasetWriter {
     /// # Errors
     /// Writing or committing a part failed.
     pub fn write(&mut self, mut r: IdentityChunk) -> Result<(), OutputError> {
-        let (batch, statuses) = self.batch(&mut r)?;
+        let source = self.sources.get(r.file).map_or("", String::as_str);
+        let (batch, statuses) = super::rows::encode(&self.schema, source, &mut r).map_err(|e| {
+            OutputError::Parquet {
+                path: self.dir.url(),
+                message: e.to_string(),
+            }
+        })?;
         let starts = r.origin.as_ref().map(|o| self.origin_starts(o));
         let n = r.per_row.max(1);
         let rows = Rows {
@@ -525,168 +399,13 @@ impl DatasetWriter {
     pub fn check_lock(&self) -> Result<(), OutputError> {
         self._lock.check()
     }
-
-    /// A text column from bytes appended as they are, checked as UTF-8 in one pass.
-    fn text(&self, mut b: BinaryBuilder) -> Result<ArrayRef, OutputError> {
-        let checked =
-            StringArray::try_from_binary(b.finish()).map_err(|e| OutputError::Parquet {
-                path: self.dir.url(),
-                message: e.to_string(),
-            })?;
-        Ok(Arc::new(checked))
-    }
-
-    /// The chunk's rows as a record batch, and their statuses. Takes the answers out of the
-    /// chunk: each is dropped right after its row is written, while it is in the CPU's cache,
-    /// instead of in a second pass over megabytes of answers when the chunk is dropped.
-    fn batch(&self, r: &mut IdentityChunk) -> Result<(RecordBatch, Vec<RowStatus>), OutputError> {
-        let n = r.per_row;
-        let rows = r.ids.len();
-        let source = self.sources.get(r.file).map_or("", String::as_str);
-        let mut src = StringBuilder::with_capacity(rows, rows * source.len());
-        let mut row = Int64Builder::with_capacity(rows);
-        let mut ty = StringBuilder::with_capacity(rows, rows * 5);
-        // Base64 and raw ids are appended as bytes and their columns checked as UTF-8 once,
-        // in `text`, rather than row by row.
-        let mut hash = BinaryBuilder::with_capacity(rows, rows * HASH_B64_LEN);
-        let mut status = StringBuilder::with_capacity(rows, rows * 7);
-        let mut reason = StringBuilder::new();
-        let map = self.schema.kind != OutputKind::Hash;
-        let v2 = self.schema.kind == OutputKind::MapV2;
-        let mut bucket = StringBuilder::new();
-        let mut u = BinaryBuilder::with_capacity(
-            if map { rows } else { 0 },
-            if map { rows * HASH_B64_LEN } else { 0 },
-        );
-        let mut p = BinaryBuilder::new();
-        let mut rf = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
-        let mut at = TimestampMillisecondBuilder::with_capacity(if map { rows } else { 0 });
-        let mut statuses = Vec::with_capacity(rows);
-        let mut b64 = [0u8; HASH_B64_LEN];
-        let mut outcomes = r.outcomes.take().map(Vec::into_iter);
-        let mut swept_reason = String::new();
-        for (i, id) in r.ids.iter().enumerate() {
-            if r.origin.is_none() {
-                src.append_value(source);
-                row.append_value((r.first_row + (i / n.max(1)) as u64) as i64);
-            }
-            ty.append_value(id.kind.as_str());
-            let owned = outcomes.as_mut().and_then(|o| o.next().flatten());
-            let outcome = owned.as_ref();
-            let (st, why): (RowStatus, Option<&str>) = match (&id.hashed, outcome) {
-                (Hashed::Missing, _) => (RowStatus::Missing, None),
-                (Hashed::Invalid(reason), _) => (RowStatus::Invalid, Some(reason.as_str())),
-                (Hashed::Ok(_), None) if !map => (RowStatus::Hashed, None),
-                (Hashed::Ok(_), None) => (RowStatus::Failed, Some("no answer")),
-                (Hashed::Ok(_), Some(o)) => match o {
-                    MapOutcome::Mapped { .. } => (RowStatus::Mapped, None),
-                    MapOutcome::Optout { since: None, .. } => (RowStatus::Optout, None),
-                    MapOutcome::Optout { since: Some(t), .. } => {
-                        swept_reason.clear();
-                        swept_reason.push_str(&super::rows::swept_reason(*t));
-                        (RowStatus::Optout, Some(swept_reason.as_str()))
-                    }
-                    MapOutcome::Invalid => (RowStatus::Invalid, Some("invalid identifier")),
-                    MapOutcome::Unmapped(r) => (RowStatus::Unmapped, Some(r)),
-                    MapOutcome::Failed(r) => (RowStatus::Failed, Some(r)),
-                    MapOutcome::Stale { why, .. } => (RowStatus::Stale, Some(why)),
-                },
-            };
-            // A stale row is written with its last known answer.
-            let outcome = match outcome {
-                Some(MapOutcome::Stale { last, .. }) => Some(&**last),
-                o => o,
-            };
-            statuses.push(st);
-            match &id.hashed {
-                Hashed::Ok(h) => {
-                    h.encode_into(&mut b64);
-                    hash.append_value(b64);
-                }
-                _ => hash.append_null(),
-            }
-            status.append_value(st.as_str());
-            reason.append_option(why);
-            if map {
-                match outcome {
-                    Some(MapOutcome::Mapped {
-                        raw_euid,
-                        previous,
-                        refresh_from,
-                        mapped_at,
-                        ..
-                    }) => {
-                        u.append_value(raw_euid.as_bytes());
-                        p.append_option(previous.as_deref().map(RawId::as_bytes));
-                        rf.append_option(refresh_from.map(|r| r.saturating_mul(1000)));
-                        at.append_value(*mapped_at);
-                    }
-                    Some(MapOutcome::Optout { mapped_at, .. }) => {
-                        u.append_null();
-                        p.append_null();
-                        rf.append_null();
-                        at.append_value(*mapped_at);
-                    }
-                    _ => {
-                        u.append_null();
-                        p.append_null();
-                        rf.append_null();
-                        at.append_null();
-                    }
-                }
-                if v2 {
-                    bucket.append_option(match outcome {
-                        Some(MapOutcome::Mapped { bucket_id, .. }) => bucket_id.as_deref(),
-                        _ => None,
-                    });
-                }
-            }
-        }
-        let mut cols: Vec<ArrayRef> = match &r.origin {
-            Some(o) => vec![Arc::clone(&o.source), Arc::clone(&o.row)],
-            None => vec![Arc::new(src.finish()), Arc::new(row.finish())],
-        };
-        if n == 1 {
-            cols.extend(r.kept.iter().cloned());
-        } else {
-            let idx = UInt32Array::from_iter_values((0..rows).map(|i| (i / n.max(1)) as u32));
-            for k in &r.kept {
-                let taken = arrow_select::take::take(k.as_ref(), &idx, None).map_err(|e| {
-                    OutputError::Parquet {
-                        path: self.dir.url(),
-                        message: e.to_string(),
-                    }
-                })?;
-                cols.push(taken);
-            }
-        }
-        cols.push(Arc::new(ty.finish()));
-        cols.push(self.text(hash)?);
-        cols.push(Arc::new(status.finish()));
-        cols.push(Arc::new(reason.finish()));
-        if map {
-            cols.push(self.text(u)?);
-            cols.push(self.text(p)?);
-            cols.push(Arc::new(rf.finish().with_timezone(super::schema::UTC)));
-            cols.push(Arc::new(at.finish().with_timezone(super::schema::UTC)));
-            if v2 {
-                cols.push(Arc::new(bucket.finish()));
-            }
-        }
-        let batch = RecordBatch::try_new(Arc::clone(&self.schema.arrow), cols).map_err(|e| {
-            OutputError::Parquet {
-                path: self.dir.url(),
-                message: e.to_string(),
-            }
-        })?;
-        Ok((batch, statuses))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Identity, IdentityKind};
+    use crate::output::{committed_parts, OutputKind};
+    use crate::record::{Hashed, Identity, IdentityKind};
 
     /// Issue #9.7: a part left open by a failed or interrupted run does not stay on disk.
     #[test]

@@ -11,8 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::RecordBatch;
 use base64::Engine;
 use futures_util::StreamExt;
 
@@ -211,50 +210,29 @@ async fn run_async(cfg: &OptoutConfig, run: &RunHandles) -> Result<Summary, Erro
     job.publish(&writer, manifest)
 }
 
-/// One chunk's output rows: source, row, the kept columns, the raw id as stored, its status
-/// and reason, and when it opted out.
+/// One chunk's output rows (the row codec's [`output::encode_optout`]): each raw id as
+/// stored, with its status and reason, and when it opted out.
 fn rows(
     arrow: &arrow_schema::SchemaRef,
     writer: &output::DatasetWriter,
     chunk: &Chunk,
     known: &HashMap<String, Option<i64>>,
 ) -> Result<(RecordBatch, Vec<RowStatus>), Error> {
-    let n = chunk.len;
-    let ids = &chunk.kept[0];
-    let mut source = StringBuilder::with_capacity(n, n * 16);
-    let mut row = arrow_array::builder::Int64Builder::with_capacity(n);
-    let mut raw = StringBuilder::with_capacity(n, n * 44);
-    let mut status = StringBuilder::with_capacity(n, n * 6);
-    let mut reason = StringBuilder::new();
-    let mut since = TimestampMillisecondBuilder::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let src = writer.source(chunk.file);
-    for i in 0..n {
-        source.append_value(src);
-        row.append_value((chunk.first_row + i as u64) as i64);
-        let id = crate::text::at(ids.as_ref(), i);
-        raw.append_option(id);
-        let (st, why, t) = match invalid(id) {
+    output::encode_optout(
+        arrow,
+        writer.source(chunk.file),
+        chunk.first_row,
+        &chunk.kept[0],
+        &chunk.kept[1..],
+        |id| match invalid(id) {
             Some(why) => (RowStatus::Invalid, Some(why), None),
             None => match known.get(id.expect("valid")).copied().flatten() {
                 Some(t) => (RowStatus::Optout, None, Some(t)),
                 None => (RowStatus::Active, None, None),
             },
-        };
-        status.append_value(st.as_str());
-        reason.append_option(why);
-        since.append_option(t);
-        statuses.push(st);
-    }
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(source.finish()), Arc::new(row.finish())];
-    cols.extend(chunk.kept[1..].iter().cloned());
-    cols.push(Arc::new(raw.finish()));
-    cols.push(Arc::new(status.finish()));
-    cols.push(Arc::new(reason.finish()));
-    cols.push(Arc::new(since.finish().with_timezone(output::UTC)));
-    let batch = RecordBatch::try_new(Arc::clone(arrow), cols)
-        .map_err(|e| Error::Internal(format!("optout rows: {e}")))?;
-    Ok((batch, statuses))
+        },
+    )
+    .map_err(|e| Error::Internal(format!("optout rows: {e}")))
 }
 
 #[cfg(test)]

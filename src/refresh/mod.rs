@@ -129,7 +129,7 @@ fn settle(plans: Vec<Plan>, r: &mut IdentityChunk, opted_out: &HashMap<String, i
             Plan::Changed(old) => (RefreshMark::VALUE_CHANGED, old),
             Plan::Due(last) => {
                 let failed = match slot {
-                    None => Some(Arc::from("no answer")),
+                    None => Some(Arc::from(crate::record::NO_ANSWER)),
                     Some(MapOutcome::Failed(why)) => Some(Arc::clone(why)),
                     Some(_) => None,
                 };
@@ -298,8 +298,8 @@ fn state_chunk(
     );
     chunk.outcomes = Some(outcomes);
     chunk.origin = Some(Origin {
-        source: state::origin_source(&col("source")),
-        row: state::origin_row(&col("row")),
+        source: state::origin_source(&col(crate::output::col::SOURCE)),
+        row: state::origin_row(&col(crate::output::col::ROW)),
     });
     (chunk, plans)
 }

@@ -4,21 +4,17 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::TimestampMillisecondType;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 
 use crate::input::CHUNK_ROWS;
-use crate::output::OutputError;
-use crate::record::{Hashed, Identity, IdentityKind, InvalidReason, MapOutcome, RawId};
+use crate::output::{OutputError, RowReader};
+use crate::record::{Hashed, Identity, MapOutcome, RowStatus};
 use crate::storage::{Location, ParquetFile};
 
-/// Columns every state dataset has, beside the kept columns (the output's, less v2's
-/// `bucket_id` and the `optout` command's `opted_out_since`).
+/// Columns every state dataset has, beside the kept columns.
 fn fixed() -> impl Iterator<Item = &'static str> {
-    crate::output::OUTPUT_COLUMNS
-        .into_iter()
-        .filter(|c| !matches!(*c, "bucket_id" | "opted_out_since"))
+    crate::output::STATE_COLUMNS.into_iter()
 }
 
 fn bad(path: &Location, why: impl Into<String>) -> OutputError {
@@ -251,42 +247,6 @@ impl StateRow {
     }
 }
 
-fn text(batch: &RecordBatch, name: &str) -> Option<ArrayRef> {
-    batch.column_by_name(name).cloned()
-}
-
-fn str_at(a: &Option<ArrayRef>, i: usize) -> Option<&str> {
-    crate::text::at(a.as_ref()?.as_ref(), i)
-}
-
-/// A timestamp cell in Unix ms, whatever its unit (another engine may have rewritten the
-/// state with micro- or nanoseconds).
-fn ms_at(a: &Option<ArrayRef>, i: usize) -> Option<i64> {
-    use arrow_array::types::{
-        TimestampMicrosecondType, TimestampNanosecondType, TimestampSecondType,
-    };
-    use arrow_schema::TimeUnit;
-    let a = a.as_ref()?;
-    if a.is_null(i) {
-        return None;
-    }
-    match a.data_type() {
-        DataType::Timestamp(TimeUnit::Millisecond, _) => a
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .map(|p| p.value(i)),
-        DataType::Timestamp(TimeUnit::Microsecond, _) => a
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .map(|p| p.value(i).div_euclid(1000)),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => a
-            .as_primitive_opt::<TimestampNanosecondType>()
-            .map(|p| p.value(i).div_euclid(1_000_000)),
-        DataType::Timestamp(TimeUnit::Second, _) => a
-            .as_primitive_opt::<TimestampSecondType>()
-            .map(|p| p.value(i).saturating_mul(1000)),
-        _ => None,
-    }
-}
-
 /// The state's `source` column as the output's `Utf8`, whatever string type another
 /// engine wrote it with.
 pub(super) fn origin_source(a: &ArrayRef) -> ArrayRef {
@@ -343,9 +303,9 @@ pub(super) struct DuePolicy {
 pub(super) fn earliest_mapping(parts: &[Location]) -> Result<Option<i64>, OutputError> {
     let mut min: Option<i64> = None;
     for_each_batch(parts, |_, batch| -> Result<bool, OutputError> {
-        let at = text(&batch, "mapped_at");
+        let rows = RowReader::new(&batch);
         for i in 0..batch.num_rows() {
-            if let Some(t) = ms_at(&at, i) {
+            if let Some(t) = rows.mapped_at(i) {
                 min = Some(min.map_or(t, |m| m.min(t)));
             }
         }
@@ -359,82 +319,53 @@ pub(super) fn has_bucket_ids(parts: &[Location]) -> bool {
     parts
         .first()
         .and_then(|p| ParquetFile::open(p).ok())
-        .is_some_and(|b| b.schema().field_with_name("bucket_id").is_ok())
+        .is_some_and(|b| {
+            b.schema()
+                .field_with_name(crate::output::col::BUCKET_ID)
+                .is_ok()
+        })
 }
 
-/// Decodes every row of a state batch; `policy` decides what is due.
+/// Decodes every row of a state batch (the row codec's [`RowReader`]); `policy` decides
+/// what is due.
 pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
     let now_ms = policy.now_ms;
-    let bucket = text(batch, "bucket_id");
-    let ty = text(batch, "identity_type");
-    let hash = text(batch, "identity_hash");
-    let status = text(batch, "status");
-    let reason = text(batch, "reason");
-    let raw = text(batch, "raw_euid");
-    let prev = text(batch, "previous_raw_euid");
-    let rf = text(batch, "refresh_from");
-    let at = text(batch, "mapped_at");
+    let rows = RowReader::new(batch);
     (0..batch.num_rows())
         .map(|i| {
-            let kind = if str_at(&ty, i) == Some("phone") {
-                IdentityKind::Phone
-            } else {
-                IdentityKind::Email
-            };
-            let status = str_at(&status, i).unwrap_or("");
-            let hashed = match str_at(&hash, i).map(crate::normalize::decode_prehashed) {
-                Some(Ok(h)) => Hashed::Ok(h),
-                _ if status == "missing" => Hashed::Missing,
-                _ => Hashed::Invalid(InvalidReason::Recorded(Arc::from(
-                    str_at(&reason, i).unwrap_or("invalid"),
-                ))),
-            };
-            let old_raw = str_at(&raw, i);
-            let mapped_at = ms_at(&at, i).unwrap_or(0);
-            let bucket_id = str_at(&bucket, i).map(Arc::from);
-            let refresh = ms_at(&rf, i);
+            let r = rows.row(i);
             let fresh = match &policy.rotated {
-                None => refresh.is_some_and(|r| r > now_ms),
-                Some(rotated) => bucket_id.as_deref().is_some_and(|b: &str| {
-                    rotated.get(b).is_none_or(|changed| *changed <= mapped_at)
+                None => r.refresh_from_ms.is_some_and(|t| t > now_ms),
+                Some(rotated) => r.bucket_id.as_deref().is_some_and(|b: &str| {
+                    rotated.get(b).is_none_or(|changed| *changed <= r.mapped_at)
                 }),
             };
-            let last = match (&hashed, status, old_raw) {
-                (Hashed::Ok(_), "mapped" | "stale", Some(u)) => Some(MapOutcome::Mapped {
-                    raw_euid: RawId::new(u),
-                    previous: str_at(&prev, i).map(|p| std::sync::Arc::new(RawId::new(p))),
-                    refresh_from: refresh.map(|r| r.div_euclid(1000)),
-                    bucket_id,
-                    mapped_at,
-                }),
-                _ => None,
-            };
-            let (carried, due) = match (&hashed, status) {
-                (Hashed::Ok(_), "mapped") => match &last {
+            let (carried, due) = match (&r.hashed, r.status) {
+                (Hashed::Ok(_), Some(RowStatus::Mapped)) => match &r.last {
                     Some(m) if fresh => (Some(m.clone()), false),
                     _ => (None, true),
                 },
-                (Hashed::Ok(_), "optout") => (
+                (Hashed::Ok(_), Some(RowStatus::Optout)) => (
                     Some(MapOutcome::Optout {
-                        mapped_at,
-                        since: str_at(&reason, i).and_then(crate::output::swept_since),
+                        mapped_at: r.mapped_at,
+                        since: r.reason.and_then(crate::output::swept_since),
                     }),
                     false,
                 ),
-                (Hashed::Ok(_), "invalid") => (Some(MapOutcome::Invalid), false),
+                (Hashed::Ok(_), Some(RowStatus::Invalid)) => (Some(MapOutcome::Invalid), false),
                 // failed, stale, unmapped, or hashed (a `hash` output used as state): map them.
                 (Hashed::Ok(_), _) => (None, true),
                 _ => (None, false),
             };
             StateRow {
                 identity: Identity {
-                    kind,
-                    hashed,
+                    kind: r.kind,
+                    hashed: r.hashed,
                     phone_form: Default::default(),
                 },
                 carried,
                 due,
-                last,
+                last: r.last,
             }
         })
         .collect()

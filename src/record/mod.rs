@@ -1,0 +1,250 @@
+//! Shared record types that flow between the pipeline stages: identity kinds, hashes, the
+//! per-identity outcome of each stage, the final row status written to the output, and
+//! [`IdentityChunk`], the message every stage hands to the next.
+//!
+//! Nothing here does I/O; the types are deliberately small and `Copy` where they sit on the
+//! hot path (a hash is 32 bytes inline, never a heap string).
+
+mod outcome;
+mod phone;
+mod refresh;
+mod status;
+
+pub use outcome::{MapOutcome, RawId};
+pub use phone::{PhoneForm, PhoneReason, PhoneRegion, PhoneTally};
+pub use refresh::{RefreshMark, RefreshTally};
+pub use status::{LiveCounts, RowReason, RowStatus, StatusCounts, NO_ANSWER};
+
+use std::fmt;
+
+use arrow_array::ArrayRef;
+use base64::Engine;
+
+/// Which kind of personal identifier a column holds. The kind decides the normalization rule
+/// and the request key (`email_hash` / `phone_hash`) it is sent under.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub enum IdentityKind {
+    /// An email address.
+    Email,
+    /// A phone number in E.164 form.
+    Phone,
+}
+
+impl IdentityKind {
+    /// The value of the output's `identity_type` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::Email => "email",
+            IdentityKind::Phone => "phone",
+        }
+    }
+}
+
+/// How a column's values are given: as raw text to normalize, or already hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityForm {
+    /// Raw email or phone; normalized and hashed locally.
+    Raw,
+    /// SHA-256 of the normalized value, in base64 (44 chars) or hex (64 chars).
+    Hashed,
+}
+
+/// SHA-256 of a normalized identity: the value sent as `email_hash` / `phone_hash`.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct IdentityHash(pub [u8; 32]);
+
+/// Length of a SHA-256 digest in standard padded base64.
+pub const HASH_B64_LEN: usize = 44;
+
+impl IdentityHash {
+    /// Standard padded base64 of the digest (44 ASCII bytes), written into `out`.
+    pub fn encode_into(&self, out: &mut [u8; HASH_B64_LEN]) {
+        let n = base64::engine::general_purpose::STANDARD
+            .encode_slice(self.0, out)
+            .expect("32 bytes always encode to exactly 44 base64 characters");
+        debug_assert_eq!(n, HASH_B64_LEN);
+    }
+
+    /// Standard padded base64 of the digest, as a `String`.
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+}
+
+impl fmt::Debug for IdentityHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A hash is not the raw identifier, but it is still personal data in the GDPR sense:
+        // show only a short prefix so it can be correlated in a debugger, not harvested.
+        let b64 = self.to_base64();
+        write!(f, "IdentityHash({}…)", &b64[..6])
+    }
+}
+
+/// Why a single identity could not be hashed or mapped. Row-level data, never an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// The email fails the operator's normalization (no `@`, two `@`, empty parts).
+    InvalidEmail,
+    /// The raw phone was refused (see [`PhoneReason`]).
+    Phone(PhoneReason),
+    /// A pre-hashed value that is neither 44-char base64 nor 64-char hex.
+    BadHashLength,
+    /// A 44-char value that is not standard base64 of 32 bytes.
+    BadHashEncoding,
+    /// An 88-char value that is base64 of a 64-char hex digest (the classic mistake).
+    HexAsBase64,
+    /// A CSV row with the wrong number of fields.
+    MalformedRow,
+    /// A CSV row that is not valid UTF-8.
+    InvalidUtf8,
+    /// The operator answered `invalid identifier` for a hash we considered valid.
+    OperatorInvalid,
+    /// A reason read back from a previous run's output (`refresh` carries it over).
+    Recorded(std::sync::Arc<str>),
+}
+
+impl InvalidReason {
+    /// The reason of an identity the operator answered `invalid identifier` for.
+    pub const OPERATOR_INVALID: &'static str = "invalid identifier";
+
+    /// The text of the output's `reason` column.
+    pub fn as_str(&self) -> &str {
+        match self {
+            InvalidReason::Recorded(r) => r,
+            InvalidReason::InvalidEmail => "invalid email",
+            InvalidReason::Phone(p) => p.as_str(),
+            InvalidReason::BadHashLength => "bad hash length",
+            InvalidReason::BadHashEncoding => "bad hash encoding",
+            InvalidReason::HexAsBase64 => "hex hash encoded as base64",
+            InvalidReason::MalformedRow => "malformed row",
+            InvalidReason::InvalidUtf8 => "invalid utf-8",
+            InvalidReason::OperatorInvalid => InvalidReason::OPERATOR_INVALID,
+        }
+    }
+}
+
+/// The outcome of reading and hashing one identity cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hashed {
+    /// A valid identity with its hash.
+    Ok(IdentityHash),
+    /// The cell was empty.
+    Missing,
+    /// The value was rejected locally.
+    Invalid(InvalidReason),
+}
+
+/// One identity of one input row, after hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Email or phone.
+    pub kind: IdentityKind,
+    /// Hash, or why there is none.
+    pub hashed: Hashed,
+    /// For a raw phone that was hashed: as given or reformatted.
+    pub phone_form: PhoneForm,
+}
+
+/// The message every stage after hashing passes on: a chunk of input rows as their
+/// identities (hashed by `normalize`), the kept columns and, once `mapper` has them, the
+/// operator's answers; `output` writes it. The raw cells stay behind in the reader's chunk.
+#[derive(Debug)]
+pub struct IdentityChunk {
+    /// Index of the input file the rows come from.
+    pub file: usize,
+    /// Row number of the chunk's first row within its file.
+    pub first_row: u64,
+    /// Input rows.
+    pub len: usize,
+    /// Identities per input row (the file's identity columns; 1 for a `refresh` state row).
+    pub per_row: usize,
+    /// Kept columns, in the output's order, one value per input row.
+    pub kept: Vec<ArrayRef>,
+    /// Row-major identities, `len * per_row` of them.
+    pub ids: Vec<Identity>,
+    /// For `map`: the answer for each identity whose hash is `Ok` (parallel to `ids`).
+    pub outcomes: Option<Vec<Option<MapOutcome>>>,
+    /// The `source` and `row` columns, when they are not this chunk's own (rows `refresh`
+    /// carries from a previous run keep theirs). One value per output row.
+    pub origin: Option<Origin>,
+    /// `refresh`: how each identity was decided (parallel to `ids`), counted by the writer
+    /// per part so that the manifest's refresh counts cover the whole dataset, resumed
+    /// parts included.
+    pub marks: Option<Vec<RefreshMark>>,
+}
+
+impl IdentityChunk {
+    /// A chunk of `len` rows of `per_row` identities each, not mapped yet.
+    pub fn new(
+        file: usize,
+        first_row: u64,
+        len: usize,
+        per_row: usize,
+        kept: Vec<ArrayRef>,
+        ids: Vec<Identity>,
+    ) -> IdentityChunk {
+        debug_assert_eq!(ids.len(), len * per_row, "identities per row");
+        IdentityChunk {
+            file,
+            first_row,
+            len,
+            per_row,
+            kept,
+            ids,
+            outcomes: None,
+            origin: None,
+            marks: None,
+        }
+    }
+}
+
+/// Explicit `source` (Utf8) and `row` (Int64) columns for a chunk's output rows.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The `source` column.
+    pub source: ArrayRef,
+    /// The `row` column.
+    pub row: ArrayRef,
+}
+
+/// A hasher for keys that are already uniformly distributed (SHA-256 digests): it folds the
+/// first eight bytes instead of running SipHash over all 32, which made SipHash the mapper's
+/// hottest function. Not for attacker-chosen keys of other shapes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(head) = bytes.first_chunk::<8>() {
+            self.0 ^= u64::from_le_bytes(*head);
+        } else {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.0 = self.0.rotate_left(7) ^ u64::from(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = self.0.rotate_left(7) ^ n as u64;
+    }
+
+    fn write_isize(&mut self, n: isize) {
+        self.0 = self.0.rotate_left(7) ^ n as u64;
+    }
+}
+
+/// A `HashMap` keyed by identity hashes, with [`DigestHasher`].
+pub type DigestMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<DigestHasher>>;
