@@ -1,7 +1,10 @@
 //! Retry policy: which errors are worth another attempt ([`ClientError::is_retryable`]) and
-//! how long to wait (exponential backoff with full jitter, `Retry-After` honoured).
+//! how long to wait (exponential backoff with full jitter, `Retry-After` honoured), and
+//! **where a request is retried**: [`Client::with_retries`](super::Client), the one loop
+//! every call goes through.
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::ClientError;
 
@@ -89,6 +92,59 @@ impl ClientError {
             ClientError::NonceMismatch => "nonce",
             ClientError::ClockSkew => "clock",
             _ => "other",
+        }
+    }
+}
+
+impl super::Client {
+    /// Runs `op` until it succeeds, the error is final, or the retry budget is spent; backs
+    /// the window off on 429/503. Each call of `op` must build a fresh envelope.
+    pub(super) async fn with_retries<T, F, Fut>(&self, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut skew_retried = false;
+        loop {
+            let err = match op().await {
+                Ok(out) => {
+                    self.reached.store(true, Ordering::Relaxed);
+                    return Ok(out);
+                }
+                Err(e) => e,
+            };
+            if let ClientError::RateLimited { retry_after } = &err {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                if let Some(d) = retry_after {
+                    // Bounded like the retry's own wait: a proxy's "Retry-After: 86400" (or a
+                    // huge value that would overflow) must not stall the run for a day.
+                    let until = tokio::time::Instant::now() + (*d).min(self.retry.cap);
+                    let mut p = self.paused_until.lock().expect("pause lock");
+                    *p = Some(p.map_or(until, |old| old.max(until)));
+                }
+            }
+            // A stale timestamp is retried once with a fresh envelope; twice is a clock problem.
+            if matches!(err, ClientError::ClockSkew) && std::mem::replace(&mut skew_retried, true) {
+                return Err(err);
+            }
+            if !err.is_retryable() || attempt >= self.retry.max_retries {
+                return Err(err);
+            }
+            let wait = self.retry.backoff(attempt, &err, self.unit());
+            if started.elapsed() + wait > self.retry.deadline {
+                return Err(err);
+            }
+            self.stats.retry(err.cause());
+            tracing::debug!(
+                attempt,
+                cause = err.cause(),
+                wait_ms = wait.as_millis() as u64,
+                "retrying"
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
     }
 }
