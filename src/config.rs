@@ -117,6 +117,36 @@ pub fn operator_url(raw: &str) -> Result<String, ConfigError> {
         .to_string())
 }
 
+/// The public EUID environments and their operator base URLs, as [`operator_url`] returns
+/// them: the one table of them.
+pub const PUBLIC_ENVS: [(&str, &str); 2] = [
+    ("integ", "https://integ.euid.eu"),
+    ("prod", "https://prod.euid.eu"),
+];
+
+/// `name` as the name of a public environment, if it is one.
+pub fn public_env(name: &str) -> Option<&'static str> {
+    PUBLIC_ENVS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(n, _)| *n)
+}
+
+/// The operator base URL of a public environment.
+pub fn env_url(name: &str) -> Option<&'static str> {
+    PUBLIC_ENVS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, u)| *u)
+}
+
+/// The public environment whose operator `url` is (compared as [`operator_url`] normalizes
+/// it: case, trailing `/`, `/v2`, `/v3`); `None` for any other URL.
+pub fn env_of_url(url: &str) -> Option<&'static str> {
+    let url = operator_url(url).ok()?;
+    PUBLIC_ENVS.iter().find(|(_, u)| *u == url).map(|(n, _)| *n)
+}
+
 /// What every job reads and where it writes.
 #[derive(Debug, Clone)]
 pub struct JobConfig {

@@ -1,6 +1,7 @@
 //! Operator connection flags shared by `map`, `refresh` and `credentials check`: where the
 //! operator is, which credentials (in the documented precedence), and how hard to push.
 
+use euid_map::config::{env_of_url, env_url, public_env};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -149,15 +150,6 @@ pub(crate) struct ClientArgs {
     api: ApiArg,
 }
 
-/// The base URL of a named environment.
-fn env_url(env: &str) -> Option<&'static str> {
-    match env {
-        "integ" => Some("https://integ.euid.eu"),
-        "prod" => Some("https://prod.euid.eu"),
-        _ => None,
-    }
-}
-
 impl ClientArgs {
     /// Resolves the environment, base URL and credentials.
     pub(super) fn to_config(&self) -> anyhow::Result<OperatorTarget> {
@@ -196,15 +188,15 @@ impl ClientArgs {
             None => None,
         };
         let (base, env) = match (self.env, &self.base_url, &explicit) {
-            (Some(Env::Integ), _, _) => ("https://integ.euid.eu".to_string(), "integ"),
-            (Some(Env::Prod), _, _) => ("https://prod.euid.eu".to_string(), "prod"),
+            (Some(Env::Integ), _, _) => (env_url("integ").expect("public").to_string(), "integ"),
+            (Some(Env::Prod), _, _) => (env_url("prod").expect("public").to_string(), "prod"),
             (None, Some(url), _) => (url.clone(), "custom"),
             (None, None, Some(p)) => match (&p.base_url, p.environment().as_deref()) {
                 (Some(url), _) => (url.clone(), "custom"),
-                (None, Some(e @ ("integ" | "prod"))) => (
-                    env_url(e).expect("integ or prod").to_string(),
-                    if e == "integ" { "integ" } else { "prod" },
-                ),
+                (None, Some(e)) if public_env(e).is_some() => {
+                    let e = public_env(e).expect("checked");
+                    (env_url(e).expect("public").to_string(), e)
+                }
                 _ => usage!(
                     "profile [{}] names no environment: add env = \"integ\" or \"prod\" (or base_url), or pass --env",
                     p.name
@@ -216,11 +208,7 @@ impl ClientArgs {
         };
         let base = euid_map::config::operator_url(&base)?;
         // A base URL that is integ's or prod's is that environment, whatever flag named it.
-        let env = match base.as_str() {
-            "https://integ.euid.eu" => "integ",
-            "https://prod.euid.eu" => "prod",
-            _ => env,
-        };
+        let env = env_of_url(&base).unwrap_or(env);
         let creds = self.credentials(env, explicit, &profiles)?;
         self.target(base, env, false, creds)
     }
@@ -260,9 +248,7 @@ impl ClientArgs {
         }
         let profile = match explicit {
             Some(p) => Some(p),
-            None if matches!(env, "integ" | "prod") => {
-                credentials::load_profile(profiles, env, false)?
-            }
+            None if public_env(env).is_some() => credentials::load_profile(profiles, env, false)?,
             None => None,
         };
         match profile {

@@ -106,9 +106,7 @@ pub(crate) fn run(cmd: CredentialsCommand) -> anyhow::Result<u8> {
     let result = rt.block_on(async {
         let mut cfg = target.client.clone();
         let local = if target.embedded {
-            let op = euid_map::operator::spawn_local(euid_map::operator::Config::demo(1)).await?;
-            cfg.base_url = op.base_url();
-            Some(op)
+            Some(euid_map::pipeline::start_embedded(&mut cfg).await?)
         } else {
             None
         };

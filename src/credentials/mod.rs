@@ -137,11 +137,9 @@ impl Profile {
         if let Some(e) = &self.env {
             return Some(e.clone());
         }
-        match self.base_url.as_deref().map(|u| u.trim_end_matches('/')) {
-            Some("https://integ.euid.eu") => Some("integ".into()),
-            Some("https://prod.euid.eu") => Some("prod".into()),
-            Some(_) => Some("custom".into()),
-            None => matches!(self.name.as_str(), "integ" | "prod").then(|| self.name.clone()),
+        match self.base_url.as_deref() {
+            Some(u) => Some(crate::config::env_of_url(u).unwrap_or("custom").into()),
+            None => crate::config::public_env(&self.name).map(String::from),
         }
     }
 
@@ -224,7 +222,7 @@ pub fn load_profile(
         });
     };
     if let Some(e) = &entry.env {
-        if !matches!(e.as_str(), "integ" | "prod") {
+        if crate::config::public_env(e).is_none() {
             return Err(file_err(format!(
                 "[{name}] env must be \"integ\" or \"prod\", not {e:?}"
             )));

@@ -8,6 +8,25 @@ use crate::config::MapSettings;
 use crate::error::Error;
 use crate::output::Manifest;
 
+/// Starts the embedded emulator (demo key, seed 1) on loopback and points `cfg` at it with
+/// the demo credentials: the one place the client side starts it.
+///
+/// # Errors
+/// The emulator cannot listen on loopback.
+pub async fn start_embedded(
+    cfg: &mut crate::client::ClientConfig,
+) -> Result<crate::operator::LocalOperator, Error> {
+    let op = crate::operator::spawn_local(crate::operator::Config::demo(1))
+        .await
+        .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
+    cfg.base_url = op.base_url();
+    cfg.api_key = crate::secret::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
+    cfg.secret = crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)
+        .map_err(|e| Error::Invalid(e.into()))?;
+    tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
+    Ok(op)
+}
+
 /// A connected client, and the embedded operator behind it for `--env local`.
 pub(crate) struct Connection {
     pub client: Arc<crate::client::Client>,
@@ -19,17 +38,7 @@ impl Connection {
     pub(crate) async fn open(settings: &MapSettings) -> Result<Connection, Error> {
         let mut client_cfg = settings.client.clone();
         let local = if settings.embedded_operator {
-            let op = crate::operator::spawn_local(crate::operator::Config::demo(1))
-                .await
-                .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
-            client_cfg.base_url = op.base_url();
-            client_cfg.api_key =
-                crate::secret::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
-            client_cfg.secret =
-                crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)
-                    .map_err(|e| Error::Invalid(e.into()))?;
-            tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
-            Some(op)
+            Some(start_embedded(&mut client_cfg).await?)
         } else {
             None
         };

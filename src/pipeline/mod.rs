@@ -22,6 +22,7 @@ mod job;
 mod optout;
 mod stages;
 
+pub use connection::start_embedded;
 pub(crate) use connection::Connection;
 pub(crate) use job::{Job, Opened};
 pub use job::{RunHandles, Summary};
