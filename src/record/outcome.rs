@@ -126,3 +126,13 @@ pub enum MapOutcome {
         why: std::sync::Arc<str>,
     },
 }
+
+impl MapOutcome {
+    /// The raw EUID of a `Mapped` answer, as a shared string (a refresh's "previous raw id").
+    pub fn raw_id_arc(&self) -> Option<std::sync::Arc<str>> {
+        match self {
+            MapOutcome::Mapped { raw_euid, .. } => Some(std::sync::Arc::from(raw_euid.as_str())),
+            _ => None,
+        }
+    }
+}

@@ -325,15 +325,10 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                     (None, None) => {}
                     _ => return Err(changed_between_reads(&inputs[r.file].given, row)),
                 }
-                plans.push(match decided.map(|(_, _, _, d)| d) {
-                    Some(join::Decision::Carried(o)) => {
-                        outcomes[i] = Some(o);
-                        Plan::Carried
-                    }
-                    Some(join::Decision::Due(last)) => Plan::Due(last),
-                    Some(join::Decision::Changed(old)) => Plan::Changed(old),
-                    Some(join::Decision::New) | None => Plan::New,
-                });
+                // No decision: a null key, which matches no customer of the state.
+                let (plan, carried) = decided.map_or((Plan::New, None), |(_, _, _, d)| d.split());
+                outcomes[i] = carried;
+                plans.push(plan);
             }
             r.outcomes = Some(outcomes);
             if !sinks.send(r, plans) {

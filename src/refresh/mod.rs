@@ -22,13 +22,17 @@ mod export;
 pub mod join;
 mod key;
 mod optout;
+mod plan;
 mod state;
 mod state_only;
+mod stream;
 
+use plan::{settle, Plan, Plans, Tally};
 use state::DuePolicy;
+use stream::{send_state, Sinks};
 
 use std::collections::HashMap;
-use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -36,10 +40,9 @@ use crate::config::JobConfig;
 use crate::config::MapSettings;
 use crate::error::Error;
 use crate::input::{self, ReadProgress};
-use crate::output::{self, DatasetWriter, RefreshCounts};
+use crate::output::{self, DatasetWriter};
 use crate::pipeline::{self, Connection, Job, RunHandles, Stage, Summary};
-use crate::record::{Hashed, MapOutcome, RefreshMark};
-use crate::record::{IdentityChunk, Origin};
+use crate::record::IdentityChunk;
 
 pub use error::RefreshError;
 pub use state::StateRow;
@@ -79,274 +82,12 @@ pub struct RefreshConfig {
 /// customers overnight is far more often a broken export than real churn.
 pub const DEFAULT_MAX_DROP_FRACTION: f64 = 0.1;
 
-/// What happened to one identity of the new dataset.
-#[derive(Debug, Clone)]
-enum Plan {
-    /// Written with the previous answer.
-    Carried,
-    /// Remapped because it was due; the last known answer with a raw id, if any.
-    Due(Option<MapOutcome>),
-    /// Remapped because the customer's value changed; the previous raw id.
-    Changed(Option<Arc<str>>),
-    /// Mapped for the first time.
-    New,
-    /// Invalid or missing: nothing to map.
-    Local,
-}
-
-/// Decides each identity's [`RefreshMark`] once its answer is known, turns a due identity
-/// whose remap failed into `stale` with its last known answer, and a carried raw EUID the
-/// opt-out sweep found opted out into `optout`.
-fn settle(plans: Vec<Plan>, r: &mut IdentityChunk, opted_out: &HashMap<String, i64>) {
-    let outcomes = r.outcomes.get_or_insert_with(|| vec![None; r.ids.len()]);
-    let mut marks = Vec::with_capacity(plans.len());
-    for (i, plan) in plans.into_iter().enumerate() {
-        let slot = &mut outcomes[i];
-        let (mark, old) = match plan {
-            Plan::Carried => {
-                let swept = match &*slot {
-                    Some(MapOutcome::Mapped {
-                        raw_euid,
-                        mapped_at,
-                        ..
-                    }) => opted_out
-                        .get(raw_euid.as_str())
-                        .map(|since| (*mapped_at, *since)),
-                    _ => None,
-                };
-                if let Some((mapped_at, since)) = swept {
-                    *slot = Some(MapOutcome::Optout {
-                        mapped_at,
-                        since: Some(since),
-                    });
-                    marks.push(RefreshMark::CARRIED.with(RefreshMark::SWEPT_OPTOUT));
-                    continue;
-                }
-                (RefreshMark::CARRIED, None)
-            }
-            Plan::Local => (RefreshMark::default(), None),
-            Plan::New => (RefreshMark::NEW, None),
-            Plan::Changed(old) => (RefreshMark::VALUE_CHANGED, old),
-            Plan::Due(last) => {
-                let failed = match slot {
-                    None => Some(Arc::from(crate::record::NO_ANSWER)),
-                    Some(MapOutcome::Failed(why)) => Some(Arc::clone(why)),
-                    Some(_) => None,
-                };
-                let old = match &last {
-                    Some(MapOutcome::Mapped { raw_euid, .. }) => Some(Arc::from(raw_euid.as_str())),
-                    _ => None,
-                };
-                let last_opted_out = match &last {
-                    Some(MapOutcome::Mapped {
-                        raw_euid,
-                        mapped_at,
-                        ..
-                    }) => opted_out
-                        .get(raw_euid.as_str())
-                        .map(|since| (*mapped_at, *since)),
-                    _ => None,
-                };
-                match (failed, last) {
-                    // The remap failed, but the sweep says the last known id opted out:
-                    // never keep it.
-                    (Some(_), Some(_)) if last_opted_out.is_some() => {
-                        let (mapped_at, since) = last_opted_out.expect("checked");
-                        *slot = Some(MapOutcome::Optout {
-                            mapped_at,
-                            since: Some(since),
-                        });
-                        marks.push(RefreshMark::DUE.with(RefreshMark::SWEPT_OPTOUT));
-                        continue;
-                    }
-                    (Some(why), Some(last)) => {
-                        *slot = Some(MapOutcome::Stale {
-                            last: Box::new(last),
-                            why: Arc::from(format!(
-                                "refresh failed, last known raw EUID kept: {why}"
-                            )),
-                        });
-                        marks.push(RefreshMark::DUE.with(RefreshMark::STALE));
-                        continue;
-                    }
-                    _ => (RefreshMark::DUE, old),
-                }
-            }
-        };
-        let mark = match (&old, &*slot) {
-            (Some(o), Some(MapOutcome::Mapped { raw_euid, .. })) if **o != **raw_euid => {
-                mark.with(RefreshMark::CHANGED_ID)
-            }
-            (Some(_), Some(MapOutcome::Optout { .. })) => mark.with(RefreshMark::NEWLY_OPTED_OUT),
-            _ => mark,
-        };
-        marks.push(mark);
-    }
-    r.marks = Some(marks);
-}
-
-/// Counts of the join, for the manifest (whole-run: the join runs in full on every
-/// invocation, `--resume` included).
-#[derive(Debug, Default, Clone)]
-struct Tally {
-    /// The opt-out sweep (this invocation), when it ran.
-    sweep: Option<(u64, u64, u64)>,
-    dropped: u64,
-    state_customers: u64,
-    missing_customers: u64,
-    lost_ids: u64,
-    state_null_key_rows: u64,
-    export_null_key_identities: u64,
-}
-
-impl Tally {
-    /// The manifest's counts: the decisions of every part (`writer`), the join's counts,
-    /// and this invocation's requests.
-    fn counts(&self, writer: &DatasetWriter, requests: u64) -> RefreshCounts {
-        let t = &writer.refresh_totals;
-        let (due, value_changed, new) = (t.get("due"), t.get("value_changed"), t.get("new"));
-        RefreshCounts {
-            carried: t.get("carried"),
-            due,
-            value_changed,
-            new,
-            remapped: due + value_changed + new,
-            changed_ids: t.get("changed_ids"),
-            newly_opted_out: t.get("newly_opted_out"),
-            stale: t.get("stale"),
-            optout_sweep: self.sweep.is_some(),
-            optout_checked: self.sweep.map_or(0, |s| s.0),
-            optout_found: self.sweep.map_or(0, |s| s.1),
-            optout_requests: self.sweep.map_or(0, |s| s.2),
-            optout_swept: t.get("optout_swept"),
-            dropped: self.dropped,
-            state_customers: self.state_customers,
-            missing_customers: self.missing_customers,
-            lost_ids: self.lost_ids,
-            state_null_key_rows: self.state_null_key_rows,
-            export_null_key_identities: self.export_null_key_identities,
-            requests,
-        }
-    }
-}
-
 /// Runs `euid-map refresh`.
 ///
 /// # Errors
 /// A run-level failure; committed parts stay for `--resume`, and `_SUCCESS` is not written.
 pub fn run_refresh(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Error> {
     pipeline::block_on(run_async(cfg, run))
-}
-
-type Plans = Vec<Plan>;
-
-/// Where a producer sends chunks, and beside them (same order) their plans for the tally.
-struct Sinks {
-    chunks: tokio::sync::mpsc::Sender<IdentityChunk>,
-    plans: SyncSender<Plans>,
-    interrupt: crate::interrupt::Interrupt,
-}
-
-impl Sinks {
-    /// Sends one chunk; `false` when the consumer is gone or the run is interrupted.
-    fn send(&self, r: IdentityChunk, plans: Plans) -> bool {
-        !self.interrupt.is_triggered()
-            && self.plans.send(plans).is_ok()
-            && self.chunks.blocking_send(r).is_ok()
-    }
-}
-
-/// Turns a state batch into a chunk to map: carried answers filled in, due ones left empty,
-/// `source` and `row` kept from the state. `kept` names the output's kept columns, in the
-/// output's order: they are taken from the state by name, never by position.
-fn state_chunk(
-    file: usize,
-    first_row: u64,
-    batch: &arrow_array::RecordBatch,
-    kept: &[String],
-    policy: &DuePolicy,
-) -> (IdentityChunk, Plans) {
-    let rows = state::decode(batch, policy);
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut plans = Vec::with_capacity(rows.len());
-    for r in rows {
-        // Every row of the state that is not due is written as it was, invalid and missing
-        // ones too; only identities with an answer count as carried.
-        plans.push(match (&r.identity.hashed, r.due) {
-            (Hashed::Ok(_), true) => Plan::Due(r.last.clone()),
-            (Hashed::Ok(_), false) => Plan::Carried,
-            _ => Plan::Local,
-        });
-        ids.push(r.identity);
-        outcomes.push(r.carried);
-    }
-    let col = |n: &str| {
-        crate::text::to_utf8(
-            batch
-                .column_by_name(n)
-                .expect("checked by state::kept_columns and check_kept_match"),
-        )
-    };
-    let mut chunk = IdentityChunk::new(
-        file,
-        first_row,
-        batch.num_rows(),
-        1,
-        kept.iter().map(|n| col(n)).collect(),
-        ids,
-    );
-    chunk.outcomes = Some(outcomes);
-    chunk.origin = Some(Origin {
-        source: state::origin_source(&col(crate::output::col::SOURCE)),
-        row: state::origin_row(&col(crate::output::col::ROW)),
-    });
-    (chunk, plans)
-}
-
-/// Streams state rows from `skip` on (optionally only those `keep` accepts) as chunks.
-fn send_state(
-    parts: &[crate::storage::Location],
-    file: usize,
-    skip: u64,
-    kept: &[String],
-    policy: &DuePolicy,
-    keep: &dyn Fn(u64) -> bool,
-    sinks: &Sinks,
-) -> Result<(), Error> {
-    let mut out_row = 0u64; // position among the rows this pass emits
-    state::for_each_batch(parts, |state_row, batch| -> Result<bool, Error> {
-        let mask: Vec<usize> = (0..batch.num_rows())
-            .filter(|&i| keep(state_row + i as u64))
-            .collect();
-        let batch = if mask.len() == batch.num_rows() {
-            batch
-        } else {
-            let idx = arrow_array::UInt32Array::from_iter_values(mask.iter().map(|&i| i as u32));
-            let cols = batch
-                .columns()
-                .iter()
-                .map(|c| arrow_select::take::take(c.as_ref(), &idx, None))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            arrow_array::RecordBatch::try_new(batch.schema(), cols)
-                .map_err(|e| Error::Internal(e.to_string()))?
-        };
-        let n = batch.num_rows() as u64;
-        let first = out_row;
-        out_row += n;
-        if out_row <= skip || n == 0 {
-            return Ok(true);
-        }
-        let batch = if first < skip {
-            batch.slice((skip - first) as usize, (out_row - skip) as usize)
-        } else {
-            batch
-        };
-        let first = first.max(skip);
-        let (resolved, plans) = state_chunk(file, first, &batch, kept, policy);
-        Ok(sinks.send(resolved, plans))
-    })
 }
 
 /// What a mode hands the common part of the run: the chunks to map come through `sinks`
@@ -615,73 +356,4 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
     manifest.refresh = Some(counts);
     conn.close().await;
     j.publish(&writer, manifest)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::record::{Hashed, Identity, IdentityKind, RawId};
-
-    fn chunk(outcomes: Vec<Option<MapOutcome>>) -> IdentityChunk {
-        let n = outcomes.len();
-        IdentityChunk {
-            file: 0,
-            first_row: 0,
-            len: n,
-            per_row: 1,
-            kept: Vec::new(),
-            ids: (0..n)
-                .map(|i| Identity {
-                    kind: IdentityKind::Email,
-                    hashed: Hashed::Ok(crate::normalize::sha256(&[i as u8])),
-                    phone_form: Default::default(),
-                })
-                .collect(),
-            outcomes: Some(outcomes),
-            origin: None,
-            marks: None,
-        }
-    }
-
-    fn mapped(u: &str) -> MapOutcome {
-        MapOutcome::Mapped {
-            raw_euid: RawId::from(u),
-            previous: None,
-            refresh_from: Some(1),
-            bucket_id: None,
-            mapped_at: 7,
-        }
-    }
-
-    /// A carried id the sweep found opted out becomes `optout`; a due one whose remap failed
-    /// keeps its last id as `stale`, unless that id opted out: then it is `optout` too.
-    #[test]
-    fn settle_never_keeps_an_opted_out_raw_id() {
-        let opted: HashMap<String, i64> = [("gone".to_string(), 99)].into();
-        let mut r = chunk(vec![
-            Some(mapped("gone")),
-            Some(mapped("kept")),
-            Some(MapOutcome::Failed(Arc::from("HTTP 503"))),
-            Some(MapOutcome::Failed(Arc::from("HTTP 503"))),
-        ]);
-        let plans = vec![
-            Plan::Carried,
-            Plan::Carried,
-            Plan::Due(Some(mapped("gone"))),
-            Plan::Due(Some(mapped("old"))),
-        ];
-        settle(plans, &mut r, &opted);
-        let out = r.outcomes.expect("outcomes");
-        let optout = MapOutcome::Optout {
-            mapped_at: 7,
-            since: Some(99),
-        };
-        assert_eq!(out[0], Some(optout.clone()));
-        assert_eq!(out[1], Some(mapped("kept")));
-        assert_eq!(out[2], Some(optout), "never stale with an opted-out id");
-        assert!(matches!(out[3], Some(MapOutcome::Stale { .. })));
-        let marks = r.marks.expect("marks");
-        assert!(marks[0].has(RefreshMark::SWEPT_OPTOUT) && marks[2].has(RefreshMark::SWEPT_OPTOUT));
-        assert!(marks[3].has(RefreshMark::STALE));
-    }
 }

@@ -240,10 +240,7 @@ pub struct StateRow {
 impl StateRow {
     /// The previous raw EUID, if any.
     pub fn old_raw(&self) -> Option<Arc<str>> {
-        match &self.last {
-            Some(MapOutcome::Mapped { raw_euid, .. }) => Some(Arc::from(raw_euid.as_str())),
-            _ => None,
-        }
+        self.last.as_ref().and_then(MapOutcome::raw_id_arc)
     }
 }
 

@@ -1,0 +1,60 @@
+//! Tests of `mod.rs`'s module.
+
+use super::*;
+use crate::record::MapOutcome;
+use std::sync::Arc;
+
+#[test]
+fn decisions_round_trip_through_their_spill_records() {
+    let ds = [
+        Decision::Carried(MapOutcome::Mapped {
+            raw_euid: crate::record::RawId::from("u"),
+            previous: None,
+            refresh_from: Some(17),
+            bucket_id: Some(Arc::from("b1")),
+            mapped_at: 5,
+        }),
+        Decision::Carried(MapOutcome::Optout {
+            mapped_at: 9,
+            since: Some(4),
+        }),
+        Decision::Carried(MapOutcome::Invalid),
+        Decision::Due(Some(MapOutcome::Mapped {
+            raw_euid: crate::record::RawId::from("old"),
+            previous: None,
+            refresh_from: Some(3),
+            bucket_id: None,
+            mapped_at: 1,
+        })),
+        Decision::Changed(None),
+        Decision::New,
+    ];
+    let mut file = Vec::new();
+    for (ordinal, d) in ds.iter().enumerate() {
+        let rec = DecisionRecord {
+            ordinal: ordinal as u64,
+            kind: IdentityKind::Phone,
+            hash: crate::normalize::sha256(b"x"),
+            key: key_digest("42"),
+            decision: d.clone(),
+        };
+        put(&mut file, &rec).expect("write");
+    }
+    let (mut r, mut buf) = (file.as_slice(), Vec::new());
+    for (ordinal, d) in ds.iter().enumerate() {
+        assert!(next_frame(&mut r, &mut buf).expect("read"));
+        let rec: DecisionRecord = decode(&buf).expect("decode");
+        assert_eq!((rec.ordinal, &rec.decision), (ordinal as u64, d));
+    }
+    assert!(!next_frame(&mut r, &mut buf).expect("end"), "then the end");
+}
+
+#[test]
+fn partitioning_is_stable_and_in_range() {
+    for n in [1, 7, 250] {
+        for k in ["1", "abc", "customer-42", ""] {
+            assert_eq!(partition(k, n), partition(k, n));
+            assert!(partition(k, n) < n);
+        }
+    }
+}
