@@ -14,6 +14,7 @@ mod csv;
 pub use csv::DEFAULT_MAX_QUOTED_FIELD_LINES;
 mod fingerprint;
 mod parquet;
+mod quote_guard;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
