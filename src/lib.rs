@@ -48,6 +48,7 @@ pub mod operator;
 pub mod output;
 pub mod pipeline;
 pub mod progress;
+pub mod prom;
 pub mod protocol;
 pub mod record;
 pub mod refresh;

@@ -23,8 +23,7 @@ pub struct ClientStats {
     pub failed_batches: AtomicU64,
     retries_by_cause: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     by_code: Mutex<std::collections::BTreeMap<String, u64>>,
-    duration_buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
-    duration_sum_us: AtomicU64,
+    durations: Durations,
     latencies_ms: Mutex<Vec<f64>>,
 }
 
@@ -65,14 +64,16 @@ pub const DURATION_BUCKETS: [f64; 10] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 
 /// A snapshot of the request duration histogram: cumulative counts per bucket of
 /// [`DURATION_BUCKETS`], then the count and sum (seconds).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DurationHistogram {
-    /// Cumulative count at or below each bound.
-    pub cumulative: Vec<u64>,
-    /// All observations.
-    pub count: u64,
-    /// Sum of all observations, seconds.
-    pub sum: f64,
+pub type DurationHistogram = crate::prom::HistogramSnapshot;
+
+/// The request duration histogram, in seconds (its sum kept in µs).
+#[derive(Debug)]
+struct Durations(crate::prom::Histogram);
+
+impl Default for Durations {
+    fn default() -> Durations {
+        Durations(crate::prom::Histogram::new(&DURATION_BUCKETS, 1e6))
+    }
 }
 
 /// Latency samples kept for percentiles.
@@ -89,13 +90,7 @@ impl ClientStats {
             .expect("stats lock")
             .entry(code)
             .or_default() += 1;
-        let i = DURATION_BUCKETS
-            .iter()
-            .position(|b| seconds <= *b)
-            .unwrap_or(DURATION_BUCKETS.len());
-        self.duration_buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_us
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.durations.0.observe(seconds);
         self.latency(seconds * 1000.0);
     }
 
@@ -111,18 +106,7 @@ impl ClientStats {
 
     /// The request duration histogram so far.
     pub fn durations(&self) -> DurationHistogram {
-        let mut total = 0;
-        let mut cumulative = Vec::with_capacity(DURATION_BUCKETS.len());
-        for b in &self.duration_buckets[..DURATION_BUCKETS.len()] {
-            total += b.load(Ordering::Relaxed);
-            cumulative.push(total);
-        }
-        total += self.duration_buckets[DURATION_BUCKETS.len()].load(Ordering::Relaxed);
-        DurationHistogram {
-            cumulative,
-            count: total,
-            sum: self.duration_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
-        }
+        self.durations.0.snapshot()
     }
 
     fn latency(&self, ms: f64) {

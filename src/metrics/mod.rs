@@ -8,7 +8,7 @@
 //! The stages keep their own counters; [`RunMetrics`] only holds them and renders a
 //! snapshot ([`text`]). Never a secret or a raw identifier.
 
-pub mod text;
+pub use crate::prom as text;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -343,16 +343,14 @@ pub fn write_file(path: &std::path::Path, page: &str) -> Result<(), MetricsError
         path: path.display().to_string(),
         source,
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "metrics".into());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, page).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        err(e)
-    })
+    // Another user's node_exporter reads it: the umask's permissions, not the dataset's.
+    crate::storage::write_atomic(
+        path,
+        crate::storage::unique_temp_name(path),
+        page.as_bytes(),
+        crate::storage::Perms::Umask,
+    )
+    .map_err(|e| err(e.source))
 }
 
 /// Delivers metrics pages to the sinks: every [`PUSH_EVERY`] while the run goes on, and

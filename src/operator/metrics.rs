@@ -3,12 +3,25 @@
 //! the same envelope on retry shows up here).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::prom::{Histogram, Page};
+
+pub use crate::prom::sample;
+
 /// Upper bounds of the items-per-request histogram.
-const ITEM_BUCKETS: [u64; 7] = [1, 10, 100, 1000, 2500, 5000, 10000];
+const ITEM_BUCKETS: [f64; 7] = [1.0, 10.0, 100.0, 1000.0, 2500.0, 5000.0, 10000.0];
+
+/// Identities per map request (whole numbers: the sum is exact).
+#[derive(Debug)]
+struct Items(Histogram);
+
+impl Default for Items {
+    fn default() -> Items {
+        Items(Histogram::new(&ITEM_BUCKETS, 1.0))
+    }
+}
 /// Nonces remembered for the reuse counter.
 const NONCES_KEPT: usize = 1 << 20;
 
@@ -17,9 +30,7 @@ const NONCES_KEPT: usize = 1 << 20;
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     faults: Mutex<BTreeMap<&'static str, u64>>,
-    item_hist: [AtomicU64; ITEM_BUCKETS.len() + 1],
-    item_sum: AtomicU64,
-    item_count: AtomicU64,
+    items: Items,
     /// Identities answered with a raw id.
     pub mapped: AtomicU64,
     /// Identities answered `optout`.
@@ -93,13 +104,7 @@ impl Metrics {
 
     /// Records the number of identities in one map request.
     pub fn items(&self, n: u64) {
-        let i = ITEM_BUCKETS
-            .iter()
-            .position(|b| n <= *b)
-            .unwrap_or(ITEM_BUCKETS.len());
-        self.item_hist[i].fetch_add(1, Ordering::Relaxed);
-        self.item_sum.fetch_add(n, Ordering::Relaxed);
-        self.item_count.fetch_add(1, Ordering::Relaxed);
+        self.items.0.observe(n as f64);
     }
 
     /// Remembers a request nonce, counting reuse.
@@ -115,102 +120,77 @@ impl Metrics {
 
     /// Identities received in map requests so far.
     pub fn identities_requested(&self) -> u64 {
-        self.item_sum.load(Ordering::Relaxed)
+        self.items.0.sum_units()
     }
 
     /// Renders the Prometheus text format.
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        s.push_str("# TYPE euid_emulator_requests_total counter\n");
-        for ((route, status), n) in self.requests.lock().expect("metrics lock").iter() {
-            let _ = writeln!(
-                s,
-                "euid_emulator_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
-        }
-        s.push_str("# TYPE euid_emulator_identity_map_inputs histogram\n");
-        let mut cum = 0;
-        for (i, b) in ITEM_BUCKETS.iter().enumerate() {
-            cum += self.item_hist[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                s,
-                "euid_emulator_identity_map_inputs_bucket{{le=\"{b}\"}} {cum}"
-            );
-        }
-        cum += self.item_hist[ITEM_BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(
-            s,
-            "euid_emulator_identity_map_inputs_bucket{{le=\"+Inf\"}} {cum}"
+        let mut p = Page::new(&[]);
+        let requests = self.requests.lock().expect("metrics lock").clone();
+        let statuses: Vec<String> = requests.keys().map(|(_, s)| s.to_string()).collect();
+        p.counter(
+            "euid_emulator_requests_total",
+            "Requests answered, by route and HTTP status (0: the connection was reset).",
+            &requests
+                .iter()
+                .zip(&statuses)
+                .map(|(((route, _), n), status)| {
+                    (
+                        vec![("route", route.as_str()), ("status", status.as_str())],
+                        *n as f64,
+                    )
+                })
+                .collect::<Vec<_>>(),
         );
-        let _ = writeln!(
-            s,
-            "euid_emulator_identity_map_inputs_sum {}",
-            self.item_sum.load(Ordering::Relaxed)
+        p.histogram_of(
+            "euid_emulator_identity_map_inputs",
+            "Identities per identity-map request.",
+            &self.items.0,
         );
-        let _ = writeln!(
-            s,
-            "euid_emulator_identity_map_inputs_count {}",
-            self.item_count.load(Ordering::Relaxed)
+        p.counter(
+            "euid_emulator_identities_total",
+            "Identities answered, by outcome.",
+            &[
+                ("mapped", &self.mapped),
+                ("optout", &self.optout),
+                ("invalid", &self.invalid),
+            ]
+            .map(|(k, v)| (vec![("outcome", k)], v.load(Ordering::Relaxed) as f64)),
         );
-        s.push_str("# TYPE euid_emulator_identities_total counter\n");
-        for (k, v) in [
-            ("mapped", &self.mapped),
-            ("optout", &self.optout),
-            ("invalid", &self.invalid),
-        ] {
-            let _ = writeln!(
-                s,
-                "euid_emulator_identities_total{{outcome=\"{k}\"}} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        s.push_str("# TYPE euid_emulator_faults_total counter\n");
-        let faults = self.faults.lock().expect("metrics lock");
-        for f in super::faults::Fault::ALL {
-            let _ = writeln!(
-                s,
-                "euid_emulator_faults_total{{fault=\"{}\"}} {}",
-                f.name(),
-                faults.get(f.name()).copied().unwrap_or(0)
-            );
-        }
+        let faults = self.faults.lock().expect("metrics lock").clone();
+        p.counter(
+            "euid_emulator_faults_total",
+            "Faults injected, by kind.",
+            &super::faults::Fault::ALL
+                .iter()
+                .map(|f| {
+                    let n = faults.get(f.name()).copied().unwrap_or(0);
+                    (vec![("fault", f.name())], n as f64)
+                })
+                .collect::<Vec<_>>(),
+        );
         if let Some(ms) = *self.min_gap_after_429_ms.lock().expect("metrics lock") {
-            s.push_str("# TYPE euid_emulator_min_gap_after_429_seconds gauge\n");
-            let _ = writeln!(
-                s,
-                "euid_emulator_min_gap_after_429_seconds {}",
-                ms as f64 / 1000.0
+            p.gauge(
+                "euid_emulator_min_gap_after_429_seconds",
+                "The shortest wait between a 429 and the request after it.",
+                &[(vec![], ms as f64 / 1000.0)],
             );
         }
-        s.push_str("# TYPE euid_emulator_optout_status_peak_in_flight gauge\n");
-        let _ = writeln!(
-            s,
-            "euid_emulator_optout_status_peak_in_flight {}",
-            self.optout_peak.load(Ordering::SeqCst)
+        p.gauge(
+            "euid_emulator_optout_status_peak_in_flight",
+            "The most /v2/optout/status requests in flight at once.",
+            &[(vec![], self.optout_peak.load(Ordering::SeqCst) as f64)],
         );
-        s.push_str("# TYPE euid_emulator_held_requests gauge\n");
-        let _ = writeln!(
-            s,
-            "euid_emulator_held_requests {}",
-            self.held.load(Ordering::Relaxed)
+        p.gauge(
+            "euid_emulator_held_requests",
+            "Requests held by --hold-after or /ops/hold right now.",
+            &[(vec![], self.held.load(Ordering::Relaxed) as f64)],
         );
-        s.push_str("# TYPE euid_emulator_nonce_reuse_total counter\n");
-        let _ = writeln!(
-            s,
-            "euid_emulator_nonce_reuse_total {}",
-            self.nonce_reuse.load(Ordering::Relaxed)
+        p.counter(
+            "euid_emulator_nonce_reuse_total",
+            "Requests whose envelope nonce was seen before.",
+            &[(vec![], self.nonce_reuse.load(Ordering::Relaxed) as f64)],
         );
-        s
+        p.finish()
     }
-}
-
-/// Reads one sample from Prometheus text (tests and scripts use it).
-pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(name_and_labels)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
 }

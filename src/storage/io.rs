@@ -3,7 +3,6 @@
 //! renamed; an object is one PUT or a completed multipart upload).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
@@ -122,16 +121,16 @@ impl Location {
     pub fn write_all(&self, bytes: Vec<u8>) -> Result<(), StorageError> {
         match self {
             Location::Local(p) => {
-                let tmp = temp_name(p);
-                let tmp_loc = Location::Local(tmp.clone());
-                mode::create_file(&tmp)
-                    .and_then(|mut f| {
-                        std::io::Write::write_all(&mut f, &bytes)?;
-                        f.sync_all()
-                    })
-                    .map_err(tmp_loc.io())?;
-                std::fs::rename(&tmp, p).map_err(self.io())?;
-                sync_parent(p)
+                let tmp = super::atomic::temp_name(p);
+                write_atomic(p, tmp.clone(), &bytes, Perms::Output).map_err(|e| match e.path {
+                    // The rename: named by the destination; the directory's sync: by it.
+                    ref at if at == p => self.io()(e.source),
+                    ref at if *at == tmp => Location::Local(tmp.clone()).io()(e.source),
+                    at => StorageError::Io {
+                        path: at.display().to_string(),
+                        source: e.source,
+                    },
+                })
             }
             Location::Object(o) => {
                 let (store, path) = (Arc::clone(&o.store), o.path.clone());
@@ -293,28 +292,6 @@ impl Location {
 
 /// The hidden temporary name a local file is written under before its rename:
 /// `dir/.NAME.tmp`.
-pub(super) fn temp_name(p: &Path) -> PathBuf {
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    p.with_file_name(format!(".{name}.tmp"))
-}
-
 pub(super) fn rfc3339(t: std::time::SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-/// Makes a rename in `p`'s directory durable.
-pub(super) fn sync_parent(p: &Path) -> Result<(), StorageError> {
-    let dir = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| StorageError::Io {
-            path: dir.display().to_string(),
-            source,
-        })
 }

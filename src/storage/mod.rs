@@ -14,6 +14,7 @@
 //! from each cloud's standard chain (`storage::cloud`) and never appear in errors: messages are
 //! scrubbed of query strings and of the values of the credential variables.
 
+mod atomic;
 mod bridge;
 #[cfg(feature = "cloud")]
 mod cloud;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 
+pub(crate) use atomic::{unique_temp_name, write_atomic, Perms};
 pub(crate) use bridge::block;
 pub use error::*;
 #[allow(unused_imports)]

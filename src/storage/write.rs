@@ -8,14 +8,21 @@
 //!   at all, so a `kill -9` mid-upload leaves no visible half part (only an incomplete upload,
 //!   which stores expire with their usual lifecycle rule).
 
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::sync::Arc;
 
 use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 
+use super::atomic::{temp_name, AtomicError, AtomicFile, Perms};
 use super::bridge;
-use super::{sync_parent, temp_name, Location, ObjectLocation, StorageError};
+use super::{Location, ObjectLocation, StorageError};
+
+fn io_error(e: AtomicError) -> StorageError {
+    StorageError::Io {
+        path: e.path.display().to_string(),
+        source: e.source,
+    }
+}
 
 /// Bytes buffered per uploaded part (S3's minimum part is 5 MiB).
 pub const PART_BYTES: usize = 5 << 20;
@@ -29,11 +36,7 @@ pub struct PartSink {
 }
 
 enum Inner {
-    Local {
-        file: BufWriter<std::fs::File>,
-        tmp: PathBuf,
-        dest: PathBuf,
-    },
+    Local(AtomicFile),
     Object(ObjectSink),
     Done,
 }
@@ -54,16 +57,7 @@ impl PartSink {
         let dest = loc.url();
         let inner = match loc {
             Location::Local(p) => {
-                let tmp = temp_name(p);
-                let file = super::mode::create_file(&tmp).map_err(|source| StorageError::Io {
-                    path: tmp.display().to_string(),
-                    source,
-                })?;
-                Inner::Local {
-                    file: BufWriter::with_capacity(1 << 16, file),
-                    tmp,
-                    dest: p.clone(),
-                }
+                Inner::Local(AtomicFile::create(p, temp_name(p), Perms::Output).map_err(io_error)?)
             }
             Location::Object(o) => Inner::Object(ObjectSink {
                 o: o.clone(),
@@ -78,7 +72,7 @@ impl PartSink {
     /// The temporary file of a local part (for tests and messages).
     pub fn temp_path(&self) -> Option<&std::path::Path> {
         match &self.inner {
-            Inner::Local { tmp, .. } => Some(tmp),
+            Inner::Local(f) => Some(f.temp_path()),
             _ => None,
         }
     }
@@ -106,22 +100,9 @@ impl PartSink {
     pub fn commit_in_background(mut self) -> Result<PendingCommit, StorageError> {
         let dest = self.dest.clone();
         match std::mem::replace(&mut self.inner, Inner::Done) {
-            Inner::Local { file, tmp, dest } => {
-                let io = |source| StorageError::Io {
-                    path: tmp.display().to_string(),
-                    source,
-                };
-                let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-                file.sync_all().map_err(io)?;
-                std::fs::rename(&tmp, &dest).map_err(|source| StorageError::Io {
-                    path: dest.display().to_string(),
-                    source,
-                })?;
-                sync_parent(&dest)?;
-                Ok(PendingCommit {
-                    dest: dest.display().to_string(),
-                    task: None,
-                })
+            Inner::Local(f) => {
+                f.commit().map_err(io_error)?;
+                Ok(PendingCommit { dest, task: None })
             }
             Inner::Object(s) => Ok(PendingCommit {
                 dest,
@@ -172,10 +153,7 @@ impl Drop for PartSink {
     /// A part dropped before [`PartSink::commit`] leaves nothing visible.
     fn drop(&mut self) {
         match std::mem::replace(&mut self.inner, Inner::Done) {
-            Inner::Local { file, tmp, .. } => {
-                drop(file);
-                let _ = std::fs::remove_file(tmp);
-            }
+            Inner::Local(f) => drop(f), // removes the temporary file
             Inner::Object(mut s) => s.abort(),
             Inner::Done => {}
         }
@@ -185,7 +163,7 @@ impl Drop for PartSink {
 impl Write for PartSink {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         match &mut self.inner {
-            Inner::Local { file, .. } => file.write(data),
+            Inner::Local(f) => f.write(data),
             Inner::Object(s) => {
                 s.buf.extend_from_slice(data);
                 if s.buf.len() >= PART_BYTES {
@@ -199,7 +177,7 @@ impl Write for PartSink {
 
     fn flush(&mut self) -> std::io::Result<()> {
         match &mut self.inner {
-            Inner::Local { file, .. } => file.flush(),
+            Inner::Local(f) => f.flush(),
             _ => Ok(()),
         }
     }

@@ -1,8 +1,11 @@
 //! The Prometheus text exposition format (version 0.0.4), written by hand: `# HELP`,
 //! `# TYPE`, samples with escaped label values. What the Pushgateway, the node_exporter
-//! textfile collector and `promtool check metrics` read.
+//! textfile collector and `promtool check metrics` read. The one writer of it, for the
+//! client's metrics and the emulator's `/metrics` alike, with the one histogram both count
+//! with. Imports nothing from the crate, so both sides may use it.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Escapes a label value: backslash, double quote and newline.
 fn escape(v: &str) -> String {
@@ -90,10 +93,95 @@ impl Page {
         self.sample(&format!("{name}_count"), &[], count as f64);
     }
 
+    /// A histogram from a [`Histogram`]'s snapshot.
+    pub fn histogram_of(&mut self, name: &str, help: &str, h: &Histogram) {
+        let s = h.snapshot();
+        self.histogram(name, help, h.bounds, &s.cumulative, s.count, s.sum);
+    }
+
     /// The text.
     pub fn finish(self) -> String {
         self.out
     }
+}
+
+/// A histogram counted with atomics: observations per upper bound (and above the last),
+/// and their sum, kept as an integer of `1/scale` units (µs for seconds with scale 1e6;
+/// exact for whole numbers with scale 1).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Box<[AtomicU64]>,
+    sum_units: AtomicU64,
+    scale: f64,
+}
+
+/// A histogram's counts at one moment: cumulative per bound, then the count (the `+Inf`
+/// bucket: always equal to it) and the sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Cumulative count at or below each bound.
+    pub cumulative: Vec<u64>,
+    /// All observations.
+    pub count: u64,
+    /// Sum of all observations.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram over `bounds` (ascending), its sum kept in units of `1/scale`.
+    pub fn new(bounds: &'static [f64], scale: f64) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_units: AtomicU64::new(0),
+            scale,
+        }
+    }
+
+    /// Counts one observation: in the first bucket whose bound is at or above it.
+    pub fn observe(&self, v: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_units
+            .fetch_add((v * self.scale) as u64, Ordering::Relaxed);
+    }
+
+    /// The sum so far, in units of `1/scale`.
+    pub fn sum_units(&self) -> u64 {
+        self.sum_units.load(Ordering::Relaxed)
+    }
+
+    /// The counts now.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut total = 0;
+        let mut cumulative = Vec::with_capacity(self.bounds.len());
+        for c in &self.counts[..self.bounds.len()] {
+            total += c.load(Ordering::Relaxed);
+            cumulative.push(total);
+        }
+        total += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        HistogramSnapshot {
+            cumulative,
+            count: total,
+            sum: self.sum_units() as f64 / self.scale,
+        }
+    }
+}
+
+/// Reads one sample from Prometheus text (tests and scripts use it).
+pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(name_and_labels)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[cfg(test)]
