@@ -33,3 +33,9 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+impl From<crate::secret::SecretError> for Error {
+    fn from(e: crate::secret::SecretError) -> Error {
+        Error::Invalid(e.into())
+    }
+}

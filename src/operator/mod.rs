@@ -18,6 +18,7 @@ pub mod keys;
 pub mod metrics;
 pub mod model;
 mod routes;
+mod sealed;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -12,6 +12,7 @@
 //! half file. Each part records in its footer metadata the input range it covers and its
 //! status counts; `--resume` continues from the end of the last committed part.
 
+mod job_dir;
 mod lock;
 mod manifest;
 mod parts;
@@ -19,11 +20,11 @@ mod rows;
 mod schema;
 mod writer;
 
+pub use job_dir::{finished_same_job, prepare_dir, DirState, JobDescription};
 pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{
-    counts_map, finished_same_job, latest_complete, prepare_dir, write_json, DirState,
-    JobDescription, Manifest, ManifestColumn, ManifestInput, OptoutCounts, RefreshCounts, RunState,
-    JOB_FILE, MANIFEST_FILE, SCHEMA_VERSION, SUCCESS_FILE,
+    counts_map, latest_complete, write_json, Manifest, ManifestColumn, ManifestInput, OptoutCounts,
+    RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SCHEMA_VERSION, SUCCESS_FILE,
 };
 pub use parts::{committed_parts, part_name, PartInfo};
 pub(crate) use rows::encode_optout;

@@ -21,8 +21,7 @@ pub async fn start_embedded(
         .map_err(|e| Error::Internal(format!("cannot start the embedded operator: {e}")))?;
     cfg.base_url = op.base_url();
     cfg.api_key = crate::secret::Secret::new(crate::protocol::DEMO_API_KEY.to_string());
-    cfg.secret = crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)
-        .map_err(|e| Error::Invalid(e.into()))?;
+    cfg.secret = crate::protocol::envelope::decode_secret(crate::protocol::DEMO_CLIENT_SECRET)?;
     tracing::debug!(url = %op.base_url(), "embedded local operator started (demo credentials; its ids are not real EUIDs)");
     Ok(op)
 }

@@ -4,6 +4,9 @@
 //! Salts are derived from `--seed` (so two emulators with the same seed map identically) and
 //! are never the real ones: the raw ids this produces are not real EUIDs.
 
+mod optouts;
+
+use optouts::{OptoutSet, ALWAYS_OPTOUT, NEVER_OPTOUT};
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -25,41 +28,6 @@ const REFRESH_EVERY_DAYS: i64 = 30;
 const MIN_ROTATION_AGE_DAYS: i64 = 30;
 /// Fraction of buckets rotated per day (the admin UI's default, 1/365).
 const ROTATION_PER_DAY: f64 = 1.0 / 365.0;
-
-/// Opted-out hashes. They are SHA-256 digests and the set only changes on reload, so the
-/// cheap digest hasher serves (SipHash per item was 5 % of the emulator's CPU).
-type OptoutSet = HashSet<IdentityHash, std::hash::BuildHasherDefault<crate::record::DigestHasher>>;
-
-/// Hashes of the test identities that always opt out (`optout@example.com`, `+00000000000`).
-const ALWAYS_OPTOUT: [(IdentityKind, &str); 2] = [
-    (
-        IdentityKind::Email,
-        "DYsnJ8r5+cjRDHue98gIGDKvLIMuqAm/RRLODrjqK50=",
-    ),
-    (
-        IdentityKind::Phone,
-        "313yQvZOTb0vjjEU7sTO/UWxGPzVppIbCyQEJEnfxLo=",
-    ),
-];
-/// Hashes of the validate and refresh-optout identities, which map never opts out.
-const NEVER_OPTOUT: [(IdentityKind, &str); 4] = [
-    (
-        IdentityKind::Email,
-        "ntI244ZRTXwAwpki6/M5cyBYW7h/Wq576lnN3l9+W/c=",
-    ),
-    (
-        IdentityKind::Phone,
-        "EObwtHBUqDNZR33LNSMdtt5cafsYFuGmuY4ZLenlue4=",
-    ),
-    (
-        IdentityKind::Email,
-        "NaNI8RU0bL1Jpp1jJLC5aJO/lchc6gGhgXQIAwJ7cV4=",
-    ),
-    (
-        IdentityKind::Phone,
-        "0VoxsIuk88qt7TnZaTC//C9Vur3pR1zBMIr1cJe7xjE=",
-    ),
-];
 
 /// Raw id layout (`operator-emulator.md` §7.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,97 +259,6 @@ impl Model {
         (out, idx)
     }
 
-    /// Whether an identity is opted out (test identities first, then the configured set).
-    pub fn opted_out(&self, kind: IdentityKind, hash: &IdentityHash) -> bool {
-        self.opted_out_in(&self.optout.read().expect("optout lock"), kind, hash)
-    }
-
-    /// [`Model::opted_out`] against a set already locked (once per batch, not per item).
-    fn opted_out_in(&self, set: &OptoutSet, kind: IdentityKind, hash: &IdentityHash) -> bool {
-        if self.never_optout.contains(&(kind, *hash)) {
-            return false;
-        }
-        self.always_optout.contains(&(kind, *hash))
-            || set.contains(hash)
-            || self
-                .opted_out_later
-                .read()
-                .expect("optout lock")
-                .contains_key(hash)
-    }
-
-    /// Opts identities out from now on (the admin route): both `/v3/identity/map` and
-    /// `/v2/optout/status` agree afterwards. Returns how many were not opted out yet.
-    pub fn opt_out(&self, hashes: &[IdentityHash]) -> usize {
-        let now = self.now_ms();
-        let mut later = self.opted_out_later.write().expect("optout lock");
-        hashes
-            .iter()
-            .filter(|h| later.insert(**h, now).is_none())
-            .count()
-    }
-
-    /// When an identity opted out through [`Model::opt_out`] (Unix ms), if it did.
-    pub fn opted_out_since(&self, hash: &IdentityHash) -> Option<i64> {
-        self.opted_out_later
-            .read()
-            .expect("optout lock")
-            .get(hash)
-            .copied()
-    }
-
-    /// Re-reads the opt-out file if it changed since the last read (one `stat` per call).
-    pub fn reload_optout(&self) {
-        let Some(path) = &self.cfg.optout_file else {
-            return;
-        };
-        let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-        let mut last = self.optout_mtime.lock().expect("optout lock");
-        if mtime.is_none() || *last == mtime {
-            return;
-        }
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let set: OptoutSet = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .filter_map(|l| crate::normalize::decode_prehashed(l).ok())
-                .collect();
-            let mut guard = self.optout.write().expect("optout lock");
-            *guard = set
-                .into_iter()
-                .chain(
-                    self.cfg
-                        .optout
-                        .iter()
-                        .filter_map(|h| crate::normalize::decode_prehashed(h).ok()),
-                )
-                .collect();
-            *last = mtime;
-        }
-    }
-
-    /// Every opted-out identity hash (configured and test identities).
-    pub fn optout_hashes(&self) -> Vec<IdentityHash> {
-        self.reload_optout();
-        let mut v: Vec<IdentityHash> = self
-            .optout
-            .read()
-            .expect("optout lock")
-            .iter()
-            .copied()
-            .collect();
-        v.extend(self.always_optout.iter().map(|(_, h)| *h));
-        v.extend(
-            self.opted_out_later
-                .read()
-                .expect("optout lock")
-                .keys()
-                .copied(),
-        );
-        v
-    }
-
     /// Maps many identities under one snapshot of the buckets.
     pub fn map_many(&self, items: &[(IdentityKind, IdentityHash)]) -> Vec<Mapping> {
         self.catch_up();
@@ -501,79 +378,4 @@ impl Model {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn model(buckets: usize) -> Model {
-        Model::new(ModelConfig {
-            seed: 7,
-            buckets,
-            raw_id: RawIdFormat::V2,
-            start_ms: 1_767_225_600_000, // 2026-01-01
-            optout: HashSet::new(),
-            optout_file: None,
-        })
-    }
-
-    fn h(s: &str) -> IdentityHash {
-        crate::normalize::sha256(s.as_bytes())
-    }
-
-    #[test]
-    fn same_seed_maps_identically_and_ids_look_like_the_operators() {
-        let (a, b) = (model(1024), model(1024));
-        let items = [(IdentityKind::Email, h("user@example.com"))];
-        let (ma, mb) = (a.map_many(&items), b.map_many(&items));
-        assert_eq!(ma, mb);
-        let Mapping::Mapped { u, .. } = &ma[0] else {
-            panic!("mapped")
-        };
-        assert_eq!(u.len(), 44);
-        assert!(u.ends_with('=') && !u.ends_with("=="));
-    }
-
-    #[test]
-    fn test_identities_opt_out_and_validate_ones_never_do() {
-        let m = model(16);
-        let items = [
-            (IdentityKind::Email, h("optout@example.com")),
-            (IdentityKind::Phone, h("+00000000000")),
-            (IdentityKind::Phone, h("+12345678901")),
-        ];
-        let got = m.map_many(&items);
-        assert_eq!(got[0], Mapping::Optout);
-        assert_eq!(got[1], Mapping::Optout);
-        assert!(matches!(got[2], Mapping::Mapped { .. }));
-    }
-
-    #[test]
-    fn about_one_in_365_buckets_rotate_per_day_and_keep_their_previous_id() {
-        const N: usize = 36_500;
-        let m = model(N);
-        let item = [(IdentityKind::Email, h("a@b.c"))];
-        let before = m.map_many(&item);
-        let rotated = m.advance(1);
-        assert_eq!(rotated, 100, "ceil(N / 365) buckets per day");
-        let total: usize = (0..400).map(|_| m.advance(1)).sum();
-        assert!(
-            total > N / 2,
-            "most buckets rotate within 400 days: {total}"
-        );
-        let after = m.map_many(&item);
-        assert_ne!(before, after);
-    }
-
-    #[test]
-    fn refresh_time_is_in_the_future() {
-        let m = model(64);
-        let now = m.now_ms();
-        for w in ["x@y.z", "q@r.s", "t@u.v"] {
-            let Mapping::Mapped { refresh_ms, .. } =
-                m.map_many(&[(IdentityKind::Email, h(w))])[0].clone()
-            else {
-                panic!()
-            };
-            assert!(refresh_ms > now && refresh_ms <= now + 31 * DAY_MS);
-        }
-    }
-}
+mod tests;

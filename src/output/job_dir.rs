@@ -1,0 +1,185 @@
+//! What a run is ([`JobDescription`], kept in `_job.json`), and how an output directory is
+//! checked against it before anything is written: new, resumable, already complete, or
+//! holding another job (and then what differs).
+
+use serde::{Deserialize, Serialize};
+
+use super::manifest::*;
+use super::OutputError;
+use crate::input::Fingerprint;
+use crate::storage::Location;
+
+/// What a run reads and how: `--resume` continues only the same job over unchanged inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDescription {
+    /// `hash`, `map` or `refresh`.
+    pub command: String,
+    /// Input paths as given.
+    pub inputs: Vec<String>,
+    /// Column choices.
+    pub columns: serde_json::Value,
+    /// Command-specific options that change the output (environment, state, key column…).
+    pub options: serde_json::Value,
+    /// Size, modification time and content hash of every input, in order (absent in jobs
+    /// written before fingerprints existed, which then cannot be resumed safely).
+    #[serde(default)]
+    pub fingerprints: Vec<Fingerprint>,
+}
+
+/// What [`prepare_dir`] found in the output directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirState {
+    /// Empty or new: the run starts from the beginning.
+    Fresh,
+    /// `--resume` of an unfinished run of the same job: continue after its committed parts.
+    Resume,
+    /// `--resume` of a run that already finished (`_SUCCESS` present): nothing to do.
+    Complete,
+}
+
+/// Names the first difference between two jobs' fingerprints, if any.
+fn changed_input(previous: &JobDescription, job: &JobDescription) -> Option<(String, String)> {
+    if previous.fingerprints.len() != job.fingerprints.len() {
+        return Some((
+            job.inputs.join(", "),
+            "the previous run recorded no fingerprint of its inputs".to_string(),
+        ));
+    }
+    previous
+        .fingerprints
+        .iter()
+        .zip(&job.fingerprints)
+        .zip(&job.inputs)
+        .find_map(|((old, new), path)| old.differs(new).map(|why| (path.clone(), why)))
+}
+
+/// What differs between two jobs, for the error: the command, the inputs, or the names of the
+/// column settings or options that differ (never their values: they are flags, but say it
+/// the same way for all).
+fn job_difference(previous: &JobDescription, job: &JobDescription) -> String {
+    if previous.command != job.command {
+        return format!("command ({} there, {} now)", previous.command, job.command);
+    }
+    if previous.inputs != job.inputs {
+        return "inputs".to_string();
+    }
+    let differing = |a: &serde_json::Value, b: &serde_json::Value, what: &str| -> Option<String> {
+        let empty = serde_json::Map::new();
+        let (a, b) = (
+            a.as_object().unwrap_or(&empty),
+            b.as_object().unwrap_or(&empty),
+        );
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let names: Vec<String> = keys
+            .into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .map(|k| match k.as_str() {
+                "email" | "phone" | "email_hash" | "phone_hash" | "keep" => {
+                    format!("--{}-col", k.replace('_', "-"))
+                }
+                _ => format!("--{}", k.replace('_', "-")),
+            })
+            .collect();
+        (!names.is_empty()).then(|| format!("{what} ({})", names.join(", ")))
+    };
+    differing(&previous.columns, &job.columns, "column settings")
+        .or_else(|| differing(&previous.options, &job.options, "options"))
+        .unwrap_or_else(|| "options".to_string())
+}
+
+/// Whether two descriptions are the same job (inputs, columns, options; fingerprints apart).
+fn same_job(previous: &JobDescription, job: &JobDescription) -> bool {
+    previous.command == job.command
+        && previous.inputs == job.inputs
+        && previous.columns == job.columns
+        && previous.options == job.options
+}
+
+/// Whether `dir` already holds this very job, finished (`_SUCCESS`) over unchanged inputs:
+/// a `--resume` then has nothing to do, and a command can say so before it spends requests
+/// (refresh's opt-out sweep). Reads only; the lock and [`prepare_dir`] decide for real.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn finished_same_job(dir: &Location, job: &JobDescription) -> Result<bool, OutputError> {
+    if !dir.join(SUCCESS_FILE).exists()? {
+        return Ok(false);
+    }
+    let Ok(text) = dir.join(JOB_FILE).read_all() else {
+        return Ok(false);
+    };
+    let Ok(previous) = serde_json::from_slice::<JobDescription>(&text) else {
+        return Ok(false);
+    };
+    Ok(same_job(&previous, job) && changed_input(&previous, job).is_none())
+}
+
+/// Prepares `dir` (already locked by the caller) for the run `job`: refuses a non-empty
+/// directory unless `resume`, and on resume checks that it holds the same job over unchanged
+/// inputs.
+///
+/// # Errors
+/// [`OutputError::NotEmpty`], [`OutputError::CannotResume`], [`OutputError::InputChanged`],
+/// or an I/O error.
+pub fn prepare_dir(
+    dir: &Location,
+    job: &JobDescription,
+    resume: bool,
+) -> Result<DirState, OutputError> {
+    if let Some(p) = dir.local_path() {
+        if p.exists() && !p.is_dir() {
+            return Err(OutputError::NotADirectory { path: dir.url() });
+        }
+    }
+    dir.create_dir_all()?;
+    // The lock, what a run killed before it wrote its job file leaves (a temporary file,
+    // the refresh's scratch), and the job file of a run that committed nothing (refused by
+    // the drop guard, a wrong secret, an unreachable operator) do not make a directory a run
+    // to resume: the same command can simply be run again.
+    let leftover = |name: &str| {
+        name == super::lock::LOCK_FILE
+            || name == ".refresh-tmp"
+            || name == JOB_FILE
+            || (name.starts_with('.') && name.ends_with(".tmp"))
+    };
+    let names = dir.list_names()?;
+    let non_empty = names.iter().any(|name| !leftover(name));
+    let shown = dir.url();
+    if non_empty && !resume {
+        return Err(OutputError::NotEmpty { path: shown });
+    }
+    if !non_empty {
+        write_json(dir, JOB_FILE, job)?;
+        return Ok(DirState::Fresh);
+    }
+    let text = dir
+        .join(JOB_FILE)
+        .read_all()
+        .map_err(|_| OutputError::CannotResume {
+            path: shown.clone(),
+            why: format!("no {JOB_FILE}"),
+        })?;
+    let previous: JobDescription =
+        serde_json::from_slice(&text).map_err(|e| OutputError::CannotResume {
+            path: shown.clone(),
+            why: format!("{JOB_FILE}: {e}"),
+        })?;
+    if !same_job(&previous, job) {
+        return Err(OutputError::CannotResume {
+            path: shown,
+            why: format!(
+                "it holds a run with other {} (rerun with the same flags, or without --resume into a new directory)",
+                job_difference(&previous, job)
+            ),
+        });
+    }
+    if let Some((path, why)) = changed_input(&previous, job) {
+        return Err(OutputError::InputChanged { path, why });
+    }
+    if dir.join(SUCCESS_FILE).exists()? {
+        return Ok(DirState::Complete);
+    }
+    Ok(DirState::Resume)
+}
