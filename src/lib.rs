@@ -15,21 +15,39 @@
 //! In pipeline order:
 //! - [`input`]: readers (CSV/TSV/gzip, Parquet) that yield [`input::Chunk`]s with row numbers;
 //!   input fingerprints for `--resume`.
-//! - [`normalize`]: the operator's normalization and hashing rules (one place).
-//! - [`mapper`]: dedupe, batching and the reorder window, as a struct ([`mapper::Mapper`]).
-//! - [`client`]: one encrypted request per batch: retries, rate limit, in-flight window.
-//! - [`output`]: the dataset directory: parts, the typed manifest, the lock, `_SUCCESS`.
+//! - [`normalize`]: the operator's normalization and hashing rules (one place); it turns a
+//!   reader's chunk into a [`record::IdentityChunk`], which holds only what later stages need.
+//! - [`mapper`]: dedupe (`mapper/cache.rs`), batching and the reorder window
+//!   (`mapper/window.rs`), the run loop that sends batches.
+//! - [`client`]: one encrypted request per batch: rate limit, in-flight window, retries.
+//! - [`output`]: the dataset directory: the row codec (`output/rows.rs`), parts, the typed
+//!   manifest, the lock, `_SUCCESS`.
+//!
+//! The three questions a new reader asks, each answered in one place:
+//! - **where a row's status is decided**: [`record::RowStatus::decide`] (the writer and
+//!   `refresh` both go through it; `output/rows.rs` encodes the row);
+//! - **where a request is retried**: `client/retry.rs`, the loop beside its policy
+//!   ([`client::RetryPolicy`]);
+//! - **where a part is committed**: [`output::DatasetWriter`]'s `commit` (through
+//!   [`storage::PartSink`]: a local temporary file renamed, or a completed multipart
+//!   upload); the run is published by the job skeleton, `pipeline/job.rs`.
 //!
 //! Beside them:
+//! - [`pipeline`]: the job skeleton every command runs the same way (`pipeline/job.rs`: open,
+//!   stages, publish), the stage threads and channels (`pipeline/stages.rs`), `run_hash` and
+//!   `run_map`; [`pipeline::RunHandles`] (interrupt, metrics) travel beside the config.
+//! - [`refresh`]: the nightly job (state-only mode, export-join mode), on the same skeleton.
 //! - [`protocol`]: what the client and the emulator share (envelope, wire formats, limits);
 //!   they never import each other.
 //! - [`operator`]: the emulator.
-//! - [`refresh`]: the nightly job (state-only mode, export-join mode).
 //! - [`record`]: the types that flow between stages, [`record::IdentityChunk`] above all.
-//! - [`config`]: validated configuration; [`interrupt`]: clean stops on SIGINT/SIGTERM;
-//!   [`shell`]: the one runner of users' credentials commands; [`text`]: the one reader of
-//!   string cells of every Arrow flavour.
-//! - [`pipeline`]: how the stages are wired, how big each queue is, `run_hash`/`run_map`.
+//! - [`config`]: validated configuration; [`secret`]: secrets that never print;
+//!   [`interrupt`]: clean stops on SIGINT/SIGTERM; [`shell`]: the one runner of users'
+//!   credentials commands; [`text`]: the one reader of string cells of every Arrow flavour;
+//!   [`prom`]: the one Prometheus text writer; [`storage`]: local and object-store I/O.
+//!
+//! No two top-level modules import each other (`scripts/module_cycles.py` checks it in CI);
+//! [`error`] gathers every stage's error into the crate's [`Error`].
 //!
 //! The library never parses flags or prints: the `euid-map` binary (`src/main.rs`, `src/cli/`)
 //! turns flags into [`config`] types and calls [`pipeline::run_hash`], [`pipeline::run_map`],

@@ -7,7 +7,7 @@
 //! replaced is simply sent again: re-sent, never lost.
 //!
 //! Batches hold at most `batch_size` identities (≤ 5,000); with 44-char hashes a full batch
-//! is about 235 KB of JSON, far below the 1 MiB body limit, which [`Batcher`] still checks.
+//! is about 235 KB of JSON, far below the 1 MiB body limit, which [`crate::protocol::Batcher`] still checks.
 
 mod cache;
 mod window;

@@ -1,5 +1,5 @@
-//! Wires the stages together and owns the channel capacities: [`job`] is the skeleton every
-//! command runs (open, stages, publish), [`stages`] the threads and channels between them.
+//! Wires the stages together and owns the channel capacities: `job.rs` is the skeleton every
+//! command runs (open, stages, publish), `stages.rs` the threads and channels between them.
 //!
 //! ```text
 //! hash:  reader thread ──chunks──▶ hasher thread (rayon) ──resolved──▶ writer (caller's thread)
@@ -9,11 +9,12 @@
 //!
 //! Every channel is bounded, so peak memory ≈ Σ (capacity × chunk bytes), independent of the
 //! input size. With 32 Ki-row chunks of two identities: about 3 MB per chunk before mapping
-//! ([`CHUNKS_IN_FLIGHT`] = 2 on the reader's and the hasher's hop, 1 into the mapper, plus one
-//! in each thread: ≈ 25 MB) and about 10 MB per mapped chunk (the mapper's reorder window of
-//! at most 150,000 identities waiting for answers plus a chunk, [`MAPPED_CHUNKS_QUEUED`] = 1
-//! for the writer, one being written: ≈ 50 MB; a `refresh`, whose window holds up to 600,000 identities while few wait for
-//! answers, adds ≈ 60 MB), plus the mapper's table of hashes in flight (≈ 15 MB), the
+//! ([`CHUNKS_IN_FLIGHT`] = 2 on the reader's hop and on the hasher's, which hands its chunks
+//! straight to the mapper's channel, plus one in each thread: ≈ 20 MB) and about 10 MB per
+//! mapped chunk (the mapper's reorder window of at most 150,000 identities waiting for answers
+//! plus a chunk, [`MAPPED_CHUNKS_QUEUED`] = 1 for the writer, one being written: ≈ 50 MB; a
+//! `refresh`, whose window holds up to 600,000 identities while few wait for answers, adds
+//! ≈ 60 MB), plus the mapper's table of hashes in flight (≈ 15 MB), the
 //! writer's row group (≈ 15 MB), the requests in flight (24 × ≈ 1.5 MB) and the answer cache
 //! (`--dedupe-memory`, 32 MiB). `scripts/bench_map.sh` measures the total: ≤ 256 MiB.
 
