@@ -7,6 +7,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Bytes kept of a command's stdout and of its stderr: a credentials answer is small, and a
+/// noisy command must not fill memory.
+pub const OUTPUT_CAP: u64 = 64 * 1024;
+
 /// Default bound on a credentials command (`--credentials-timeout`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -18,7 +18,7 @@ pub const API_KEY_ENV: &str = "EUID_API_KEY";
 /// The client secret's environment variable.
 pub const SECRET_ENV: &str = "EUID_CLIENT_SECRET";
 /// The most a credentials command may print (it prints two short strings).
-const COMMAND_OUTPUT_MAX: u64 = 64 * 1024;
+const COMMAND_OUTPUT_MAX: u64 = crate::shell::OUTPUT_CAP;
 
 /// Why credentials could not be had. Never carries a secret.
 #[derive(Debug, thiserror::Error)]

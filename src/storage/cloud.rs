@@ -256,7 +256,7 @@ fn credential_process(profile: &str, cmd: &str) -> Result<ProcessAnswer, String>
         #[serde(default)]
         expiration: Option<String>,
     }
-    let out = crate::shell::run(cmd, crate::shell::DEFAULT_TIMEOUT, 64 * 1024)
+    let out = crate::shell::run(cmd, crate::shell::DEFAULT_TIMEOUT, crate::shell::OUTPUT_CAP)
         .map_err(|e| format!("profile {profile}: credential_process: {e}"))?;
     if !out.status.success() {
         return Err(format!(
