@@ -72,6 +72,7 @@ pub mod record;
 pub mod refresh;
 pub mod secret;
 pub mod shell;
+mod spill;
 pub mod storage;
 pub mod text;
 pub mod tls;

@@ -319,14 +319,16 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                 }
                 let row_key = key::at(&r.kept[key_idx], i / n.max(1));
                 match (&decided, &row_key) {
-                    (Some((kind, h, k, _)), Some(key))
-                        if *kind == id.kind && *h == hash && *k == join::key_digest(key) => {}
+                    (Some(d), Some(key))
+                        if d.kind == id.kind
+                            && d.hash == hash
+                            && d.key == join::key_digest(key) => {}
                     // A null key is never joined: it has no decision.
                     (None, None) => {}
                     _ => return Err(changed_between_reads(&inputs[r.file].given, row)),
                 }
                 // No decision: a null key, which matches no customer of the state.
-                let (plan, carried) = decided.map_or((Plan::New, None), |(_, _, _, d)| d.split());
+                let (plan, carried) = decided.map_or((Plan::New, None), |d| d.decision.split());
                 outcomes[i] = carried;
                 plans.push(plan);
             }

@@ -25,11 +25,8 @@
 //! - Each decision records the identity it was made for; the second read of the export
 //!   checks it, so a changed export can never receive another identity's answer.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::fs::File;
-use std::io::BufReader;
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 
 use super::state::{self, DuePolicy};
 use crate::error::Error;
@@ -38,12 +35,15 @@ use crate::record::{Hashed, IdentityHash, IdentityKind};
 /// State rows per partition: bounds the memory of the decision step (~250 bytes a row).
 pub const PARTITION_ROWS: u64 = 400_000;
 
-mod merge;
-mod spill;
+mod records;
 
 pub(super) use super::plan::Decision;
-pub(crate) use spill::Scratch;
-use spill::*;
+pub(crate) use crate::spill::Scratch;
+use crate::spill::{decode, finish, io, next_frame, put, Merge, Partitions};
+use records::*;
+
+/// The decisions of every partition, merged back in export order.
+pub(crate) type Merged = Merge<DecisionRecord>;
 
 /// A digest of a customer key, to check that the second read sees the same customer.
 pub(super) fn key_digest(key: &str) -> u64 {
@@ -53,7 +53,7 @@ pub(super) fn key_digest(key: &str) -> u64 {
 
 /// The decided join, ready to be merged back in export order.
 pub(super) struct Joined {
-    sides: Sides,
+    sides: Partitions,
     /// State rows whose customer is gone from the export, sorted (for `--keep-missing`).
     pub missing: Vec<u64>,
     /// Distinct customer keys in the state.
@@ -98,7 +98,7 @@ pub(super) fn build(
     export: impl FnOnce(&mut dyn FnMut(ExportIdentity<'_>) -> Result<(), Error>) -> Result<(), Error>,
 ) -> Result<Joined, Error> {
     let n = state_rows.div_ceil(partition_rows.max(1)).max(1) as usize;
-    let sides = Sides {
+    let sides = Partitions {
         dir: tmp.to_path_buf(),
         n,
     };
@@ -270,3 +270,13 @@ pub(super) fn build(
 
 #[cfg(test)]
 mod tests;
+
+impl Joined {
+    /// Opens the decision files for the merge, from ordinal `floor` on.
+    ///
+    /// # Errors
+    /// A decision file cannot be read.
+    pub(crate) fn merge(&self, floor: u64) -> Result<Merged, Error> {
+        Merge::open(&self.sides, "d", floor)
+    }
+}
