@@ -218,12 +218,55 @@ pub struct MapSettings {
     pub batch_size: usize,
     /// Memory for the answer cache, bytes.
     pub cache_bytes: usize,
+    /// How repeats are found (`map --dedupe`).
+    pub dedupe: DedupeMode,
+    /// `map --distinct`: write the lookup table (one row per distinct identity) instead of
+    /// one row per input identity.
+    pub distinct: bool,
+    /// Where `--dedupe exact` keeps its scratch folder (default: beside a local output, the
+    /// system's temporary directory for an object-store output).
+    pub tmp_dir: Option<std::path::PathBuf>,
+}
+
+/// How `map` finds repeated identities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DedupeMode {
+    /// `exact` when the input may hold more identities than the answer cache remembers,
+    /// `window` otherwise.
+    #[default]
+    Auto,
+    /// Each distinct identity sent once per run, whatever the file order (two reads of the
+    /// input and a scratch folder).
+    Exact,
+    /// One read; a repeat is answered from the answer cache while its answer is remembered
+    /// (`--dedupe-memory`), sent again otherwise.
+    Window,
+}
+
+/// Rough input bytes per identity, to guess from the input size whether the cache covers
+/// it (a CSV row of an email and a phone is about 60 bytes).
+const BYTES_PER_IDENTITY_GUESS: u64 = 30;
+
+impl MapSettings {
+    /// The mode that runs for inputs of `input_bytes`, and the guess of their identities.
+    pub fn dedupe_for(&self, input_bytes: u64) -> (DedupeMode, u64) {
+        let guess = input_bytes / BYTES_PER_IDENTITY_GUESS;
+        let cache = (self.cache_bytes / crate::mapper::CACHE_ENTRY_BYTES) as u64;
+        let mode = match self.dedupe {
+            _ if self.distinct => DedupeMode::Exact,
+            DedupeMode::Auto if self.cache_bytes > 0 && guess > cache => DedupeMode::Exact,
+            DedupeMode::Auto => DedupeMode::Window,
+            m => m,
+        };
+        (mode, guess)
+    }
 }
 
 impl MapSettings {
     /// The dataset this API writes (v2 adds `bucket_id`).
     pub fn output_kind(&self) -> OutputKind {
         match self.client.api {
+            _ if self.distinct => OutputKind::Lookup,
             Api::V3 => OutputKind::Map,
             Api::V2 => OutputKind::MapV2,
         }

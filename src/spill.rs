@@ -113,6 +113,37 @@ fn private_file(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// FNV-1a: a stable hash (across runs and versions) for partitions and names.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Where a run that writes `out` keeps its scratch folder: `tmp_dir` when given, else beside a
+/// local output (`OUT_DIR/LOCAL_NAME`, the same disk) or in the system's temporary directory
+/// for an object-store output. Outside the output the folder's name is the output's own
+/// (`euid-map-TAG-DIGEST`), so the next run on the same output (a `--resume` after kill -9)
+/// clears what a killed one left, hashed identities included.
+pub(crate) fn scratch_dir(
+    out: &crate::storage::Location,
+    tmp_dir: Option<&Path>,
+    local_name: &str,
+    tag: &str,
+) -> PathBuf {
+    match (tmp_dir, out.local_path()) {
+        (None, Some(p)) => p.join(local_name),
+        (base, _) => {
+            let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
+            let h = fnv1a(out.url().as_bytes()) % u64::MAX;
+            base.join(format!("euid-map-{tag}-{h:016x}"))
+        }
+    }
+}
+
 /// A scratch folder (it holds hashed identities): private (0700), and removed when this
 /// guard drops, on every exit path, success, error or panic. One left by a killed run is
 /// removed by the next run that uses the same name.

@@ -337,6 +337,9 @@ impl Tuning {
             embedded_operator: target.embedded,
             batch_size: self.batch_size,
             cache_bytes: self.dedupe_memory.saturating_mul(1 << 20),
+            dedupe: Default::default(),
+            tmp_dir: None,
+            distinct: false,
         })
     }
 }
@@ -349,6 +352,9 @@ pub(super) fn client_settings(target: OperatorTarget) -> MapSettings {
         embedded_operator: target.embedded,
         batch_size: MAX_ITEMS_PER_REQUEST,
         cache_bytes: 0,
+        dedupe: euid_map::config::DedupeMode::Window,
+        tmp_dir: None,
+        distinct: false,
     }
 }
 

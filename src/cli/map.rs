@@ -4,7 +4,8 @@ use clap::Args;
 
 use super::client_args::ClientArgs;
 use super::common::{finish, handle_signals, with_metrics, JobArgs, Tuning};
-use euid_map::config::MapConfig;
+use super::usage;
+use euid_map::config::{DedupeMode, MapConfig};
 
 /// Arguments of `euid-map map`.
 #[derive(Debug, Args)]
@@ -18,6 +19,43 @@ pub(crate) struct MapArgs {
     client: ClientArgs,
     #[command(flatten)]
     tuning: Tuning,
+    #[command(flatten)]
+    dedupe: DedupeArgs,
+}
+
+/// How repeats are found.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Tuning")]
+struct DedupeArgs {
+    /// How repeated identities are found. `exact`: each distinct identity is sent once per
+    /// run, however far apart its repeats are (the input is read twice, and a private scratch
+    /// folder holds about 160 bytes per identity until the run ends: beside a local output,
+    /// or under --tmp-dir). `window`: one read, and a repeat is answered from
+    /// --dedupe-memory's cache while its answer is remembered, sent again otherwise. `auto`
+    /// runs `exact` when the input may hold more identities than that cache remembers (about
+    /// one per 30 input bytes), `window` otherwise. The manifest's `dedupe` says which ran
+    #[arg(long, value_enum, default_value_t = Dedupe::Auto, value_name = "MODE")]
+    dedupe: Dedupe,
+    /// Where `--dedupe exact` keeps its scratch folder (default: inside a local output
+    /// directory, the system's temporary directory for an object-store output). The folder
+    /// is private (0700) and removed when the run ends, also after a failure; one a killed
+    /// run left is removed by the next run on the same output
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<std::path::PathBuf>,
+    /// Write the lookup table instead: one row per distinct valid identity (identity_type,
+    /// identity_hash, status, reason, raw_euid, previous_raw_euid, refresh_from, mapped_at;
+    /// no source, row or kept columns), to JOIN on identity_hash in the warehouse. Runs
+    /// --dedupe exact; the manifest still counts the input's identities by status. The table
+    /// is one part, committed when complete (--resume after an interruption starts it over)
+    #[arg(long)]
+    distinct: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Dedupe {
+    Auto,
+    Exact,
+    Window,
 }
 
 /// Runs the command.
@@ -25,7 +63,22 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
     with_metrics(&a.job.metrics, |run| {
         let job = a.job.to_config()?;
         let (target, source) = a.client.job_target(&run.metrics)?;
-        let mapping = a.tuning.settings(target)?;
+        let mut mapping = a.tuning.settings(target)?;
+        mapping.dedupe = match a.dedupe.dedupe {
+            Dedupe::Auto => DedupeMode::Auto,
+            Dedupe::Exact => DedupeMode::Exact,
+            Dedupe::Window => DedupeMode::Window,
+        };
+        mapping.tmp_dir = a.dedupe.tmp_dir.clone();
+        if a.dedupe.distinct {
+            if matches!(a.dedupe.dedupe, Dedupe::Window) {
+                usage!("--distinct writes each distinct identity once: it runs --dedupe exact, not window");
+            }
+            if mapping.client.api == euid_map::client::Api::V2 {
+                usage!("--distinct writes the v3 lookup table: drop --api v2");
+            }
+            mapping.distinct = true;
+        }
         let cfg = MapConfig { job, mapping };
         handle_signals(&run)?;
         let summary =

@@ -34,6 +34,14 @@ pub const CHUNK_ROWS: usize = 32 * 1024;
 /// Errors that stop a run before or while reading input. Each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    /// An input read twice (`map --dedupe exact`) was not the same the second time.
+    #[error("{path} changed while the run read it ({why}): `map --dedupe exact` reads each input twice, so it must not change until the run ends. Rerun once the export is complete (with --resume, committed parts are kept), or pass --dedupe window to read it once")]
+    ChangedBetweenReads {
+        /// The input (or inputs) as given.
+        path: String,
+        /// What differs.
+        why: String,
+    },
     /// The file does not exist or cannot be opened.
     #[error("{path}: cannot open")]
     Open {

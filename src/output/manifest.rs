@@ -171,6 +171,17 @@ pub struct Manifest {
     /// Identities answered from the cache or an in-flight request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deduplicated: Option<u64>,
+    /// `map`: how repeats were found: `exact` (each distinct identity sent once) or
+    /// `window` (the answer cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe: Option<String>,
+    /// `map --distinct`: the dataset is the lookup table (one row per distinct identity;
+    /// `counts` and `input_rows` are the input's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distinct: Option<bool>,
+    /// `map --dedupe exact`: the scratch folder's size at its peak, bytes (about).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_scratch_bytes: Option<u64>,
     /// Client counters (requests, retries, latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<crate::client::ClientReport>,
@@ -280,6 +291,9 @@ impl Manifest {
             base_url: None,
             hashes_sent: None,
             unique_hashes_sent: None,
+            dedupe: None,
+            dedupe_scratch_bytes: None,
+            distinct: None,
             deduplicated: None,
             client: None,
             peak_in_flight: None,

@@ -29,7 +29,9 @@ pub use manifest::{
 pub use parts::{committed_parts, part_name, PartInfo};
 pub(crate) use rows::encode_optout;
 pub use rows::{swept_since, DecodedRow, RowReader};
-pub use schema::{col, OutputKind, Schema, OUTPUT_COLUMNS, ROW_TYPE, STATE_COLUMNS};
+pub use schema::{
+    col, OutputKind, Schema, LOOKUP_COLUMNS, OUTPUT_COLUMNS, ROW_TYPE, STATE_COLUMNS,
+};
 pub use writer::DatasetWriter;
 
 /// Errors of the output stage.

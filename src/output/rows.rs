@@ -64,6 +64,8 @@ pub(crate) fn encode(
     let mut reason = StringBuilder::new();
     let map = schema.kind != OutputKind::Hash;
     let v2 = schema.kind == OutputKind::MapV2;
+    // The lookup table: no `source`, `row` or kept columns.
+    let lookup = schema.kind == OutputKind::Lookup;
     let mut bucket = StringBuilder::new();
     let mut u = BinaryBuilder::with_capacity(
         if map { rows } else { 0 },
@@ -77,7 +79,7 @@ pub(crate) fn encode(
     let mut outcomes = r.outcomes.take().map(Vec::into_iter);
     let mut swept = String::new();
     for (i, id) in r.ids.iter().enumerate() {
-        if r.origin.is_none() {
+        if r.origin.is_none() && !lookup {
             src.append_value(source);
             row.append_value((r.first_row + (i / n.max(1)) as u64) as i64);
         }
@@ -144,16 +146,19 @@ pub(crate) fn encode(
             }
         }
     }
-    let mut cols: Vec<ArrayRef> = match &r.origin {
-        Some(o) => vec![Arc::clone(&o.source), Arc::clone(&o.row)],
-        None => vec![Arc::new(src.finish()), Arc::new(row.finish())],
-    };
-    if n == 1 {
-        cols.extend(r.kept.iter().cloned());
-    } else {
-        let idx = UInt32Array::from_iter_values((0..rows).map(|i| (i / n.max(1)) as u32));
-        for k in &r.kept {
-            cols.push(arrow_select::take::take(k.as_ref(), &idx, None)?);
+    let mut cols: Vec<ArrayRef> = Vec::new();
+    if !lookup {
+        cols = match &r.origin {
+            Some(o) => vec![Arc::clone(&o.source), Arc::clone(&o.row)],
+            None => vec![Arc::new(src.finish()), Arc::new(row.finish())],
+        };
+        if n == 1 {
+            cols.extend(r.kept.iter().cloned());
+        } else {
+            let idx = UInt32Array::from_iter_values((0..rows).map(|i| (i / n.max(1)) as u32));
+            for k in &r.kept {
+                cols.push(arrow_select::take::take(k.as_ref(), &idx, None)?);
+            }
         }
     }
     cols.push(Arc::new(ty.finish()));

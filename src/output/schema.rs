@@ -17,6 +17,9 @@ pub enum OutputKind {
     /// `euid-map optout`: raw EUIDs with their opt-out status (`raw_euid`, `status`,
     /// `reason`, `opted_out_since`).
     Optout,
+    /// `map --distinct` (and `refresh` of such a dataset): the lookup table, one row per
+    /// distinct identity, without `source`, `row` or kept columns.
+    Lookup,
 }
 
 /// The Arrow schema of a dataset, and where its columns are.
@@ -83,6 +86,18 @@ pub const OUTPUT_COLUMNS: [&str; 12] = [
     col::OPTED_OUT_SINCE,
 ];
 
+/// The columns of the lookup table (`map --distinct`), which `refresh` also reads as state.
+pub const LOOKUP_COLUMNS: [&str; 8] = [
+    col::IDENTITY_TYPE,
+    col::IDENTITY_HASH,
+    col::STATUS,
+    col::REASON,
+    col::RAW_EUID,
+    col::PREVIOUS_RAW_EUID,
+    col::REFRESH_FROM,
+    col::MAPPED_AT,
+];
+
 /// The columns every state dataset of `refresh` has beside its kept columns: the output's,
 /// less v2's `bucket_id` and the `optout` command's `opted_out_since`.
 pub const STATE_COLUMNS: [&str; 10] = [
@@ -101,6 +116,9 @@ pub const STATE_COLUMNS: [&str; 10] = [
 impl Schema {
     /// The kept columns, with their types, in the output's order.
     pub fn kept_columns(&self) -> Vec<(String, DataType)> {
+        if self.kind == OutputKind::Lookup {
+            return Vec::new();
+        }
         self.arrow.fields()[2..2 + self.kept]
             .iter()
             .map(|f| (f.name().clone(), f.data_type().clone()))
@@ -135,6 +153,16 @@ impl Schema {
     /// `mapped_at`. Both timestamps are UTC milliseconds (Parquet has no seconds unit);
     /// `refresh_from` always holds whole seconds, as the operator's `r` does.
     pub fn new(kind: OutputKind, kept: &[(String, DataType)]) -> Schema {
+        if kind == OutputKind::Lookup {
+            let mut s = Schema::new(OutputKind::Map, &[]);
+            let fields: Vec<Field> = s.arrow.fields()[2..]
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            s.arrow = Arc::new(arrow_schema::Schema::new(fields));
+            s.kind = kind;
+            return s;
+        }
         let mut fields = vec![
             Field::new(col::SOURCE, DataType::Utf8, false),
             Field::new(col::ROW, ROW_TYPE, false),

@@ -19,12 +19,14 @@
 //! (`--dedupe-memory`, 32 MiB). `scripts/bench_map.sh` measures the total: ≤ 256 MiB.
 
 mod connection;
+mod exact;
 mod job;
 mod optout;
 mod stages;
 
 pub use connection::start_embedded;
 pub(crate) use connection::Connection;
+pub use exact::SCRATCH_BYTES_PER_IDENTITY;
 pub(crate) use job::{Job, Opened};
 pub use job::{RunHandles, Summary};
 pub use optout::{run_optout, OptoutConfig};
@@ -34,7 +36,7 @@ pub(crate) use stages::{
 
 use std::sync::Arc;
 
-use crate::config::{JobConfig, MapConfig};
+use crate::config::{DedupeMode, JobConfig, MapConfig};
 use crate::error::Error;
 use crate::input::ReadProgress;
 use crate::output::{DirState, OutputKind};
@@ -84,6 +86,20 @@ pub fn run_hash(cfg: &JobConfig, run: &RunHandles) -> Result<Summary, Error> {
     job.publish(&writer, manifest)
 }
 
+/// The options that make a `map` job (what `--resume` must share): the environment and the
+/// API (integ and prod ids must never mix, nor v2 parts with v3 ones), and the lookup
+/// table; the URL is not, so a run can resume against a restarted operator or another host
+/// of the same env.
+fn map_options(settings: &crate::config::MapSettings) -> serde_json::Value {
+    let mut o =
+        serde_json::json!({"env": settings.env, "api": format!("{:?}", settings.client.api)});
+    // Written only when set, so that directories from before it existed still resume.
+    if settings.distinct {
+        o["distinct"] = true.into();
+    }
+    o
+}
+
 /// Runs `euid-map map`: read → hash → dedupe → batch → map → write.
 ///
 /// # Errors
@@ -94,24 +110,70 @@ pub fn run_map(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Error> {
 }
 
 async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Error> {
-    let job = Job::new(&cfg.job, run);
     let settings = &cfg.mapping;
+    // The lookup table is one part, committed when complete: its rows come partition by
+    // partition, so a part boundary would not be a point a resumed run could continue from.
+    let distinct_job;
+    let job_cfg = if settings.distinct {
+        distinct_job = JobConfig {
+            part_rows: u64::MAX,
+            ..cfg.job.clone()
+        };
+        &distinct_job
+    } else {
+        &cfg.job
+    };
+    let job = Job::new(job_cfg, run);
     // The environment and the API are part of the job (integ and prod ids must never mix,
     // nor v2 parts with v3 ones); the URL is not, so a run can resume against a restarted
     // operator or another host of the same env.
-    let (columns, opened) = job.prepare(
-        settings.output_kind(),
-        "map",
-        serde_json::json!({"env": settings.env, "api": format!("{:?}", settings.client.api)}),
-    )?;
+    let (columns, opened) = job.prepare(settings.output_kind(), "map", map_options(settings))?;
     let Opened { writer, dir, start } = opened;
     if dir == DirState::Complete {
         return job.already_complete();
     }
     let conn = Connection::open(settings).await?;
     let mstats = Arc::new(crate::mapper::MapperStats::default());
-    let read_progress = Arc::new(ReadProgress::default());
     conn.attach_metrics(&job, &mstats);
+    let input_bytes = cfg.job.inputs.iter().map(|f| f.size()).sum();
+    if let (DedupeMode::Exact, guess) = settings.dedupe_for(input_bytes) {
+        let scratch = crate::spill::scratch_dir(
+            &cfg.job.out_dir,
+            settings.tmp_dir.as_deref(),
+            ".dedupe.tmp",
+            "dedupe",
+        );
+        let (mut writer, report) = exact::map_exact(
+            &conn,
+            &job,
+            settings,
+            &columns,
+            start,
+            writer,
+            Arc::clone(&mstats),
+            scratch,
+            guess,
+            settings.distinct,
+        )
+        .await?;
+        exact::note_deduplicated(&mstats, report.valid_identities);
+        writer.finish()?;
+        let mut manifest = job.manifest("map", &writer, &columns);
+        conn.annotate(&mut manifest, settings, &mstats);
+        // Every distinct identity of the run was sent once: the count is exact.
+        manifest.unique_hashes_sent = manifest.hashes_sent;
+        manifest.dedupe = Some("exact".into());
+        manifest.dedupe_scratch_bytes = Some(report.scratch_bytes);
+        if settings.distinct {
+            // The table holds each distinct identity once; the counts are the input's.
+            manifest.input_rows = report.input_rows;
+            manifest.counts = crate::output::counts_map(&report.input_counts);
+            manifest.distinct = Some(true);
+        }
+        conn.close().await;
+        return job.publish(&writer, manifest);
+    }
+    let read_progress = Arc::new(ReadProgress::default());
     let progress = job.progress(&read_progress, Some(conn.progress_extra(&mstats)));
     let (tx, rx) = to_mapper();
     let (reader, hasher) = read_and_hash(&job, &columns, start, read_progress, move |c| {
@@ -136,6 +198,7 @@ async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Err
     writer.finish()?;
     let mut manifest = job.manifest("map", &writer, &columns);
     conn.annotate(&mut manifest, settings, &mstats);
+    manifest.dedupe = Some("window".into());
     conn.close().await;
     job.publish(&writer, manifest)
 }

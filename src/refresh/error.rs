@@ -36,6 +36,9 @@ pub enum RefreshError {
         /// The state's kept columns.
         kept: String,
     },
+    /// Today's export over a lookup table (`map --distinct`): it has no customer keys.
+    #[error("the state is a lookup table (map --distinct): it holds identities, not customers, so it refreshes without INPUT or --key-col (state-only mode)")]
+    LookupWithExport,
     /// `--api v2` over a v3 state.
     #[error("--api v2 needs a state written with --api v2 (it has no bucket_id column)")]
     NotAV2State,

@@ -174,15 +174,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
     let state_rows = c.state_rows;
     // Local outputs keep the scratch beside the dataset (same disk); an object-store output
     // uses the machine's temporary directory.
-    let scratch_dir = match job.cfg.out_dir.local_path() {
-        Some(p) => p.join(".refresh-tmp"),
-        // A name of the output's own, so that the next run (a --resume after kill -9)
-        // clears what a killed one left, hashed identities included.
-        None => std::env::temp_dir().join(format!(
-            "euid-map-refresh-{:016x}",
-            join::key_digest(&job.cfg.out_dir.url())
-        )),
-    };
+    let scratch_dir = crate::spill::scratch_dir(&job.cfg.out_dir, None, ".refresh-tmp", "refresh");
     let scratch = join::Scratch::create(scratch_dir)?;
     let mut file_rows = vec![0u64; n_inputs];
     let mut export_null_keys = 0u64;

@@ -101,6 +101,8 @@ struct Started {
 /// What both modes share once the output is open: the state, the policy, the channels.
 struct Common<'a> {
     cfg: &'a RefreshConfig,
+    /// The state is a lookup table (`map --distinct`), and so is the new dataset.
+    lookup: bool,
     /// The job with its kept columns settled (the state's, unless changed on purpose).
     job: Job<'a>,
     parts: Vec<crate::storage::Location>,
@@ -208,6 +210,10 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
     }
     let st = state::open(&cfg.state)?;
     let parts = st.parts.clone();
+    let lookup = state::is_lookup(&parts);
+    if lookup && !cfg.job.inputs.is_empty() {
+        return Err(RefreshError::LookupWithExport.into());
+    }
     let kept = state::kept_columns(&cfg.state, &parts)?;
     if let Some(k) = &cfg.key_col {
         match kept.iter().find(|(n, _)| n == k) {
@@ -287,6 +293,7 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
     let (plans_tx, plans_rx) = sync_channel::<Plans>(PLANS_IN_FLIGHT);
     let common = Common {
         cfg,
+        lookup,
         job: j,
         parts,
         state_rows: st.rows,
@@ -346,6 +353,9 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
         .requests
         .load(std::sync::atomic::Ordering::Relaxed);
     manifest.state = Some(cfg.state.url());
+    if lookup {
+        manifest.distinct = Some(true);
+    }
     manifest.now = Some(
         chrono::DateTime::from_timestamp_millis(cfg.now_ms)
             .map(|t| t.to_rfc3339())

@@ -12,9 +12,17 @@ use crate::output::{OutputError, RowReader};
 use crate::record::{Hashed, Identity, MapOutcome, RowStatus};
 use crate::storage::{Location, ParquetFile};
 
-/// Columns every state dataset has, beside the kept columns.
-fn fixed() -> impl Iterator<Item = &'static str> {
-    crate::output::STATE_COLUMNS.into_iter()
+/// Whether the dataset is a lookup table (`map --distinct`): no `source`, one row per
+/// identity.
+pub(super) fn is_lookup(parts: &[Location]) -> bool {
+    parts
+        .first()
+        .and_then(|p| ParquetFile::open(p).ok())
+        .is_some_and(|b| {
+            let s = b.schema();
+            s.field_with_name(crate::output::col::SOURCE).is_err()
+                && s.field_with_name(crate::output::col::IDENTITY_HASH).is_ok()
+        })
 }
 
 fn bad(path: &Location, why: impl Into<String>) -> OutputError {
@@ -182,8 +190,13 @@ pub(super) fn kept_columns(
         .iter()
         .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect();
-    for col in fixed() {
-        if !names.iter().any(|(n, _)| n == col) {
+    let fixed: &[&str] = if is_lookup(parts) {
+        &crate::output::LOOKUP_COLUMNS
+    } else {
+        &crate::output::STATE_COLUMNS
+    };
+    for col in fixed {
+        if !names.iter().any(|(n, _)| n == *col) {
             return Err(bad(
                 dir,
                 format!("column {col:?} is missing from {}: --state must be the output of map or refresh", first.url()),

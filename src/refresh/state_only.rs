@@ -3,7 +3,7 @@
 
 use super::{send_state, Common, Started};
 use crate::error::Error;
-use crate::output::{DirState, JobDescription, Schema};
+use crate::output::{DirState, JobDescription, OutputKind, Schema};
 use crate::pipeline::{Opened, Stage};
 
 /// Opens the output and starts the thread that streams the state; `None` when `--resume`
@@ -14,7 +14,14 @@ use crate::pipeline::{Opened, Stage};
 pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
     let Opened { writer, dir, start } = c.job.open(
         description,
-        Schema::new(c.cfg.mapping.output_kind(), &c.kept),
+        Schema::new(
+            if c.lookup {
+                OutputKind::Lookup
+            } else {
+                c.cfg.mapping.output_kind()
+            },
+            &c.kept,
+        ),
         vec![c.cfg.state.url()],
     )?;
     if dir == DirState::Complete {

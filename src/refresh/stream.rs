@@ -65,10 +65,13 @@ fn state_chunk(
         ids,
     );
     chunk.outcomes = Some(outcomes);
-    chunk.origin = Some(Origin {
-        source: state::origin_source(&col(crate::output::col::SOURCE)),
-        row: state::origin_row(&col(crate::output::col::ROW)),
-    });
+    // A lookup table has no `source` or `row`, and keeps none.
+    if batch.column_by_name(crate::output::col::SOURCE).is_some() {
+        chunk.origin = Some(Origin {
+            source: state::origin_source(&col(crate::output::col::SOURCE)),
+            row: state::origin_row(&col(crate::output::col::ROW)),
+        });
+    }
     (chunk, plans)
 }
 

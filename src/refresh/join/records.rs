@@ -7,12 +7,7 @@ use super::*;
 
 /// FNV-1a: a stable hash, so a key lands in the same partition on both sides.
 pub(crate) fn partition(key: &str, n: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % n as u64) as usize
+    (crate::spill::fnv1a(key.as_bytes()) % n as u64) as usize
 }
 
 // --- spill records ----------------------------------------------------------------------
