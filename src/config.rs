@@ -52,17 +52,6 @@ pub enum ConfigError {
         /// The scheme given.
         scheme: String,
     },
-    /// The emulator's keys file is unusable.
-    #[error("{path}: {why}")]
-    KeysFile {
-        /// The file.
-        path: String,
-        /// What is wrong (never a secret).
-        why: String,
-    },
-    /// `--faults` does not parse.
-    #[error("--faults: {0}")]
-    Faults(String),
 }
 
 /// Checks an operator base URL and returns it without a trailing slash or `/v2`/`/v3`.
@@ -287,6 +276,18 @@ mod tests {
     use super::*;
 
     /// Issue #9.10: plain http only to real loopback, and never with user info.
+    /// A profile's or a flag's URL names a public environment however it is spelled.
+    #[test]
+    fn public_environments_are_found_from_any_spelling_of_their_url() {
+        assert_eq!(env_of_url("https://prod.euid.eu"), Some("prod"));
+        assert_eq!(env_of_url("https://PROD.euid.eu/v3/"), Some("prod"));
+        assert_eq!(env_of_url("https://integ.euid.eu/v2"), Some("integ"));
+        assert_eq!(env_of_url("https://operator.example.com"), None);
+        assert_eq!(env_of_url("not a url"), None);
+        assert_eq!(env_url("integ"), Some("https://integ.euid.eu"));
+        assert_eq!(public_env("local"), None);
+    }
+
     #[test]
     fn plain_http_only_to_loopback_and_never_with_user_info() {
         for ok in [

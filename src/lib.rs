@@ -15,17 +15,22 @@
 //! In pipeline order:
 //! - [`input`]: readers (CSV/TSV/gzip, Parquet) that yield [`input::Chunk`]s with row numbers;
 //!   input fingerprints for `--resume`.
-//! - [`normalize`]: the operator's normalization and hashing rules (one place); it turns a
-//!   reader's chunk into a [`record::IdentityChunk`], which holds only what later stages need.
+//! - [`normalize`]: the operator's normalization and hashing rules (one place); the hasher
+//!   stage (`pipeline/stages.rs`) turns a reader's chunk into a [`record::IdentityChunk`] with
+//!   them, which holds only what later stages need.
 //! - [`mapper`]: dedupe (`mapper/cache.rs`), batching and the reorder window
-//!   (`mapper/window.rs`), the run loop that sends batches.
+//!   (`mapper/window.rs`), the run loop that sends batches; `map --dedupe exact` spills the
+//!   identities to disk first (`pipeline/exact.rs`, `spill.rs`) and sends each distinct one
+//!   once.
 //! - [`client`]: one encrypted request per batch: rate limit, in-flight window, retries.
 //! - [`output`]: the dataset directory: the row codec (`output/rows.rs`), parts, the typed
 //!   manifest, the lock, `_SUCCESS`.
 //!
 //! The three questions a new reader asks, each answered in one place:
-//! - **where a row's status is decided**: [`record::RowStatus::decide`] (the writer and
-//!   `refresh` both go through it; `output/rows.rs` encodes the row);
+//! - **where a row's status is decided**: [`record::RowStatus::decide`], from the identity and
+//!   its answer, for every command (`output/rows.rs` calls it as it encodes the row; `refresh`
+//!   first settles a due identity's answer, `refresh/plan.rs`: a failed remap keeps its last
+//!   answer as `stale`, a swept one becomes `optout`);
 //! - **where a request is retried**: `client/retry.rs`, the loop beside its policy
 //!   ([`client::RetryPolicy`]);
 //! - **where a part is committed**: [`output::DatasetWriter`]'s `commit` (through
@@ -44,7 +49,9 @@
 //! - [`config`]: validated configuration; [`secret`]: secrets that never print;
 //!   [`interrupt`]: clean stops on SIGINT/SIGTERM; [`shell`]: the one runner of users'
 //!   credentials commands; [`text`]: the one reader of string cells of every Arrow flavour;
-//!   [`prom`]: the one Prometheus text writer; [`storage`]: local and object-store I/O.
+//!   [`prom`]: the one Prometheus text writer; [`storage`]: local and object-store I/O;
+//!   [`metrics`]: the run's Prometheus metrics and where they go; [`credentials`]: profiles
+//!   and credentials commands; [`progress`]: the progress bar; [`tls`]: the TLS provider.
 //!
 //! No two top-level modules import each other (`scripts/module_cycles.py` checks it in CI);
 //! [`error`] gathers every stage's error into the crate's [`Error`].

@@ -10,7 +10,6 @@
 
 mod push;
 
-pub use crate::prom as text;
 pub use push::{push_url, write_file, MetricsError, Reporter, Sinks, JOB, PUSH_EVERY};
 
 use std::sync::atomic::Ordering;
@@ -21,7 +20,7 @@ use crate::client::{ClientStats, DURATION_BUCKETS};
 use crate::input::ReadProgress;
 use crate::mapper::MapperStats;
 use crate::output::RefreshCounts;
-use crate::record::{LiveCounts, RowStatus, StatusCounts};
+use crate::record::{LiveCounts, RowStatus};
 
 /// The live counters of one run, attached by the stages as they start.
 pub struct RunMetrics {
@@ -94,11 +93,6 @@ impl RunMetrics {
         let _ = self.read.set(read);
     }
 
-    /// The output rows per status written so far (the writer calls this).
-    pub fn set_rows(&self, counts: &StatusCounts) {
-        self.rows.set(counts);
-    }
-
     /// The output rows per status as the writer counts them: hand it to
     /// `DatasetWriter::report_to`.
     pub fn rows(&self) -> Arc<LiveCounts> {
@@ -118,7 +112,7 @@ impl RunMetrics {
         exit: Option<u8>,
         last_success: Option<f64>,
     ) -> String {
-        let mut p = text::Page::new(labels);
+        let mut p = crate::prom::Page::new(labels);
         let command = self.command.lock().expect("metrics lock").clone();
         p.gauge(
             "euid_map_run_info",

@@ -69,8 +69,8 @@ impl FaultPlan {
     ///
     /// # Errors
     /// An unknown name, a probability outside 0..=1, or a sum above 1.
-    pub fn parse(spec: &str, slow: Duration) -> Result<FaultPlan, crate::config::ConfigError> {
-        let bad = crate::config::ConfigError::Faults;
+    pub fn parse(spec: &str, slow: Duration) -> Result<FaultPlan, super::OperatorConfigError> {
+        let bad = super::OperatorConfigError::Faults;
         let mut probabilities = Vec::new();
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (name, p) = part

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::ConfigError;
+use super::OperatorConfigError as ConfigError;
 use crate::protocol::envelope::{decode_secret, Key};
 use crate::protocol::{DEMO_API_KEY, DEMO_CLIENT_SECRET};
 use crate::secret::Secret;

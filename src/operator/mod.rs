@@ -12,6 +12,26 @@
 //! [`serve`] takes a bound listener and a shutdown future (mini-redis style), so tests run it
 //! in-process on port 0; [`spawn_local`] does exactly that for `map --env local`.
 
+/// Why the emulator's configuration is unusable (its own: the emulator imports nothing of
+/// the client side but `protocol`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorConfigError {
+    /// The keys file is unusable.
+    #[error("{path}: {why}")]
+    KeysFile {
+        /// The file.
+        path: String,
+        /// What is wrong (never a secret).
+        why: String,
+    },
+    /// `--faults` does not parse.
+    #[error("--faults: {0}")]
+    Faults(String),
+    /// A client secret is unusable.
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+}
+
 mod endpoints;
 pub mod faults;
 pub mod keys;

@@ -75,6 +75,11 @@ impl<'a> Job<'a> {
         }
     }
 
+    /// A run whose clock started at `started` (before its config was settled).
+    pub(crate) fn started_at(cfg: &'a JobConfig, run: &'a RunHandles, started: Instant) -> Job<'a> {
+        Job { cfg, run, started }
+    }
+
     /// The interrupt flag of the run.
     pub(crate) fn interrupt(&self) -> &Interrupt {
         &self.run.interrupt

@@ -1,5 +1,6 @@
-//! Wires the stages together and owns the channel capacities: `job.rs` is the skeleton every
-//! command runs (open, stages, publish), `stages.rs` the threads and channels between them.
+//! The jobs: `run_hash` and `run_map` here, on the skeleton every command runs the same way
+//! (`job.rs`: open, stages, publish), with the stage threads and channels of `stages.rs`
+//! (whose capacities are set here) and, for `map --dedupe exact`, `exact.rs`.
 //!
 //! ```text
 //! hash:  reader thread ──chunks──▶ hasher thread (rayon) ──resolved──▶ writer (caller's thread)

@@ -87,15 +87,16 @@ pub(crate) fn read_and_hash(
         for chunk in chunk_rx {
             let c = &cols[chunk.file];
             let ids = crate::normalize::chunk(&chunk, c);
-            // The raw cells stay here: what flows on holds only what later stages need.
-            let hashed = IdentityChunk::new(
-                chunk.file,
-                chunk.first_row,
-                chunk.len,
-                c.identities.len(),
-                chunk.kept,
-                ids,
-            );
+            // The raw cells are dropped here, before the send may wait: what flows on holds
+            // only what later stages need.
+            let Chunk {
+                file,
+                first_row,
+                len,
+                kept,
+                ..
+            } = chunk;
+            let hashed = IdentityChunk::new(file, first_row, len, c.identities.len(), kept, ids);
             if !send(hashed) {
                 break;
             }

@@ -232,11 +232,7 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
         }
     }
     let job_owned = settle_kept(cfg, &kept)?;
-    let j = Job {
-        cfg: &job_owned,
-        run,
-        started,
-    };
+    let j = Job::started_at(&job_owned, run, started);
     let job = &job_owned;
     let description = describe(cfg, job, &st)?;
     // A finished night run again: nothing to do, before any request (the sweep's).
@@ -309,6 +305,8 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
     };
     let read_progress = Arc::clone(&common.read_progress);
     conn.attach_metrics(&j, &mstats);
+    // The join's first read of the export counts too.
+    run.metrics.attach_reader(Arc::clone(&read_progress));
     let opened = if job.inputs.is_empty() {
         state_only::start(common, &description)?
     } else {

@@ -79,19 +79,25 @@ impl AtomicFile {
     }
 
     /// Publishes the file under its final name: flush, fsync, rename, fsync of the
-    /// directory.
+    /// directory. If a step before the rename fails, the temporary file is removed.
     pub(crate) fn commit(mut self) -> Result<(), AtomicError> {
         let at = |path: &Path| {
             let path = path.to_path_buf();
             move |source| AtomicError { path, source }
         };
         let file = self.file.take().expect("committed once");
-        let file = file.into_inner().map_err(|e| AtomicError {
-            path: self.tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(at(&self.tmp))?;
-        std::fs::rename(&self.tmp, &self.dest).map_err(at(&self.dest))?;
+        let renamed = file
+            .into_inner()
+            .map_err(|e| AtomicError {
+                path: self.tmp.clone(),
+                source: e.into_error(),
+            })
+            .and_then(|f| f.sync_all().map_err(at(&self.tmp)))
+            .and_then(|()| std::fs::rename(&self.tmp, &self.dest).map_err(at(&self.dest)));
+        if renamed.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        renamed?;
         sync_parent(&self.dest)
     }
 }

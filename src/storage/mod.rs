@@ -34,8 +34,6 @@ use object_store::ObjectStore;
 pub(crate) use atomic::{unique_temp_name, write_atomic, Perms};
 pub(crate) use bridge::block;
 pub use error::*;
-#[allow(unused_imports)]
-pub(crate) use io::*;
 pub use list::{check_output_outside, expand_inputs, INPUT_EXTENSIONS};
 pub use location::*;
 pub use parquet::{Batches, ParquetFile, ParquetMessage};
