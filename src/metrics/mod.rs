@@ -6,7 +6,7 @@
 //! metric alerts are written against.
 //!
 //! The stages keep their own counters; [`RunMetrics`] only holds them and renders a
-//! snapshot ([`text`]). Never a secret or a raw identifier.
+//! snapshot ([`crate::prom`]). Never a secret or a raw identifier.
 
 mod push;
 
