@@ -228,7 +228,7 @@ pub(crate) async fn map_exact(
     let join_parts = Arc::clone(&parts);
     let join = Stage::spawn("join", move || -> Result<DatasetWriter, Error> {
         let mut merge = Merge::<Answer>::open(&join_parts, "a", 0)?;
-        let mut ordinal = 0u64;
+        let (mut ordinal, mut written) = (0u64, 0u32);
         for mut chunk in rx {
             let mut outcomes = Vec::with_capacity(chunk.ids.len());
             for (i, id) in chunk.ids.iter().enumerate() {
@@ -252,7 +252,10 @@ pub(crate) async fn map_exact(
             }
             chunk.outcomes = Some(outcomes);
             writer.write(chunk)?;
-            abort_at("join");
+            written += 1;
+            if written == 2 {
+                abort_at("join"); // past a part boundary: a committed part to resume after
+            }
         }
         if merge.any_left()? {
             return Err(changed(
@@ -356,6 +359,7 @@ async fn map_partitions(
         }
         if let Some((p, got)) = current.take() {
             sink.partition(p, got)?;
+            abort_at("mapping");
         }
         Ok((sink.done, sink.lookup, sink.counts))
     });
@@ -495,6 +499,19 @@ pub(crate) fn note_deduplicated(mstats: &MapperStats, valid_identities: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `map --help` and README say what the scratch folder costs.
+    #[test]
+    fn the_scratch_space_is_what_the_help_says() {
+        assert_eq!(SCRATCH_BYTES_PER_IDENTITY, 160, "the help and README say 160 bytes");
+        let seen = postcard::to_stdvec(&Seen {
+            ordinal: u64::MAX,
+            kind: IdentityKind::Email,
+            hash: crate::normalize::sha256(b"x"),
+        })
+        .expect("encodes");
+        assert!(seen.len() + 4 <= 48, "pass 1 record: {} bytes", seen.len() + 4);
+    }
 
     #[test]
     fn partitions_scale_with_the_input_and_spread_hashes() {

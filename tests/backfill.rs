@@ -1,0 +1,355 @@
+//! End to end, issue #27: backfills. `map --dedupe exact` sends each distinct identity once
+//! however far apart its repeats are, and writes the window run's rows; `--distinct` writes
+//! the lookup table; kill -9 in each pass and `--resume` give the same rows, and the scratch
+//! folder goes away. The real binary against the emulator.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::Operator;
+
+type Row = BTreeMap<String, Option<String>>;
+
+/// Distinct emails, then every one of them again in reverse order, far beyond what a 1 MiB
+/// answer cache (about 7,000 answers) or the reorder window remembers; a few invalid and
+/// missing cells. Returns the file and its number of distinct valid identities.
+fn backfill_file(dir: &Path) -> (PathBuf, usize) {
+    const N: usize = 160_000;
+    let input = dir.join("events.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    writeln!(f, "event_id,email").unwrap();
+    let mut id = 0;
+    for i in (0..N).chain((0..N).rev()) {
+        let email = match i % 1000 {
+            7 => String::new(),
+            8 => "not-an-email".to_string(),
+            _ => format!("person{i}@example.com"),
+        };
+        writeln!(f, "{id},{email}").unwrap();
+        id += 1;
+    }
+    (input, N - 2 * N / 1000)
+}
+
+fn s(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn map_args(input: &Path, out: &Path, url: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "map",
+        &s(input),
+        "-o",
+        &s(out),
+        "--base-url",
+        url,
+        "--batch-size",
+        "2000",
+        "--dedupe-memory",
+        "1",
+        "--part-rows",
+        "50000",
+        "-q",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    a.extend(extra.iter().map(|e| e.to_string()));
+    a
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    common::run_bin(args, &common::creds())
+}
+
+fn ok(o: &std::process::Output) {
+    assert!(o.status.success(), "{}", common::stderr(o));
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap()
+}
+
+fn without_time(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|mut r| {
+            r.remove("mapped_at");
+            r
+        })
+        .collect()
+}
+
+/// No scratch folder is left in the output (nor any hidden temporary file).
+fn no_scratch(out: &Path) {
+    let left: Vec<String> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn exact_sends_each_distinct_identity_once_and_writes_the_window_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, distinct) = backfill_file(tmp.path());
+    let op = Operator::start(&[]);
+    let window = tmp.path().join("window");
+    ok(&run(&map_args(&input, &window, &op.url, &["--dedupe", "window"])));
+    let sent_window = manifest(&window)["hashes_sent"].as_u64().unwrap();
+    assert!(
+        sent_window > distinct as u64 + 50_000,
+        "the input must defeat the window: {sent_window} sent for {distinct}"
+    );
+    let before = op.requested();
+    let exact = tmp.path().join("exact");
+    ok(&run(&map_args(&input, &exact, &op.url, &["--dedupe", "exact"])));
+    let m = manifest(&exact);
+    assert_eq!(m["dedupe"], "exact");
+    assert_eq!(m["hashes_sent"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(m["unique_hashes_sent"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(
+        op.requested() - before,
+        distinct as f64,
+        "the operator saw each distinct identity once"
+    );
+    assert!(m["dedupe_scratch_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(manifest(&window)["dedupe"], "window");
+    assert_eq!(m["counts"], manifest(&window)["counts"]);
+    let (w, e) = (
+        without_time(common::read_dataset(&window)),
+        without_time(common::read_dataset(&exact)),
+    );
+    assert_eq!(w.len(), 2 * 160_000);
+    assert!(w == e, "the same rows, in the same order");
+    no_scratch(&exact);
+}
+
+#[test]
+fn auto_runs_exact_only_when_the_cache_cannot_cover_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, distinct) = backfill_file(tmp.path());
+    let op = Operator::start(&[]);
+    let big = tmp.path().join("auto-big");
+    ok(&run(&map_args(&input, &big, &op.url, &[])));
+    assert_eq!(manifest(&big)["dedupe"], "exact", "9 MB against a 1 MiB cache");
+    assert_eq!(manifest(&big)["hashes_sent"].as_u64().unwrap(), distinct as u64);
+    let small = tmp.path().join("small.csv");
+    std::fs::write(&small, "event_id,email\n1,a@example.com\n2,a@example.com\n").unwrap();
+    let out = tmp.path().join("auto-small");
+    ok(&run(&map_args(&small, &out, &op.url, &[])));
+    assert_eq!(manifest(&out)["dedupe"], "window");
+}
+
+/// Aborts the run (as kill -9: no cleanup) in `pass`, then resumes it.
+fn abort_then_resume(pass: &str, extra: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, _) = backfill_file(tmp.path());
+    let op = Operator::start(&[]);
+    let out = tmp.path().join("killed");
+    let mut args = map_args(&input, &out, &op.url, &["--dedupe", "exact"]);
+    args.extend(extra.iter().map(|e| e.to_string()));
+    let mut envs = common::creds().to_vec();
+    envs.push(("EUID_MAP_ABORT_AT", pass));
+    let o = common::run_bin(&args, &envs);
+    assert!(!o.status.success(), "aborted in {pass}");
+    assert!(!out.join("_SUCCESS").exists());
+    assert!(
+        out.join(".dedupe.tmp").exists(),
+        "a killed run leaves its scratch folder"
+    );
+    let committed =
+        euid_map::output::committed_parts(&euid_map::storage::Location::Local(out.clone()))
+            .unwrap()
+            .len();
+    if pass == "join" && extra.is_empty() {
+        assert!(committed > 0, "killed after pass 2 committed parts");
+    }
+    args.push("--resume".into());
+    ok(&run(&args));
+    no_scratch(&out);
+    let clean = tmp.path().join("clean");
+    let mut args = map_args(&input, &clean, &op.url, &["--dedupe", "exact"]);
+    args.extend(extra.iter().map(|e| e.to_string()));
+    ok(&run(&args));
+    assert!(
+        without_time(common::read_dataset(&clean)) == without_time(common::read_dataset(&out)),
+        "resumed after {pass}: the clean run's rows, no duplicates, no gaps"
+    );
+    assert_eq!(manifest(&out)["counts"], manifest(&clean)["counts"]);
+}
+
+#[test]
+fn killed_in_the_spill_pass_then_resumed() {
+    abort_then_resume("spill", &[]);
+}
+
+#[test]
+fn killed_in_the_mapping_pass_then_resumed() {
+    abort_then_resume("mapping", &[]);
+}
+
+#[test]
+fn killed_in_the_join_pass_then_resumed() {
+    abort_then_resume("join", &[]);
+}
+
+#[test]
+fn lookup_table_killed_while_mapping_then_resumed() {
+    abort_then_resume("mapping", &["--distinct"]);
+}
+
+/// A real SIGKILL while the mapping pass waits on the operator.
+#[test]
+fn kill_9_while_mapping_then_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, distinct) = backfill_file(tmp.path());
+    let op = Operator::start(&["--admin", "--hold-after", "20"]);
+    let out = tmp.path().join("killed");
+    let args = map_args(&input, &out, &op.url, &["--dedupe", "exact"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_euid-map"))
+        .args(&args)
+        .envs(common::creds())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("a held request", || op.held() > 0.0);
+    assert!(child.try_wait().unwrap().is_none(), "held mid-mapping");
+    let _ = child.kill();
+    child.wait().unwrap();
+    assert!(out.join(".dedupe.tmp").exists());
+    op.release();
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    ok(&run(&resume));
+    no_scratch(&out);
+    assert_eq!(manifest(&out)["hashes_sent"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(common::read_dataset(&out).len(), 2 * 160_000);
+}
+
+#[test]
+fn the_lookup_table_holds_each_distinct_identity_once_with_its_answer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, distinct) = backfill_file(tmp.path());
+    let op = Operator::start(&["--admin"]);
+    let plain = tmp.path().join("plain");
+    ok(&run(&map_args(&input, &plain, &op.url, &["--keep-col", "event_id"])));
+    let lookup = tmp.path().join("lookup");
+    ok(&run(&map_args(&input, &lookup, &op.url, &["--distinct"])));
+    let table = common::read_dataset(&lookup);
+    assert_eq!(table.len(), distinct, "one row per distinct valid identity");
+    let names: BTreeSet<&str> = table[0].keys().map(String::as_str).collect();
+    let want: BTreeSet<&str> = euid_map::output::LOOKUP_COLUMNS.into_iter().collect();
+    assert_eq!(names, want, "no source, row or kept columns");
+    let by_hash: BTreeMap<String, Row> = table
+        .into_iter()
+        .map(|r| (r["identity_hash"].clone().unwrap(), r))
+        .collect();
+    assert_eq!(by_hash.len(), distinct, "no identity twice");
+    // Joining the table back on identity_hash gives every plain row's answer.
+    let mut joined = 0;
+    for r in common::read_dataset(&plain) {
+        match r["identity_hash"].as_ref() {
+            Some(h) => {
+                let l = &by_hash[h];
+                for c in ["status", "reason", "raw_euid", "previous_raw_euid", "refresh_from"] {
+                    assert_eq!(l[c], r[c], "{c} of {h}");
+                }
+                joined += 1;
+            }
+            None => assert!(matches!(r["status"].as_deref(), Some("missing" | "invalid"))),
+        }
+    }
+    assert_eq!(joined, 2 * distinct);
+    let (m, p) = (manifest(&lookup), manifest(&plain));
+    assert_eq!(m["counts"], p["counts"], "the input's identities by status");
+    assert_eq!(m["input_rows"], p["input_rows"]);
+    assert_eq!(m["output_rows"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(m["distinct"], true);
+    assert_eq!(m["hashes_sent"].as_u64().unwrap(), distinct as u64);
+    // Refreshed, it stays a lookup table: every row remapped once due, none duplicated.
+    op.advance(400);
+    let next = tmp.path().join("next");
+    let o = run(&[
+        "refresh".into(),
+        "--state".into(),
+        s(&lookup),
+        "-o".into(),
+        s(&next),
+        "--base-url".into(),
+        op.url.clone(),
+        "--now".into(),
+        "2028-12-01T00:00:00Z".into(),
+        "--no-optout-sweep".into(),
+        "-q".into(),
+    ]);
+    ok(&o);
+    let refreshed = common::read_dataset(&next);
+    assert_eq!(refreshed.len(), distinct);
+    let names: BTreeSet<&str> = refreshed[0].keys().map(String::as_str).collect();
+    assert_eq!(names, want, "still the lookup table's columns");
+    let r = &manifest(&next)["refresh"];
+    assert_eq!(r["due"].as_u64().unwrap() + r["carried"].as_u64().unwrap(), distinct as u64);
+    assert!(r["due"].as_u64().unwrap() > 0);
+    // With today's export it is refused: a lookup table has no customers.
+    let o = run(&[
+        "refresh".into(),
+        s(&input),
+        "--key-col".into(),
+        "event_id".into(),
+        "--state".into(),
+        s(&lookup),
+        "-o".into(),
+        s(&tmp.path().join("refused")),
+        "--base-url".into(),
+        op.url.clone(),
+        "-q".into(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(common::stderr(&o).contains("lookup table"), "{}", common::stderr(&o));
+}
+
+#[test]
+fn distinct_refuses_the_window_mode() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.csv");
+    std::fs::write(&input, "email\na@example.com\n").unwrap();
+    let o = run(&map_args(
+        &input,
+        &tmp.path().join("o"),
+        "http://127.0.0.1:9",
+        &["--distinct", "--dedupe", "window"],
+    ));
+    assert_eq!(o.status.code(), Some(64), "{}", common::stderr(&o));
+}
+
+#[test]
+fn the_scratch_folder_is_private_and_goes_where_tmp_dir_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, _) = backfill_file(tmp.path());
+    let op = Operator::start(&[]);
+    let scratch = tmp.path().join("scratch-space");
+    let out = tmp.path().join("out");
+    let mut args = map_args(&input, &out, &op.url, &["--dedupe", "exact"]);
+    args.extend(["--tmp-dir".to_string(), s(&scratch)]);
+    let mut envs = common::creds().to_vec();
+    envs.push(("EUID_MAP_ABORT_AT", "spill"));
+    assert!(!common::run_bin(&args, &envs).status.success());
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&dirs[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(!out.join(".dedupe.tmp").exists(), "not beside the output");
+    args.push("--resume".into());
+    ok(&run(&args));
+    assert!(!dirs[0].exists(), "removed at the end");
+}
