@@ -100,7 +100,12 @@ fn exact_sends_each_distinct_identity_once_and_writes_the_window_rows() {
     let (input, distinct) = backfill_file(tmp.path());
     let op = Operator::start(&[]);
     let window = tmp.path().join("window");
-    ok(&run(&map_args(&input, &window, &op.url, &["--dedupe", "window"])));
+    ok(&run(&map_args(
+        &input,
+        &window,
+        &op.url,
+        &["--dedupe", "window"],
+    )));
     let sent_window = manifest(&window)["hashes_sent"].as_u64().unwrap();
     assert!(
         sent_window > distinct as u64 + 50_000,
@@ -108,7 +113,12 @@ fn exact_sends_each_distinct_identity_once_and_writes_the_window_rows() {
     );
     let before = op.requested();
     let exact = tmp.path().join("exact");
-    ok(&run(&map_args(&input, &exact, &op.url, &["--dedupe", "exact"])));
+    ok(&run(&map_args(
+        &input,
+        &exact,
+        &op.url,
+        &["--dedupe", "exact"],
+    )));
     let m = manifest(&exact);
     assert_eq!(m["dedupe"], "exact");
     assert_eq!(m["hashes_sent"].as_u64().unwrap(), distinct as u64);
@@ -137,8 +147,15 @@ fn auto_runs_exact_only_when_the_cache_cannot_cover_the_input() {
     let op = Operator::start(&[]);
     let big = tmp.path().join("auto-big");
     ok(&run(&map_args(&input, &big, &op.url, &[])));
-    assert_eq!(manifest(&big)["dedupe"], "exact", "9 MB against a 1 MiB cache");
-    assert_eq!(manifest(&big)["hashes_sent"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(
+        manifest(&big)["dedupe"],
+        "exact",
+        "9 MB against a 1 MiB cache"
+    );
+    assert_eq!(
+        manifest(&big)["hashes_sent"].as_u64().unwrap(),
+        distinct as u64
+    );
     let small = tmp.path().join("small.csv");
     std::fs::write(&small, "event_id,email\n1,a@example.com\n2,a@example.com\n").unwrap();
     let out = tmp.path().join("auto-small");
@@ -228,7 +245,10 @@ fn kill_9_while_mapping_then_resume() {
     resume.push("--resume".into());
     ok(&run(&resume));
     no_scratch(&out);
-    assert_eq!(manifest(&out)["hashes_sent"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(
+        manifest(&out)["hashes_sent"].as_u64().unwrap(),
+        distinct as u64
+    );
     assert_eq!(common::read_dataset(&out).len(), 2 * 160_000);
 }
 
@@ -238,7 +258,12 @@ fn the_lookup_table_holds_each_distinct_identity_once_with_its_answer() {
     let (input, distinct) = backfill_file(tmp.path());
     let op = Operator::start(&["--admin"]);
     let plain = tmp.path().join("plain");
-    ok(&run(&map_args(&input, &plain, &op.url, &["--keep-col", "event_id"])));
+    ok(&run(&map_args(
+        &input,
+        &plain,
+        &op.url,
+        &["--keep-col", "event_id"],
+    )));
     let lookup = tmp.path().join("lookup");
     ok(&run(&map_args(&input, &lookup, &op.url, &["--distinct"])));
     let table = common::read_dataset(&lookup);
@@ -257,12 +282,21 @@ fn the_lookup_table_holds_each_distinct_identity_once_with_its_answer() {
         match r["identity_hash"].as_ref() {
             Some(h) => {
                 let l = &by_hash[h];
-                for c in ["status", "reason", "raw_euid", "previous_raw_euid", "refresh_from"] {
+                for c in [
+                    "status",
+                    "reason",
+                    "raw_euid",
+                    "previous_raw_euid",
+                    "refresh_from",
+                ] {
                     assert_eq!(l[c], r[c], "{c} of {h}");
                 }
                 joined += 1;
             }
-            None => assert!(matches!(r["status"].as_deref(), Some("missing" | "invalid"))),
+            None => assert!(matches!(
+                r["status"].as_deref(),
+                Some("missing" | "invalid")
+            )),
         }
     }
     assert_eq!(joined, 2 * distinct);
@@ -294,7 +328,10 @@ fn the_lookup_table_holds_each_distinct_identity_once_with_its_answer() {
     let names: BTreeSet<&str> = refreshed[0].keys().map(String::as_str).collect();
     assert_eq!(names, want, "still the lookup table's columns");
     let r = &manifest(&next)["refresh"];
-    assert_eq!(r["due"].as_u64().unwrap() + r["carried"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(
+        r["due"].as_u64().unwrap() + r["carried"].as_u64().unwrap(),
+        distinct as u64
+    );
     assert!(r["due"].as_u64().unwrap() > 0);
     // With today's export it is refused: a lookup table has no customers.
     let o = run(&[
@@ -311,7 +348,11 @@ fn the_lookup_table_holds_each_distinct_identity_once_with_its_answer() {
         "-q".into(),
     ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(common::stderr(&o).contains("lookup table"), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("lookup table"),
+        "{}",
+        common::stderr(&o)
+    );
 }
 
 #[test]

@@ -503,14 +503,21 @@ mod tests {
     /// `map --help` and README say what the scratch folder costs.
     #[test]
     fn the_scratch_space_is_what_the_help_says() {
-        assert_eq!(SCRATCH_BYTES_PER_IDENTITY, 160, "the help and README say 160 bytes");
+        assert_eq!(
+            SCRATCH_BYTES_PER_IDENTITY, 160,
+            "the help and README say 160 bytes"
+        );
         let seen = postcard::to_stdvec(&Seen {
             ordinal: u64::MAX,
             kind: IdentityKind::Email,
             hash: crate::normalize::sha256(b"x"),
         })
         .expect("encodes");
-        assert!(seen.len() + 4 <= 48, "pass 1 record: {} bytes", seen.len() + 4);
+        assert!(
+            seen.len() + 4 <= 48,
+            "pass 1 record: {} bytes",
+            seen.len() + 4
+        );
     }
 
     #[test]
