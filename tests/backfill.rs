@@ -23,15 +23,13 @@ fn backfill_file(dir: &Path) -> (PathBuf, usize) {
     let input = dir.join("events.csv");
     let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
     writeln!(f, "event_id,email").unwrap();
-    let mut id = 0;
-    for i in (0..N).chain((0..N).rev()) {
+    for (id, i) in (0..N).chain((0..N).rev()).enumerate() {
         let email = match i % 1000 {
             7 => String::new(),
             8 => "not-an-email".to_string(),
             _ => format!("person{i}@example.com"),
         };
         writeln!(f, "{id},{email}").unwrap();
-        id += 1;
     }
     (input, N - 2 * N / 1000)
 }
