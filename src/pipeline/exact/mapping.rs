@@ -1,0 +1,207 @@
+//! The mapping pass of an exact run: each partition's distinct identities through one
+//! mapper run (so requests stay in flight across partitions), and each partition's answers
+//! written by ordinal for pass 2, or, with `--distinct`, as the lookup table's rows.
+
+use std::sync::Arc;
+
+use super::*;
+
+/// Maps the distinct identities of every partition through one mapper run (so requests
+/// stay in flight across partition boundaries) and writes each partition's answers, in
+/// ordinal order, as soon as all of its identities are answered.
+pub(super) async fn map_partitions(
+    conn: &Connection,
+    job: &Job<'_>,
+    settings: &MapSettings,
+    parts: &Arc<Partitions>,
+    mstats: Arc<MapperStats>,
+    mut lookup: Option<DatasetWriter>,
+) -> Result<(Option<DatasetWriter>, StatusCounts), Error> {
+    let (tx, rx) = to_mapper();
+    let producer_parts = Arc::clone(parts);
+    let interrupt = job.run.interrupt.clone();
+    let producer = Stage::spawn("distinct", move || -> Result<(), Error> {
+        let mut buf = Vec::new();
+        for p in 0..producer_parts.n {
+            let mut seen: DigestMap<Key, ()> = DigestMap::default();
+            let mut keys: Vec<Key> = Vec::new();
+            let mut r = producer_parts.reader("h", p)?;
+            while next_frame(&mut r, &mut buf).map_err(io(&producer_parts.dir))? {
+                let s: Seen = crate::spill::decode(&buf).map_err(io(&producer_parts.dir))?;
+                if seen.insert((s.kind, s.hash), ()).is_none() {
+                    keys.push((s.kind, s.hash));
+                }
+            }
+            drop(seen);
+            for (k, part) in keys.chunks(MAP_CHUNK).enumerate() {
+                if interrupt.is_triggered()
+                    || tx
+                        .blocking_send(keys_chunk(p, (k * MAP_CHUNK) as u64, part))
+                        .is_err()
+                {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    });
+    let (to_answers, mut answers_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(1);
+    let answer_parts = Arc::clone(parts);
+    let answers = Stage::spawn("answers", move || -> Result<Answered, Error> {
+        // Chunks come in partition order; a partition without identities sends none, and
+        // gets its (empty) answers when a later one starts.
+        let mut sink = Sink {
+            parts: &answer_parts,
+            lookup: lookup.take(),
+            counts: StatusCounts::default(),
+            done: 0,
+        };
+        let mut current: Option<(usize, Answers)> = None;
+        while let Some(chunk) = answers_rx.blocking_recv() {
+            if current.as_ref().map(|(p, _)| *p) != Some(chunk.file) {
+                if let Some((p, got)) = current.take() {
+                    sink.partition(p, got)?;
+                    abort_at("mapping");
+                }
+                while sink.done < chunk.file {
+                    sink.partition(sink.done, Vec::new())?;
+                }
+            }
+            let (_, got) = current.get_or_insert_with(|| (chunk.file, Vec::new()));
+            let outcomes = chunk.outcomes.unwrap_or_default();
+            for (id, o) in chunk.ids.iter().zip(outcomes) {
+                if let Hashed::Ok(h) = &id.hashed {
+                    got.push(((id.kind, *h), o));
+                }
+            }
+        }
+        if let Some((p, got)) = current.take() {
+            sink.partition(p, got)?;
+            abort_at("mapping");
+        }
+        Ok((sink.done, sink.lookup, sink.counts))
+    });
+    let mapper = crate::mapper::Mapper::new(settings.batch_size, 0, mstats);
+    let mapped = crate::mapper::run(
+        Arc::clone(&conn.client),
+        rx,
+        to_answers,
+        mapper,
+        job.run.interrupt.clone(),
+    )
+    .await;
+    let answered = answers.finish().await;
+    let produced = producer.finish().await;
+    mapped?;
+    let (done, lookup, counts) = answered??;
+    produced??;
+    let mut sink = Sink {
+        parts,
+        lookup,
+        counts,
+        done,
+    };
+    if !job.run.interrupt.is_triggered() {
+        // Partitions after the last one answered had no identity at all.
+        while sink.done < parts.n {
+            sink.partition(sink.done, Vec::new())?;
+        }
+    }
+    Ok((sink.lookup, sink.counts))
+}
+
+/// A partition's distinct identities with their answers, in the order they were sent.
+type Answers = Vec<(Key, Option<MapOutcome>)>;
+
+/// What the answers stage hands back: partitions done, the lookup table's writer, the
+/// input's identities by status.
+type Answered = (usize, Option<DatasetWriter>, StatusCounts);
+
+/// Where a mapped partition goes: its answers file, by ordinal (for pass 2), or with
+/// `--distinct` the lookup table's rows (and the input's counts, each repeat counted).
+struct Sink<'a> {
+    parts: &'a Partitions,
+    lookup: Option<DatasetWriter>,
+    counts: StatusCounts,
+    done: usize,
+}
+
+impl Sink<'_> {
+    fn partition(&mut self, p: usize, got: Answers) -> Result<(), Error> {
+        match self.lookup.as_mut() {
+            None => {
+                let answers: DigestMap<Key, MapOutcome> =
+                    got.into_iter().filter_map(|(k, o)| Some((k, o?))).collect();
+                write_answers(self.parts, p, &answers)?;
+            }
+            Some(writer) => {
+                // Each input identity counts with the status of its row in the table.
+                let statuses: DigestMap<Key, RowStatus> = got
+                    .iter()
+                    .map(|((kind, h), o)| {
+                        let hashed = Hashed::Ok(*h);
+                        (*kind, *h, RowStatus::decide(&hashed, o.as_ref(), true).0)
+                    })
+                    .map(|(kind, h, st)| ((kind, h), st))
+                    .collect();
+                let mut r = self.parts.reader("h", p)?;
+                let mut buf = Vec::new();
+                while next_frame(&mut r, &mut buf).map_err(io(&self.parts.dir))? {
+                    let s: Seen = crate::spill::decode(&buf).map_err(io(&self.parts.dir))?;
+                    if let Some(st) = statuses.get(&(s.kind, s.hash)) {
+                        self.counts.add(*st);
+                    }
+                }
+                drop(statuses);
+                for (k, part) in got.chunks(MAP_CHUNK).enumerate() {
+                    let keys: Vec<Key> = part.iter().map(|(key, _)| *key).collect();
+                    let mut chunk = keys_chunk(p, (k * MAP_CHUNK) as u64, &keys);
+                    chunk.outcomes = Some(part.iter().map(|(_, o)| o.clone()).collect());
+                    writer.write(chunk)?;
+                }
+                let _ = std::fs::remove_file(self.parts.path("h", p));
+            }
+        }
+        self.done = p + 1;
+        Ok(())
+    }
+}
+
+/// A chunk of distinct identities for the mapper: `file` is the partition, `first_row` the
+/// offset among its distinct identities.
+fn keys_chunk(p: usize, first: u64, keys: &[Key]) -> IdentityChunk {
+    let ids = keys
+        .iter()
+        .map(|(kind, hash)| Identity {
+            kind: *kind,
+            hashed: Hashed::Ok(*hash),
+            phone_form: Default::default(),
+        })
+        .collect::<Vec<_>>();
+    IdentityChunk::new(p, first, ids.len(), 1, Vec::new(), ids)
+}
+
+/// Writes partition `p`'s answers: one record per identity pass 1 saw, by ordinal.
+fn write_answers(
+    parts: &Partitions,
+    p: usize,
+    got: &DigestMap<Key, MapOutcome>,
+) -> Result<(), Error> {
+    let mut r = parts.reader("h", p)?;
+    let mut w = parts.writer("a", p)?;
+    let mut buf = Vec::new();
+    while next_frame(&mut r, &mut buf).map_err(io(&parts.dir))? {
+        let s: Seen = crate::spill::decode(&buf).map_err(io(&parts.dir))?;
+        let answer = Answer {
+            ordinal: s.ordinal,
+            kind: s.kind,
+            hash: s.hash,
+            outcome: got.get(&(s.kind, s.hash)).cloned(),
+        };
+        put(&mut w, &answer).map_err(io(&parts.dir))?;
+    }
+    finish(vec![w], &parts.dir)?;
+    // The spill of this partition is no longer needed.
+    let _ = std::fs::remove_file(parts.path("h", p));
+    Ok(())
+}

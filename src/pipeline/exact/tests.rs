@@ -1,0 +1,35 @@
+//! Tests of `mod.rs`'s module.
+
+use super::*;
+
+/// `map --help` and README say what the scratch folder costs.
+#[test]
+fn the_scratch_space_is_what_the_help_says() {
+    assert_eq!(
+        SCRATCH_BYTES_PER_IDENTITY, 160,
+        "the help and README say 160 bytes"
+    );
+    let seen = postcard::to_stdvec(&Seen {
+        ordinal: u64::MAX,
+        kind: IdentityKind::Email,
+        hash: crate::normalize::sha256(b"x"),
+    })
+    .expect("encodes");
+    assert!(
+        seen.len() + 4 <= 48,
+        "pass 1 record: {} bytes",
+        seen.len() + 4
+    );
+}
+
+#[test]
+fn partitions_scale_with_the_input_and_spread_hashes() {
+    assert_eq!(partitions_for(0), 1);
+    assert_eq!(partitions_for(30_000_000), 150);
+    assert_eq!(partitions_for(u64::MAX), MAX_PARTITIONS as usize);
+    let mut counts = [0u32; 8];
+    for i in 0..8000u32 {
+        counts[partition_of(&crate::normalize::sha256(&i.to_le_bytes()), 8)] += 1;
+    }
+    assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
+}
