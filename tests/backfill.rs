@@ -392,3 +392,47 @@ fn the_scratch_folder_is_private_and_goes_where_tmp_dir_says() {
     ok(&run(&args));
     assert!(!dirs[0].exists(), "removed at the end");
 }
+
+/// SIGTERM while the lookup table is being mapped: exit 143, no part committed (a partial
+/// table is never published), and `--resume` writes the whole table.
+#[test]
+fn sigterm_while_mapping_the_lookup_table_commits_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, distinct) = backfill_file(tmp.path());
+    let op = Operator::start(&["--admin", "--hold-after", "30"]);
+    let out = tmp.path().join("table");
+    let args = map_args(&input, &out, &op.url, &["--distinct"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_euid-map"))
+        .args(&args)
+        .envs(common::creds())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("a held request", || op.held() > 0.0);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    let parts = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("part-")
+        })
+        .count();
+    assert_eq!(parts, 0, "a partial lookup table is never committed");
+    assert!(!out.join("_SUCCESS").exists());
+    assert_eq!(manifest(&out)["status"], "interrupted");
+    op.release();
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    ok(&run(&resume));
+    assert_eq!(common::read_dataset(&out).len(), distinct);
+    no_scratch(&out);
+}

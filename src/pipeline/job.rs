@@ -199,6 +199,19 @@ impl<'a> Job<'a> {
         Manifest::new(&self.cfg.inputs, command, writer, columns, self.started)
     }
 
+    /// The last step of an interrupted run that must not publish what it wrote: the
+    /// manifest marked `interrupted`, and [`Error::Interrupted`].
+    ///
+    /// # Errors
+    /// Always: the interrupt, or writing the manifest failed.
+    pub(crate) fn publish_interrupted(&self, mut manifest: Manifest) -> Result<Summary, Error> {
+        manifest.status = RunState::Interrupted;
+        output::write_json(&self.cfg.out_dir, output::MANIFEST_FILE, &manifest)?;
+        Err(Error::Interrupted {
+            signal: self.run.interrupt.signal().unwrap_or(15),
+        })
+    }
+
     /// The last step of every job. A complete run writes the manifest and then `_SUCCESS`;
     /// an interrupted one writes the manifest marked `interrupted` and no `_SUCCESS`, and
     /// fails with [`Error::Interrupted`].

@@ -133,6 +133,15 @@ async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Err
     if dir == DirState::Complete {
         return job.already_complete();
     }
+    if settings.distinct && start != crate::input::Position::default() {
+        // The table's one part is committed only when complete, so this is a run that
+        // failed after the commit (writing the manifest): its part is whole.
+        return Err(crate::output::OutputError::CannotResume {
+            path: cfg.job.out_dir.url(),
+            why: "the lookup table's part is committed but the run that wrote it did not finish; remove the directory and run again".into(),
+        }
+        .into());
+    }
     let conn = Connection::open(settings).await?;
     let mstats = Arc::new(crate::mapper::MapperStats::default());
     conn.attach_metrics(&job, &mstats);
@@ -158,6 +167,15 @@ async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Err
         )
         .await?;
         exact::note_deduplicated(&mstats, report.valid_identities);
+        if report.interrupted {
+            // A partial lookup table is never committed: dropping the writer removes its
+            // open part, and --resume maps the table again.
+            let manifest = job.manifest("map", &writer, &columns);
+            let published = job.publish_interrupted(manifest); // still holding the lock
+            drop(writer);
+            conn.close().await;
+            return Err(published.expect_err("interrupted"));
+        }
         writer.finish()?;
         let mut manifest = job.manifest("map", &writer, &columns);
         conn.annotate(&mut manifest, settings, &mstats);

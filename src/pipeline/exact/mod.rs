@@ -47,8 +47,9 @@ pub const SCRATCH_BYTES_PER_IDENTITY: u64 = 160;
 /// answers: about 150 bytes each).
 const PARTITION_IDENTITIES: u64 = 200_000;
 
-/// Most partitions (files open at once per side).
-const MAX_PARTITIONS: u64 = 1024;
+/// Most partitions: the files open at once per side (well under the usual limit of 1,024
+/// open files).
+const MAX_PARTITIONS: u64 = 512;
 
 /// Distinct identities per chunk handed to the mapper.
 const MAP_CHUNK: usize = crate::input::CHUNK_ROWS;
@@ -94,6 +95,9 @@ pub(crate) struct ExactReport {
     pub valid_identities: u64,
     /// Input rows read.
     pub input_rows: u64,
+    /// `--distinct`: the run was interrupted while the table was being written, so its part
+    /// must not be committed (it would be a partial table).
+    pub interrupted: bool,
     /// `--distinct`: the input's identities by status (each repeat counted, invalid and
     /// missing ones included), as the lookup table answers them.
     pub input_counts: StatusCounts,
@@ -122,8 +126,8 @@ fn changed(path: &str, why: &str) -> Error {
     .into()
 }
 
-/// Runs the three passes and returns the writer (parts not yet committed stay open), or
-/// `None` when the run was interrupted before pass 2 wrote anything.
+/// Runs the three passes and returns the writer (parts not yet committed stay open); when the
+/// run is interrupted it returns early with what was committed.
 ///
 /// # Errors
 /// A fatal client error, an input that changed between its reads, scratch or output I/O.
@@ -216,6 +220,7 @@ pub(crate) async fn map_exact(
     report.scratch_bytes = report.scratch_bytes.max(dir_bytes(&parts.dir));
     if let Some(w) = returned {
         report.input_counts.merge(&counts);
+        report.interrupted = job.run.interrupt.is_triggered();
         drop(scratch);
         return Ok((w, report));
     }
@@ -230,6 +235,7 @@ pub(crate) async fn map_exact(
     let (rx, reader, hasher) = read_and_hash_sync(job, columns, start, read);
     let sources: Vec<String> = job.sources();
     let join_parts = Arc::clone(&parts);
+    let interrupt = job.run.interrupt.clone();
     let join = Stage::spawn("join", move || -> Result<DatasetWriter, Error> {
         let mut merge = Merge::<Answer>::open(&join_parts, "a", 0)?;
         let (mut ordinal, mut written) = (0u64, 0u32);
@@ -260,6 +266,11 @@ pub(crate) async fn map_exact(
             if written == 2 {
                 abort_at("join"); // past a part boundary: a committed part to resume after
             }
+        }
+        // An interrupt stops the reader between chunks: the answers left are not a changed
+        // input, and --resume continues after the committed parts.
+        if interrupt.is_triggered() {
+            return Ok(writer);
         }
         if merge.any_left()? {
             return Err(changed(
