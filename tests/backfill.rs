@@ -82,6 +82,25 @@ fn without_time(rows: Vec<Row>) -> Vec<Row> {
         .collect()
 }
 
+/// The parts committed in `out`.
+fn committed(out: &Path) -> usize {
+    euid_map::output::committed_parts(&euid_map::storage::Location::Local(out.to_path_buf()))
+        .unwrap()
+        .len()
+}
+
+/// Starts `euid-map ARGS` and returns once the emulator holds one of its requests.
+fn held_run(args: &[String], op: &Operator) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_euid-map"))
+        .args(args)
+        .envs(common::creds())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("a held request", || op.held() > 0.0);
+    child
+}
+
 /// No scratch folder is left in the output (nor any hidden temporary file).
 fn no_scratch(out: &Path) {
     let left: Vec<String> = std::fs::read_dir(out)
@@ -178,12 +197,8 @@ fn abort_then_resume(pass: &str, extra: &[&str]) {
         out.join(".dedupe.tmp").exists(),
         "a killed run leaves its scratch folder"
     );
-    let committed =
-        euid_map::output::committed_parts(&euid_map::storage::Location::Local(out.clone()))
-            .unwrap()
-            .len();
     if pass == "join" && extra.is_empty() {
-        assert!(committed > 0, "killed after pass 2 committed parts");
+        assert!(committed(&out) > 0, "killed after pass 2 committed parts");
     }
     args.push("--resume".into());
     ok(&run(&args));
@@ -227,13 +242,7 @@ fn kill_9_while_mapping_then_resume() {
     let op = Operator::start(&["--admin", "--hold-after", "20"]);
     let out = tmp.path().join("killed");
     let args = map_args(&input, &out, &op.url, &["--dedupe", "exact"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_euid-map"))
-        .args(&args)
-        .envs(common::creds())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_until("a held request", || op.held() > 0.0);
+    let mut child = held_run(&args, &op);
     assert!(child.try_wait().unwrap().is_none(), "held mid-mapping");
     let _ = child.kill();
     child.wait().unwrap();
@@ -402,13 +411,7 @@ fn sigterm_while_mapping_the_lookup_table_commits_nothing() {
     let op = Operator::start(&["--admin", "--hold-after", "30"]);
     let out = tmp.path().join("table");
     let args = map_args(&input, &out, &op.url, &["--distinct"]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_euid-map"))
-        .args(&args)
-        .envs(common::creds())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_until("a held request", || op.held() > 0.0);
+    let mut child = held_run(&args, &op);
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -416,17 +419,11 @@ fn sigterm_while_mapping_the_lookup_table_commits_nothing() {
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(143));
-    let parts = std::fs::read_dir(&out)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .starts_with("part-")
-        })
-        .count();
-    assert_eq!(parts, 0, "a partial lookup table is never committed");
+    assert_eq!(
+        committed(&out),
+        0,
+        "a partial lookup table is never committed"
+    );
     assert!(!out.join("_SUCCESS").exists());
     assert_eq!(manifest(&out)["status"], "interrupted");
     op.release();
