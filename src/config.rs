@@ -151,6 +151,8 @@ pub struct JobConfig {
     pub part_rows: u64,
     /// No progress bar or log lines (errors are still reported).
     pub quiet: bool,
+    /// The codec of the output's parts (`--compression`).
+    pub compression: crate::output::Codec,
 }
 
 impl JobConfig {
@@ -164,11 +166,20 @@ impl JobConfig {
         command: &str,
         options: serde_json::Value,
     ) -> Result<JobDescription, InputError> {
+        // One column is written as its name and none as null, as before columns could
+        // repeat, so that directories written then still resume.
+        let names = |v: &[String]| -> serde_json::Value {
+            match v {
+                [] => serde_json::Value::Null,
+                [one] => one.as_str().into(),
+                many => many.into(),
+            }
+        };
         let mut columns = serde_json::json!({
-            "email": self.columns.email,
-            "phone": self.columns.phone,
-            "email_hash": self.columns.email_hash,
-            "phone_hash": self.columns.phone_hash,
+            "email": names(&self.columns.email),
+            "phone": names(&self.columns.phone),
+            "email_hash": names(&self.columns.email_hash),
+            "phone_hash": names(&self.columns.phone_hash),
             "keep": self.columns.keep,
         });
         // The phone settings decide hashes, so a resumed run must share them; they are only
@@ -176,8 +187,16 @@ impl JobConfig {
         if let Some(r) = &self.columns.phone_region {
             columns["phone_region"] = r.as_str().into();
         }
-        if let Some(c) = &self.columns.phone_region_col {
-            columns["phone_region_col"] = c.as_str().into();
+        // How cells are read decides their values; written only when set, as above.
+        let unquoted = self
+            .inputs
+            .iter()
+            .any(|f| matches!(f.format, crate::input::Format::Csv { quoting: false, .. }));
+        if unquoted {
+            columns["quote"] = "none".into();
+        }
+        if !self.columns.phone_region_col.is_empty() {
+            columns["phone_region_col"] = names(&self.columns.phone_region_col);
         }
         Ok(JobDescription {
             command: command.to_string(),

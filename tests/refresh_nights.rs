@@ -52,8 +52,9 @@ struct Customer {
     unusable: bool,
 }
 
-/// One export row: key, email cell, phone cell.
-type ExportRow = (Option<u64>, String, String);
+/// One export row: key, email cell, phone cell, secondary email cell (issue #32: a second
+/// email column, sometimes holding the same address as the first).
+type ExportRow = (Option<u64>, String, String, String);
 
 /// The customers' export for one night.
 fn night_rows(rng: &mut Rng, pool: &mut Vec<Customer>, night: u32) -> Vec<ExportRow> {
@@ -89,11 +90,17 @@ fn night_rows(rng: &mut Rng, pool: &mut Vec<Customer>, night: u32) -> Vec<Export
                 },
             )
         };
-        rows.push((Some(c.id), email, phone));
+        let secondary = match (c.id + u64::from(c.variant)) % 4 {
+            0 => email.clone(),
+            1 => format!("alt-{}-{}@example.com", c.id, c.variant / 2),
+            _ => String::new(),
+        };
+        rows.push((Some(c.id), email, phone, secondary));
         if rng.chance(0.05) {
             rows.push((
                 Some(c.id),
                 format!("second-{}@example.com", c.id),
+                String::new(),
                 String::new(),
             ));
         }
@@ -102,6 +109,7 @@ fn night_rows(rng: &mut Rng, pool: &mut Vec<Customer>, night: u32) -> Vec<Export
         rows.push((
             None,
             format!("nokey-{night}-{i}@example.com"),
+            String::new(),
             String::new(),
         ));
     }
@@ -116,13 +124,20 @@ fn night_rows(rng: &mut Rng, pool: &mut Vec<Customer>, night: u32) -> Vec<Export
     rows
 }
 
-fn write_export(path: &Path, rows: &[ExportRow], key: KeyType) {
+/// Writes a night's export. Text keys are written as other tools write them, another way
+/// each night (issue #32.2): `1234`, pandas' `1234.0`, a quoted `"1234"`.
+fn write_export(path: &Path, rows: &[ExportRow], key: KeyType, night: u32) {
     use arrow_array::{Decimal128Array, Int64Array, StringArray};
     if key == KeyType::Text {
-        let mut text = String::from("id,email,phone\n");
-        for (id, e, p) in rows {
-            let id = id.map(|i| i.to_string()).unwrap_or_default();
-            text.push_str(&format!("{id},{e},{p}\n"));
+        let mut text = String::from("id,email,phone,secondary_email\n");
+        for (id, e, p, s2) in rows {
+            let id = match (id, night % 3) {
+                (None, _) => String::new(),
+                (Some(i), 0) => i.to_string(),
+                (Some(i), 1) => format!("{i}.0"),
+                (Some(i), _) => format!("\"{i}\""),
+            };
+            text.push_str(&format!("{id},{e},{p},{s2}\n"));
         }
         std::fs::write(path, text).unwrap();
         return;
@@ -142,8 +157,17 @@ fn write_export(path: &Path, rows: &[ExportRow], key: KeyType) {
         rows.iter()
             .map(|r| (!r.2.is_empty()).then_some(r.2.as_str())),
     ));
-    let batch =
-        RecordBatch::try_from_iter([("id", ids), ("email", email), ("phone", phone)]).unwrap();
+    let secondary: ArrayRef = Arc::new(StringArray::from_iter(
+        rows.iter()
+            .map(|r| (!r.3.is_empty()).then_some(r.3.as_str())),
+    ));
+    let batch = RecordBatch::try_from_iter([
+        ("id", ids),
+        ("email", email),
+        ("phone", phone),
+        ("secondary_email", secondary),
+    ])
+    .unwrap();
     let f = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
@@ -155,6 +179,7 @@ fn write_export(path: &Path, rows: &[ExportRow], key: KeyType) {
 struct OutRow {
     id: String,
     kind: String,
+    column: Option<String>,
     hash: Option<String>,
     status: String,
     reason: Option<String>,
@@ -181,6 +206,27 @@ fn cell(a: &dyn Array, i: usize) -> Option<String> {
     })
 }
 
+/// The customer key as `refresh` compares it: text keys written `1234.0` are `1234`.
+fn canonical_key(id: String) -> String {
+    match id.strip_suffix(".0") {
+        Some(whole) if whole.bytes().all(|b| b.is_ascii_digit()) => whole.to_string(),
+        _ => id,
+    }
+}
+
+/// Each row's `source`, `row` and `carried_since`, in the order of [`read`].
+fn origins(dir: &Path) -> Vec<(Option<String>, Option<String>, Option<String>)> {
+    let mut out = Vec::new();
+    for r in common::read_dataset(dir) {
+        out.push((
+            r["source"].clone(),
+            r["row"].clone(),
+            r["carried_since"].clone(),
+        ));
+    }
+    out
+}
+
 fn read(dir: &Path) -> Vec<OutRow> {
     let mut parts: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -203,7 +249,7 @@ fn read(dir: &Path) -> Vec<OutRow> {
         for b in r {
             let b = b.unwrap();
             let col = |n: &str| b.column_by_name(n).unwrap().clone();
-            let (id, ty, h, st, re, raw, rf) = (
+            let (id, ty, h, st, re, raw, rf, ic) = (
                 col("id"),
                 col("identity_type"),
                 col("identity_hash"),
@@ -211,11 +257,13 @@ fn read(dir: &Path) -> Vec<OutRow> {
                 col("reason"),
                 col("raw_euid"),
                 col("refresh_from"),
+                col("identity_column"),
             );
             for i in 0..b.num_rows() {
                 out.push(OutRow {
-                    id: cell(id.as_ref(), i).unwrap_or_else(|| "<null>".into()),
+                    id: canonical_key(cell(id.as_ref(), i).unwrap_or_else(|| "<null>".into())),
                     kind: cell(ty.as_ref(), i).unwrap(),
+                    column: cell(ic.as_ref(), i),
                     hash: cell(h.as_ref(), i),
                     status: cell(st.as_ref(), i).unwrap(),
                     reason: cell(re.as_ref(), i),
@@ -324,7 +372,7 @@ impl Nights<'_> {
             "parquet"
         };
         let p = self.path(&format!("export-{}.{ext}", self.night));
-        write_export(&p, &rows, self.key);
+        write_export(&p, &rows, self.key, self.night);
         p
     }
 
@@ -427,6 +475,17 @@ impl Nights<'_> {
             let now_ms = chrono::DateTime::parse_from_rfc3339(&now)
                 .unwrap()
                 .timestamp_millis();
+            // Issue #32.3: carried rows say so: no `source` or `row` that a join on
+            // tonight's export could meet, and when their customer was last seen.
+            for (r, (source, row, since)) in got.iter().zip(origins(&out)) {
+                if extra.contains(&r.id) {
+                    assert_eq!((source, row), (None, None), "{what}: carried {}", r.id);
+                    assert!(since.is_some(), "{what}: carried {} says since when", r.id);
+                } else {
+                    assert!(source.is_some() && row.is_some(), "{what}: read tonight");
+                    assert_eq!(since, None, "{what}: read tonight, not carried");
+                }
+            }
             for k in &extra {
                 assert_ne!(k.as_str(), "<null>", "{what}: null keys are never kept");
                 let (kept, was) = (&got_k[*k], &state_k[*k]);
@@ -525,7 +584,7 @@ fn generated_nights_give_every_customer_the_rows_of_a_fresh_map() {
             "parquet"
         };
         let first = tmp.path().join(format!("export-0.{ext}"));
-        write_export(&first, &rows, key);
+        write_export(&first, &rows, key, 0);
         let s0 = tmp.path().join("night-0");
         let args = vec![
             "map".to_string(),

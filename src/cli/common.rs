@@ -35,34 +35,42 @@ pub(super) struct JobArgs {
     /// _SUCCESS).
     #[arg(short, long, value_name = "OUT_DIR")]
     output: String,
-    /// Column with raw emails (default: detect email, email_address, …).
+    /// Column with raw emails (repeatable: each column's identity gets its own output row).
+    /// Default: every column named like email, email_address, secondary_email, email2, ….
     #[arg(long, value_name = "NAME")]
-    email_col: Option<String>,
-    /// Column with raw phones (default: detect phone, phone_number, mobile, …). E.164 is
-    /// taken as given; other formats (`+44 (0)20 7946 0958`, `0049-30-1234567`, or national
-    /// `06 12 34 56 78` with a region) are made E.164 by libphonenumber's rules.
+    email_col: Vec<String>,
+    /// Column with raw phones (repeatable). Default: every column named like phone, mobile,
+    /// work_phone, msisdn, …. E.164 is taken as given; other formats (`+44 (0)20 7946 0958`,
+    /// `0049-30-1234567`, or national `06 12 34 56 78` with a region) are made E.164 by
+    /// libphonenumber's rules.
     #[arg(long, value_name = "NAME")]
-    phone_col: Option<String>,
+    phone_col: Vec<String>,
     /// Region for phones written in national format: ISO 3166-1 alpha-2, any case (FR, de).
     /// A number written with its own country code (+33…, or the region's 00 prefix) keeps it.
     #[arg(long, value_name = "CC", value_parser = parse_phone_region)]
     phone_region: Option<PhoneRegion>,
     /// Column holding each row's region for national-format phones (alpha-2, any case); an
     /// empty cell falls back to --phone-region, an unknown code makes the phone invalid.
+    /// Once for every phone column, or once per phone column (paired in order).
     #[arg(long, value_name = "NAME")]
-    phone_region_col: Option<String>,
-    /// Column with email hashes: base64 SHA-256 (44 chars) or hex (64).
+    phone_region_col: Vec<String>,
+    /// Column with email hashes: base64 SHA-256 (44 chars) or hex (64). Repeatable.
     #[arg(long, value_name = "NAME")]
-    email_hash_col: Option<String>,
-    /// Column with phone hashes: base64 SHA-256 (44 chars) or hex (64).
+    email_hash_col: Vec<String>,
+    /// Column with phone hashes: base64 SHA-256 (44 chars) or hex (64). Repeatable.
     #[arg(long, value_name = "NAME")]
-    phone_hash_col: Option<String>,
+    phone_hash_col: Vec<String>,
     /// Column to copy to the output unchanged, with its type (repeatable), e.g. a customer id.
     #[arg(long = "keep-col", value_name = "NAME")]
     keep_col: Vec<String>,
     /// CSV field delimiter: one ASCII character, or `tab` / `\t` (default , or TAB for .tsv).
     #[arg(long, value_name = "CHAR", value_parser = parse_delimiter)]
     delimiter: Option<u8>,
+    /// Quoting of CSV and TSV inputs: `double` (RFC 4180: "…" with "" inside) or `none`,
+    /// for the text format of PostgreSQL's COPY … TO and MySQL's INTO OUTFILE (a quote is
+    /// an ordinary character, \N is null, backslash escapes such as \t are decoded).
+    #[arg(long, value_name = "MODE", default_value = "double", value_parser = ["double", "none"])]
+    quote: String,
     /// Mode of the files written on local disk (octal; directories get search where files
     /// get read). The default keeps hashed emails and raw EUIDs, personal data, to the
     /// owner; 640 shares them with the group. Object stores keep their own access control.
@@ -72,6 +80,10 @@ pub(super) struct JobArgs {
     /// quote and stops the run; raise it for exports with long multi-line notes.
     #[arg(long, value_name = "LINES", default_value_t = euid_map::input::DEFAULT_MAX_QUOTED_FIELD_LINES)]
     max_quoted_field_lines: u64,
+    /// Codec of the output's Parquet parts: snappy (fast; Spark's and pyarrow's default),
+    /// zstd (smaller; Polars' and DuckDB's default), gzip or none.
+    #[arg(long, value_name = "CODEC", default_value = "snappy", value_parser = parse_codec)]
+    compression: euid_map::output::Codec,
     /// Continue an interrupted run in OUT_DIR from its last committed part.
     #[arg(long)]
     resume: bool,
@@ -209,8 +221,13 @@ impl JobArgs {
             inputs: inputs
                 .into_iter()
                 .map(|(given, loc)| {
-                    InputFile::at(&given, loc, delimiter)
-                        .with_max_quoted_lines(self.max_quoted_field_lines)
+                    let f = InputFile::at(&given, loc, delimiter)
+                        .with_max_quoted_lines(self.max_quoted_field_lines);
+                    if self.quote == "none" {
+                        f.without_quoting()
+                    } else {
+                        f
+                    }
                 })
                 .collect(),
             columns: ColumnSpec {
@@ -227,6 +244,7 @@ impl JobArgs {
             resume: self.resume,
             part_rows: self.part_rows,
             quiet: self.quiet,
+            compression: self.compression,
         })
     }
 }
@@ -240,6 +258,12 @@ pub(super) fn parse_phone_region(s: &str) -> Result<PhoneRegion, String> {
             "this build has no phone formats (built without the `phones` feature)".to_string()
         }
     })
+}
+
+/// `--compression`: a codec every engine reads.
+fn parse_codec(s: &str) -> Result<euid_map::output::Codec, String> {
+    euid_map::output::Codec::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a codec: snappy, zstd, gzip or none"))
 }
 
 /// `--output-mode`: an octal mode such as 600 or 0640.

@@ -58,7 +58,7 @@ pub(super) fn run(a: NormalizeArgs) -> anyhow::Result<u8> {
         let shown = match region {
             RowRegion::Known(r) => format!(" (region {r})"),
             RowRegion::Unknown(c) => format!(" (region {c:?})"),
-            RowRegion::None => String::new(),
+            RowRegion::None | RowRegion::Unreadable(_) => String::new(),
         };
         println!("phone {p:?}{shown}");
         match normalize::to_e164(p, region) {

@@ -30,10 +30,10 @@ pub(super) fn run(a: OptoutArgs) -> anyhow::Result<u8> {
     with_metrics(&a.job.metrics, |run| {
         let mut job = a.job.to_config()?;
         let c = &job.columns;
-        if c.email.is_some()
-            || c.phone.is_some()
-            || c.email_hash.is_some()
-            || c.phone_hash.is_some()
+        if !(c.email.is_empty()
+            && c.phone.is_empty()
+            && c.email_hash.is_empty()
+            && c.phone_hash.is_empty())
         {
             super::usage!("optout reads raw EUIDs from --id-col; --email-col, --phone-col and the hash columns do not apply");
         }

@@ -1,68 +1,29 @@
 //! Which columns hold identities and which are kept: explicit flags, or auto-detection from
-//! the usual names. One place for the list of names we recognise.
+//! the usual names ([`super::names`]).
 
 use arrow_schema::DataType;
 
+use super::names::{recognise, shown_header_cell};
 use super::{Header, InputError};
 use crate::record::{IdentityForm, IdentityKind, PhoneRegion};
 
-/// Names recognised for raw emails (compared case-insensitively).
-const EMAIL_NAMES: &[&str] = &["email", "email_address", "emailaddress", "e_mail", "mail"];
-/// Names recognised for raw phones.
-const PHONE_NAMES: &[&str] = &[
-    "phone",
-    "phone_number",
-    "phonenumber",
-    "mobile",
-    "mobile_number",
-    "msisdn",
-    "telephone",
-    "tel",
-];
-/// Names recognised for email hashes.
-const EMAIL_HASH_NAMES: &[&str] = &[
-    "email_hash",
-    "sha256_email",
-    "email_sha256",
-    "hashed_email",
-    "email_hashed",
-];
-/// Names recognised for phone hashes.
-const PHONE_HASH_NAMES: &[&str] = &[
-    "phone_hash",
-    "sha256_phone",
-    "phone_sha256",
-    "hashed_phone",
-    "phone_hashed",
-];
-
-/// A header cell as error messages show it: a cell that looks like an email or a phone (a
-/// file without a header row has data there) is replaced by a placeholder, so that raw
-/// identities never reach a log.
-pub(super) fn shown_header_cell(name: &str) -> String {
-    let digits = name.chars().filter(char::is_ascii_digit).count();
-    if name.contains('@') || digits >= 6 {
-        "<a value, not a name: is the header row missing?>".to_string()
-    } else {
-        name.chars().take(64).collect()
-    }
-}
-
-/// The user's column choices, before looking at any file.
+/// The user's column choices, before looking at any file. Each identity flag may name
+/// several columns; none named means auto-detection ([`recognise`]) of every column.
 #[derive(Debug, Clone, Default)]
 pub struct ColumnSpec {
-    /// `--email-col`.
-    pub email: Option<String>,
-    /// `--phone-col`.
-    pub phone: Option<String>,
-    /// `--email-hash-col`.
-    pub email_hash: Option<String>,
-    /// `--phone-hash-col`.
-    pub phone_hash: Option<String>,
+    /// `--email-col`, in order.
+    pub email: Vec<String>,
+    /// `--phone-col`, in order.
+    pub phone: Vec<String>,
+    /// `--email-hash-col`, in order.
+    pub email_hash: Vec<String>,
+    /// `--phone-hash-col`, in order.
+    pub phone_hash: Vec<String>,
     /// `--keep-col`, in order.
     pub keep: Vec<String>,
-    /// `--phone-region-col`: each row's region for national-format phones.
-    pub phone_region_col: Option<String>,
+    /// `--phone-region-col`: each row's region for national-format phones; one for every
+    /// raw phone column, or one per raw phone column, paired in order.
+    pub phone_region_col: Vec<String>,
     /// `--phone-region`: the region for rows without one.
     pub phone_region: Option<PhoneRegion>,
     /// Read no identity column (`euid-map optout` reads raw EUIDs as a kept column).
@@ -72,20 +33,33 @@ pub struct ColumnSpec {
 /// An identity column found in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityColumn {
-    /// Column name in the file.
-    pub name: String,
+    /// Column name in the file (the output's `identity_column`).
+    pub name: std::sync::Arc<str>,
     /// Index in the file's header.
     pub index: usize,
     /// Email or phone.
     pub kind: IdentityKind,
     /// Raw or pre-hashed.
     pub form: IdentityForm,
+    /// For a raw phone column: which of [`ResolvedColumns::phone_region_cols`] gives its
+    /// rows' regions.
+    pub region: Option<usize>,
+}
+
+/// A `--phone-region-col` column found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionColumn {
+    /// Column name in the file.
+    pub name: String,
+    /// Index in the file's header.
+    pub index: usize,
 }
 
 /// The columns of one file that a job reads.
 #[derive(Debug, Clone)]
 pub struct ResolvedColumns {
-    /// Identity columns in output order: email, phone, email hash, phone hash.
+    /// Identity columns in output order: emails, phones, email hashes, phone hashes (each
+    /// kind in the order given, or in the file's order when detected).
     pub identities: Vec<IdentityColumn>,
     /// Kept columns: index in the file's header.
     pub keep: Vec<usize>,
@@ -93,36 +67,43 @@ pub struct ResolvedColumns {
     pub keep_types: Vec<(String, DataType)>,
     /// Number of columns in the header.
     pub width: usize,
-    /// `--phone-region-col`: its index in the header.
-    pub phone_region_col: Option<usize>,
+    /// `--phone-region-col` columns.
+    pub phone_region_cols: Vec<RegionColumn>,
     /// `--phone-region`.
     pub phone_region: Option<PhoneRegion>,
 }
 
 impl ResolvedColumns {
-    /// Every header index the reader must read: identities, kept columns, the region column.
+    /// Every header index the reader must read: identities, kept columns, region columns.
     pub fn used(&self) -> impl Iterator<Item = usize> + Clone + '_ {
         self.identities
             .iter()
             .map(|c| c.index)
             .chain(self.keep.iter().copied())
-            .chain(self.phone_region_col)
+            .chain(self.phone_region_cols.iter().map(|r| r.index))
+    }
+
+    /// The identity columns' names, in output order (the `identity_column` of each slot).
+    pub fn identity_names(&self) -> std::sync::Arc<[std::sync::Arc<str>]> {
+        self.identities.iter().map(|c| c.name.clone()).collect()
     }
 }
 
 impl ColumnSpec {
-    fn explicit(&self) -> bool {
-        self.email.is_some()
-            || self.phone.is_some()
-            || self.email_hash.is_some()
-            || self.phone_hash.is_some()
+    /// Whether identity columns are named (else they are detected by name).
+    pub fn is_explicit(&self) -> bool {
+        !(self.email.is_empty()
+            && self.phone.is_empty()
+            && self.email_hash.is_empty()
+            && self.phone_hash.is_empty())
     }
 
     /// Finds this spec's columns in a file's header.
     ///
     /// # Errors
-    /// A named column is absent, or nothing was named and nothing was recognised; the error
-    /// lists the file's columns.
+    /// A named column is absent or named twice in the header, nothing was named and nothing
+    /// was recognised, or the region columns do not pair with the phone columns; the error
+    /// names the file (and lists its columns where that helps).
     pub fn resolve(&self, path: &str, header: &Header) -> Result<ResolvedColumns, InputError> {
         let names: Vec<&str> = header.columns.iter().map(|(n, _)| n.as_str()).collect();
         let available = || {
@@ -132,8 +113,18 @@ impl ColumnSpec {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // A column the job reads must be one column: a header naming it twice is refused.
+        let once = |index: usize| -> Result<usize, InputError> {
+            if names.iter().filter(|n| **n == names[index]).count() > 1 {
+                return Err(InputError::DuplicateColumn {
+                    path: path.to_string(),
+                    column: shown_header_cell(names[index]),
+                });
+            }
+            Ok(index)
+        };
         let find_exact = |col: &str| -> Result<usize, InputError> {
-            names
+            let index = names
                 .iter()
                 .position(|n| *n == col)
                 .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(col)))
@@ -141,65 +132,105 @@ impl ColumnSpec {
                     path: path.to_string(),
                     column: col.to_string(),
                     available: available(),
-                })
+                })?;
+            once(index)
         };
-        let slots = [
-            (
-                &self.email,
-                EMAIL_NAMES,
-                IdentityKind::Email,
-                IdentityForm::Raw,
-            ),
-            (
-                &self.phone,
-                PHONE_NAMES,
-                IdentityKind::Phone,
-                IdentityForm::Raw,
-            ),
-            (
-                &self.email_hash,
-                EMAIL_HASH_NAMES,
-                IdentityKind::Email,
-                IdentityForm::Hashed,
-            ),
-            (
-                &self.phone_hash,
-                PHONE_HASH_NAMES,
-                IdentityKind::Phone,
-                IdentityForm::Hashed,
-            ),
-        ];
-        let mut identities = Vec::new();
-        for (given, known, kind, form) in slots {
-            if self.no_identity {
-                break;
-            }
-            let index = if self.explicit() {
-                match given {
-                    Some(col) => Some(find_exact(col)?),
-                    None => None,
+        let mut found: Vec<(usize, IdentityKind, IdentityForm)> = Vec::new();
+        if self.is_explicit() && !self.no_identity {
+            let slots = [
+                (&self.email, IdentityKind::Email, IdentityForm::Raw),
+                (&self.phone, IdentityKind::Phone, IdentityForm::Raw),
+                (&self.email_hash, IdentityKind::Email, IdentityForm::Hashed),
+                (&self.phone_hash, IdentityKind::Phone, IdentityForm::Hashed),
+            ];
+            for (given, kind, form) in slots {
+                for col in given {
+                    found.push((find_exact(col)?, kind, form));
                 }
-            } else {
-                known
-                    .iter()
-                    .find_map(|k| names.iter().position(|n| n.eq_ignore_ascii_case(k)))
-            };
-            if let Some(index) = index {
+            }
+        } else if !self.no_identity {
+            let order = [
+                (IdentityKind::Email, IdentityForm::Raw),
+                (IdentityKind::Phone, IdentityForm::Raw),
+                (IdentityKind::Email, IdentityForm::Hashed),
+                (IdentityKind::Phone, IdentityForm::Hashed),
+            ];
+            for (kind, form) in order {
+                for (index, name) in names.iter().enumerate() {
+                    if recognise(name) == Some((kind, form)) {
+                        found.push((once(index)?, kind, form));
+                    }
+                }
+            }
+        }
+        if let Some((i, _, _)) = found
+            .iter()
+            .enumerate()
+            .find_map(|(k, f)| found[..k].iter().any(|g| g.0 == f.0).then_some(f))
+        {
+            return Err(InputError::DuplicateColumn {
+                path: path.to_string(),
+                column: shown_header_cell(names[*i]),
+            });
+        }
+        let phone_region_cols = self
+            .phone_region_col
+            .iter()
+            .map(|col| {
+                let index = find_exact(col)?;
                 let ty = &header.columns[index].1;
                 if !crate::text::is_text(ty) {
-                    return Err(InputError::NotString {
+                    return Err(InputError::RegionNotString {
                         path: path.to_string(),
                         column: names[index].to_string(),
                         found: ty.to_string(),
                     });
                 }
-                identities.push(IdentityColumn {
+                Ok(RegionColumn {
                     name: names[index].to_string(),
                     index,
-                    kind,
-                    form,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let raw_phones = found
+            .iter()
+            .filter(|(_, k, f)| *k == IdentityKind::Phone && *f == IdentityForm::Raw)
+            .count();
+        if phone_region_cols.len() > 1 && phone_region_cols.len() != raw_phones {
+            return Err(InputError::RegionColumns {
+                path: path.to_string(),
+                regions: phone_region_cols.len(),
+                phones: raw_phones,
+            });
+        }
+        let mut phone_slot = 0;
+        let mut identities = Vec::with_capacity(found.len());
+        for (index, kind, form) in found {
+            let ty = &header.columns[index].1;
+            if !crate::text::is_text(ty) {
+                return Err(InputError::NotString {
+                    path: path.to_string(),
+                    column: names[index].to_string(),
+                    found: ty.to_string(),
                 });
             }
+            let region = (kind == IdentityKind::Phone && form == IdentityForm::Raw)
+                .then(|| {
+                    phone_slot += 1;
+                    match phone_region_cols.len() {
+                        0 => None,
+                        1 => Some(0),
+                        _ => Some(phone_slot - 1),
+                    }
+                })
+                .flatten();
+            identities.push(IdentityColumn {
+                name: names[index].into(),
+                index,
+                kind,
+                form,
+                region,
+            });
         }
         if identities.is_empty() && !self.no_identity {
             return Err(InputError::NoIdentityColumn {
@@ -214,27 +245,12 @@ impl ColumnSpec {
             keep.push(i);
             keep_types.push((col.clone(), crate::text::kept_type(&header.columns[i].1)));
         }
-        let phone_region_col = match &self.phone_region_col {
-            Some(col) => {
-                let i = find_exact(col)?;
-                let ty = &header.columns[i].1;
-                if !crate::text::is_text(ty) {
-                    return Err(InputError::RegionNotString {
-                        path: path.to_string(),
-                        column: names[i].to_string(),
-                        found: ty.to_string(),
-                    });
-                }
-                Some(i)
-            }
-            None => None,
-        };
         Ok(ResolvedColumns {
             identities,
             keep,
             keep_types,
             width: names.len(),
-            phone_region_col,
+            phone_region_cols,
             phone_region: self.phone_region,
         })
     }
@@ -261,7 +277,7 @@ mod tests {
         let got: Vec<_> = r
             .identities
             .iter()
-            .map(|c| (c.name.as_str(), c.kind, c.form))
+            .map(|c| (&*c.name, c.kind, c.form))
             .collect();
         assert_eq!(
             got,
@@ -272,10 +288,103 @@ mod tests {
         );
     }
 
+    /// Issue #32.1: every recognised column is mapped, qualified names included, each kind
+    /// in the file's order; names that only start like one are not.
+    #[test]
+    fn detects_every_identity_column_of_a_crm_export() {
+        let r = ColumnSpec::default()
+            .resolve(
+                "f.csv",
+                &header(&[
+                    "id",
+                    "email",
+                    "Secondary_Email",
+                    "phone",
+                    "mobile",
+                    "work_phone",
+                    "email2",
+                    "email_opt_in",
+                    "phone_type",
+                    "Email Hash",
+                ]),
+            )
+            .expect("resolves");
+        let got: Vec<_> = r
+            .identities
+            .iter()
+            .map(|c| (&*c.name, c.kind, c.form))
+            .collect();
+        use IdentityForm::*;
+        use IdentityKind::*;
+        assert_eq!(
+            got,
+            vec![
+                ("email", Email, Raw),
+                ("Secondary_Email", Email, Raw),
+                ("email2", Email, Raw),
+                ("phone", Phone, Raw),
+                ("mobile", Phone, Raw),
+                ("work_phone", Phone, Raw),
+                ("Email Hash", Email, Hashed),
+            ]
+        );
+    }
+
+    /// Issue #32.1: a column read twice, or a header naming a read column twice, is refused
+    /// with its name.
+    #[test]
+    fn a_column_named_twice_is_refused_by_name() {
+        let err = ColumnSpec::default()
+            .resolve("f.csv", &header(&["id", "phone", "phone"]))
+            .expect_err("phone twice");
+        assert!(err.to_string().contains("\"phone\""), "{err}");
+        let spec = ColumnSpec {
+            email: vec!["e".into(), "E".into()],
+            ..Default::default()
+        };
+        assert!(spec.resolve("f.csv", &header(&["id", "e"])).is_err());
+        // A column that is not read may be named twice.
+        assert!(ColumnSpec::default()
+            .resolve("f.csv", &header(&["x", "x", "email"]))
+            .is_ok());
+    }
+
+    /// Issue #32.1: one region column serves every phone column; several pair in order.
+    #[test]
+    fn region_columns_pair_with_phone_columns() {
+        let h = header(&["phone", "mobile", "c1", "c2"]);
+        let one = ColumnSpec {
+            phone_region_col: vec!["c1".into()],
+            ..Default::default()
+        }
+        .resolve("f.csv", &h)
+        .expect("resolves");
+        assert_eq!(
+            one.identities.iter().map(|c| c.region).collect::<Vec<_>>(),
+            [Some(0), Some(0)]
+        );
+        let two = ColumnSpec {
+            phone_region_col: vec!["c1".into(), "c2".into()],
+            ..Default::default()
+        }
+        .resolve("f.csv", &h)
+        .expect("resolves");
+        assert_eq!(
+            two.identities.iter().map(|c| c.region).collect::<Vec<_>>(),
+            [Some(0), Some(1)]
+        );
+        let three = ColumnSpec {
+            phone: vec!["phone".into()],
+            phone_region_col: vec!["c1".into(), "c2".into()],
+            ..Default::default()
+        };
+        assert!(three.resolve("f.csv", &h).is_err());
+    }
+
     #[test]
     fn explicit_columns_turn_detection_off() {
         let spec = ColumnSpec {
-            email_hash: Some("h".into()),
+            email_hash: vec!["h".into()],
             ..Default::default()
         };
         let r = spec

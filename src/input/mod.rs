@@ -11,8 +11,10 @@
 
 mod columns;
 mod csv;
+mod error;
 pub use csv::DEFAULT_MAX_QUOTED_FIELD_LINES;
 mod fingerprint;
+mod names;
 mod parquet;
 mod quote_guard;
 
@@ -21,8 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arrow_array::{Array, ArrayRef, LargeStringArray, StringArray, StringViewArray};
 use arrow_schema::DataType;
 
-pub use columns::{ColumnSpec, ResolvedColumns};
+pub use columns::{ColumnSpec, IdentityColumn, RegionColumn, ResolvedColumns};
+pub use error::InputError;
 pub use fingerprint::Fingerprint;
+pub use names::recognise;
 
 use crate::record::InvalidReason;
 use crate::storage::Location;
@@ -30,125 +34,6 @@ use crate::storage::Location;
 /// Rows per chunk: large enough that per-chunk overhead (channel hop, rayon split, record
 /// batch) vanishes, small enough that the few chunks in flight keep memory flat.
 pub const CHUNK_ROWS: usize = 32 * 1024;
-
-/// Errors that stop a run before or while reading input. Each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    /// An input read twice (`map --dedupe exact`) was not the same the second time.
-    #[error("{path} changed while the run read it ({why}): `map --dedupe exact` reads each input twice, so it must not change until the run ends. Rerun once the export is complete (with --resume, committed parts are kept), or pass --dedupe window to read it once")]
-    ChangedBetweenReads {
-        /// The input (or inputs) as given.
-        path: String,
-        /// What differs.
-        why: String,
-    },
-    /// The file does not exist or cannot be opened.
-    #[error("{path}: cannot open")]
-    Open {
-        /// Input path as given.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Reading failed part way.
-    #[error("{path}: read error near row {row}: {message}")]
-    Read {
-        /// Input path as given.
-        path: String,
-        /// 1-based data row where reading failed.
-        row: u64,
-        /// What failed.
-        message: String,
-    },
-    /// A quoted field never closes, runs on past the limit, or its closing quote is followed
-    /// by text: a stray quote that would swallow the rows after it.
-    #[error("{path}: line {line}: a quote opens a field here but {why}; fix or escape the stray quote (\"\" inside a quoted field)")]
-    UnterminatedQuote {
-        /// Input path as given.
-        path: String,
-        /// 1-based line of the file where the quote opened.
-        line: u64,
-        /// What went wrong.
-        why: String,
-    },
-    /// The header came out as one column that contains another likely delimiter.
-    #[error("{path}: the header {header:?} reads as a single column; is the file delimited by {suggestion:?}? Pass --delimiter {suggestion}")]
-    OneColumnHeader {
-        /// Input path as given.
-        path: String,
-        /// The header line (shortened).
-        header: String,
-        /// The delimiter it seems to use, as `--delimiter` takes it.
-        suggestion: String,
-    },
-    /// The file has no header row.
-    #[error("{path}: the file is empty (no header row)")]
-    NoHeader {
-        /// Input path as given.
-        path: String,
-    },
-    /// A named column is absent.
-    #[error("{path}: no column {column:?}; the file's columns are: {available}")]
-    MissingColumn {
-        /// Input path as given.
-        path: String,
-        /// The column asked for.
-        column: String,
-        /// The file's columns, comma separated.
-        available: String,
-    },
-    /// Auto-detection found no identity column.
-    #[error("{path}: no email or phone column found; name one with --email-col, --phone-col, --email-hash-col or --phone-hash-col. The file's columns are: {available}")]
-    NoIdentityColumn {
-        /// Input path as given.
-        path: String,
-        /// The file's columns, comma separated.
-        available: String,
-    },
-    /// An identity column in Parquet is not a string column.
-    #[error("{path}: column {column:?} holds {found}, but identity columns must be strings")]
-    NotString {
-        /// Input path as given.
-        path: String,
-        /// The column.
-        column: String,
-        /// Its Arrow type.
-        found: String,
-    },
-    /// The `--phone-region-col` column in Parquet is not a string column.
-    #[error("{path}: the --phone-region-col column {column:?} holds {found}; it must be a string column of ISO 3166-1 alpha-2 codes (FR, de, …)")]
-    RegionNotString {
-        /// Input path as given.
-        path: String,
-        /// The column.
-        column: String,
-        /// Its Arrow type.
-        found: String,
-    },
-    /// A kept column has another type than in the first input.
-    #[error("{path}: kept column {column:?} is {found} here but {expected} in the first input")]
-    KeepTypeMismatch {
-        /// Input path as given.
-        path: String,
-        /// The column.
-        column: String,
-        /// Its type in this file.
-        found: String,
-        /// Its type in the first file.
-        expected: String,
-    },
-    /// The file or object cannot be reached or read.
-    #[error(transparent)]
-    Storage(#[from] crate::storage::StorageError),
-    /// The Parquet footer or a page cannot be decoded.
-    #[error("{path}: not a readable Parquet file: {message}")]
-    Parquet {
-        /// Input path as given.
-        path: String,
-        /// The decoder's message.
-        message: String,
-    },
-}
 
 /// File format of one input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +47,10 @@ pub enum Format {
         /// A quoted field spanning more lines than this (or more KiB) is taken for a stray
         /// quote (`--max-quoted-field-lines`).
         max_quoted_lines: u64,
+        /// RFC 4180 quoting (`"…"`, `""` inside), or none (`--quote none`): the text format
+        /// of PostgreSQL's `COPY … TO` and MySQL's `INTO OUTFILE`, where a quote is an
+        /// ordinary character, `\N` is null and backslash escapes are decoded.
+        quoting: bool,
     },
     /// Apache Parquet.
     Parquet,
@@ -204,6 +93,7 @@ impl InputFile {
                 delimiter: delimiter.unwrap_or(default),
                 gzip,
                 max_quoted_lines: csv::DEFAULT_MAX_QUOTED_FIELD_LINES,
+                quoting: true,
             }
         };
         InputFile {
@@ -220,6 +110,14 @@ impl InputFile {
         } = &mut self.format
         {
             *max_quoted_lines = lines.max(1);
+        }
+        self
+    }
+
+    /// Turns quoting off for a CSV or TSV input (`--quote none`): see [`Format::Csv`].
+    pub fn without_quoting(mut self) -> InputFile {
+        if let Format::Csv { quoting, .. } = &mut self.format {
+            *quoting = false;
         }
         self
     }
@@ -259,6 +157,16 @@ impl TextColumn {
     }
 }
 
+/// A cell of a chunk that could not be read (not UTF-8): which row, and which of the
+/// chunk's columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadCell {
+    /// Identity column `j` (in [`ResolvedColumns::identities`] order).
+    Identity(usize),
+    /// Region column `r` (in [`ResolvedColumns::phone_region_cols`] order).
+    Region(usize),
+}
+
 /// Rows of one input file, as read. Row `k` of the chunk is data row `first_row + k` of file
 /// `file` (0-based, header excluded).
 #[derive(Debug, Clone)]
@@ -271,12 +179,19 @@ pub struct Chunk {
     pub len: usize,
     /// One column per identity column of the file, in [`ResolvedColumns::identities`] order.
     pub identities: Vec<TextColumn>,
-    /// Rows whose identity cells are unusable, with the reason (sorted by row).
+    /// Rows that cannot be read at all (a CSV row with the wrong number of fields), with the
+    /// reason every identity of the row gets (sorted by row).
     pub broken: Vec<(usize, InvalidReason)>,
+    /// Cells that are not UTF-8, by row (sorted): each belongs to the identity that reads it
+    /// (an identity cell makes that identity invalid; a region cell, the phones read in it).
+    /// Such cells are null in their column.
+    pub bad_cells: Vec<(usize, BadCell)>,
+    /// Kept cells that are not UTF-8, written as null.
+    pub bad_kept_cells: u64,
     /// Kept columns, in `--keep-col` order.
     pub kept: Vec<ArrayRef>,
-    /// `--phone-region-col`'s cells.
-    pub phone_region: Option<TextColumn>,
+    /// The `--phone-region-col` columns' cells, in their order.
+    pub phone_regions: Vec<TextColumn>,
 }
 
 impl Chunk {
@@ -286,6 +201,13 @@ impl Chunk {
             .binary_search_by_key(&k, |(r, _)| *r)
             .ok()
             .map(|i| &self.broken[i].1)
+    }
+
+    /// The unreadable cells of row `k`.
+    pub fn bad_cells_of(&self, k: usize) -> &[(usize, BadCell)] {
+        let from = self.bad_cells.partition_point(|(r, _)| *r < k);
+        let to = self.bad_cells.partition_point(|(r, _)| *r <= k);
+        &self.bad_cells[from..to]
     }
 }
 
@@ -349,6 +271,36 @@ pub fn resolve_all(
         out.push(resolved);
     }
     Ok(out)
+}
+
+/// Says on stderr which identity columns auto-detection found (once, and again for each
+/// file where they differ from the file before); nothing when the columns were named.
+pub fn announce_detected(files: &[InputFile], spec: &ColumnSpec, columns: &[ResolvedColumns]) {
+    if spec.is_explicit() || spec.no_identity {
+        return;
+    }
+    let mut previous: Option<String> = None;
+    for (f, c) in files.iter().zip(columns) {
+        let list = c
+            .identities
+            .iter()
+            .map(|i| {
+                let form = match i.form {
+                    crate::record::IdentityForm::Raw => "",
+                    crate::record::IdentityForm::Hashed => " hash",
+                };
+                format!("{} ({}{form})", i.name, i.kind.as_str())
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if previous.as_deref() != Some(list.as_str()) {
+            tracing::info!(
+                file = %f.given,
+                "identity columns found by name: {list} (name them with --email-col/--phone-col to choose)"
+            );
+            previous = Some(list);
+        }
+    }
 }
 
 /// Reads every file from `start` on, in order, handing chunks to `sink`.

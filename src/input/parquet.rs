@@ -80,14 +80,18 @@ pub(super) fn read(
                 .map(|c| TextColumn::new(Arc::clone(batch.column(position_in(c.index)))))
                 .collect(),
             broken: Vec::new(),
+            bad_cells: Vec::new(),
+            bad_kept_cells: 0,
             kept: cols
                 .keep
                 .iter()
                 .map(|&i| crate::text::to_utf8(batch.column(position_in(i))))
                 .collect(),
-            phone_region: cols
-                .phone_region_col
-                .map(|i| TextColumn::new(Arc::clone(batch.column(position_in(i))))),
+            phone_regions: cols
+                .phone_region_cols
+                .iter()
+                .map(|r| TextColumn::new(Arc::clone(batch.column(position_in(r.index)))))
+                .collect(),
         };
         row += len as u64;
         progress.add(

@@ -16,8 +16,9 @@ pub(super) enum QuoteKind {
     AtEof,
     /// The field outgrew the limits.
     TooLong,
-    /// A closing quote is followed by this byte (RFC 4180 allows only a delimiter or a line
-    /// end): the quote that opened the field was a stray one, closed by a later quote.
+    /// A closing quote, lines after the one that opened the field, is followed by this byte
+    /// (RFC 4180 allows only a delimiter or a line end): the quote that opened the field was
+    /// a stray one, closed by a later line's quote.
     TextAfter(u8),
 }
 
@@ -80,6 +81,8 @@ pub(super) struct QuoteGuard<R> {
     pub(super) content: bool,
     /// Whether the last byte was a CR that ended a record (its LF is no blank line).
     pub(super) cr_ended: bool,
+    /// Whether a quote at the start of a field opens a quoted field (off: `--quote none`).
+    pub(super) quoting: bool,
 }
 
 /// Blank lines found by the guard, taken by the reader in order.
@@ -96,6 +99,7 @@ impl<R: Read> QuoteGuard<R> {
             records: 0,
             content: false,
             cr_ended: false,
+            quoting: true,
             state: Quoting::Start,
             line: 0,
             opened_line: 0,
@@ -170,7 +174,7 @@ impl<R: Read> QuoteGuard<R> {
                 self.line += 1;
             }
             self.state = match self.state {
-                Quoting::Start if b == b'"' => {
+                Quoting::Start if b == b'"' && self.quoting => {
                     self.opened_line = self.line + 1;
                     self.quoted_bytes = 0;
                     self.quoted_lines = 0;
@@ -183,6 +187,9 @@ impl<R: Read> QuoteGuard<R> {
                 }
                 Quoting::Start | Quoting::Field => Quoting::Field,
                 Quoting::QuoteInQuoted if b == b'"' => Quoting::Quoted,
+                // `"Acme" GmbH`: closed on the line it opened, it swallows no row; the text
+                // after it joins the field, as csv-core reads it.
+                Quoting::QuoteInQuoted if self.quoted_lines == 0 => Quoting::Field,
                 Quoting::QuoteInQuoted => return Err(self.problem(QuoteKind::TextAfter(b))),
                 Quoting::Quoted if b == b'"' => Quoting::QuoteInQuoted,
                 Quoting::Quoted => {

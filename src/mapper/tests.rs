@@ -26,6 +26,8 @@ fn chunk(first_row: u64, values: &[&str]) -> IdentityChunk {
         outcomes: None,
         origin: None,
         marks: None,
+        slot_names: std::sync::Arc::from([]),
+        bad_kept_cells: 0,
     }
 }
 

@@ -119,8 +119,11 @@ pub fn identity_in(
 mod tests;
 
 /// Hashes every identity cell of a chunk in parallel (rayon). The result is row-major: the
-/// identities of row `k` are at `k * n .. (k + 1) * n` for `n` identity columns.
+/// identities of row `k` are at `k * n .. (k + 1) * n` for `n` identity columns. A cell that
+/// could not be read makes only the identity that reads it invalid: its own identity, or
+/// the phones read in its region (a phone written with its country code needs no region).
 pub fn chunk(chunk: &crate::input::Chunk, cols: &crate::input::ResolvedColumns) -> Vec<Identity> {
+    use crate::input::BadCell;
     use rayon::prelude::*;
     /// Rows per rayon task: enough work (~100 µs) to amortise scheduling.
     const ROWS_PER_TASK: usize = 2048;
@@ -137,24 +140,34 @@ pub fn chunk(chunk: &crate::input::Chunk, cols: &crate::input::ResolvedColumns) 
     if n == 0 {
         return out;
     }
+    let invalid = |kind, reason| Identity {
+        kind,
+        hashed: Hashed::Invalid(reason),
+        phone_form: PhoneForm::NotRawPhone,
+    };
     out.par_chunks_mut(n)
         .with_min_len(ROWS_PER_TASK)
         .enumerate()
         .for_each(|(k, slots)| {
             let broken = chunk.broken_reason(k);
-            let region = RowRegion::of(
-                chunk.phone_region.as_ref().and_then(|r| r.get(k)),
-                default_region,
-            );
+            let bad = chunk.bad_cells_of(k);
             for (j, (slot, c)) in slots.iter_mut().zip(&cols.identities).enumerate() {
-                *slot = match broken {
-                    Some(reason) => Identity {
-                        kind: c.kind,
-                        hashed: Hashed::Invalid(reason.clone()),
-                        phone_form: PhoneForm::NotRawPhone,
-                    },
-                    None => identity_in(c.kind, c.form, chunk.identities[j].get(k), region),
+                if let Some(reason) = broken {
+                    *slot = invalid(c.kind, reason.clone());
+                    continue;
+                }
+                if bad.iter().any(|(_, b)| *b == BadCell::Identity(j)) {
+                    *slot = invalid(c.kind, InvalidReason::InvalidUtf8);
+                    continue;
+                }
+                let region = match c.region {
+                    Some(r) if bad.iter().any(|(_, b)| *b == BadCell::Region(r)) => {
+                        RowRegion::Unreadable(&cols.phone_region_cols[r].name)
+                    }
+                    Some(r) => RowRegion::of(chunk.phone_regions[r].get(k), default_region),
+                    None => RowRegion::of(None, default_region),
                 };
+                *slot = identity_in(c.kind, c.form, chunk.identities[j].get(k), region);
             }
         });
     out

@@ -44,6 +44,8 @@ pub enum RowRegion<'a> {
     /// The row's region cell, which is no known alpha-2 code (it does not fall back to
     /// `--phone-region`: the export says something else).
     Unknown(&'a str),
+    /// The row's cell in this region column could not be read (not UTF-8).
+    Unreadable(&'a str),
 }
 
 impl<'a> RowRegion<'a> {
@@ -189,6 +191,7 @@ mod rules {
                     (true, _) | (false, RowRegion::Known(_)) => PhoneReason::UnknownCountryCode,
                     (false, RowRegion::None) => PhoneReason::NeedsRegion,
                     (false, RowRegion::Unknown(cell)) => PhoneReason::unknown_region(cell),
+                    (false, RowRegion::Unreadable(col)) => PhoneReason::unreadable_region(col),
                 })
             }
             Err(

@@ -201,6 +201,10 @@ pub struct Manifest {
     /// by libphonenumber's rules, refused per reason. Absent when no raw phone was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phones: Option<crate::record::PhoneTally>,
+    /// Kept cells that were not UTF-8 and were written as null (whole dataset); absent when
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable_kept_cells: Option<u64>,
     /// `optout`: what it checked (this invocation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optout: Option<OptoutCounts>,
@@ -266,7 +270,7 @@ impl Manifest {
                         .identities
                         .iter()
                         .map(|i| ManifestColumn {
-                            name: i.name.clone(),
+                            name: i.name.to_string(),
                             kind: i.kind.as_str().to_string(),
                             form: form(i.form).to_string(),
                         })
@@ -301,6 +305,7 @@ impl Manifest {
             now: None,
             refresh: None,
             phones: (!writer.phone_totals.is_empty()).then(|| writer.phone_totals.clone()),
+            unreadable_kept_cells: (writer.unreadable_kept > 0).then_some(writer.unreadable_kept),
             optout: None,
         }
     }

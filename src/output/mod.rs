@@ -12,6 +12,7 @@
 //! half file. Each part records in its footer metadata the input range it covers and its
 //! status counts; `--resume` continues from the end of the last committed part.
 
+mod codec;
 mod job_dir;
 mod lock;
 mod manifest;
@@ -20,6 +21,7 @@ mod rows;
 mod schema;
 mod writer;
 
+pub use codec::Codec;
 pub use job_dir::{finished_same_job, prepare_dir, DirState, JobDescription};
 pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{

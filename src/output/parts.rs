@@ -28,6 +28,8 @@ pub struct PartInfo {
     pub refresh: RefreshTally,
     /// Raw phones by how they were read.
     pub phones: PhoneTally,
+    /// Kept cells that were not UTF-8, written as null.
+    pub unreadable_kept: u64,
 }
 
 /// [`PartInfo`] as each part's footer stores it (JSON, positions as `[file, row]`).
@@ -43,6 +45,12 @@ struct PartFooter {
     refresh: std::collections::BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "PhoneTally::is_empty")]
     phones: PhoneTally,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    unreadable_kept: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl PartInfo {
@@ -64,6 +72,7 @@ impl PartInfo {
                     .collect()
             },
             phones: self.phones.clone(),
+            unreadable_kept: self.unreadable_kept,
         })
         .expect("the footer always serializes")
     }
@@ -90,6 +99,7 @@ impl PartInfo {
             counts,
             refresh,
             phones: f.phones,
+            unreadable_kept: f.unreadable_kept,
         })
     }
 }

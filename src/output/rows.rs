@@ -34,6 +34,11 @@ pub fn swept_since(reason: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
+/// The type of `carried_since`: UTC milliseconds.
+pub(crate) fn carried_since_type() -> DataType {
+    DataType::Timestamp(arrow_schema::TimeUnit::Millisecond, Some(UTC.into()))
+}
+
 /// A text column from bytes appended as they are, checked as UTF-8 in one pass.
 fn text(mut b: BinaryBuilder) -> Result<ArrayRef, ArrowError> {
     Ok(Arc::new(StringArray::try_from_binary(b.finish())?))
@@ -57,6 +62,7 @@ pub(crate) fn encode(
     let mut src = StringBuilder::with_capacity(rows, rows * source.len());
     let mut row = Int64Builder::with_capacity(rows);
     let mut ty = StringBuilder::with_capacity(rows, rows * 5);
+    let mut column = StringBuilder::with_capacity(rows, rows * 8);
     // Base64 and raw ids are appended as bytes and their columns checked as UTF-8 once,
     // in `text`, rather than row by row.
     let mut hash = BinaryBuilder::with_capacity(rows, rows * HASH_B64_LEN);
@@ -84,6 +90,9 @@ pub(crate) fn encode(
             row.append_value((r.first_row + (i / n.max(1)) as u64) as i64);
         }
         ty.append_value(id.kind.as_str());
+        if r.origin.is_none() {
+            column.append_option(r.slot_name(i));
+        }
         let owned = outcomes.as_mut().and_then(|o| o.next().flatten());
         let outcome = owned.as_ref();
         let (st, why) = RowStatus::decide(&id.hashed, outcome, map);
@@ -162,6 +171,12 @@ pub(crate) fn encode(
         }
     }
     cols.push(Arc::new(ty.finish()));
+    if !lookup {
+        cols.push(match &r.origin {
+            Some(o) => Arc::clone(&o.identity_column),
+            None => Arc::new(column.finish()),
+        });
+    }
     cols.push(text(hash)?);
     cols.push(Arc::new(status.finish()));
     cols.push(Arc::new(reason.finish()));
@@ -170,6 +185,12 @@ pub(crate) fn encode(
         cols.push(text(p)?);
         cols.push(Arc::new(rf.finish().with_timezone(UTC)));
         cols.push(Arc::new(at.finish().with_timezone(UTC)));
+        if !lookup {
+            cols.push(match &r.origin {
+                Some(o) => Arc::clone(&o.carried_since),
+                None => arrow_array::new_null_array(&carried_since_type(), rows),
+            });
+        }
         if v2 {
             cols.push(Arc::new(bucket.finish()));
         }
@@ -241,6 +262,10 @@ pub struct DecodedRow<'a> {
     pub refresh_from_ms: Option<i64>,
     /// `bucket_id` (v2).
     pub bucket_id: Option<Arc<str>>,
+    /// `identity_column` (null in datasets written before it existed).
+    pub column: Option<&'a str>,
+    /// `carried_since`, Unix ms.
+    pub carried_since_ms: Option<i64>,
 }
 
 /// Reads a dataset's record batch row by row (columns by name, any string or timestamp
@@ -255,6 +280,8 @@ pub struct RowReader {
     rf: Option<ArrayRef>,
     at: Option<ArrayRef>,
     bucket: Option<ArrayRef>,
+    column: Option<ArrayRef>,
+    carried: Option<ArrayRef>,
 }
 
 impl RowReader {
@@ -271,6 +298,8 @@ impl RowReader {
             rf: c(col::REFRESH_FROM),
             at: c(col::MAPPED_AT),
             bucket: c(col::BUCKET_ID),
+            column: c(col::IDENTITY_COLUMN),
+            carried: c(col::CARRIED_SINCE),
         }
     }
 
@@ -315,6 +344,8 @@ impl RowReader {
             mapped_at,
             refresh_from_ms,
             bucket_id,
+            column: str_at(&self.column, i),
+            carried_since_ms: ms_at(&self.carried, i),
         }
     }
 

@@ -50,6 +50,11 @@ pub mod col {
     pub const ROW: &str = "row";
     /// `email` or `phone`.
     pub const IDENTITY_TYPE: &str = "identity_type";
+    /// The input column the identity was read from (`email`, `secondary_email`, `mobile`).
+    pub const IDENTITY_COLUMN: &str = "identity_column";
+    /// `refresh --keep-missing`: on a row carried for a customer gone from tonight's export,
+    /// when that customer was last in an export (null on rows read from tonight's inputs).
+    pub const CARRIED_SINCE: &str = "carried_since";
     /// Base64 SHA-256 of the normalized identity.
     pub const IDENTITY_HASH: &str = "identity_hash";
     /// The row's status.
@@ -68,13 +73,17 @@ pub mod col {
     pub const BUCKET_ID: &str = "bucket_id";
     /// `optout` only: when the raw EUID opted out.
     pub const OPTED_OUT_SINCE: &str = "opted_out_since";
+    /// The time zone of every timestamp column.
+    pub const UTC_ZONE: &str = super::UTC;
 }
 
 /// Every column the tool writes itself, whatever the command (`bucket_id` with `--api v2`).
-pub const OUTPUT_COLUMNS: [&str; 12] = [
+pub const OUTPUT_COLUMNS: [&str; 14] = [
     col::SOURCE,
     col::ROW,
     col::IDENTITY_TYPE,
+    col::IDENTITY_COLUMN,
+    col::CARRIED_SINCE,
     col::IDENTITY_HASH,
     col::STATUS,
     col::REASON,
@@ -148,15 +157,20 @@ impl Schema {
         Ok(())
     }
 
-    /// Builds the schema: `source`, `row`, the kept columns, `identity_type`, `identity_hash`,
-    /// `status`, `reason`, then for `map` `raw_euid`, `previous_raw_euid`, `refresh_from`,
-    /// `mapped_at`. Both timestamps are UTC milliseconds (Parquet has no seconds unit);
-    /// `refresh_from` always holds whole seconds, as the operator's `r` does.
+    /// Builds the schema: `source`, `row`, the kept columns, `identity_type`,
+    /// `identity_column`, `identity_hash`, `status`, `reason`, then for `map` `raw_euid`,
+    /// `previous_raw_euid`, `refresh_from`, `mapped_at`, `carried_since`. The timestamps are
+    /// UTC milliseconds (Parquet has no seconds unit); `refresh_from` always holds whole
+    /// seconds, as the operator's `r` does. `source` and `row` are null only on rows carried
+    /// for a customer gone from tonight's export (`refresh --keep-missing`).
     pub fn new(kind: OutputKind, kept: &[(String, DataType)]) -> Schema {
         if kind == OutputKind::Lookup {
             let mut s = Schema::new(OutputKind::Map, &[]);
-            let fields: Vec<Field> = s.arrow.fields()[2..]
+            let fields: Vec<Field> = s
+                .arrow
+                .fields()
                 .iter()
+                .filter(|f| LOOKUP_COLUMNS.contains(&f.name().as_str()))
                 .map(|f| f.as_ref().clone())
                 .collect();
             s.arrow = Arc::new(arrow_schema::Schema::new(fields));
@@ -164,8 +178,8 @@ impl Schema {
             return s;
         }
         let mut fields = vec![
-            Field::new(col::SOURCE, DataType::Utf8, false),
-            Field::new(col::ROW, ROW_TYPE, false),
+            Field::new(col::SOURCE, DataType::Utf8, true),
+            Field::new(col::ROW, ROW_TYPE, true),
         ];
         fields.extend(kept.iter().map(|(n, t)| Field::new(n, t.clone(), true)));
         if kind == OutputKind::Optout {
@@ -187,6 +201,7 @@ impl Schema {
         }
         fields.extend([
             Field::new(col::IDENTITY_TYPE, DataType::Utf8, false),
+            Field::new(col::IDENTITY_COLUMN, DataType::Utf8, true),
             Field::new(col::IDENTITY_HASH, DataType::Utf8, true),
             Field::new(col::STATUS, DataType::Utf8, false),
             Field::new(col::REASON, DataType::Utf8, true),
@@ -202,6 +217,11 @@ impl Schema {
                 ),
                 Field::new(
                     col::MAPPED_AT,
+                    DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
+                    true,
+                ),
+                Field::new(
+                    col::CARRIED_SINCE,
                     DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into())),
                     true,
                 ),

@@ -7,26 +7,16 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 
+use super::codec::{properties, Codec};
 use super::parts::{part_name, PartInfo, PART_INFO_KEY};
-use super::schema::{col, Schema};
+use super::schema::Schema;
 use super::OutputError;
 use crate::input::Position;
 use crate::record::IdentityChunk;
 use crate::record::{Identity, PhoneTally, RefreshMark, RefreshTally, RowStatus, StatusCounts};
 use crate::storage::{Location, PartSink, PendingCommit};
-
-/// Columns of random base64 text (no repeats to exploit).
-const RANDOM_COLUMNS: [&str; 3] = [col::IDENTITY_HASH, col::RAW_EUID, col::PREVIOUS_RAW_EUID];
-/// Numbers that hardly repeat within a row group: a dictionary would hash every value and
-/// then be abandoned, or be as large as the values.
-const UNIQUE_NUMBER_COLUMNS: [&str; 2] = [col::ROW, col::REFRESH_FROM];
-/// Rows per Parquet row group: bounds the writer's buffered memory (a few tens of MiB).
-const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// The rows of one write: where they come from and how they count.
 struct Rows<'a> {
@@ -68,6 +58,8 @@ pub struct DatasetWriter {
     pub refresh_totals: RefreshTally,
     /// Raw phones by how they were read, over every part.
     pub phone_totals: PhoneTally,
+    /// Kept cells written as null because they were not UTF-8, over every part.
+    pub unreadable_kept: u64,
     /// The `(source, row)` of the last row written from an explicit origin: rows carried
     /// from a previous run count as one input row per distinct origin.
     last_origin: Option<(String, u64)>,
@@ -75,6 +67,10 @@ pub struct DatasetWriter {
     _lock: super::DirLock,
     /// Where the totals are reported as they grow (Prometheus metrics).
     live: Option<std::sync::Arc<crate::record::LiveCounts>>,
+    /// The parts' codec.
+    codec: Codec,
+    /// Unreadable kept cells of the chunk being written, counted in the next part written.
+    pending_unreadable: u64,
 }
 
 impl Drop for DatasetWriter {
@@ -102,8 +98,9 @@ impl DatasetWriter {
         let mut totals = StatusCounts::default();
         let mut refresh_totals = RefreshTally::default();
         let mut phone_totals = PhoneTally::default();
-        let mut input_rows = 0;
+        let (mut input_rows, mut unreadable_kept) = (0, 0);
         for p in existing {
+            unreadable_kept += p.unreadable_kept;
             totals.merge(&p.counts);
             refresh_totals.merge(&p.refresh);
             phone_totals.merge(&p.phones);
@@ -121,10 +118,18 @@ impl DatasetWriter {
             input_rows,
             refresh_totals,
             phone_totals,
+            unreadable_kept,
             last_origin: None,
             _lock: lock,
             live: None,
+            codec: Codec::default(),
+            pending_unreadable: 0,
         }
+    }
+
+    /// Compresses the parts written from now on with `codec`.
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
     }
 
     /// The `source` value of input `file`.
@@ -162,10 +167,12 @@ impl DatasetWriter {
         let mut starts = Vec::with_capacity(n);
         for i in 0..n {
             let (src, row) = (text(i), num(i));
-            let same = self
-                .last_origin
-                .as_ref()
-                .is_some_and(|(s, r)| *r == row && s == src);
+            // A row carried without its origin (`--keep-missing`) counts on its own.
+            let same = row != u64::MAX
+                && self
+                    .last_origin
+                    .as_ref()
+                    .is_some_and(|(s, r)| *r == row && s == src);
             starts.push(!same);
             if !same {
                 self.last_origin = Some((src.to_string(), row));
@@ -186,6 +193,7 @@ impl DatasetWriter {
     /// # Errors
     /// Writing or committing a part failed.
     pub fn write(&mut self, mut r: IdentityChunk) -> Result<(), OutputError> {
+        self.pending_unreadable += r.bad_kept_cells;
         let source = self.sources.get(r.file).map_or("", String::as_str);
         let (batch, statuses) = super::rows::encode(&self.schema, source, &mut r).map_err(|e| {
             OutputError::Parquet {
@@ -291,6 +299,9 @@ impl DatasetWriter {
             part.info.counts.merge(&counts);
             part.info.refresh.merge(&tally);
             part.info.phones.merge(&phones);
+            let unreadable = std::mem::take(&mut self.pending_unreadable);
+            part.info.unreadable_kept += unreadable;
+            self.unreadable_kept += unreadable;
             self.totals.merge(&counts);
             self.refresh_totals.merge(&tally);
             self.phone_totals.merge(&phones);
@@ -309,27 +320,7 @@ impl DatasetWriter {
         let n = self.next_part;
         self.next_part += 1;
         let sink = PartSink::create(&self.dir.join(&part_name(n)))?;
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("euid-map {}", env!("CARGO_PKG_VERSION")))
-            // Kept columns keep their type for every engine: a `date64` becomes a Parquet DATE
-            // (not a bare int64 that only Arrow readers turn back into a date).
-            .set_coerce_types(true);
-        // Hashes and raw ids are random base64: dictionaries and compression only cost CPU,
-        // and min/max statistics span nearly the whole range in every page and row group, so
-        // no engine can skip data with them (computing them was 2 % of `map`'s CPU).
-        for col in RANDOM_COLUMNS {
-            let path = ColumnPath::from(col);
-            props = props
-                .set_column_dictionary_enabled(path.clone(), false)
-                .set_column_statistics_enabled(path.clone(), EnabledStatistics::None)
-                .set_column_compression(path, Compression::UNCOMPRESSED);
-        }
-        for col in UNIQUE_NUMBER_COLUMNS {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(col), false);
-        }
-        let props = props.build();
+        let props = properties(self.codec);
         let dest = sink.dest().to_string();
         let writer = ArrowWriter::try_new(sink, Arc::clone(&self.schema.arrow), Some(props))
             .map_err(|e| OutputError::Parquet {
@@ -429,6 +420,8 @@ mod tests {
             outcomes: None,
             origin: None,
             marks: None,
+            slot_names: std::sync::Arc::from([]),
+            bad_kept_cells: 0,
         };
         w.write(chunk).expect("written to the open part");
         let tmp_part = tmp.path().join(".part-00000.parquet.tmp");

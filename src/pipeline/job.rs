@@ -126,6 +126,7 @@ impl<'a> Job<'a> {
         }
         let mut writer =
             DatasetWriter::new(&job.out_dir, schema, sources, job.part_rows, &parts, lock);
+        writer.set_codec(job.compression);
         self.run.metrics.set_command(&description.command);
         writer.report_to(self.run.metrics.rows());
         Ok(Opened { writer, dir, start })
@@ -149,6 +150,9 @@ impl<'a> Job<'a> {
         options: serde_json::Value,
     ) -> Result<(Vec<ResolvedColumns>, Opened), Error> {
         let columns = input::resolve_all(&self.cfg.inputs, &self.cfg.columns)?;
+        if !self.cfg.quiet {
+            input::announce_detected(&self.cfg.inputs, &self.cfg.columns, &columns);
+        }
         let kept = columns
             .first()
             .map(|c| c.keep_types.clone())

@@ -83,6 +83,10 @@ pub(crate) fn read_and_hash(
         Ok(())
     });
     let cols = columns.to_vec();
+    let names: Vec<_> = columns
+        .iter()
+        .map(ResolvedColumns::identity_names)
+        .collect();
     let hasher = Stage::spawn("hasher", move || {
         for chunk in chunk_rx {
             let c = &cols[chunk.file];
@@ -94,9 +98,13 @@ pub(crate) fn read_and_hash(
                 first_row,
                 len,
                 kept,
+                bad_kept_cells,
                 ..
             } = chunk;
-            let hashed = IdentityChunk::new(file, first_row, len, c.identities.len(), kept, ids);
+            let mut hashed =
+                IdentityChunk::new(file, first_row, len, c.identities.len(), kept, ids);
+            hashed.slot_names = Arc::clone(&names[file]);
+            hashed.bad_kept_cells = bad_kept_cells;
             if !send(hashed) {
                 break;
             }

@@ -175,6 +175,11 @@ pub struct IdentityChunk {
     /// per part so that the manifest's refresh counts cover the whole dataset, resumed
     /// parts included.
     pub marks: Option<Vec<RefreshMark>>,
+    /// The input column of each identity slot of a row (`per_row` names): the output's
+    /// `identity_column`, unless the chunk carries its own origin.
+    pub slot_names: std::sync::Arc<[std::sync::Arc<str>]>,
+    /// Kept cells of these rows that were not UTF-8 (written as null), for the manifest.
+    pub bad_kept_cells: u64,
 }
 
 impl IdentityChunk {
@@ -198,17 +203,31 @@ impl IdentityChunk {
             outcomes: None,
             origin: None,
             marks: None,
+            slot_names: std::sync::Arc::from([]),
+            bad_kept_cells: 0,
         }
+    }
+
+    /// The identity column of identity `i` of the chunk, when the chunk has no origin.
+    pub fn slot_name(&self, i: usize) -> Option<&str> {
+        self.slot_names.get(i % self.per_row.max(1)).map(|n| &**n)
     }
 }
 
-/// Explicit `source` (Utf8) and `row` (Int64) columns for a chunk's output rows.
+/// Explicit `source` (Utf8) and `row` (Int64) columns for a chunk's output rows, with their
+/// `identity_column` (Utf8) and `carried_since` (timestamp ms, UTC): rows `refresh` writes
+/// from its state. Rows carried for a customer gone from tonight's export have a null
+/// `source` and `row`, so that no join on them meets tonight's rows.
 #[derive(Debug, Clone)]
 pub struct Origin {
     /// The `source` column.
     pub source: ArrayRef,
     /// The `row` column.
     pub row: ArrayRef,
+    /// The `identity_column` column.
+    pub identity_column: ArrayRef,
+    /// The `carried_since` column.
+    pub carried_since: ArrayRef,
 }
 
 /// A hasher for keys that are already uniformly distributed (SHA-256 digests): it folds the

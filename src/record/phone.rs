@@ -66,6 +66,17 @@ impl PhoneReason {
     }
 }
 
+impl PhoneReason {
+    /// The reason for a national-format phone whose region cell, in column `column`, could
+    /// not be read (not UTF-8): a Latin-1 `Côte d'Ivoire` in a UTF-8 export.
+    pub fn unreadable_region(column: &str) -> PhoneReason {
+        let column: String = column.chars().take(64).collect();
+        PhoneReason::UnknownRegion(
+            format!("phone: the region cell of column {column:?} is not UTF-8").into(),
+        )
+    }
+}
+
 /// A region to read national-format phones in: an ISO 3166-1 alpha-2 code, upper case
 /// (`--phone-region`, `--phone-region-col`). Made by [`crate::normalize::phone_region`],
 /// which checks it against the phone metadata.

@@ -54,6 +54,16 @@ pub enum RefreshError {
         /// `--max-drop-fraction`.
         max: f64,
     },
+    /// Not one key of the export is a customer of the state: the keys are written another
+    /// way (or the wrong key column was named), and every customer would be dropped, or
+    /// written twice with `--keep-missing`.
+    #[error("no key of tonight's export matches the state: none of its {all} customers is in the export by --key-col {key_col:?}. Are the keys written another way (C-1234 against 1234, zero-padded, another column)? Nothing was written: mapped as is, every customer would be dropped, or written twice with --keep-missing. If the export really holds only new customers, rerun with --max-drop-fraction 1")]
+    KeysDoNotMeet {
+        /// The key column.
+        key_col: String,
+        /// Customers in the state.
+        all: u64,
+    },
     /// Customers still in the export lost too many of their mapped identities.
     #[error("refusing to drop the raw EUIDs of {lost} of the {all} mapped identities whose customers are in today's export ({percent:.1}%): the export no longer holds these identities in a valid form (invalid or empty tonight), which is more than --max-drop-fraction {max} allows. A phone column read without its --phone-region or --phone-region-col, or a column emptied upstream, looks like this; if the values really went, rerun with a higher --max-drop-fraction")]
     TooManyLost {

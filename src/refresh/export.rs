@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::stream::StateRows;
 use super::{join, key, send_state, Common, Plan, RefreshError, Started};
 use crate::error::Error;
 use crate::input::{self, Position, ReadProgress};
@@ -95,7 +96,22 @@ fn changed_between_reads(path: &str, row: u64) -> Error {
 }
 
 /// Refuses a join that would drop more than the allowed fraction of the state's customers.
-fn check_drop(joined: &join::Joined, max_fraction: f64, keep_missing: bool) -> Result<(), Error> {
+fn check_drop(
+    joined: &join::Joined,
+    key_col: &str,
+    max_fraction: f64,
+    keep_missing: bool,
+) -> Result<(), Error> {
+    // Keys that never meet are the likelier cause than churn, and `--keep-missing` would
+    // write every customer twice: refused whatever the fraction, unless it is 1.
+    let all = joined.state_customers;
+    if all > 0 && joined.missing_customers == all && joined.export_keys > 0 && max_fraction < 1.0 {
+        return Err(RefreshError::KeysDoNotMeet {
+            key_col: key_col.to_string(),
+            all,
+        }
+        .into());
+    }
     // The percentage `part` is of `all`, when it is over the allowed fraction.
     let over = |part: u64, all: u64| {
         (all > 0 && part as f64 > max_fraction * all as f64)
@@ -145,6 +161,9 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         .position(|k| *k == key_col)
         .expect("settle_kept keeps the key column");
     let columns = input::resolve_all(&job.cfg.inputs, &job.cfg.columns)?;
+    if !job.cfg.quiet {
+        input::announce_detected(&job.cfg.inputs, &job.cfg.columns, &columns);
+    }
     let out_kept = columns
         .first()
         .map(|c| c.keep_types.clone())
@@ -199,6 +218,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                 let base: u64 = (0..c.file).map(|g| file_rows[g] * n_ids[g]).sum();
                 let n = n_ids[c.file] as usize;
                 let keys = &c.kept[key_idx];
+                let names = &columns[c.file].identities;
                 for k in 0..c.len {
                     let Some(key) = key::at(keys, k) else {
                         export_null_keys += (0..n)
@@ -208,8 +228,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                     };
                     let row_ordinal = base + (c.first_row + k as u64) * n as u64;
                     let mut any = false;
-                    for j in 0..n {
-                        let id = &r.ids[k * n + j];
+                    for (j, (id, col)) in r.ids[k * n..(k + 1) * n].iter().zip(names).enumerate() {
                         if let Hashed::Ok(hash) = id.hashed {
                             any = true;
                             result = result.and_then(|()| {
@@ -217,6 +236,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                                     ordinal: row_ordinal + j as u64,
                                     key: &key,
                                     kind: id.kind,
+                                    column: &col.name,
                                     hash: Some(hash),
                                 })
                             });
@@ -229,6 +249,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
                                 ordinal: row_ordinal,
                                 key: &key,
                                 kind: crate::record::IdentityKind::Email,
+                                column: "",
                                 hash: None,
                             })
                         });
@@ -249,7 +270,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         return Err(Error::Interrupted { signal });
     }
     check_unchanged(&job.cfg.inputs, description)?;
-    check_drop(&joined, cfg.max_drop_fraction, cfg.keep_missing)?;
+    check_drop(&joined, &key_col, cfg.max_drop_fraction, cfg.keep_missing)?;
     {
         let mut t = c.tally.lock().expect("tally lock");
         t.state_customers = joined.state_customers;
@@ -288,6 +309,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         policy,
         sinks,
         tally,
+        state_night_ms,
         ..
     } = c;
     let producer = Stage::spawn("join", move || -> Result<(), Error> {
@@ -353,8 +375,12 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         tally.lock().expect("tally lock").dropped = joined.null_key_rows;
         if keep_missing {
             let skip = if start.file == n_inputs { start.row } else { 0 };
-            let keep = |row: u64| missing.binary_search(&row).is_ok();
-            send_state(&parts, n_inputs, skip, &out_names, &policy, &keep, &sinks)?;
+            let only = |row: u64| missing.binary_search(&row).is_ok();
+            let how = StateRows::Carried {
+                seen_ms: state_night_ms,
+                only: &only,
+            };
+            send_state(&parts, n_inputs, skip, &out_names, &policy, how, &sinks)?;
         } else {
             tally.lock().expect("tally lock").dropped += missing.len() as u64;
         }

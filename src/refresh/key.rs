@@ -1,7 +1,8 @@
 //! Customer keys, compared by value whatever their Arrow type: `42` read from a CSV, an
-//! `int64`, a Snowflake `NUMBER(38,0)` unloaded as `decimal128(38,0)`, or a pandas float
-//! column (an integer column with nulls) are the same customer. A key type that cannot be
-//! compared that way is refused before anything is read.
+//! `int64`, a Snowflake `NUMBER(38,0)` unloaded as `decimal128(38,0)`, a pandas float column
+//! (an integer column with nulls), and the text `42.0` (what pandas' `to_csv` writes for that
+//! column, or a `NUMBER(…,2)` unload) are the same customer: [`text_key`] is the rule for
+//! text. A key type that cannot be compared that way is refused before anything is read.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
@@ -119,8 +120,35 @@ pub(super) fn at(a: &ArrayRef, i: usize) -> Option<String> {
         DataType::Decimal256(_, s) => {
             decimal_text(&a.as_primitive::<Decimal256Type>().value(i).to_string(), *s)
         }
-        _ => crate::text::at(a.as_ref(), i)?.to_string(),
+        _ => text_key(crate::text::at(a.as_ref(), i)?),
     })
+}
+
+/// A text key as a customer key: a decimal number whose fraction is all zeros (`1234.0`,
+/// `1234.00`, `-7.0`, `+12.`) is the whole number (`1234`, `-7`, `12`), as a number column
+/// holding it reads; anything else (`1234.5`, `00042`, `1.234E3`, `A-17`) stays the text it
+/// is. Exponents are left alone: spreadsheets write `1.23457E+11` for a number they have
+/// already rounded, and reading it as `123457000000` would make it another customer.
+pub(crate) fn text_key(s: &str) -> String {
+    let (sign, body) = match s.as_bytes().first() {
+        Some(b'-') => ("-", &s[1..]),
+        Some(b'+') => ("", &s[1..]),
+        _ => ("", s),
+    };
+    let Some((int, frac)) = body.split_once('.') else {
+        return s.to_string();
+    };
+    let whole = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b == b'0');
+    if !whole {
+        return s.to_string();
+    }
+    if int.bytes().all(|b| b == b'0') {
+        // `-0.0`, `0.00`: zero, whatever sign or width.
+        return "0".to_string();
+    }
+    format!("{sign}{int}")
 }
 
 #[cfg(test)]
@@ -165,6 +193,42 @@ mod tests {
         }
         assert!(!comparable(&DataType::Boolean));
         assert!(check("id", "the state", &DataType::Binary).is_err());
+    }
+
+    /// Issue #32.2: `1234.0` written by pandas (an integer column with gaps) or a
+    /// `NUMBER(…,2)` unload is the customer `1234`; keys that are not whole numbers stay text.
+    #[test]
+    fn text_keys_with_a_zero_fraction_are_whole_numbers() {
+        for (given, key) in [
+            ("1234", "1234"),
+            ("1234.0", "1234"),
+            ("1234.00", "1234"),
+            ("1234.", "1234"),
+            ("+1234.0", "1234"),
+            ("-7.000", "-7"),
+            ("-0.0", "0"),
+            ("0.00", "0"),
+            ("00042.0", "00042"),
+            ("1234.5", "1234.5"),
+            ("1234.50", "1234.50"),
+            ("1.234E3", "1.234E3"),
+            ("1.23457E+11", "1.23457E+11"),
+            (".0", ".0"),
+            ("A-17.0", "A-17.0"),
+            ("12.0.0", "12.0.0"),
+            (" 12.0", " 12.0"),
+            ("C-0042", "C-0042"),
+        ] {
+            assert_eq!(text_key(given), key, "{given:?}");
+        }
+        let text: ArrayRef = Arc::new(StringArray::from(vec![Some("42.0"), Some("42.50")]));
+        let int: ArrayRef = Arc::new(Int64Array::from(vec![42]));
+        assert_eq!(
+            at(&text, 0),
+            at(&int, 0),
+            "the same customer in CSV and Parquet"
+        );
+        assert_eq!(at(&text, 1).as_deref(), Some("42.50"));
     }
 
     #[test]

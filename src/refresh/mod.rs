@@ -107,6 +107,8 @@ struct Common<'a> {
     job: Job<'a>,
     parts: Vec<crate::storage::Location>,
     state_rows: u64,
+    /// When the state's night ran, Unix ms, if known (`carried_since`).
+    state_night_ms: Option<i64>,
     kept: Vec<(String, arrow_schema::DataType)>,
     policy: DuePolicy,
     sinks: Sinks,
@@ -293,6 +295,7 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
         job: j,
         parts,
         state_rows: st.rows,
+        state_night_ms: st.night_ms,
         kept,
         policy,
         sinks: Sinks {

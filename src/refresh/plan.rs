@@ -211,6 +211,8 @@ mod tests {
             outcomes: Some(outcomes),
             origin: None,
             marks: None,
+            slot_names: std::sync::Arc::from([]),
+            bad_kept_cells: 0,
         }
     }
 

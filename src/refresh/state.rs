@@ -42,6 +42,9 @@ pub(super) struct State {
     /// What identifies this version of the state, for the job description (the manifest's
     /// sample hash, or the parts' names, sizes and times for a dataset without one).
     pub identity: String,
+    /// When the state's night ran (its manifest's `now`, else its start), Unix ms; unknown
+    /// for a dataset without a manifest.
+    pub night_ms: Option<i64>,
 }
 
 /// Opens a state dataset. One written by euid-map (it has `_job.json` or `_manifest.json`)
@@ -107,6 +110,13 @@ pub(super) fn open(dir: &Location) -> Result<State, OutputError> {
         let identity = crate::input::Fingerprint::of(&f)
             .map(|fp| fp.sample_sha256)
             .map_err(|e| bad(dir, e.to_string()))?;
+        let night_ms = manifest
+            .now
+            .as_deref()
+            .unwrap_or(&manifest.started_at)
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .ok()
+            .map(|t| t.timestamp_millis());
         return Ok(State {
             parts: infos
                 .iter()
@@ -114,6 +124,7 @@ pub(super) fn open(dir: &Location) -> Result<State, OutputError> {
                 .collect(),
             rows,
             identity,
+            night_ms,
         });
     }
     let mut files: Vec<&String> = names
@@ -167,6 +178,7 @@ pub(super) fn open(dir: &Location) -> Result<State, OutputError> {
         parts,
         rows,
         identity,
+        night_ms: None,
     })
 }
 
@@ -248,6 +260,10 @@ pub struct StateRow {
     /// The last known answer with a raw EUID (a `mapped` or `stale` row), if any: a due
     /// row whose remap fails keeps it (status `stale`).
     pub last: Option<MapOutcome>,
+    /// The input column it was read from (`None` in states written before it was recorded).
+    pub column: Option<String>,
+    /// `carried_since`, Unix ms.
+    pub carried_since_ms: Option<i64>,
 }
 
 impl StateRow {
@@ -376,6 +392,8 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                 carried,
                 due,
                 last: r.last,
+                column: r.column.map(str::to_string),
+                carried_since_ms: r.carried_since_ms,
             }
         })
         .collect()

@@ -1,6 +1,7 @@
 //! Refresh without today's export (`refresh --state PREV -o NEW`): the state streams through
 //! part by part; rows that are due are mapped again, every other row is carried as it is.
 
+use super::stream::StateRows;
 use super::{send_state, Common, Started};
 use crate::error::Error;
 use crate::output::{DirState, JobDescription, OutputKind, Schema};
@@ -41,7 +42,7 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
             start.row,
             &kept_names,
             &policy,
-            &|_| true,
+            StateRows::AsTheyAre,
             &sinks,
         )
     });

@@ -2,6 +2,10 @@
 //! answers filled in and the due ones left empty, sent to the mapper beside its plans.
 
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use arrow_array::{new_null_array, ArrayRef};
+use arrow_schema::DataType;
 
 use super::plan::{Plan, Plans};
 use super::state::{self, DuePolicy};
@@ -24,8 +28,34 @@ impl Sinks {
     }
 }
 
+/// Which state rows are written, and how.
+#[derive(Clone, Copy)]
+pub(super) enum StateRows<'a> {
+    /// As they are (`refresh` without an export): `source`, `row`, `identity_column` and
+    /// `carried_since` kept from the state.
+    AsTheyAre,
+    /// Carried for customers gone from tonight's export (`--keep-missing`): only the rows
+    /// `only` accepts, `source` and `row` null, `carried_since` kept, or else the state's
+    /// night (`seen_ms`), when known.
+    Carried {
+        /// When the state's night ran (Unix ms).
+        seen_ms: Option<i64>,
+        /// Which state rows (by index) are carried.
+        only: &'a dyn Fn(u64) -> bool,
+    },
+}
+
+/// The `carried_since` of state rows written as `how` says.
+fn carried_since(rows: &[state::StateRow], how: StateRows<'_>) -> ArrayRef {
+    let b = arrow_array::TimestampMillisecondArray::from_iter(rows.iter().map(|r| match how {
+        StateRows::AsTheyAre => r.carried_since_ms,
+        StateRows::Carried { seen_ms, .. } => r.carried_since_ms.or(seen_ms),
+    }));
+    Arc::new(b.with_timezone(crate::output::col::UTC_ZONE))
+}
+
 /// Turns a state batch into a chunk to map: carried answers filled in, due ones left empty,
-/// `source` and `row` kept from the state. `kept` names the output's kept columns, in the
+/// the origin columns as `how` says. `kept` names the output's kept columns, in the
 /// output's order: they are taken from the state by name, never by position.
 fn state_chunk(
     file: usize,
@@ -33,8 +63,13 @@ fn state_chunk(
     batch: &arrow_array::RecordBatch,
     kept: &[String],
     policy: &DuePolicy,
+    how: StateRows<'_>,
 ) -> (IdentityChunk, Plans) {
     let rows = state::decode(batch, policy);
+    let since = carried_since(&rows, how);
+    let columns: ArrayRef = Arc::new(arrow_array::StringArray::from_iter(
+        rows.iter().map(|r| r.column.as_deref()),
+    ));
     let mut ids = Vec::with_capacity(rows.len());
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut plans = Vec::with_capacity(rows.len());
@@ -67,24 +102,41 @@ fn state_chunk(
     chunk.outcomes = Some(outcomes);
     // A lookup table has no `source` or `row`, and keeps none.
     if batch.column_by_name(crate::output::col::SOURCE).is_some() {
+        let n = batch.num_rows();
+        let (source, row) = match how {
+            StateRows::AsTheyAre => (
+                state::origin_source(&col(crate::output::col::SOURCE)),
+                state::origin_row(&col(crate::output::col::ROW)),
+            ),
+            StateRows::Carried { .. } => (
+                new_null_array(&DataType::Utf8, n),
+                new_null_array(&crate::output::ROW_TYPE, n),
+            ),
+        };
         chunk.origin = Some(Origin {
-            source: state::origin_source(&col(crate::output::col::SOURCE)),
-            row: state::origin_row(&col(crate::output::col::ROW)),
+            source,
+            row,
+            identity_column: columns,
+            carried_since: since,
         });
     }
     (chunk, plans)
 }
 
-/// Streams state rows from `skip` on (optionally only those `keep` accepts) as chunks.
+/// Streams state rows from `skip` on (those `how` takes) as chunks.
 pub(super) fn send_state(
     parts: &[crate::storage::Location],
     file: usize,
     skip: u64,
     kept: &[String],
     policy: &DuePolicy,
-    keep: &dyn Fn(u64) -> bool,
+    how: StateRows<'_>,
     sinks: &Sinks,
 ) -> Result<(), Error> {
+    let keep = |row: u64| match how {
+        StateRows::AsTheyAre => true,
+        StateRows::Carried { only, .. } => only(row),
+    };
     let mut out_row = 0u64; // position among the rows this pass emits
     state::for_each_batch(parts, |state_row, batch| -> Result<bool, Error> {
         let mask: Vec<usize> = (0..batch.num_rows())
@@ -115,7 +167,7 @@ pub(super) fn send_state(
             batch
         };
         let first = first.max(skip);
-        let (resolved, plans) = state_chunk(file, first, &batch, kept, policy);
+        let (resolved, plans) = state_chunk(file, first, &batch, kept, policy, how);
         Ok(sinks.send(resolved, plans))
     })
 }

@@ -20,8 +20,10 @@
 //!   (not even with `--keep-missing`): it is dropped, and the export's rows with a null key
 //!   are mapped afresh, every night.
 //! - Within a customer, an export identity takes the state identity of the same type and
-//!   hash first (so rows that only change order are carried), then any other unused one of
-//!   its type (a changed value), else it is new.
+//!   hash first (so rows that only change order are carried; the same column preferred),
+//!   then any other unused one of its type read from the same column, or from an unknown
+//!   column in a state written before columns were recorded (a changed value), else it is
+//!   new. So a customer's `phone` and `mobile` are each carried or remapped on their own.
 //! - Each decision records the identity it was made for; the second read of the export
 //!   checks it, so a changed export can never receive another identity's answer.
 
@@ -62,6 +64,8 @@ pub(super) struct Joined {
     pub missing_customers: u64,
     /// State rows with a null key.
     pub null_key_rows: u64,
+    /// Export records with a key (identities, or presence-only rows).
+    pub export_keys: u64,
     /// State identities with a raw EUID whose customer is in the export.
     pub present_mapped_ids: u64,
     /// Of those, identities the export no longer has in any valid form (its value is
@@ -78,6 +82,8 @@ pub(super) struct ExportIdentity<'a> {
     pub key: &'a str,
     /// Email or phone.
     pub kind: IdentityKind,
+    /// The input column it was read from.
+    pub column: &'a str,
     /// Its hash, or `None` for a presence-only record.
     pub hash: Option<IdentityHash>,
 }
@@ -134,6 +140,7 @@ pub(super) fn build(
                 row: first + i as u64,
                 key,
                 kind: row.identity.kind,
+                column: row.column.as_deref().map(str::to_lowercase),
                 hash,
                 decision,
             };
@@ -152,11 +159,15 @@ pub(super) fn build(
 
     // 2. The export, by key: ordinal, key, kind, hash (or presence only).
     let mut ws = sides.writers("i")?;
+    let mut export_keys = 0u64;
     export(&mut |x: ExportIdentity<'_>| {
+        export_keys += 1;
+        let column = x.column.to_lowercase();
         let record = ExportRecord {
             ordinal: x.ordinal,
             key: x.key,
             kind: x.kind,
+            column: &column,
             hash: x.hash,
         };
         put(&mut ws[partition(x.key, n)], &record).map_err(io(tmp))
@@ -167,6 +178,7 @@ pub(super) fn build(
     //    matches (same type and hash), then the rest in export order.
     struct Entry {
         kind: IdentityKind,
+        column: Option<String>,
         hash: Option<IdentityHash>,
         decision: Decision,
         row: u64,
@@ -186,6 +198,7 @@ pub(super) fn build(
             let rec: StateRecord = decode(&buf).map_err(io(tmp))?;
             by_key.entry(rec.key).or_default().1.push(Entry {
                 kind: rec.kind,
+                column: rec.column,
                 hash: rec.hash,
                 decision: rec.decision,
                 row: rec.row,
@@ -202,27 +215,30 @@ pub(super) fn build(
             if rec.hash.is_none() {
                 continue;
             }
-            if let Some(e) = entries
-                .iter_mut()
-                .find(|e| e.taken_by.is_none() && e.kind == rec.kind && e.hash == rec.hash)
-            {
-                e.taken_by = Some(rec.ordinal);
+            let same = |e: &Entry| e.taken_by.is_none() && e.kind == rec.kind && e.hash == rec.hash;
+            let i = entries
+                .iter()
+                .position(|e| same(e) && e.column.as_deref() == Some(rec.column))
+                .or_else(|| entries.iter().position(same));
+            if let Some(i) = i {
+                entries[i].taken_by = Some(rec.ordinal);
             }
         }
         let mut r = sides.reader("i", p)?;
         while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
             let rec: ExportRecord<'_> = decode(&buf).map_err(io(tmp))?;
             let Some(hash) = rec.hash else { continue };
-            let (ordinal, kind) = (rec.ordinal, rec.kind);
+            let (ordinal, kind, column) = (rec.ordinal, rec.kind, rec.column);
             let decision = match by_key.get_mut(rec.key) {
                 None => Decision::New,
                 Some((_, entries)) => {
                     if let Some(e) = entries.iter().find(|e| e.taken_by == Some(ordinal)) {
                         e.decision.clone()
-                    } else if let Some(e) = entries
-                        .iter_mut()
-                        .find(|e| e.taken_by.is_none() && e.kind == kind)
-                    {
+                    } else if let Some(e) = entries.iter_mut().find(|e| {
+                        e.taken_by.is_none()
+                            && e.kind == kind
+                            && e.column.as_deref().is_none_or(|c| c == column)
+                    }) {
                         e.taken_by = Some(ordinal);
                         Decision::Changed(match &e.decision {
                             Decision::Changed(old) => old.clone(),
@@ -263,6 +279,7 @@ pub(super) fn build(
         state_customers,
         missing_customers,
         null_key_rows,
+        export_keys,
         present_mapped_ids,
         lost_ids,
     })

@@ -18,6 +18,8 @@ pub(crate) struct StateRecord {
     pub(crate) row: u64,
     pub(crate) key: String,
     pub(crate) kind: IdentityKind,
+    /// The input column, lower case (`None` in states written before it was recorded).
+    pub(crate) column: Option<String>,
     pub(crate) hash: Option<IdentityHash>,
     pub(crate) decision: Decision,
 }
@@ -30,6 +32,9 @@ pub(crate) struct ExportRecord<'a> {
     #[serde(borrow)]
     pub(crate) key: &'a str,
     pub(crate) kind: IdentityKind,
+    /// The input column, lower case.
+    #[serde(borrow)]
+    pub(crate) column: &'a str,
     pub(crate) hash: Option<IdentityHash>,
 }
 

@@ -10,8 +10,8 @@ use arrow_array::ArrayRef;
 use arrow_schema::DataType;
 
 use super::{
-    open, Chunk, Format, Header, InputError, InputFile, ReadProgress, ResolvedColumns, Sink,
-    TextColumn, CHUNK_ROWS,
+    open, BadCell, Chunk, Format, Header, InputError, InputFile, ReadProgress, ResolvedColumns,
+    Sink, TextColumn, CHUNK_ROWS,
 };
 use crate::record::InvalidReason;
 
@@ -40,7 +40,7 @@ fn read_error(f: &InputFile, row: u64, e: ::csv::Error) -> InputError {
                 path: f.given.clone(),
                 line: q.line,
                 why: match q.kind {
-                    QuoteKind::AtEof => "it is never closed before the end of the file".to_string(),
+                    QuoteKind::AtEof => "it is never closed before the end of the file (if the export does not quote its fields, as PostgreSQL's COPY text format and MySQL's INTO OUTFILE do not, pass --quote none)".to_string(),
                     QuoteKind::TooLong => {
                         let lines = match f.format {
                             Format::Csv { max_quoted_lines, .. } => max_quoted_lines,
@@ -51,7 +51,7 @@ fn read_error(f: &InputFile, row: u64, e: ::csv::Error) -> InputError {
                         )
                     }
                     QuoteKind::TextAfter(b) => format!(
-                        "the quote that closes it is followed by {:?} instead of a delimiter or a line end, so the rows in between would be read as one field",
+                        "it is closed on a later line by a quote followed by {:?} instead of a delimiter or a line end, so the rows in between would be read as one field (if the export does not quote its fields, as PostgreSQL's COPY text format and MySQL's INTO OUTFILE do not, pass --quote none)",
                         char::from(b)
                     ),
                 },
@@ -74,6 +74,7 @@ fn reader<'a>(
         delimiter,
         gzip,
         max_quoted_lines,
+        quoting,
     } = f.format
     else {
         unreachable!("csv::reader is only called for CSV inputs");
@@ -95,9 +96,11 @@ fn reader<'a>(
         .delimiter(delimiter)
         .has_headers(true)
         .flexible(true)
+        .quoting(quoting)
         .buffer_capacity(1 << 16)
         .from_reader(Box::new(QuoteGuard {
             blank_lines,
+            quoting,
             ..QuoteGuard::new(raw, delimiter, max_quoted_lines)
         }) as Box<dyn Read + 'a>))
 }
@@ -123,7 +126,7 @@ pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
         {
             return Err(InputError::OneColumnHeader {
                 path: f.given.clone(),
-                header: super::columns::shown_header_cell(&String::from_utf8_lossy(only)),
+                header: super::names::shown_header_cell(&String::from_utf8_lossy(only)),
                 suggestion: match d {
                     b'\t' => "tab".to_string(),
                     d => (d as char).to_string(),
@@ -161,7 +164,9 @@ pub(super) fn read(
     let mut rec = ::csv::ByteRecord::new();
     let empty = ::csv::ByteRecord::from(vec![""]);
     let mut row: u64 = 0;
+    let text_format = matches!(f.format, Format::Csv { quoting: false, .. });
     let mut builder = ChunkBuilder::new(file_idx, skip, cols);
+    builder.text_format = text_format;
     let _ = r.byte_headers().map_err(|e| read_error(f, 0, e))?;
     let mut records = 0u64; // data records read
     loop {
@@ -191,7 +196,8 @@ pub(super) fn read(
             }
             builder.push(if k < blank { &empty } else { &rec }, cols);
             if builder.len == CHUNK_ROWS {
-                let next = ChunkBuilder::new(file_idx, row, cols);
+                let mut next = ChunkBuilder::new(file_idx, row, cols);
+                next.text_format = text_format;
                 let chunk = std::mem::replace(&mut builder, next).finish();
                 progress.add(0, chunk.len as u64);
                 if !sink(chunk) {
@@ -214,8 +220,14 @@ struct ChunkBuilder {
     len: usize,
     identities: Vec<StringBuilder>,
     kept: Vec<StringBuilder>,
-    region: Option<StringBuilder>,
+    regions: Vec<StringBuilder>,
     broken: Vec<(usize, InvalidReason)>,
+    bad_cells: Vec<(usize, BadCell)>,
+    bad_kept_cells: u64,
+    /// `--quote none`: cells in a database's text format (`\N` null, backslash escapes).
+    text_format: bool,
+    /// A decoded cell (text format).
+    scratch: Vec<u8>,
 }
 
 impl ChunkBuilder {
@@ -227,43 +239,62 @@ impl ChunkBuilder {
             len: 0,
             identities: cols.identities.iter().map(|_| b()).collect(),
             kept: cols.keep.iter().map(|_| b()).collect(),
-            region: cols
-                .phone_region_col
-                .map(|_| StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 2)),
+            regions: cols
+                .phone_region_cols
+                .iter()
+                .map(|_| StringBuilder::with_capacity(CHUNK_ROWS, CHUNK_ROWS * 2))
+                .collect(),
             broken: Vec::new(),
+            bad_cells: Vec::new(),
+            bad_kept_cells: 0,
+            text_format: false,
+            scratch: Vec::new(),
         }
     }
 
     fn push(&mut self, rec: &::csv::ByteRecord, cols: &ResolvedColumns) {
         let k = self.len;
         self.len += 1;
-        let problem = if rec.len() != cols.width {
-            Some(InvalidReason::MalformedRow)
-        } else {
-            let bad_utf8 = cols.used().any(|i| std::str::from_utf8(&rec[i]).is_err());
-            bad_utf8.then_some(InvalidReason::InvalidUtf8)
-        };
-        if let Some(p) = problem {
-            self.broken.push((k, p));
+        if rec.len() != cols.width {
+            self.broken.push((k, InvalidReason::MalformedRow));
             self.identities.iter_mut().for_each(|b| b.append_null());
             // Kept cells that could be read stay, so that the bad row can be traced (by its
             // customer id, say); a missing or non-UTF-8 one is null.
             for (b, &i) in self.kept.iter_mut().zip(&cols.keep) {
                 append_text(b, rec.get(i).unwrap_or_default());
             }
-            if let Some(b) = &mut self.region {
-                b.append_null();
-            }
+            self.regions.iter_mut().for_each(|b| b.append_null());
             return;
         }
-        for (b, c) in self.identities.iter_mut().zip(&cols.identities) {
-            append_text(b, &rec[c.index]);
+        // A cell that is not UTF-8 is null, and its problem stays with what reads it.
+        let text = self.text_format;
+        let scratch = &mut self.scratch;
+        let mut append = |b: &mut StringBuilder, i: usize| -> bool {
+            if text {
+                append_text(b, db_text(&rec[i], scratch))
+            } else {
+                append_text(b, &rec[i])
+            }
+        };
+        for (j, (b, c)) in self.identities.iter_mut().zip(&cols.identities).enumerate() {
+            if !append(b, c.index) {
+                self.bad_cells.push((k, BadCell::Identity(j)));
+            }
         }
         for (b, &i) in self.kept.iter_mut().zip(&cols.keep) {
-            append_text(b, &rec[i]);
+            if !append(b, i) {
+                self.bad_kept_cells += 1;
+            }
         }
-        if let (Some(b), Some(i)) = (&mut self.region, cols.phone_region_col) {
-            append_text(b, &rec[i]);
+        for (r, (b, c)) in self
+            .regions
+            .iter_mut()
+            .zip(&cols.phone_region_cols)
+            .enumerate()
+        {
+            if !append(b, c.index) {
+                self.bad_cells.push((k, BadCell::Region(r)));
+            }
         }
     }
 
@@ -279,112 +310,61 @@ impl ChunkBuilder {
                 .map(|b| TextColumn::new(col(b)))
                 .collect(),
             broken: self.broken,
+            bad_cells: self.bad_cells,
+            bad_kept_cells: self.bad_kept_cells,
             kept: self.kept.iter_mut().map(col).collect(),
-            phone_region: self.region.as_mut().map(|b| TextColumn::new(col(b))),
+            phone_regions: self
+                .regions
+                .iter_mut()
+                .map(|b| TextColumn::new(col(b)))
+                .collect(),
         }
     }
 }
 
-/// Appends a cell already checked to be UTF-8; an empty cell is null.
-fn append_text(b: &mut StringBuilder, cell: &[u8]) {
-    match std::str::from_utf8(cell) {
-        Ok("") | Err(_) => b.append_null(),
-        Ok(s) => b.append_value(s),
+/// A cell of a database's text format (PostgreSQL `COPY … TO`, MySQL `INTO OUTFILE`) as
+/// its value: `\N` is null (returned empty, which is null), and `\t`, `\n`, `\r`, `\\`
+/// and any other escaped byte are decoded.
+fn db_text<'c>(cell: &'c [u8], scratch: &'c mut Vec<u8>) -> &'c [u8] {
+    if cell == b"\\N" {
+        return b"";
     }
+    if memchr::memchr(b'\\', cell).is_none() {
+        return cell;
+    }
+    scratch.clear();
+    let mut bytes = cell.iter();
+    while let Some(&b) = bytes.next() {
+        if b != b'\\' {
+            scratch.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b't') => scratch.push(b'\t'),
+            Some(b'n') => scratch.push(b'\n'),
+            Some(b'r') => scratch.push(b'\r'),
+            Some(b'b') => scratch.push(8),
+            Some(b'f') => scratch.push(12),
+            Some(b'v') => scratch.push(11),
+            Some(&other) => scratch.push(other),
+            None => scratch.push(b'\\'),
+        }
+    }
+    scratch
+}
+
+/// Appends a cell; an empty cell is null, and so is one that is not UTF-8 (then `false`).
+fn append_text(b: &mut StringBuilder, cell: &[u8]) -> bool {
+    match std::str::from_utf8(cell) {
+        Ok("") => b.append_null(),
+        Ok(s) => b.append_value(s),
+        Err(_) => {
+            b.append_null();
+            return false;
+        }
+    }
+    true
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Reads `data` through the guard and csv; the records, or the line of a quote problem.
-    fn parse(data: &[u8]) -> Result<Vec<Vec<String>>, (u64, QuoteKind)> {
-        let mut r = ::csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(QuoteGuard::new(data, b',', DEFAULT_MAX_QUOTED_FIELD_LINES));
-        let mut out = Vec::new();
-        for rec in r.byte_records() {
-            match rec {
-                Ok(rec) => out.push(
-                    rec.iter()
-                        .map(|c| String::from_utf8_lossy(c).into_owned())
-                        .collect(),
-                ),
-                Err(e) => {
-                    let ::csv::ErrorKind::Io(io) = e.kind() else {
-                        panic!("unexpected {e}")
-                    };
-                    let q = io
-                        .get_ref()
-                        .and_then(|x| x.downcast_ref::<QuoteProblem>())
-                        .expect("a quote problem");
-                    return Err((q.line, q.kind));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    quickcheck::quickcheck! {
-        /// The fast paths change nothing: scanning a buffer at once or byte by byte ends in
-        /// the same state, on the same line, with the same quote opening.
-        fn the_guard_reads_the_same_in_any_slicing(picks: Vec<u8>) -> bool {
-            let alphabet = b"ab,\"\n\r";
-            let data: Vec<u8> = picks.iter().map(|p| alphabet[*p as usize % alphabet.len()]).collect();
-            let mut whole = QuoteGuard::new(&b""[..], b',', DEFAULT_MAX_QUOTED_FIELD_LINES);
-            let mut bytewise = QuoteGuard::new(&b""[..], b',', DEFAULT_MAX_QUOTED_FIELD_LINES);
-            let a = whole.scan(&data).is_ok();
-            let b = data.iter().all(|x| bytewise.scan(std::slice::from_ref(x)).is_ok());
-            a == b
-                && whole.state == bytewise.state
-                && whole.line == bytewise.line
-                && whole.opened_line == bytewise.opened_line
-                && whole.quoted_bytes == bytewise.quoted_bytes
-        }
-    }
-
-    /// Issue #9.1: an open quote reaching end of file used to swallow every later row.
-    #[test]
-    fn an_unterminated_quote_is_an_error_naming_its_line() {
-        assert_eq!(
-            parse(b"id,email\n1,\"a@b.com\n2,c@d.com\n3,e@f.com\n"),
-            Err((2, QuoteKind::AtEof))
-        );
-        assert_eq!(parse(b"id,email\n1,a\n2,\"x"), Err((3, QuoteKind::AtEof)));
-    }
-
-    /// Issue #26.1: a stray quote closed by a later row's quote is refused, naming the line
-    /// where it opened, instead of swallowing the rows in between.
-    #[test]
-    fn a_stray_quote_closed_later_is_an_error_naming_its_line() {
-        assert_eq!(
-            parse(b"id,email,name\n1,a@b.com,\"Bob\n2,c@d.com,Carol\n3,e@f.com,\"Dave\"\n"),
-            Err((2, QuoteKind::TextAfter(b'D')))
-        );
-        // A closing quote followed by a delimiter or a line end is fine.
-        assert!(parse(b"a,b\n\"x\",\"y\"\r\n\"z\",w\n").is_ok());
-    }
-
-    #[test]
-    fn valid_quoting_passes_untouched() {
-        let rows =
-            parse(b"\xEF\xBB\xBF\"id\",note\n1,\"two\nlines, \"\"quoted\"\"\"\n2,a\"b\r\n3,\"\"\n")
-                .expect("valid");
-        assert_eq!(rows.len(), 4);
-        assert_eq!(rows[0], ["id", "note"]);
-        assert_eq!(rows[1][1], "two\nlines, \"quoted\"");
-        assert_eq!(rows[2][1], "a\"b");
-        assert_eq!(rows[3], ["3", ""]);
-    }
-
-    #[test]
-    fn a_quoted_field_running_on_for_too_many_lines_stops_before_the_end() {
-        let mut data = b"id,email\n1,\"a\n".to_vec();
-        for i in 0..(DEFAULT_MAX_QUOTED_FIELD_LINES + 10) {
-            data.extend_from_slice(format!("{i},x@y.z\n").as_bytes());
-        }
-        data.extend_from_slice(b"\"\n");
-        assert_eq!(parse(&data), Err((2, QuoteKind::TooLong)));
-    }
-}
+mod tests;
