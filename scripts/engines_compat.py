@@ -4,6 +4,9 @@
 Issue #26: pandas `category` (dictionary) identity columns, `large_string` and `string_view`
 (Polars) kept columns beside plain strings, Spark's INT96 timestamps after 2262 (the usual
 9999-12-31 "valid until"), `date64` kept columns, and the output's `row` column as int64.
+Issue #32: Parquet written by Polars and DuckDB themselves in their default codecs (Polars:
+zstd), pyarrow in every codec, a state compacted by Polars, and a CSV whose integer keys
+with gaps Polars wrote as `1234.0`, refreshed without a customer dropped or duplicated.
 Each check prints one line; the script exits 1 when one fails.
 
     python scripts/engines_compat.py --bin target/release/euid-map
@@ -121,8 +124,88 @@ def main():
         check("date64 values survive",
               [str(d)[:10] for d in t.column("born").to_pylist()] == ["1990-01-02", "2000-03-04"])
 
+    other_tools(a.bin, tmp, emails)
+
     print(f"engines_compat: {len(failures)} failed" if failures else "engines_compat: all checks passed")
     return 1 if failures else 0
+
+
+def codecs(path):
+    """The codecs of a Parquet file's column chunks."""
+    md = pq.ParquetFile(path).metadata
+    return {md.row_group(g).column(c).compression
+            for g in range(md.num_row_groups) for c in range(md.num_columns)}
+
+
+def other_tools(binary, tmp, emails):
+    """Issue #32: files Polars and DuckDB write themselves, and pyarrow in every codec."""
+    import duckdb
+    import polars as pl
+
+    n = 200
+    ids = list(range(1, n + 1))
+    mails = [f"customer{i}@example.com" for i in ids]
+    reference = None
+
+    def mapped(path, name):
+        out = os.path.join(tmp, f"out-{name}")
+        rc, err = run(binary, ["map", path, "-o", out, "--env", "local", "--keep-col", "id", "-q"])
+        check(f"{name} ({'/'.join(sorted(codecs(path)))}) is read", rc == 0, err.strip())
+        if rc != 0:
+            return None
+        t = read(out)
+        return sorted(zip(t.column("identity_hash").to_pylist(), t.column("status").to_pylist()))
+
+    p = os.path.join(tmp, "polars.parquet")
+    pl.DataFrame({"id": ids, "email": mails}).write_parquet(p)  # Polars' default: zstd
+    check("Polars wrote zstd by default", codecs(p) == {"ZSTD"}, str(codecs(p)))
+    reference = mapped(p, "polars")
+    check("Polars' rows are all mapped", reference is not None and all(s == "mapped" for _, s in reference))
+
+    p = os.path.join(tmp, "duckdb.parquet")
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT range + 1 AS id, 'customer' || (range + 1) || '@example.com' AS email "
+                f"FROM range({n})) TO '{p}' (FORMAT parquet)")
+    check("DuckDB's default codec is read, the same rows", mapped(p, "duckdb") == reference)
+    p = os.path.join(tmp, "duckdb-zstd.parquet")
+    con.execute(f"COPY (SELECT * FROM '{os.path.join(tmp, 'duckdb.parquet')}') TO '{p}' "
+                "(FORMAT parquet, COMPRESSION zstd)")
+    check("DuckDB zstd, the same rows", mapped(p, "duckdb-zstd") == reference)
+
+    table = pa.table({"id": pa.array(ids, pa.int64()), "email": mails})
+    for codec in ["zstd", "gzip", "brotli", "lz4", "snappy", "none"]:
+        p = os.path.join(tmp, f"pyarrow-{codec}.parquet")
+        pq.write_table(table, p, compression=codec)
+        check(f"pyarrow {codec}, the same rows", mapped(p, f"pyarrow-{codec}") == reference)
+
+    # A CSV night, its dataset compacted by Polars (zstd, one file, no manifest) as the state.
+    night0 = os.path.join(tmp, "export0.csv")
+    pl.DataFrame({"id": ids, "email": mails}).write_csv(night0)
+    rc, err = run(binary, ["map", night0, "-o", os.path.join(tmp, "night0"), "--env", "local",
+                           "--keep-col", "id", "-q"])
+    check("the CSV night is mapped", rc == 0, err.strip())
+    state = os.path.join(tmp, "state-polars")
+    os.makedirs(state)
+    pl.read_parquet(os.path.join(tmp, "night0", "*.parquet")).write_parquet(
+        os.path.join(state, "compacted.parquet"))
+    # Tonight's export as Polars writes an integer key column with gaps: floats, `1234.0`.
+    export = os.path.join(tmp, "export.csv")
+    pl.DataFrame({"id": [float(i) for i in ids] + [None], "email": mails + ["nokey@example.com"]}).write_csv(export)
+    with open(export) as f:
+        check("Polars wrote the keys as 1.0, 2.0, …", "\n1.0," in f.read())
+    night = os.path.join(tmp, "night-polars")
+    rc, err = run(binary, ["refresh", "--state", state, "-o", night, export, "--key-col", "id",
+                           "--keep-missing", "--env", "local", "-q"])
+    check("refresh of a Polars-compacted zstd state with 1234.0 keys", rc == 0, err.strip())
+    if rc == 0:
+        t = read(night)
+        keys = [k for k in t.column("id").to_pylist()]
+        check("no customer duplicated or dropped by --keep-missing", len(t) == n + 1, f"{len(t)} rows")
+        with open(os.path.join(night, "_manifest.json")) as f:
+            import json
+            r = json.load(f)["refresh"]
+        check("every key met the state", r["missing_customers"] == 0 and r["new"] == 1, str(r))
+        check("keys kept as tonight's export wrote them", "1.0" in keys, str(keys[:3]))
 
 
 if __name__ == "__main__":
