@@ -239,8 +239,10 @@ pub struct MapSettings {
 /// How `map` finds repeated identities.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DedupeMode {
-    /// `exact` when the input may hold more identities than the answer cache remembers,
-    /// `window` otherwise.
+    /// `window`, the one read: on a customer export few identities repeat far apart, and
+    /// `exact`'s two extra passes would only add time. The run estimates how many it sent
+    /// more than once (the manifest's `resent_estimate`) and names `--dedupe exact` when
+    /// they are many. `map --distinct` runs `exact`.
     #[default]
     Auto,
     /// Each distinct identity sent once per run, whatever the file order (two reads of the
@@ -251,18 +253,15 @@ pub enum DedupeMode {
     Window,
 }
 
-/// Rough input bytes per identity, to guess from the input size whether the cache covers
-/// it (a CSV row of an email and a phone is about 60 bytes).
+/// Rough input bytes per identity, to guess the input's identities from its size.
 const BYTES_PER_IDENTITY_GUESS: u64 = 30;
 
 impl MapSettings {
     /// The mode that runs for inputs of `input_bytes`, and the guess of their identities.
     pub fn dedupe_for(&self, input_bytes: u64) -> (DedupeMode, u64) {
         let guess = input_bytes / BYTES_PER_IDENTITY_GUESS;
-        let cache = (self.cache_bytes / crate::mapper::CACHE_ENTRY_BYTES) as u64;
         let mode = match self.dedupe {
             _ if self.distinct => DedupeMode::Exact,
-            DedupeMode::Auto if self.cache_bytes > 0 && guess > cache => DedupeMode::Exact,
             DedupeMode::Auto => DedupeMode::Window,
             m => m,
         };

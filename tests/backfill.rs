@@ -158,26 +158,36 @@ fn exact_sends_each_distinct_identity_once_and_writes_the_window_rows() {
 }
 
 #[test]
-fn auto_runs_exact_only_when_the_cache_cannot_cover_the_input() {
+fn auto_runs_the_window_and_names_exact_when_many_identities_are_resent() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, distinct) = backfill_file(tmp.path());
     let op = Operator::start(&[]);
     let big = tmp.path().join("auto-big");
-    ok(&run(&map_args(&input, &big, &op.url, &[])));
-    assert_eq!(
-        manifest(&big)["dedupe"],
-        "exact",
-        "9 MB against a 1 MiB cache"
+    let o = run(&map_args(&input, &big, &op.url, &[]));
+    ok(&o);
+    let m = manifest(&big);
+    assert_eq!(m["dedupe"], "window", "one read, whatever the size");
+    let sent = m["hashes_sent"].as_u64().unwrap();
+    let resent = m["resent_estimate"].as_u64().unwrap();
+    let truly = sent - distinct as u64;
+    assert!(truly > 0, "the backfill's repeats lie beyond a 1 MiB cache");
+    assert!(
+        resent.abs_diff(truly) * 20 <= sent,
+        "the estimate {resent} of {truly} re-sent identities is within 5 % of {sent} sent"
     );
-    assert_eq!(
-        manifest(&big)["hashes_sent"].as_u64().unwrap(),
-        distinct as u64
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--dedupe exact"),
+        "the warning names exact: {err}"
     );
     let small = tmp.path().join("small.csv");
     std::fs::write(&small, "event_id,email\n1,a@example.com\n2,a@example.com\n").unwrap();
     let out = tmp.path().join("auto-small");
-    ok(&run(&map_args(&small, &out, &op.url, &[])));
+    let o = run(&map_args(&small, &out, &op.url, &[]));
+    ok(&o);
     assert_eq!(manifest(&out)["dedupe"], "window");
+    assert_eq!(manifest(&out)["resent_estimate"], 0);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("--dedupe exact"));
 }
 
 /// Aborts the run (as kill -9: no cleanup) in `pass`, then resumes it.

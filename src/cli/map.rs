@@ -32,8 +32,9 @@ struct DedupeArgs {
     /// folder holds about 160 bytes per identity until the run ends: beside a local output,
     /// or under --tmp-dir). `window`: one read, and a repeat is answered from
     /// --dedupe-memory's cache while its answer is remembered, sent again otherwise. `auto`
-    /// runs `exact` when the input may hold more identities than that cache remembers (about
-    /// one per 30 input bytes), `window` otherwise. The manifest's `dedupe` says which ran
+    /// runs `window` (and `exact` for --distinct): the manifest's `resent_estimate` says how
+    /// many identities were sent more than once, and a warning names `exact` when they are
+    /// many (a backfill whose repeats lie far apart). The manifest's `dedupe` says which ran
     #[arg(long, value_enum, default_value_t = Dedupe::Auto, value_name = "MODE")]
     dedupe: Dedupe,
     /// Where `--dedupe exact` keeps its scratch folder (default: inside a local output

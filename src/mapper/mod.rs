@@ -10,8 +10,10 @@
 //! is about 235 KB of JSON, far below the 1 MiB body limit, which [`crate::protocol::Batcher`] still checks.
 
 mod cache;
+mod sketch;
 mod window;
 
+pub use sketch::DistinctSketch;
 pub use window::{Finish, Mapper};
 
 use std::sync::atomic::AtomicU64;
@@ -77,6 +79,24 @@ pub struct MapperStats {
     pub deduplicated: AtomicU64,
     /// Identities answered (mapped, opted out…).
     pub answered: AtomicU64,
+    /// The distinct identities among those sent (a sketch: bounded memory), so that a run
+    /// can tell how many it sent more than once.
+    pub sent_sketch: std::sync::Mutex<DistinctSketch>,
+}
+
+impl MapperStats {
+    /// About how many identities were sent more than once: 0 when that is within the
+    /// sketch's error (2.5 % of what was sent, three standard errors).
+    pub fn resent_estimate(&self) -> u64 {
+        let sent = self.unique_sent.load(std::sync::atomic::Ordering::Relaxed);
+        let distinct = self.sent_sketch.lock().expect("sketch lock").estimate();
+        let resent = sent.saturating_sub(distinct);
+        if resent * 40 <= sent {
+            0
+        } else {
+            resent
+        }
+    }
 }
 
 /// Runs the mapper until the input ends, or until an interrupt has given in-flight batches

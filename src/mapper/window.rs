@@ -162,6 +162,9 @@ impl Mapper {
         self.stats
             .unique_sent
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut sketch = self.stats.sent_sketch.lock().expect("sketch lock");
+        batch.iter().for_each(|k| sketch.add(k));
+        drop(sketch);
         Some(batch)
     }
 

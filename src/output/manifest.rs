@@ -188,6 +188,11 @@ pub struct Manifest {
     /// Most requests in flight at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_in_flight: Option<usize>,
+    /// `map --dedupe window`: about how many identities were sent more than once, their
+    /// repeats further apart than the answer cache remembers (a sketch's estimate; 0 when
+    /// within its error). `--dedupe exact` sends each once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resent_estimate: Option<u64>,
     /// `refresh`: the state dataset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
@@ -301,6 +306,7 @@ impl Manifest {
             deduplicated: None,
             client: None,
             peak_in_flight: None,
+            resent_estimate: None,
             state: None,
             now: None,
             refresh: None,

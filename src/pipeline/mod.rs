@@ -218,6 +218,17 @@ async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Err
     let mut manifest = job.manifest("map", &writer, &columns);
     conn.annotate(&mut manifest, settings, &mstats);
     manifest.dedupe = Some("window".into());
+    let resent = mstats.resent_estimate();
+    manifest.resent_estimate = Some(resent);
+    let sent = manifest.hashes_sent.unwrap_or(0);
+    // Worth a word when a twentieth of the requests went to identities already sent.
+    if resent >= 10_000 && resent * 20 >= sent {
+        tracing::warn!(
+            resent,
+            sent,
+            "about {resent} of the {sent} identities sent were sent more than once: their repeats are further apart than the answer cache remembers (--dedupe-memory). --dedupe exact sends each distinct identity once (two reads of the input)"
+        );
+    }
     conn.close().await;
     job.publish(&writer, manifest)
 }
