@@ -7,7 +7,10 @@
 # ROOT that finished (`euid-map latest`: a failed or interrupted night is never taken); the
 # first night, with no state yet, is a plain `map`. Every run passes --resume, so the same
 # command run again after a SIGTERM, a crash or a failure continues tonight's run, and on a
-# night that already finished it is a no-op that exits 0 without counting as a new success.
+# night that already finished it sends nothing and exits as that night did (0, or 2 while it
+# holds failed or stale identities) without counting as a new success. With
+# --restart-if-changed, a retry after tonight's export was rewritten (the failed attempt read
+# another version) discards that attempt's parts and starts tonight over by itself.
 # Flags after KEY_COL go to euid-map (credentials, --env, metrics, tuning).
 #
 # Environment:
@@ -15,8 +18,8 @@
 #   EUID_MAP_DAY      tonight's folder name (default: today, UTC, YYYY-MM-DD)
 #   EUID_MAP_NOW      refresh --now (default: now; tests set the emulator's simulated time)
 #
-# Exit codes: those of euid-map (0 done, 2 some identities failed or stale, 1 fatal,
-# 64 usage, 143 SIGTERM).
+# Exit codes: those of euid-map (0 done, 2 some identities failed or stale, 1 fatal, or ROOT
+# missing or unreadable, 64 usage, 143 SIGTERM).
 set -eu
 if [ $# -lt 3 ]; then
   echo "usage: nightly.sh ROOT EXPORT KEY_COL [euid-map flags...]" >&2
@@ -42,10 +45,11 @@ fi
 if [ "$found" -eq 0 ]; then
   echo "nightly: refresh of $prev into $out" >&2
   if [ -n "${EUID_MAP_NOW:-}" ]; then
-    exec "$bin" refresh --state "$prev" -o "$out" --resume "$export_path" --key-col "$key" \
-      --now "$EUID_MAP_NOW" "$@"
+    exec "$bin" refresh --state "$prev" -o "$out" --resume --restart-if-changed "$export_path" \
+      --key-col "$key" --now "$EUID_MAP_NOW" "$@"
   fi
-  exec "$bin" refresh --state "$prev" -o "$out" --resume "$export_path" --key-col "$key" "$@"
+  exec "$bin" refresh --state "$prev" -o "$out" --resume --restart-if-changed "$export_path" \
+    --key-col "$key" "$@"
 fi
 echo "nightly: no finished night under $root yet: first map into $out" >&2
-exec "$bin" map "$export_path" -o "$out" --resume --keep-col "$key" "$@"
+exec "$bin" map "$export_path" -o "$out" --resume --restart-if-changed --keep-col "$key" "$@"

@@ -147,6 +147,8 @@ pub struct JobConfig {
     pub out_dir: crate::storage::Location,
     /// Continue a previous run in `out_dir`.
     pub resume: bool,
+    /// Start an unfinished run in `out_dir` over (`--restart`, `--restart-if-changed`).
+    pub restart: crate::output::Restart,
     /// Output rows per part.
     pub part_rows: u64,
     /// No progress bar or log lines (errors are still reported).

@@ -266,7 +266,23 @@ fn kill_9_while_mapping_then_resume() {
         manifest(&out)["hashes_sent"].as_u64().unwrap(),
         distinct as u64
     );
-    assert_eq!(common::read_dataset(&out).len(), 2 * 160_000);
+    // The same rows as a run never killed.
+    let clean = tmp.path().join("clean");
+    ok(&run(&map_args(
+        &input,
+        &clean,
+        &op.url,
+        &["--dedupe", "exact"],
+    )));
+    let (got, want) = (
+        without_time(common::read_dataset(&out)),
+        without_time(common::read_dataset(&clean)),
+    );
+    assert_eq!(got.len(), 2 * 160_000);
+    assert!(
+        got == want,
+        "killed and resumed = never killed, row for row"
+    );
 }
 
 #[test]
@@ -409,7 +425,12 @@ fn the_scratch_folder_is_private_and_goes_where_tmp_dir_says() {
     assert!(!out.join(".dedupe.tmp").exists(), "not beside the output");
     args.push("--resume".into());
     ok(&run(&args));
-    assert!(!dirs[0].exists(), "removed at the end");
+    assert!(!dirs[0].exists(), "the killed run's folder is cleared");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "and the resumed run's removed at its end"
+    );
 }
 
 /// SIGTERM while the lookup table is being mapped: exit 143, no part committed (a partial

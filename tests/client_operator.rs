@@ -28,6 +28,7 @@ fn client_for(op: &euid_map::operator::LocalOperator, concurrency: usize) -> Cli
             base: Duration::from_millis(1),
             cap: Duration::from_millis(5),
             deadline: Duration::from_secs(120),
+            stall: Duration::from_secs(120),
         },
     })
     .unwrap()
@@ -218,6 +219,7 @@ async fn a_batch_that_keeps_failing_is_reported_failed_not_dropped() {
         base: Duration::from_millis(1),
         cap: Duration::from_millis(2),
         deadline: Duration::from_secs(30),
+        stall: Duration::from_secs(30),
     };
     let client = Client::new(&client_cfg).unwrap();
     let out = client.map(&items(10, "f")).await.unwrap();

@@ -503,7 +503,8 @@ fn database_tsv_is_read_as_databases_write_it() {
     let op = Operator::start(&[]);
     std::fs::write(
         d("copy.tsv"),
-        "id\temail\tcompany\n1\ta@example.com\t\"Acme\" GmbH\n2\t\\N\tSay \"hi\n3\tc@example.com\tback\\\\slash\n",
+        "id\temail\tcompany\n1\ta@example.com\t\"Acme\" GmbH\n2\t\\N\tSay \"hi\n3\tc@example.com\tback\\\\slash\n\
+         4\td@example.com\tAcme\\\tGmbH\n5\te@example.com\tline1\\\nline2\n",
     )
     .unwrap();
     ok(&run(
@@ -531,6 +532,9 @@ fn database_tsv_is_read_as_databases_write_it() {
             (Some("mapped"), Some("\"Acme\" GmbH")),
             (Some("missing"), Some("Say \"hi")),
             (Some("mapped"), Some("back\\slash")),
+            // MySQL's INTO OUTFILE escapes the delimiter and the line end themselves.
+            (Some("mapped"), Some("Acme\tGmbH")),
+            (Some("mapped"), Some("line1\nline2")),
         ]
     );
     // Default quoting: `"Acme" GmbH` closes on its own line, so it is read, not refused.
@@ -623,4 +627,109 @@ fn an_unreadable_cell_stays_with_the_identity_that_reads_it() {
     );
     assert_eq!(cell(&rows[2], "name"), Some("Bob"));
     assert_eq!(manifest(&d("o"))["unreadable_kept_cells"], 1);
+}
+
+/// A key cell that cannot be read is refused, never taken for a null key (its customer
+/// would be dropped, or written twice with `--keep-missing`).
+#[test]
+fn an_unreadable_key_stops_the_refresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let op = Operator::start(&[]);
+    std::fs::write(d("e0.csv"), "id,email\n1,a@example.com\n2,b@example.com\n").unwrap();
+    ok(&run(
+        &op,
+        &[
+            "map",
+            &s(&d("e0.csv")),
+            "-o",
+            &s(&d("n0")),
+            "--keep-col",
+            "id",
+            "-q",
+        ],
+    ));
+    std::fs::write(
+        d("e1.csv"),
+        b"id,email\n1,a@example.com\n2\xe9,b@example.com\n",
+    )
+    .unwrap();
+    let o = run(
+        &op,
+        &[
+            "refresh",
+            "--state",
+            &s(&d("n0")),
+            "-o",
+            &s(&d("n1")),
+            &s(&d("e1.csv")),
+            "--key-col",
+            "id",
+            "--keep-missing",
+            "-q",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = common::stderr(&o);
+    assert!(
+        err.contains("data row 2") && err.contains("\"id\""),
+        "{err}"
+    );
+    assert!(!d("n1").join("_SUCCESS").exists());
+}
+
+/// With `--keep-missing`, part of the export writing its keys another way (zero-padded) is
+/// refused: those customers would be written twice.
+#[test]
+fn keys_padded_on_part_of_the_export_are_refused_with_keep_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let op = Operator::start(&[]);
+    let export = |name: &str, pad: bool| {
+        let mut t = String::from("id,email\n");
+        for i in 1..=20 {
+            let id = if pad && i % 2 == 0 {
+                format!("000{i}")
+            } else {
+                i.to_string()
+            };
+            t.push_str(&format!("{id},c{i}@example.com\n"));
+        }
+        std::fs::write(d(name), t).unwrap();
+        s(&d(name))
+    };
+    ok(&run(
+        &op,
+        &[
+            "map",
+            &export("e0.csv", false),
+            "-o",
+            &s(&d("n0")),
+            "--keep-col",
+            "id",
+            "-q",
+        ],
+    ));
+    let o = run(
+        &op,
+        &[
+            "refresh",
+            "--state",
+            &s(&d("n0")),
+            "-o",
+            &s(&d("n1")),
+            &export("e1.csv", true),
+            "--key-col",
+            "id",
+            "--keep-missing",
+            "-q",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("would be written twice"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(!d("n1").join("_SUCCESS").exists());
 }

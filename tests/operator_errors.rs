@@ -473,7 +473,16 @@ fn retry_after_is_honoured_end_to_end() {
         &creds(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(op.metric("euid_emulator_faults_total") >= 0.0);
+    let throttled: f64 = op
+        .http(false, "/metrics")
+        .lines()
+        .filter(|l| l.starts_with("euid_emulator_requests_total") && l.contains("status=\"429\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        throttled > 0.0,
+        "the rate limit answered 429 (with Retry-After)"
+    );
     let gap = op.metric("euid_emulator_min_gap_after_429_seconds");
     assert!(
         gap >= 2.0,

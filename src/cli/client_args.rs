@@ -143,6 +143,10 @@ pub(crate) struct ClientArgs {
     /// Retries per batch before its identities are marked failed.
     #[arg(long, default_value_t = 8)]
     max_retries: u32,
+    /// Stop the run (exit 1) when the operator has sent no answer to any request for this
+    /// many seconds: an operator that accepts connections and never answers.
+    #[arg(long, default_value_t = euid_map::client::DEFAULT_STALL.as_secs(), value_name = "SECS")]
+    stall_timeout: u64,
     /// Identity-map API. v3 is the default and the only one public EUID serves (v2 was
     /// deprecated on 30 September 2026); v2 is for private operators that still serve it,
     /// and stores each identity's bucket_id for `refresh --api v2`.
@@ -287,6 +291,7 @@ impl ClientArgs {
                 },
                 retry: RetryPolicy {
                     max_retries: self.max_retries,
+                    stall: Duration::from_secs(self.stall_timeout.max(1)),
                     ..RetryPolicy::default()
                 },
             },

@@ -8,11 +8,11 @@ use euid_map::client::MAX_ITEMS_PER_REQUEST;
 use euid_map::config::{JobConfig, MapSettings, DEFAULT_PART_ROWS};
 use euid_map::input::{ColumnSpec, InputFile};
 use euid_map::pipeline::RunHandles;
-use euid_map::pipeline::Summary;
-use euid_map::record::{PhoneRegion, RowStatus};
+use euid_map::record::PhoneRegion;
 use euid_map::secret::Secret;
 
 use super::client_args::OperatorTarget;
+pub(super) use super::summary::{finish, tell, Ended};
 use super::usage;
 
 /// Parses a flag or environment value straight into a [`Secret`] (clap `value_parser`), so
@@ -84,9 +84,20 @@ pub(super) struct JobArgs {
     /// zstd (smaller; Polars' and DuckDB's default), gzip or none.
     #[arg(long, value_name = "CODEC", default_value = "snappy", value_parser = parse_codec)]
     compression: euid_map::output::Codec,
-    /// Continue an interrupted run in OUT_DIR from its last committed part.
+    /// Continue an interrupted run in OUT_DIR from its last committed part. On a finished
+    /// run it sends nothing and exits as that run did (2 while it holds failed or stale
+    /// identities).
     #[arg(long)]
     resume: bool,
+    /// Start OUT_DIR over: the parts of a run that did not finish are discarded (a finished
+    /// run is refused).
+    #[arg(long, conflicts_with = "resume")]
+    restart: bool,
+    /// With --resume: when an input changed since the unfinished run in OUT_DIR started (an
+    /// export rewritten between a failed attempt and its retry), start over instead of
+    /// refusing.
+    #[arg(long, requires = "resume")]
+    restart_if_changed: bool,
     /// Output rows per part file (each part is a resume point).
     #[arg(long, default_value_t = DEFAULT_PART_ROWS, value_name = "ROWS")]
     part_rows: u64,
@@ -165,13 +176,6 @@ pub(super) fn name_credentials<T>(
     })
 }
 
-/// How a dataset job ended: its exit code, and whether this run wrote `_SUCCESS` (a
-/// `--resume` of a complete run did not: it must not look like a fresh success).
-pub(super) struct Ended {
-    pub(super) code: u8,
-    pub(super) wrote_success: bool,
-}
-
 /// Runs a dataset job with its metrics: periodic pushes while it runs, and a final page
 /// with the exit code however it ends, setup and usage errors included (everything after
 /// the metrics flags themselves parse). `run` builds the job with the metrics it is given.
@@ -242,6 +246,13 @@ impl JobArgs {
             },
             out_dir,
             resume: self.resume,
+            restart: if self.restart {
+                euid_map::output::Restart::Always
+            } else if self.restart_if_changed {
+                euid_map::output::Restart::IfChanged
+            } else {
+                euid_map::output::Restart::Never
+            },
             part_rows: self.part_rows,
             quiet: self.quiet,
             compression: self.compression,
@@ -283,49 +294,6 @@ fn parse_delimiter(s: &str) -> Result<u8, String> {
             )),
         },
     }
-}
-
-/// Prints the end-of-run table to stderr (stdout stays free for pipes).
-pub(super) fn print_summary(s: &Summary, out_dir: &euid_map::storage::Location, quiet: bool) {
-    if quiet {
-        return;
-    }
-    if super::logging::json() {
-        tracing::info!(
-            input_rows = s.input_rows,
-            elapsed_s = s.elapsed_s,
-            mapped = s.counts.get(RowStatus::Mapped),
-            optout = s.counts.get(RowStatus::Optout),
-            invalid = s.counts.get(RowStatus::Invalid),
-            missing = s.counts.get(RowStatus::Missing),
-            unmapped = s.counts.get(RowStatus::Unmapped),
-            failed = s.counts.get(RowStatus::Failed),
-            stale = s.counts.get(RowStatus::Stale),
-            hashed = s.counts.get(RowStatus::Hashed),
-            output = %out_dir,
-            "run finished"
-        );
-        return;
-    }
-    let mut t = String::new();
-    t.push_str(&format!("\n{:<10} {:>12}\n", "status", "identities"));
-    for st in RowStatus::ALL {
-        let n = s.counts.get(st);
-        if n > 0 {
-            t.push_str(&format!("{:<10} {:>12}\n", st.as_str(), n));
-        }
-    }
-    t.push_str(&format!("{:<10} {:>12}\n", "total", s.counts.total()));
-    let rate = if s.elapsed_s > 0.0 {
-        s.input_rows as f64 / s.elapsed_s
-    } else {
-        0.0
-    };
-    t.push_str(&format!(
-        "{} input rows in {:.2} s ({:.0} rows/s) → {}\n",
-        s.input_rows, s.elapsed_s, rate, out_dir
-    ));
-    eprint!("{t}");
 }
 
 /// Batching flags shared by `map` and `refresh`.
@@ -380,53 +348,6 @@ pub(super) fn client_settings(target: OperatorTarget) -> MapSettings {
         tmp_dir: None,
         distinct: false,
     }
-}
-
-/// A line for the person running the job: on stderr, or as a log event with JSON logs.
-pub(super) fn tell(message: &str) {
-    if super::logging::json() {
-        tracing::warn!("{message}");
-    } else {
-        eprintln!("{message}");
-    }
-}
-
-/// Prints the summary and turns it into the exit code: 2 when identities failed.
-pub(super) fn finish(s: &Summary, job: &JobConfig, retry_hint: &str) -> Ended {
-    if s.already_complete {
-        tell(&format!(
-            "{} already holds a complete run (finished {}); nothing to do",
-            job.out_dir, s.manifest.finished_at
-        ));
-        return Ended {
-            code: super::exit::OK,
-            wrote_success: false,
-        };
-    }
-    Ended {
-        code: exit_code(s, job, retry_hint),
-        wrote_success: true,
-    }
-}
-
-fn exit_code(s: &Summary, job: &JobConfig, retry_hint: &str) -> u8 {
-    print_summary(s, &job.out_dir, job.quiet);
-    let failed = s.counts.get(RowStatus::Failed);
-    let stale = s.counts.get(RowStatus::Stale);
-    if failed > 0 {
-        tell(&format!(
-            "{failed} identities failed after retries (status \"failed\"); {retry_hint}"
-        ));
-    }
-    if stale > 0 {
-        tell(&format!(
-            "{stale} due identities could not be remapped and keep their last known raw EUID (status \"stale\"); {retry_hint}"
-        ));
-    }
-    if failed + stale > 0 {
-        return super::exit::SOME_FAILED;
-    }
-    super::exit::OK
 }
 
 /// Starts listening for SIGINT/SIGTERM: the first one interrupts `job` cleanly.

@@ -6,7 +6,7 @@ use clap::Args;
 /// Arguments of `euid-map latest`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  euid-map latest /data/euid\n  prev=$(euid-map latest s3://lake/euid/ --before \"$(date -u +%F)\")\n\nExit codes: 0 printed a dataset; 1 none finished under ROOT (or ROOT unreadable); 64 usage error."
+    after_help = "Examples:\n  euid-map latest /data/euid\n  prev=$(euid-map latest s3://lake/euid/ --before \"$(date -u +%F)\")\n\nExit codes: 0 printed a dataset; 3 ROOT is readable and holds no finished night (a first night); 1 ROOT does not exist or cannot be listed, or a night's metadata cannot be read (never taken for a first night); 64 usage error."
 )]
 pub(crate) struct LatestArgs {
     /// Folder or prefix holding one dataset per night (e.g. /data/euid/2026-11-27).

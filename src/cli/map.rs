@@ -78,12 +78,19 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
             if mapping.client.api == euid_map::client::Api::V2 {
                 usage!("--distinct writes the v3 lookup table: drop --api v2");
             }
+            if !job.columns.keep.is_empty() {
+                usage!("--distinct writes one row per distinct identity, with no input row to copy a column from: drop --keep-col (join the table back on identity_hash)");
+            }
             mapping.distinct = true;
         }
         let cfg = MapConfig { job, mapping };
         handle_signals(&run)?;
         let summary =
             super::common::name_credentials(euid_map::pipeline::run_map(&cfg, &run), &source)?;
-        Ok(finish(&summary, &cfg.job, "rerun them later"))
+        let hint = format!(
+            "euid-map refresh --state {} -o NEW_DIR maps them again (every other identity carried)",
+            cfg.job.out_dir
+        );
+        Ok(finish(&summary, &cfg.job, &hint))
     })
 }

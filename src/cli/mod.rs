@@ -14,6 +14,7 @@ pub(crate) mod normalize;
 pub(crate) mod operator;
 pub(crate) mod optout;
 pub(crate) mod refresh;
+mod summary;
 
 use clap::{Parser, Subcommand};
 
@@ -85,7 +86,7 @@ fn long_version() -> &'static str {
     long_version = long_version(),
     about,
     long_about,
-    after_help = "Exit codes:\n  0    every identity has a final status\n  1    fatal error (bad config, unreadable input, refused credentials, operator unreachable); no _SUCCESS\n  2    some identities failed after retries; the output is complete, those rows say \"failed\"\n  64   usage error (unknown flag, missing argument)\n  130  interrupted by SIGINT (Ctrl-C) after committing what was complete; rerun with --resume\n  143  interrupted by SIGTERM, likewise"
+    after_help = "Exit codes:\n  0    every identity has a final status\n  1    fatal error (bad config, unreadable input, refused credentials, operator unreachable); no _SUCCESS\n  2    some identities failed after retries (or stayed stale); the output is complete, those rows say so; a --resume of such a finished run exits 2 again\n  3    latest: no finished night under ROOT yet\n  64   usage error (unknown flag, missing argument)\n  130  interrupted by SIGINT (Ctrl-C) after committing what was complete; rerun with --resume\n  143  interrupted by SIGTERM, likewise"
 )]
 pub(crate) struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.

@@ -187,6 +187,11 @@ impl Window {
         self.state.lock().expect("window lock").limit
     }
 
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().expect("window lock").in_flight
+    }
+
     /// Most requests ever in flight at once.
     pub fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed)

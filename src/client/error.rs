@@ -40,6 +40,14 @@ pub enum ClientError {
         /// DNS lookup, connection refused, TLS, timeout…
         cause: String,
     },
+    /// No HTTP answer at all from the operator for the stall timeout.
+    #[error("the operator at {endpoint} sent no answer for {secs} s to any request (it accepts connections but does not respond, or a proxy holds them): stopping (--stall-timeout); committed parts stay for --resume")]
+    Stalled {
+        /// Scheme, host and port (never a credential).
+        endpoint: String,
+        /// Seconds waited.
+        secs: u64,
+    },
     /// 429.
     #[error("rate limited (429)")]
     RateLimited {
@@ -94,6 +102,7 @@ impl ClientError {
                 | ClientError::WrongSecret
                 | ClientError::EnvelopeRejected { .. }
                 | ClientError::Unreachable { .. }
+                | ClientError::Stalled { .. }
                 | ClientError::Decrypt
                 | ClientError::Config(_)
         )

@@ -31,7 +31,7 @@ use crate::secret::Secret;
 use crate::protocol::{envelope, wire};
 pub use crate::protocol::{MAX_BODY_BYTES, MAX_CONCURRENCY, MAX_ITEMS_PER_REQUEST};
 pub use error::ClientError;
-pub use retry::RetryPolicy;
+pub use retry::{RetryPolicy, DEFAULT_STALL};
 pub use stats::{ClientReport, ClientStats, DurationHistogram, Latency, DURATION_BUCKETS};
 
 /// How to reach the operator and how hard to push it.
@@ -120,6 +120,8 @@ pub struct Client {
     /// No request leaves before this instant: a `Retry-After` pauses the whole client, not
     /// only the request that got it (RFC 6585: wait before making a new request).
     paused_until: Mutex<Option<tokio::time::Instant>>,
+    /// When the operator last sent an HTTP answer (any status), for the stall deadline.
+    last_answer: Mutex<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Client {
@@ -159,12 +161,20 @@ impl Client {
                 .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_else(|_| "the configured URL".to_string()),
             paused_until: Mutex::new(None),
+            last_answer: Mutex::new(std::time::Instant::now()),
         })
     }
 
     /// The configured in-flight limit (the adaptive window's ceiling).
     pub fn max_in_flight(&self) -> usize {
         self.window.max()
+    }
+
+    /// With requests in flight, how long the operator has sent no answer to any of them
+    /// (`None` when nothing is in flight): what the progress line says while it waits.
+    pub fn waiting_for(&self) -> Option<Duration> {
+        (self.window.in_flight() > 0)
+            .then(|| self.last_answer.lock().expect("last answer lock").elapsed())
     }
 
     /// Most requests that were ever in flight at once.

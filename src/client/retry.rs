@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::ClientError;
 
+/// Default of [`RetryPolicy::stall`]: two per-request timeouts.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(120);
+
 /// The backoff schedule.
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -19,6 +22,11 @@ pub struct RetryPolicy {
     pub cap: Duration,
     /// Total time one batch may take, retries included.
     pub deadline: Duration,
+    /// How long the run waits with no answer at all from the operator (no HTTP response
+    /// to any request) before it stops (`--stall-timeout`): an operator that accepts
+    /// connections and never answers fails the run in minutes, not after every retry of
+    /// every batch has timed out.
+    pub stall: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -28,6 +36,7 @@ impl Default for RetryPolicy {
             base: Duration::from_millis(100),
             cap: Duration::from_secs(20),
             deadline: Duration::from_secs(600),
+            stall: DEFAULT_STALL,
         }
     }
 }
@@ -97,6 +106,21 @@ impl ClientError {
 }
 
 impl super::Client {
+    /// Resolves once the operator has sent no HTTP answer, to any request, for the stall
+    /// timeout counted from the later of its last answer and `since` (when this call
+    /// started: a run that sent nothing for a while is not stalled); returns the time waited.
+    async fn stalled(&self, since: Instant) -> Duration {
+        loop {
+            let last = (*self.last_answer.lock().expect("last answer lock")).max(since);
+            let waited = last.elapsed();
+            if waited >= self.retry.stall {
+                return waited;
+            }
+            let left = self.retry.stall - waited;
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        }
+    }
+
     /// Runs `op` until it succeeds, the error is final, or the retry budget is spent; backs
     /// the window off on 429/503. Each call of `op` must build a fresh envelope.
     pub(super) async fn with_retries<T, F, Fut>(&self, mut op: F) -> Result<T, ClientError>
@@ -108,7 +132,20 @@ impl super::Client {
         let mut attempt = 0u32;
         let mut skew_retried = false;
         loop {
-            let err = match op().await {
+            let answer = tokio::select! {
+                r = op() => r,
+                waited = self.stalled(started) => {
+                    return Err(ClientError::Stalled {
+                        endpoint: self.endpoint.clone(),
+                        secs: waited.as_secs(),
+                    })
+                }
+            };
+            if !matches!(&answer, Err(e) if e.is_network()) {
+                // An HTTP answer, whatever it says: the operator is alive.
+                *self.last_answer.lock().expect("last answer lock") = Instant::now();
+            }
+            let err = match answer {
                 Ok(out) => {
                     self.reached.store(true, Ordering::Relaxed);
                     return Ok(out);

@@ -196,6 +196,13 @@ impl ColumnSpec {
             .iter()
             .filter(|(_, k, f)| *k == IdentityKind::Phone && *f == IdentityForm::Raw)
             .count();
+        // Several region columns pair with phone columns in the order of --phone-col: never
+        // with detected ones, whose order is each file's header order.
+        if phone_region_cols.len() > 1 && self.phone.is_empty() {
+            return Err(InputError::RegionColumnsUnpaired {
+                path: path.to_string(),
+            });
+        }
         if phone_region_cols.len() > 1 && phone_region_cols.len() != raw_phones {
             return Err(InputError::RegionColumns {
                 path: path.to_string(),
@@ -349,10 +356,16 @@ mod tests {
             .is_ok());
     }
 
-    /// Issue #32.1: one region column serves every phone column; several pair in order.
+    /// Issue #32.1: one region column serves every phone column; several pair in order
+    /// with the phone columns named, never with detected ones.
     #[test]
     fn region_columns_pair_with_phone_columns() {
         let h = header(&["phone", "mobile", "c1", "c2"]);
+        let detected = ColumnSpec {
+            phone_region_col: vec!["c1".into(), "c2".into()],
+            ..Default::default()
+        };
+        assert!(detected.resolve("f.csv", &h).is_err());
         let one = ColumnSpec {
             phone_region_col: vec!["c1".into()],
             ..Default::default()
@@ -364,6 +377,7 @@ mod tests {
             [Some(0), Some(0)]
         );
         let two = ColumnSpec {
+            phone: vec!["phone".into(), "mobile".into()],
             phone_region_col: vec!["c1".into(), "c2".into()],
             ..Default::default()
         }

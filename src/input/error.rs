@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// An input read twice (`map --dedupe exact`) was not the same the second time.
-    #[error("{path} changed while the run read it ({why}): `map --dedupe exact` reads each input twice, so it must not change until the run ends. Rerun once the export is complete (with --resume, committed parts are kept), or pass --dedupe window to read it once")]
+    #[error("{path} changed while the run read it ({why}): `map --dedupe exact` reads each input twice, so it must not change until the run ends. Once the export is complete, run again with --restart (or --resume --restart-if-changed), which discards the parts committed from the changed input, or pass --dedupe window to read it once")]
     ChangedBetweenReads {
         /// The input (or inputs) as given.
         path: String,
@@ -83,6 +83,12 @@ pub enum InputError {
         regions: usize,
         /// Raw phone columns read.
         phones: usize,
+    },
+    /// Several `--phone-region-col` with phone columns found by name.
+    #[error("{path}: several --phone-region-col columns pair with the phone columns in the order --phone-col names them; name the phone columns with --phone-col (detected ones follow each file's header order, which may differ)")]
+    RegionColumnsUnpaired {
+        /// Input path as given.
+        path: String,
     },
     /// Auto-detection found no identity column.
     #[error("{path}: no email or phone column found; name one with --email-col, --phone-col, --email-hash-col or --phone-hash-col. The file's columns are: {available}")]

@@ -17,6 +17,7 @@ mod fingerprint;
 mod names;
 mod parquet;
 mod quote_guard;
+mod text_format;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -186,8 +187,8 @@ pub struct Chunk {
     /// (an identity cell makes that identity invalid; a region cell, the phones read in it).
     /// Such cells are null in their column.
     pub bad_cells: Vec<(usize, BadCell)>,
-    /// Kept cells that are not UTF-8, written as null.
-    pub bad_kept_cells: u64,
+    /// Kept cells that are not UTF-8 (row, kept column), written as null.
+    pub bad_kept: Vec<(usize, usize)>,
     /// Kept columns, in `--keep-col` order.
     pub kept: Vec<ArrayRef>,
     /// The `--phone-region-col` columns' cells, in their order.

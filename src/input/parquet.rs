@@ -81,7 +81,7 @@ pub(super) fn read(
                 .collect(),
             broken: Vec::new(),
             bad_cells: Vec::new(),
-            bad_kept_cells: 0,
+            bad_kept: Vec::new(),
             kept: cols
                 .keep
                 .iter()

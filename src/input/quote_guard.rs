@@ -81,8 +81,6 @@ pub(super) struct QuoteGuard<R> {
     pub(super) content: bool,
     /// Whether the last byte was a CR that ended a record (its LF is no blank line).
     pub(super) cr_ended: bool,
-    /// Whether a quote at the start of a field opens a quoted field (off: `--quote none`).
-    pub(super) quoting: bool,
 }
 
 /// Blank lines found by the guard, taken by the reader in order.
@@ -99,7 +97,6 @@ impl<R: Read> QuoteGuard<R> {
             records: 0,
             content: false,
             cr_ended: false,
-            quoting: true,
             state: Quoting::Start,
             line: 0,
             opened_line: 0,
@@ -174,7 +171,7 @@ impl<R: Read> QuoteGuard<R> {
                 self.line += 1;
             }
             self.state = match self.state {
-                Quoting::Start if b == b'"' && self.quoting => {
+                Quoting::Start if b == b'"' => {
                     self.opened_line = self.line + 1;
                     self.quoted_bytes = 0;
                     self.quoted_lines = 0;

@@ -27,7 +27,7 @@ fn chunk(first_row: u64, values: &[&str]) -> IdentityChunk {
         origin: None,
         marks: None,
         slot_names: std::sync::Arc::from([]),
-        bad_kept_cells: 0,
+        bad_kept: Vec::new(),
     }
 }
 

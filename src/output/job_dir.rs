@@ -116,17 +116,46 @@ pub fn finished_same_job(dir: &Location, job: &JobDescription) -> Result<bool, O
     Ok(same_job(&previous, job) && changed_input(&previous, job).is_none())
 }
 
+/// What a run does with a directory holding a run that did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Restart {
+    /// Continue it (`--resume`), or refuse.
+    #[default]
+    Never,
+    /// Start over, its parts discarded (`--restart`).
+    Always,
+    /// Continue it, or start over when an input changed since it started
+    /// (`--resume --restart-if-changed`: what a nightly job wants after a failed attempt).
+    IfChanged,
+}
+
+/// Removes what an unfinished run left in `dir`, but for the lock: parts, manifest, job
+/// file, temporary files. Only names euid-map writes are touched.
+fn discard_run(dir: &Location) -> Result<(), OutputError> {
+    for name in dir.list_names()? {
+        let ours = (name.starts_with("part-") && name.ends_with(".parquet"))
+            || name == JOB_FILE
+            || name == super::MANIFEST_FILE
+            || (name.starts_with('.') && name.ends_with(".tmp"));
+        if ours {
+            dir.join(&name).delete()?;
+        }
+    }
+    Ok(())
+}
+
 /// Prepares `dir` (already locked by the caller) for the run `job`: refuses a non-empty
-/// directory unless `resume`, and on resume checks that it holds the same job over unchanged
-/// inputs.
+/// directory unless `resume` or a restart, on resume checks that it holds the same job over
+/// unchanged inputs, and on a restart discards an unfinished run (never a finished one).
 ///
 /// # Errors
 /// [`OutputError::NotEmpty`], [`OutputError::CannotResume`], [`OutputError::InputChanged`],
-/// or an I/O error.
+/// [`OutputError::RestartFinished`], or an I/O error.
 pub fn prepare_dir(
     dir: &Location,
     job: &JobDescription,
     resume: bool,
+    restart: Restart,
 ) -> Result<DirState, OutputError> {
     if let Some(p) = dir.local_path() {
         if p.exists() && !p.is_dir() {
@@ -147,6 +176,15 @@ pub fn prepare_dir(
     let names = dir.list_names()?;
     let non_empty = names.iter().any(|name| !leftover(name));
     let shown = dir.url();
+    if non_empty && restart == Restart::Always {
+        if names.iter().any(|n| n == SUCCESS_FILE) {
+            return Err(OutputError::RestartFinished { path: shown });
+        }
+        tracing::warn!(output = %shown, "--restart: discarding the parts of the run that did not finish, and starting over");
+        discard_run(dir)?;
+        write_json(dir, JOB_FILE, job)?;
+        return Ok(DirState::Fresh);
+    }
     if non_empty && !resume {
         return Err(OutputError::NotEmpty { path: shown });
     }
@@ -176,6 +214,12 @@ pub fn prepare_dir(
         });
     }
     if let Some((path, why)) = changed_input(&previous, job) {
+        if restart == Restart::IfChanged && !dir.join(SUCCESS_FILE).exists()? {
+            tracing::warn!(output = %shown, input = %path, "{why} since the run in this directory started: discarding its parts and starting over (--restart-if-changed)");
+            discard_run(dir)?;
+            write_json(dir, JOB_FILE, job)?;
+            return Ok(DirState::Fresh);
+        }
         return Err(OutputError::InputChanged { path, why });
     }
     if dir.join(SUCCESS_FILE).exists()? {

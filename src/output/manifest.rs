@@ -352,6 +352,13 @@ pub fn latest_complete(
     root: &Location,
     before: Option<&str>,
 ) -> Result<Option<Location>, OutputError> {
+    // A local ROOT that does not exist is a typo or an unmounted volume, not a first
+    // night: said as an error, never as "nothing finished" (which starts afresh).
+    if let Some(p) = root.local_path() {
+        if !p.is_dir() {
+            return Err(OutputError::NoRoot { path: root.url() });
+        }
+    }
     let mut names: Vec<String> = root
         .list_names()?
         .into_iter()
@@ -364,7 +371,11 @@ pub fn latest_complete(
         if !dir.join(SUCCESS_FILE).exists()? {
             continue;
         }
-        if Manifest::read(&dir)?.status == RunState::Complete {
+        let manifest = Manifest::read(&dir).map_err(|e| match e {
+            OutputError::CannotResume { path, why } => OutputError::BadManifest { path, why },
+            e => e,
+        })?;
+        if manifest.status == RunState::Complete {
             return Ok(Some(dir));
         }
     }

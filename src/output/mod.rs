@@ -22,7 +22,7 @@ mod schema;
 mod writer;
 
 pub use codec::Codec;
-pub use job_dir::{finished_same_job, prepare_dir, DirState, JobDescription};
+pub use job_dir::{finished_same_job, prepare_dir, DirState, JobDescription, Restart};
 pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{
     counts_map, latest_complete, write_json, Manifest, ManifestColumn, ManifestInput, OptoutCounts,
@@ -98,12 +98,32 @@ pub enum OutputError {
         holder: String,
     },
     /// `--resume` over an input that is not the one the run started with.
-    #[error("cannot resume: input {path} is not the file the run started with ({why}); start a new run in a new output directory")]
+    #[error("cannot resume: input {path} is not the file the run started with ({why}); start this directory over with --restart (its parts are discarded; --resume --restart-if-changed does it only when an input changed), or run into a new output directory")]
     InputChanged {
         /// The input as given.
         path: String,
         /// What changed.
         why: String,
+    },
+    /// `latest ROOT` on a local ROOT that does not exist or is not a directory.
+    #[error("{path} does not exist or is not a directory: no night can be looked for there (a typo, or a volume not mounted?)")]
+    NoRoot {
+        /// The folder.
+        path: String,
+    },
+    /// A finished night's manifest cannot be read.
+    #[error("{path}: {why}; the night cannot be told finished or not, so none is chosen (restore the file, or move the night away)")]
+    BadManifest {
+        /// The manifest.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// `--restart` on a directory whose run finished.
+    #[error("{path} holds a finished run (_SUCCESS): --restart only starts over a run that did not finish; write the new run into a new output directory")]
+    RestartFinished {
+        /// The directory.
+        path: String,
     },
     /// `--resume` on a directory that holds another job, or no job.
     #[error("cannot resume in {path}: {why}")]

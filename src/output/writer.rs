@@ -193,7 +193,7 @@ impl DatasetWriter {
     /// # Errors
     /// Writing or committing a part failed.
     pub fn write(&mut self, mut r: IdentityChunk) -> Result<(), OutputError> {
-        self.pending_unreadable += r.bad_kept_cells;
+        self.pending_unreadable += r.bad_kept.len() as u64;
         let source = self.sources.get(r.file).map_or("", String::as_str);
         let (batch, statuses) = super::rows::encode(&self.schema, source, &mut r).map_err(|e| {
             OutputError::Parquet {
@@ -421,7 +421,7 @@ mod tests {
             origin: None,
             marks: None,
             slot_names: std::sync::Arc::from([]),
-            bad_kept_cells: 0,
+            bad_kept: Vec::new(),
         };
         w.write(chunk).expect("written to the open part");
         let tmp_part = tmp.path().join(".part-00000.parquet.tmp");

@@ -73,15 +73,22 @@ impl Connection {
         mstats: &Arc<crate::mapper::MapperStats>,
     ) -> crate::progress::Extra {
         use std::sync::atomic::Ordering;
-        let (cs, ms, t0) = (
-            Arc::clone(&self.client.stats),
-            Arc::clone(mstats),
-            Instant::now(),
-        );
+        let (client, ms, t0) = (Arc::clone(&self.client), Arc::clone(mstats), Instant::now());
         Box::new(move || {
+            let cs = &client.stats;
             let req = cs.requests.load(Ordering::Relaxed);
+            // A silent operator shows as waiting, not as a finished read at 100 %.
+            let waiting = match client.waiting_for() {
+                Some(w) if w.as_secs() >= 10 => {
+                    format!(
+                        ", WAITING: no answer from the operator for {} s",
+                        w.as_secs()
+                    )
+                }
+                _ => String::new(),
+            };
             format!(
-                ", {} identities answered, {} requests ({:.1}/s), {} retries, {} × 429",
+                ", {} identities answered, {} requests ({:.1}/s), {} retries, {} × 429{waiting}",
                 ms.answered.load(Ordering::Relaxed),
                 req,
                 req as f64 / t0.elapsed().as_secs_f64().max(1e-3),

@@ -49,6 +49,14 @@ pub struct Summary {
     pub already_complete: bool,
 }
 
+/// An output directory locked and checked by [`Job::lock`], its writer not made yet.
+pub(crate) struct Locked {
+    lock: DirLock,
+    /// Fresh, resumed or already complete.
+    pub dir: DirState,
+    parts: Vec<output::PartInfo>,
+}
+
 /// The output once opened: the writer (holding the directory's lock), whether the
 /// directory was new, resumed or complete, and where reading starts.
 pub(crate) struct Opened {
@@ -98,8 +106,19 @@ impl<'a> Job<'a> {
         schema: Schema,
         sources: Vec<String>,
     ) -> Result<Opened, Error> {
-        let job = self.cfg;
         Schema::check_kept_names(&schema.kept_columns())?;
+        let locked = self.lock(description)?;
+        self.writer(locked, schema, sources)
+    }
+
+    /// The first half of [`Job::open`]: the directory locked and checked, before the writer
+    /// exists, so that a command can hold it before it spends a request (refresh's opt-out
+    /// sweep).
+    ///
+    /// # Errors
+    /// As [`Job::open`].
+    pub(crate) fn lock(&self, description: &JobDescription) -> Result<Locked, Error> {
+        let job = self.cfg;
         if let Some(p) = job.out_dir.local_path() {
             if p.exists() && !p.is_dir() {
                 return Err(output::OutputError::NotADirectory {
@@ -109,9 +128,8 @@ impl<'a> Job<'a> {
             }
         }
         let lock = DirLock::acquire(&job.out_dir, &description.command)?;
-        let dir = output::prepare_dir(&job.out_dir, description, job.resume)?;
+        let dir = output::prepare_dir(&job.out_dir, description, job.resume, job.restart)?;
         let parts = output::committed_parts(&job.out_dir)?;
-        let start = parts.last().map(|p| p.end).unwrap_or_default();
         if dir == DirState::Resume && !job.quiet {
             let rows: u64 = parts.iter().map(|p| p.input_rows).sum();
             match parts.last() {
@@ -124,10 +142,27 @@ impl<'a> Job<'a> {
                 None => tracing::info!("resuming from the start: no part was committed"),
             }
         }
+        self.run.metrics.set_command(&description.command);
+        Ok(Locked { lock, dir, parts })
+    }
+
+    /// The second half of [`Job::open`]: the writer of a locked directory.
+    ///
+    /// # Errors
+    /// Kept columns named like output columns.
+    pub(crate) fn writer(
+        &self,
+        locked: Locked,
+        schema: Schema,
+        sources: Vec<String>,
+    ) -> Result<Opened, Error> {
+        let job = self.cfg;
+        Schema::check_kept_names(&schema.kept_columns())?;
+        let Locked { lock, dir, parts } = locked;
+        let start = parts.last().map(|p| p.end).unwrap_or_default();
         let mut writer =
             DatasetWriter::new(&job.out_dir, schema, sources, job.part_rows, &parts, lock);
         writer.set_codec(job.compression);
-        self.run.metrics.set_command(&description.command);
         writer.report_to(self.run.metrics.rows());
         Ok(Opened { writer, dir, start })
     }

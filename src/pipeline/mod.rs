@@ -28,7 +28,7 @@ mod stages;
 pub use connection::start_embedded;
 pub(crate) use connection::Connection;
 pub use exact::SCRATCH_BYTES_PER_IDENTITY;
-pub(crate) use job::{Job, Opened};
+pub(crate) use job::{Job, Locked, Opened};
 pub use job::{RunHandles, Summary};
 pub use optout::{run_optout, OptoutConfig};
 pub(crate) use stages::{
@@ -190,7 +190,13 @@ async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Err
             manifest.distinct = Some(true);
         }
         conn.close().await;
-        return job.publish(&writer, manifest);
+        let mut summary = job.publish(&writer, manifest)?;
+        if settings.distinct {
+            // The summary says what the manifest says: the input's rows and statuses.
+            summary.counts = report.input_counts.clone();
+            summary.input_rows = report.input_rows;
+        }
+        return Ok(summary);
     }
     let read_progress = Arc::new(ReadProgress::default());
     let progress = job.progress(&read_progress, Some(conn.progress_extra(&mstats)));

@@ -98,13 +98,13 @@ pub(crate) fn read_and_hash(
                 first_row,
                 len,
                 kept,
-                bad_kept_cells,
+                bad_kept,
                 ..
             } = chunk;
             let mut hashed =
                 IdentityChunk::new(file, first_row, len, c.identities.len(), kept, ids);
             hashed.slot_names = Arc::clone(&names[file]);
-            hashed.bad_kept_cells = bad_kept_cells;
+            hashed.bad_kept = bad_kept;
             if !send(hashed) {
                 break;
             }

@@ -178,8 +178,9 @@ pub struct IdentityChunk {
     /// The input column of each identity slot of a row (`per_row` names): the output's
     /// `identity_column`, unless the chunk carries its own origin.
     pub slot_names: std::sync::Arc<[std::sync::Arc<str>]>,
-    /// Kept cells of these rows that were not UTF-8 (written as null), for the manifest.
-    pub bad_kept_cells: u64,
+    /// Kept cells of these rows that were not UTF-8 (row, kept column), written as null and
+    /// counted in the manifest; `refresh` refuses one in its key column.
+    pub bad_kept: Vec<(usize, usize)>,
 }
 
 impl IdentityChunk {
@@ -204,7 +205,7 @@ impl IdentityChunk {
             origin: None,
             marks: None,
             slot_names: std::sync::Arc::from([]),
-            bad_kept_cells: 0,
+            bad_kept: Vec::new(),
         }
     }
 

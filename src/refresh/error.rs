@@ -64,6 +64,18 @@ pub enum RefreshError {
         /// Customers in the state.
         all: u64,
     },
+    /// With `--keep-missing`, many customers gone and many new: keys written another way.
+    #[error("{gone} of the state's {all} customers are missing from tonight's export and {new} of tonight's keys (--key-col {key_col:?}) are new to the state: with --keep-missing, a customer whose key is written another way tonight (00042 against 42, C-42 against 42) would be written twice, once carried and once new. Nothing was written. If both are real, rerun with a higher --max-drop-fraction")]
+    KeysChanged {
+        /// The key column.
+        key_col: String,
+        /// Customers of the state absent from the export.
+        gone: u64,
+        /// Keys of the export absent from the state.
+        new: u64,
+        /// Customers in the state.
+        all: u64,
+    },
     /// Customers still in the export lost too many of their mapped identities.
     #[error("refusing to drop the raw EUIDs of {lost} of the {all} mapped identities whose customers are in today's export ({percent:.1}%): the export no longer holds these identities in a valid form (invalid or empty tonight), which is more than --max-drop-fraction {max} allows. A phone column read without its --phone-region or --phone-region-col, or a column emptied upstream, looks like this; if the values really went, rerun with a higher --max-drop-fraction")]
     TooManyLost {
@@ -75,6 +87,16 @@ pub enum RefreshError {
         percent: f64,
         /// `--max-drop-fraction`.
         max: f64,
+    },
+    /// A key cell of the export that is not UTF-8.
+    #[error("{path}: data row {row}: the key column {column:?} holds a value that is not UTF-8 (an export in Latin-1 or another encoding?); its customer cannot be told, so nothing was written. Export the file as UTF-8")]
+    KeyUnreadable {
+        /// The input.
+        path: String,
+        /// 1-based data row.
+        row: u64,
+        /// The key column.
+        column: String,
     },
     /// A key column whose type cannot be compared by value.
     #[error("key column {column:?} is {data_type} in {side}: a key must be a string, integer or decimal column (compared by value, so 42, \"42\" and 42.00 are one customer)")]
@@ -103,7 +125,7 @@ pub enum RefreshError {
         asked: String,
     },
     /// An export input changed while the refresh was reading it.
-    #[error("{path} changed while refresh was reading it ({why}): the decisions of its first read no longer fit its rows. Nothing was published; run again once the export is complete")]
+    #[error("{path} changed while refresh was reading it ({why}): the decisions of its first read no longer fit its rows. Nothing was published; once the export is complete, run again with --restart (or --resume --restart-if-changed), which discards the parts committed from the changed export")]
     ExportChanged {
         /// The input.
         path: String,

@@ -5,182 +5,40 @@
 
 use std::sync::Arc;
 
+use super::checks::{changed_between_reads, check_drop, check_unchanged};
+pub(super) use super::checks::{check, ExportColumns};
 use super::stream::StateRows;
 use super::{join, key, send_state, Common, Plan, RefreshError, Started};
 use crate::error::Error;
-use crate::input::{self, Position, ReadProgress};
+use crate::input::{Position, ReadProgress};
 use crate::output::{DirState, JobDescription, Schema};
 use crate::pipeline::{self, Opened, Stage};
 use crate::record::Hashed;
 
-/// With `--keep-missing`, state rows are written beside export rows, so every kept column
-/// of the output must exist in the state with the same type: they are matched by name.
-fn check_kept_match(
-    out_kept: &[(String, arrow_schema::DataType)],
-    state_kept: &[(String, arrow_schema::DataType)],
-) -> Result<(), Error> {
-    let names = || {
-        state_kept
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for (name, ty) in out_kept {
-        match state_kept.iter().find(|(n, _)| n == name) {
-            Some((_, t)) if t == ty => {}
-            Some((_, t)) => {
-                return Err(RefreshError::KeptTypeMismatch {
-                    column: name.clone(),
-                    export: ty.to_string(),
-                    state: t.to_string(),
-                }
-                .into())
-            }
-            None => {
-                return Err(RefreshError::KeptMissing {
-                    column: name.clone(),
-                    kept: names(),
-                }
-                .into())
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Refuses kept columns whose types differ from the state's (the schema would change
-/// silently), unless the user allowed it.
-fn check_kept_types(
-    out_kept: &[(String, arrow_schema::DataType)],
-    state_kept: &[(String, arrow_schema::DataType)],
-) -> Result<(), Error> {
-    for (n, t) in out_kept {
-        if let Some((_, st)) = state_kept.iter().find(|(sn, _)| sn == n) {
-            if st != t {
-                return Err(RefreshError::KeptTypeChange {
-                    column: n.clone(),
-                    state: st.to_string(),
-                    export: t.to_string(),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Refuses to go on when an export input is not the version the run started with.
-fn check_unchanged(inputs: &[input::InputFile], description: &JobDescription) -> Result<(), Error> {
-    for (f, old) in inputs.iter().zip(&description.fingerprints) {
-        let now = input::Fingerprint::of(f)?;
-        if let Some(why) = old.differs(&now) {
-            return Err(RefreshError::ExportChanged {
-                path: f.given.clone(),
-                why,
-            }
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// The error for an identity of the second read that is not the one the first read
-/// decided for.
-fn changed_between_reads(path: &str, row: u64) -> Error {
-    RefreshError::ExportChanged {
-        path: path.to_string(),
-        why: format!("row {row} holds another identity than in the first read"),
-    }
-    .into()
-}
-
-/// Refuses a join that would drop more than the allowed fraction of the state's customers.
-fn check_drop(
-    joined: &join::Joined,
-    key_col: &str,
-    max_fraction: f64,
-    keep_missing: bool,
-) -> Result<(), Error> {
-    // Keys that never meet are the likelier cause than churn, and `--keep-missing` would
-    // write every customer twice: refused whatever the fraction, unless it is 1.
-    let all = joined.state_customers;
-    if all > 0 && joined.missing_customers == all && joined.export_keys > 0 && max_fraction < 1.0 {
-        return Err(RefreshError::KeysDoNotMeet {
-            key_col: key_col.to_string(),
-            all,
-        }
-        .into());
-    }
-    // The percentage `part` is of `all`, when it is over the allowed fraction.
-    let over = |part: u64, all: u64| {
-        (all > 0 && part as f64 > max_fraction * all as f64)
-            .then(|| 100.0 * part as f64 / all as f64)
-    };
-    let (gone, all) = (joined.missing_customers, joined.state_customers);
-    if let Some(percent) = over(gone, all).filter(|_| !keep_missing) {
-        let max = max_fraction;
-        return Err(RefreshError::TooManyDropped {
-            gone,
-            all,
-            percent,
-            max,
-        }
-        .into());
-    }
-    // `--keep-missing` keeps absent customers, not the identities present ones lost.
-    let (lost, all) = (joined.lost_ids, joined.present_mapped_ids);
-    if let Some(percent) = over(lost, all) {
-        let max = max_fraction;
-        return Err(RefreshError::TooManyLost {
-            lost,
-            all,
-            percent,
-            max,
-        }
-        .into());
-    }
-    Ok(())
-}
-
-/// Opens the output, joins the export with the state (first read of the export), and
+/// Opens the locked output, joins the export with the state (first read of the export), and
 /// starts the thread that reads the export again with the decisions; `None` when `--resume`
 /// found the run already complete.
 ///
 /// # Errors
-/// A bad key column, kept columns that do not match, a refused drop, or I/O.
-pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
+/// A refused drop, or I/O.
+pub(super) fn start(
+    c: Common<'_>,
+    checked: ExportColumns,
+    description: &JobDescription,
+) -> Result<Option<Started>, Error> {
     let cfg = c.cfg;
     let key_col = cfg.key_col.clone().expect("checked by the caller");
     let job = c.job;
-    let key_idx = job
-        .cfg
-        .columns
-        .keep
-        .iter()
-        .position(|k| *k == key_col)
-        .expect("settle_kept keeps the key column");
-    let columns = input::resolve_all(&job.cfg.inputs, &job.cfg.columns)?;
-    if !job.cfg.quiet {
-        input::announce_detected(&job.cfg.inputs, &job.cfg.columns, &columns);
-    }
-    let out_kept = columns
-        .first()
-        .map(|c| c.keep_types.clone())
-        .unwrap_or_default();
-    for (f, c) in job.cfg.inputs.iter().zip(&columns) {
-        key::check(&key_col, &f.given, &c.keep_types[key_idx].1)?;
-    }
-    if cfg.keep_missing {
-        check_kept_match(&out_kept, &c.kept)?;
-    } else if !cfg.allow_schema_change {
-        check_kept_types(&out_kept, &c.kept)?;
-    }
+    let ExportColumns {
+        columns,
+        out_kept,
+        key_idx,
+    } = checked;
     let n_inputs = job.cfg.inputs.len();
     let mut sources: Vec<String> = job.cfg.inputs.iter().map(|f| f.given.clone()).collect();
     sources.push(cfg.state.url());
-    let Opened { writer, dir, start } = job.open(
-        description,
+    let Opened { writer, dir, start } = job.writer(
+        c.locked,
         Schema::new(cfg.mapping.output_kind(), &out_kept),
         sources,
     )?;
@@ -214,6 +72,17 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
             let mut result = Ok(());
             for r in rx.iter() {
                 let c = &r;
+                // An unreadable key is no null key: its customer would be taken for gone
+                // (or, with --keep-missing, written twice).
+                if let Some((row, _)) = c.bad_kept.iter().find(|(_, j)| *j == key_idx) {
+                    result = Err(RefreshError::KeyUnreadable {
+                        path: job.cfg.inputs[c.file].given.clone(),
+                        row: c.first_row + *row as u64 + 1,
+                        column: key_col.clone(),
+                    }
+                    .into());
+                    break;
+                }
                 file_rows[c.file] += c.len as u64;
                 let base: u64 = (0..c.file).map(|g| file_rows[g] * n_ids[g]).sum();
                 let n = n_ids[c.file] as usize;
@@ -391,22 +260,4 @@ pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Optio
         writer,
         producer,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use arrow_schema::DataType;
-
-    use super::*;
-
-    /// Issue #9.5: kept columns are matched by name and type, never by position.
-    #[test]
-    fn kept_columns_match_by_name_and_type() {
-        let s = |n: &str, t: DataType| (n.to_string(), t);
-        let state = [s("customer_id", DataType::Utf8), s("name", DataType::Utf8)];
-        let swapped = [s("name", DataType::Utf8), s("customer_id", DataType::Utf8)];
-        assert!(check_kept_match(&swapped, &state).is_ok());
-        assert!(check_kept_match(&[s("customer_id", DataType::Int64)], &state).is_err());
-        assert!(check_kept_match(&[s("segment", DataType::Utf8)], &state).is_err());
-    }
 }

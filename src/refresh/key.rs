@@ -124,31 +124,30 @@ pub(super) fn at(a: &ArrayRef, i: usize) -> Option<String> {
     })
 }
 
-/// A text key as a customer key: a decimal number whose fraction is all zeros (`1234.0`,
-/// `1234.00`, `-7.0`, `+12.`) is the whole number (`1234`, `-7`, `12`), as a number column
-/// holding it reads; anything else (`1234.5`, `00042`, `1.234E3`, `A-17`) stays the text it
-/// is. Exponents are left alone: spreadsheets write `1.23457E+11` for a number they have
+/// A text key as a customer key: a whole number written with a sign or a fraction of zeros
+/// (`1234.0`, `1234.00`, `+12`, `-7.0`, `-0`) is that number as its digits read (`1234`,
+/// `12`, `-7`, `0`), as a number column holding it reads; anything else (`1234.5`, `C-17`,
+/// `1.234E3`) stays the text it is, and so do leading zeros (`00042`: an account number is
+/// text). Exponents are left alone: spreadsheets write `1.23457E+11` for a number they have
 /// already rounded, and reading it as `123457000000` would make it another customer.
 pub(crate) fn text_key(s: &str) -> String {
-    let (sign, body) = match s.as_bytes().first() {
-        Some(b'-') => ("-", &s[1..]),
-        Some(b'+') => ("", &s[1..]),
-        _ => ("", s),
+    let (negative, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
     };
-    let Some((int, frac)) = body.split_once('.') else {
-        return s.to_string();
-    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
     let whole = !int.is_empty()
         && int.bytes().all(|b| b.is_ascii_digit())
         && frac.bytes().all(|b| b == b'0');
     if !whole {
         return s.to_string();
     }
-    if int.bytes().all(|b| b == b'0') {
-        // `-0.0`, `0.00`: zero, whatever sign or width.
-        return "0".to_string();
+    if negative && !int.bytes().all(|b| b == b'0') {
+        format!("-{int}")
+    } else {
+        int.to_string()
     }
-    format!("{sign}{int}")
 }
 
 #[cfg(test)]
@@ -205,15 +204,21 @@ mod tests {
             ("1234.00", "1234"),
             ("1234.", "1234"),
             ("+1234.0", "1234"),
+            ("+5", "5"),
             ("-7.000", "-7"),
+            ("-7", "-7"),
             ("-0.0", "0"),
+            ("-0", "0"),
             ("0.00", "0"),
             ("00042.0", "00042"),
+            ("00042", "00042"),
             ("1234.5", "1234.5"),
             ("1234.50", "1234.50"),
             ("1.234E3", "1.234E3"),
             ("1.23457E+11", "1.23457E+11"),
             (".0", ".0"),
+            ("-", "-"),
+            ("", ""),
             ("A-17.0", "A-17.0"),
             ("12.0.0", "12.0.0"),
             (" 12.0", " 12.0"),

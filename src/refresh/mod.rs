@@ -17,6 +17,7 @@
 //! - the new dataset keeps the state's columns unless `--allow-schema-change`;
 //! - every count in the manifest describes the whole dataset, resumed parts included.
 
+mod checks;
 mod error;
 mod export;
 pub mod join;
@@ -105,6 +106,8 @@ struct Common<'a> {
     lookup: bool,
     /// The job with its kept columns settled (the state's, unless changed on purpose).
     job: Job<'a>,
+    /// The output directory, locked and checked before any request.
+    locked: pipeline::Locked,
     parts: Vec<crate::storage::Location>,
     state_rows: u64,
     /// When the state's night ran, Unix ms, if known (`carried_since`).
@@ -122,19 +125,43 @@ fn describe(
     cfg: &RefreshConfig,
     job: &JobConfig,
     st: &state::State,
+    now_in_job: bool,
 ) -> Result<output::JobDescription, Error> {
-    Ok(job.describe(
-        "refresh",
-        serde_json::json!({
-            "env": cfg.mapping.env,
-            "api": format!("{:?}", cfg.mapping.client.api),
-            "state": cfg.state.url(),
-            "state_manifest_sha256": st.identity,
-            "key_col": cfg.key_col,
-            "keep_missing": cfg.keep_missing,
-            "optout_sweep": cfg.optout_sweep,
-        }),
-    )?)
+    let mut options = serde_json::json!({
+        "env": cfg.mapping.env,
+        "api": format!("{:?}", cfg.mapping.client.api),
+        "state": cfg.state.url(),
+        "state_manifest_sha256": st.identity,
+        "key_col": cfg.key_col,
+        "keep_missing": cfg.keep_missing,
+        "optout_sweep": cfg.optout_sweep,
+    });
+    if now_in_job {
+        options["now_ms"] = cfg.now_ms.into();
+    }
+    Ok(job.describe("refresh", options)?)
+}
+
+/// The "now" a `--resume` must decide at: the first attempt's, recorded in the directory's
+/// job file, so that every row of the night is decided at one time (`None`: no earlier
+/// attempt, or one by a version that did not record it, whose job is then described
+/// without it so that it still resumes).
+fn first_attempt_now(job: &JobConfig) -> Result<Option<Option<i64>>, Error> {
+    if !job.resume {
+        return Ok(None);
+    }
+    let Ok(text) = job.out_dir.join(output::JOB_FILE).read_all() else {
+        return Ok(None);
+    };
+    let Ok(previous) = serde_json::from_slice::<output::JobDescription>(&text) else {
+        return Ok(None);
+    };
+    if previous.command != "refresh" {
+        return Ok(None);
+    }
+    Ok(Some(
+        previous.options.get("now_ms").and_then(|v| v.as_i64()),
+    ))
 }
 
 /// The kept columns of the new dataset: the state's, in the state's order. `--keep-col`
@@ -236,9 +263,42 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
     let job_owned = settle_kept(cfg, &kept)?;
     let j = Job::started_at(&job_owned, run, started);
     let job = &job_owned;
-    let description = describe(cfg, job, &st)?;
+    // A resumed night decides at its first attempt's time.
+    let (adopted, now_in_job) = match first_attempt_now(job)? {
+        Some(Some(first)) if first != cfg.now_ms => {
+            if !job.quiet {
+                tracing::info!(
+                    now = %chrono::DateTime::from_timestamp_millis(first).map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    "resuming: deciding what is due at the first attempt's time"
+                );
+            }
+            (
+                Some(RefreshConfig {
+                    now_ms: first,
+                    ..cfg.clone()
+                }),
+                true,
+            )
+        }
+        Some(None) => (None, false),
+        _ => (None, true),
+    };
+    let cfg = adopted.as_ref().unwrap_or(cfg);
+    let description = describe(cfg, job, &st, now_in_job)?;
     // A finished night run again: nothing to do, before any request (the sweep's).
     if job.resume && output::finished_same_job(&job.out_dir, &description)? {
+        return j.already_complete();
+    }
+    // Every check before the first request: tonight's columns against the state's, then the
+    // output directory locked and checked (an overlapping run, another job), so that a
+    // refused run has sent nothing, the opt-out sweep's thousands of requests included.
+    let export_columns = if job.inputs.is_empty() {
+        None
+    } else {
+        Some(export::check(cfg, job, &kept)?)
+    };
+    let locked = j.lock(&description)?;
+    if locked.dir == output::DirState::Complete {
         return j.already_complete();
     }
     let conn = Connection::open(&cfg.mapping).await?;
@@ -293,6 +353,7 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
         cfg,
         lookup,
         job: j,
+        locked,
         parts,
         state_rows: st.rows,
         state_night_ms: st.night_ms,
@@ -310,10 +371,9 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
     conn.attach_metrics(&j, &mstats);
     // The join's first read of the export counts too.
     run.metrics.attach_reader(Arc::clone(&read_progress));
-    let opened = if job.inputs.is_empty() {
-        state_only::start(common, &description)?
-    } else {
-        export::start(common, &description)?
+    let opened = match export_columns {
+        None => state_only::start(common)?,
+        Some(checked) => export::start(common, checked, &description)?,
     };
     let Some(Started {
         columns,

@@ -212,7 +212,7 @@ mod tests {
             origin: None,
             marks: None,
             slot_names: std::sync::Arc::from([]),
-            bad_kept_cells: 0,
+            bad_kept: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@
 use super::stream::StateRows;
 use super::{send_state, Common, Started};
 use crate::error::Error;
-use crate::output::{DirState, JobDescription, OutputKind, Schema};
+use crate::output::{DirState, OutputKind, Schema};
 use crate::pipeline::{Opened, Stage};
 
 /// Opens the output and starts the thread that streams the state; `None` when `--resume`
@@ -12,9 +12,9 @@ use crate::pipeline::{Opened, Stage};
 ///
 /// # Errors
 /// The output cannot be opened (busy, other job, I/O).
-pub(super) fn start(c: Common<'_>, description: &JobDescription) -> Result<Option<Started>, Error> {
-    let Opened { writer, dir, start } = c.job.open(
-        description,
+pub(super) fn start(c: Common<'_>) -> Result<Option<Started>, Error> {
+    let Opened { writer, dir, start } = c.job.writer(
+        c.locked,
         Schema::new(
             if c.lookup {
                 OutputKind::Lookup

@@ -65,11 +65,45 @@ fn read_error(f: &InputFile, row: u64, e: ::csv::Error) -> InputError {
     }
 }
 
+/// A file's records: RFC 4180 CSV, or a database's text format (`--quote none`).
+enum Records<'a> {
+    Csv(::csv::Reader<Box<dyn Read + 'a>>),
+    Text(super::text_format::TextRecords<Box<dyn Read + 'a>>),
+}
+
+impl Records<'_> {
+    /// The header row.
+    fn header(&mut self, f: &InputFile) -> Result<::csv::ByteRecord, InputError> {
+        match self {
+            Records::Csv(r) => r.byte_headers().cloned().map_err(|e| read_error(f, 0, e)),
+            Records::Text(t) => {
+                let mut rec = ::csv::ByteRecord::new();
+                t.read(&mut rec).map_err(|e| read_error(f, 0, e.into()))?;
+                Ok(rec)
+            }
+        }
+    }
+
+    /// The next data record into `rec` (`row`: its 1-based number, for errors); `false` at
+    /// the end.
+    fn next(
+        &mut self,
+        f: &InputFile,
+        row: u64,
+        rec: &mut ::csv::ByteRecord,
+    ) -> Result<bool, InputError> {
+        match self {
+            Records::Csv(r) => r.read_byte_record(rec).map_err(|e| read_error(f, row, e)),
+            Records::Text(t) => t.read(rec).map_err(|e| read_error(f, row, e.into())),
+        }
+    }
+}
+
 fn reader<'a>(
     f: &InputFile,
     progress: &'a ReadProgress,
     blank_lines: Option<BlankLines>,
-) -> Result<::csv::Reader<Box<dyn Read + 'a>>, InputError> {
+) -> Result<Records<'a>, InputError> {
     let Format::Csv {
         delimiter,
         gzip,
@@ -91,25 +125,31 @@ fn reader<'a>(
     } else {
         Box::new(file)
     };
+    if !quoting {
+        return Ok(Records::Text(super::text_format::TextRecords::new(
+            raw, delimiter,
+        )));
+    }
     // csv-core strips a UTF-8 byte order mark itself; the guard only watches the quoting.
-    Ok(::csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(true)
-        .flexible(true)
-        .quoting(quoting)
-        .buffer_capacity(1 << 16)
-        .from_reader(Box::new(QuoteGuard {
-            blank_lines,
-            quoting,
-            ..QuoteGuard::new(raw, delimiter, max_quoted_lines)
-        }) as Box<dyn Read + 'a>))
+    Ok(Records::Csv(
+        ::csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(true)
+            .flexible(true)
+            .buffer_capacity(1 << 16)
+            .from_reader(Box::new(QuoteGuard {
+                blank_lines,
+                ..QuoteGuard::new(raw, delimiter, max_quoted_lines)
+            }) as Box<dyn Read + 'a>),
+    ))
 }
 
 /// Reads the header row.
 pub(super) fn header(f: &InputFile) -> Result<Header, InputError> {
     let progress = ReadProgress::default();
     let mut r = reader(f, &progress, None)?;
-    let h = r.byte_headers().map_err(|e| read_error(f, 0, e))?;
+    let h = r.header(f)?;
+    let h = &h;
     if h.is_empty() {
         return Err(InputError::NoHeader {
             path: f.given.clone(),
@@ -166,15 +206,16 @@ pub(super) fn read(
     let mut row: u64 = 0;
     let text_format = matches!(f.format, Format::Csv { quoting: false, .. });
     let mut builder = ChunkBuilder::new(file_idx, skip, cols);
-    builder.text_format = text_format;
-    let _ = r.byte_headers().map_err(|e| read_error(f, 0, e))?;
+    let _ = r.header(f)?;
     let mut records = 0u64; // data records read
     loop {
-        let more = r
-            .read_byte_record(&mut rec)
-            .map_err(|e| read_error(f, row + 1, e))?;
-        if !more {
+        if !r.next(f, row + 1, &mut rec)? {
             break;
+        }
+        // The text format has no blank-line rule of its own: as csv-core, a blank line of
+        // a file of several columns is no record.
+        if text_format && cols.width > 1 && rec.len() == 1 && rec[0].is_empty() {
+            continue;
         }
         // Blank lines before this record are tagged with the data records before them.
         let mut blank = 0u64;
@@ -196,8 +237,7 @@ pub(super) fn read(
             }
             builder.push(if k < blank { &empty } else { &rec }, cols);
             if builder.len == CHUNK_ROWS {
-                let mut next = ChunkBuilder::new(file_idx, row, cols);
-                next.text_format = text_format;
+                let next = ChunkBuilder::new(file_idx, row, cols);
                 let chunk = std::mem::replace(&mut builder, next).finish();
                 progress.add(0, chunk.len as u64);
                 if !sink(chunk) {
@@ -223,11 +263,7 @@ struct ChunkBuilder {
     regions: Vec<StringBuilder>,
     broken: Vec<(usize, InvalidReason)>,
     bad_cells: Vec<(usize, BadCell)>,
-    bad_kept_cells: u64,
-    /// `--quote none`: cells in a database's text format (`\N` null, backslash escapes).
-    text_format: bool,
-    /// A decoded cell (text format).
-    scratch: Vec<u8>,
+    bad_kept: Vec<(usize, usize)>,
 }
 
 impl ChunkBuilder {
@@ -246,9 +282,7 @@ impl ChunkBuilder {
                 .collect(),
             broken: Vec::new(),
             bad_cells: Vec::new(),
-            bad_kept_cells: 0,
-            text_format: false,
-            scratch: Vec::new(),
+            bad_kept: Vec::new(),
         }
     }
 
@@ -267,23 +301,15 @@ impl ChunkBuilder {
             return;
         }
         // A cell that is not UTF-8 is null, and its problem stays with what reads it.
-        let text = self.text_format;
-        let scratch = &mut self.scratch;
-        let mut append = |b: &mut StringBuilder, i: usize| -> bool {
-            if text {
-                append_text(b, db_text(&rec[i], scratch))
-            } else {
-                append_text(b, &rec[i])
-            }
-        };
+        let append = |b: &mut StringBuilder, i: usize| -> bool { append_text(b, &rec[i]) };
         for (j, (b, c)) in self.identities.iter_mut().zip(&cols.identities).enumerate() {
             if !append(b, c.index) {
                 self.bad_cells.push((k, BadCell::Identity(j)));
             }
         }
-        for (b, &i) in self.kept.iter_mut().zip(&cols.keep) {
+        for (j, (b, &i)) in self.kept.iter_mut().zip(&cols.keep).enumerate() {
             if !append(b, i) {
-                self.bad_kept_cells += 1;
+                self.bad_kept.push((k, j));
             }
         }
         for (r, (b, c)) in self
@@ -311,7 +337,7 @@ impl ChunkBuilder {
                 .collect(),
             broken: self.broken,
             bad_cells: self.bad_cells,
-            bad_kept_cells: self.bad_kept_cells,
+            bad_kept: std::mem::take(&mut self.bad_kept),
             kept: self.kept.iter_mut().map(col).collect(),
             phone_regions: self
                 .regions
@@ -320,37 +346,6 @@ impl ChunkBuilder {
                 .collect(),
         }
     }
-}
-
-/// A cell of a database's text format (PostgreSQL `COPY … TO`, MySQL `INTO OUTFILE`) as
-/// its value: `\N` is null (returned empty, which is null), and `\t`, `\n`, `\r`, `\\`
-/// and any other escaped byte are decoded.
-fn db_text<'c>(cell: &'c [u8], scratch: &'c mut Vec<u8>) -> &'c [u8] {
-    if cell == b"\\N" {
-        return b"";
-    }
-    if memchr::memchr(b'\\', cell).is_none() {
-        return cell;
-    }
-    scratch.clear();
-    let mut bytes = cell.iter();
-    while let Some(&b) = bytes.next() {
-        if b != b'\\' {
-            scratch.push(b);
-            continue;
-        }
-        match bytes.next() {
-            Some(b't') => scratch.push(b'\t'),
-            Some(b'n') => scratch.push(b'\n'),
-            Some(b'r') => scratch.push(b'\r'),
-            Some(b'b') => scratch.push(8),
-            Some(b'f') => scratch.push(12),
-            Some(b'v') => scratch.push(11),
-            Some(&other) => scratch.push(other),
-            None => scratch.push(b'\\'),
-        }
-    }
-    scratch
 }
 
 /// Appends a cell; an empty cell is null, and so is one that is not UTF-8 (then `false`).

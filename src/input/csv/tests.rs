@@ -80,16 +80,6 @@ fn a_quote_closed_on_its_own_line_is_read_as_csv_core_reads_it() {
     assert_eq!(rows[2], ["2", "c@d.com", "x"]);
 }
 
-/// Issue #32.5: a database's text format: `\N` is null, escapes are decoded.
-#[test]
-fn database_text_cells_decode() {
-    let mut scratch = Vec::new();
-    assert_eq!(db_text(b"\\N", &mut scratch), b"");
-    assert_eq!(db_text(b"a@b.com", &mut scratch), b"a@b.com");
-    assert_eq!(db_text(b"x\\ty\\\\z\\n", &mut scratch), b"x\ty\\z\n");
-    assert_eq!(db_text(b"\"Acme\" GmbH", &mut scratch), b"\"Acme\" GmbH");
-}
-
 #[test]
 fn valid_quoting_passes_untouched() {
     let rows =

@@ -47,10 +47,6 @@ pub const SCRATCH_BYTES_PER_IDENTITY: u64 = 160;
 /// answers: about 150 bytes each).
 const PARTITION_IDENTITIES: u64 = 200_000;
 
-/// Most partitions: the files open at once per side (well under the usual limit of 1,024
-/// open files).
-const MAX_PARTITIONS: u64 = 512;
-
 /// Distinct identities per chunk handed to the mapper.
 const MAP_CHUNK: usize = crate::input::CHUNK_ROWS;
 
@@ -113,9 +109,8 @@ fn partition_of(hash: &IdentityHash, n: usize) -> usize {
 
 /// Partitions for about `identities` identities.
 fn partitions_for(identities: u64) -> usize {
-    identities
-        .div_ceil(PARTITION_IDENTITIES)
-        .clamp(1, MAX_PARTITIONS) as usize
+    let wanted = identities.div_ceil(PARTITION_IDENTITIES);
+    crate::spill::partitions_within_limits(usize::try_from(wanted).unwrap_or(usize::MAX))
 }
 
 fn changed(path: &str, why: &str) -> Error {

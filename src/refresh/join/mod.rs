@@ -10,8 +10,10 @@
 //! export (second read) ◀── k-way merge by ordinal (position in the output) ◀──────┘
 //! ```
 //!
-//! Memory: about [`PARTITION_ROWS`] state rows at a time, whatever the state's size. Disk: a
-//! few dozen bytes per identity on each side, in `OUT_DIR/.refresh-tmp`, removed at the end.
+//! Memory: about [`PARTITION_ROWS`] state rows at a time, up to 512 partitions (200M state
+//! rows; more rows per partition beyond, and fewer partitions under a low open-file limit,
+//! since each side's partitions are open at once). Disk: a few dozen bytes per identity on
+//! each side, in `OUT_DIR/.refresh-tmp`, removed at the end.
 //!
 //! The rules:
 //! - **A customer is present when its key is in the export**, whatever its identities'
@@ -66,6 +68,8 @@ pub(super) struct Joined {
     pub null_key_rows: u64,
     /// Export records with a key (identities, or presence-only rows).
     pub export_keys: u64,
+    /// Distinct keys of the export that are no customer of the state.
+    pub new_customers: u64,
     /// State identities with a raw EUID whose customer is in the export.
     pub present_mapped_ids: u64,
     /// Of those, identities the export no longer has in any valid form (its value is
@@ -103,7 +107,8 @@ pub(super) fn build(
     partition_rows: u64,
     export: impl FnOnce(&mut dyn FnMut(ExportIdentity<'_>) -> Result<(), Error>) -> Result<(), Error>,
 ) -> Result<Joined, Error> {
-    let n = state_rows.div_ceil(partition_rows.max(1)).max(1) as usize;
+    let wanted = usize::try_from(state_rows.div_ceil(partition_rows.max(1))).unwrap_or(usize::MAX);
+    let n = crate::spill::partitions_within_limits(wanted);
     let sides = Partitions {
         dir: tmp.to_path_buf(),
         n,
@@ -187,6 +192,7 @@ pub(super) fn build(
     }
     let mut missing = Vec::new();
     let (mut state_customers, mut missing_customers) = (0u64, 0u64);
+    let mut new_customers = 0u64;
     let (mut present_mapped_ids, mut lost_ids) = (0u64, 0u64);
     let had_raw_id = |d: &Decision| d.raw_id().is_some();
     let mut ws = sides.writers("d")?;
@@ -206,9 +212,13 @@ pub(super) fn build(
             });
         }
         let mut r = sides.reader("i", p)?;
+        let mut new_keys: std::collections::HashSet<String> = Default::default();
         while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
             let rec: ExportRecord<'_> = decode(&buf).map_err(io(tmp))?;
             let Some((seen, entries)) = by_key.get_mut(rec.key) else {
+                if !new_keys.contains(rec.key) {
+                    new_keys.insert(rec.key.to_string());
+                }
                 continue;
             };
             *seen = true;
@@ -259,6 +269,7 @@ pub(super) fn build(
             put(w, &record).map_err(io(tmp))?;
         }
         state_customers += by_key.len() as u64;
+        new_customers += new_keys.len() as u64;
         for (seen, entries) in by_key.into_values() {
             if !seen {
                 missing_customers += 1;
@@ -280,6 +291,7 @@ pub(super) fn build(
         missing_customers,
         null_key_rows,
         export_keys,
+        new_customers,
         present_mapped_ids,
         lost_ids,
     })

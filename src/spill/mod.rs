@@ -8,6 +8,9 @@
 //! second read ◀── Merge: the records of every partition, by ordinal ◀──────────────┘
 //! ```
 
+mod scratch;
+pub(crate) use scratch::{scratch_dir, Scratch};
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -61,6 +64,46 @@ pub(crate) fn decode<'a, T: serde::Deserialize<'a>>(buf: &'a [u8]) -> std::io::R
 pub(crate) struct Partitions {
     pub(crate) dir: PathBuf,
     pub(crate) n: usize,
+}
+
+/// Most partitions per side, whatever the input: well under the usual 1,024 open files.
+const MAX_PARTITIONS: usize = 512;
+/// Files a run keeps open beside its partitions: stdio, the runtime, up to 20 connections
+/// to the operator, the state's and the output's Parquet files, the lock.
+const OTHER_OPEN_FILES: u64 = 40;
+
+/// The soft limit of open files of this process (`ulimit -n`), from `/proc/self/limits`;
+/// 1,024 where it cannot be read.
+fn open_files_limit() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("Max open files"))?;
+            let soft = line
+                .trim_start_matches("Max open files")
+                .split_whitespace()
+                .next()?;
+            match soft {
+                "unlimited" => Some(u64::MAX),
+                n => n.parse().ok(),
+            }
+        })
+        .unwrap_or(1024)
+}
+
+/// How many partitions a side may have, `wanted` or fewer: at most 512, and never more
+/// than the open-file limit leaves room for (every partition of a side is open at once
+/// while it is written, and again in the k-way merge). Fewer partitions than wanted hold
+/// more rows each: the run takes more memory rather than failing every night.
+pub(crate) fn partitions_within_limits(wanted: usize) -> usize {
+    let room = open_files_limit().saturating_sub(OTHER_OPEN_FILES).max(1);
+    let cap = usize::try_from(room)
+        .unwrap_or(usize::MAX)
+        .min(MAX_PARTITIONS);
+    if wanted > cap {
+        tracing::debug!(wanted, cap, "partitions capped by the open-file limit");
+    }
+    wanted.clamp(1, cap)
 }
 
 /// Write buffer of each partition file (all of a side's are open at once).
@@ -121,62 +164,6 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-/// Where a run that writes `out` keeps its scratch folder: `tmp_dir` when given, else beside a
-/// local output (`OUT_DIR/LOCAL_NAME`, the same disk) or in the system's temporary directory
-/// for an object-store output. Outside the output the folder's name is the output's own
-/// (`euid-map-TAG-DIGEST`), so the next run on the same output (a `--resume` after kill -9)
-/// clears what a killed one left, hashed identities included.
-pub(crate) fn scratch_dir(
-    out: &crate::storage::Location,
-    tmp_dir: Option<&Path>,
-    local_name: &str,
-    tag: &str,
-) -> PathBuf {
-    match (tmp_dir, out.local_path()) {
-        (None, Some(p)) => p.join(local_name),
-        (base, _) => {
-            let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
-            let h = fnv1a(out.url().as_bytes()) % u64::MAX;
-            base.join(format!("euid-map-{tag}-{h:016x}"))
-        }
-    }
-}
-
-/// A scratch folder (it holds hashed identities): private (0700), and removed when this
-/// guard drops, on every exit path, success, error or panic. One left by a killed run is
-/// removed by the next run that uses the same name.
-pub(crate) struct Scratch(PathBuf);
-
-impl Scratch {
-    /// Creates `dir` afresh (removing what an interrupted run left).
-    ///
-    /// # Errors
-    /// The folder cannot be created.
-    pub(crate) fn create(dir: PathBuf) -> Result<Scratch, Error> {
-        use std::os::unix::fs::DirBuilderExt;
-        let _ = std::fs::remove_dir_all(&dir);
-        if let Some(parent) = dir.parent() {
-            crate::storage::mode::create_dir_all(parent).map_err(io(parent))?;
-        }
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .map_err(io(&dir))?;
-        Ok(Scratch(dir))
-    }
-
-    /// The folder.
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A spilled record that knows its place in the output.
@@ -265,6 +252,22 @@ impl<R: Ordered + DeserializeOwned> Merge<R> {
     pub(crate) fn any_left(&mut self) -> Result<bool, Error> {
         self.take(u64::MAX)?;
         Ok(self.orphans > 0)
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    #[test]
+    fn partitions_are_capped_at_512_and_by_the_open_file_limit() {
+        let limit = super::open_files_limit();
+        assert!(limit >= 64, "a readable limit: {limit}");
+        assert_eq!(super::partitions_within_limits(0), 1);
+        assert_eq!(super::partitions_within_limits(3), 3);
+        let cap = super::partitions_within_limits(usize::MAX);
+        assert!(
+            cap <= 512 && (cap as u64) <= limit.saturating_sub(40).max(1),
+            "{cap}"
+        );
     }
 }
 
