@@ -3,7 +3,8 @@
 #
 #   nightly.sh ROOT EXPORT KEY_COL [euid-map flags...]
 #
-# writes tonight's dataset to ROOT/YYYY-MM-DD (UTC). The state is the newest night under
+# writes tonight's dataset to ROOT/YYYY-MM-DD (UTC). ROOT must exist (make it once, as a volume
+# is mounted): a ROOT that is not there is an error (exit 1), never a first night. The state is the newest night under
 # ROOT that finished (`euid-map latest`: a failed or interrupted night is never taken); the
 # first night, with no state yet, is a plain `map`. Every run passes --resume, so the same
 # command run again after a SIGTERM, a crash or a failure continues tonight's run, and on a
@@ -52,4 +53,16 @@ if [ "$found" -eq 0 ]; then
     --key-col "$key" "$@"
 fi
 echo "nightly: no finished night under $root yet: first map into $out" >&2
+# The first night is a `map`: the flags only `refresh` takes are left out of it.
+n=$#
+while [ "$n" -gt 0 ]; do
+  a=$1; shift; n=$((n - 1))
+  case $a in
+    --no-optout-sweep|--keep-missing|--allow-schema-change) ;;
+    --optout-concurrency|--max-drop-fraction|--partition-rows|--now)
+      if [ "$n" -gt 0 ]; then shift; n=$((n - 1)); fi ;;
+    --optout-concurrency=*|--max-drop-fraction=*|--partition-rows=*|--now=*) ;;
+    *) set -- "$@" "$a" ;;
+  esac
+done
 exec "$bin" map "$export_path" -o "$out" --resume --restart-if-changed --keep-col "$key" "$@"

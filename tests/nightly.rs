@@ -74,6 +74,9 @@ fn the_nightly_recipe_takes_the_last_good_night_after_a_refused_and_an_interrupt
         metrics: tmp.path().join("euid_map.prom"),
     };
     let e = |name: &str| tmp.path().join(name);
+    // ROOT is made once, as a volume is mounted: a ROOT that is not there is an error
+    // (issue #33.3), never a first night.
+    std::fs::create_dir(&n.root).unwrap();
 
     // Night 1: no state yet, a plain map.
     export(&e("n1.csv"), 0..1000);

@@ -503,3 +503,95 @@ fn distinct_says_what_its_manifest_says() {
     );
     assert_eq!(o.status.code(), Some(64), "{}", common::stderr(&o));
 }
+
+/// #33.2: an export rewritten while `map` reads it is found before `_SUCCESS` (exit 1), and
+/// the retry with `--resume --restart-if-changed` maps the new version alone; a finished
+/// night run again after its export changed is left as it is (exit 0), and says so.
+#[test]
+fn an_export_rewritten_mid_run_is_never_published() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let op = Operator::start(&["--admin"]);
+    export(&d("e.csv"), 0..70_000);
+    let out = d("night");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "map",
+            &s(&d("e.csv")),
+            "-o",
+            &s(&out),
+            "--keep-col",
+            "customer_id",
+            "--batch-size",
+            "1000",
+            "--concurrency",
+            "1",
+            "-q",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    op.http(true, "/ops/hold?after=5");
+    let child = cmd(&op, &args(&[])).stderr(Stdio::piped()).spawn().unwrap();
+    common::wait_until("a held request", || op.held() > 0.0);
+    export(&d("e.csv"), 100_000..170_000);
+    op.release();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    assert!(common::stderr(&o).contains("changed while the run read it"));
+    assert!(
+        !out.join("_SUCCESS").exists(),
+        "two versions never published"
+    );
+    ok(&run(&op, &args(&["--resume", "--restart-if-changed"])));
+    let rows = common::read_dataset(&out);
+    assert_eq!(rows.len(), 70_000);
+    assert!(rows
+        .iter()
+        .all(|r| r["customer_id"].as_deref().unwrap().len() == 6));
+    // The night is finished; tonight's export changes again; a second cron fire.
+    export(&d("e.csv"), 200_000..200_010);
+    let o = run(&op, &args(&["--resume", "--restart-if-changed"]));
+    ok(&o);
+    assert!(
+        common::stderr(&o).contains("left as it is"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(common::read_dataset(&out).len(), 70_000);
+    let o = run(&op, &args(&["--resume"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        common::stderr(&o).contains("another output directory"),
+        "{}",
+        common::stderr(&o)
+    );
+}
+
+/// #33.4: an operator that answers 429 with a Retry-After longer than the stall timeout is
+/// alive: the run waits and finishes.
+#[test]
+fn a_rate_limited_operator_is_no_silent_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let op = Operator::start(&["--rate-limit", "1", "--retry-after", "3"]);
+    export(&tmp.path().join("e.csv"), 0..300);
+    let out = tmp.path().join("out");
+    ok(&run(
+        &op,
+        &[
+            "map",
+            &s(&tmp.path().join("e.csv")),
+            "-o",
+            &s(&out),
+            "--batch-size",
+            "100",
+            "--stall-timeout",
+            "2",
+            "-q",
+        ],
+    ));
+    assert_eq!(manifest(&out)["counts"]["mapped"], 300);
+}

@@ -107,8 +107,9 @@ impl ClientError {
 
 impl super::Client {
     /// Resolves once the operator has sent no HTTP answer, to any request, for the stall
-    /// timeout counted from the later of its last answer and `since` (when this call
-    /// started: a run that sent nothing for a while is not stalled); returns the time waited.
+    /// timeout counted from the later of its last answer and `since` (since when this call
+    /// waits on it: a run that sent nothing for a while, or waited out a `Retry-After`, is
+    /// not stalled); returns the time waited.
     async fn stalled(&self, since: Instant) -> Duration {
         loop {
             let last = (*self.last_answer.lock().expect("last answer lock")).max(since);
@@ -131,17 +132,22 @@ impl super::Client {
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut skew_retried = false;
+        // Since when this call has waited on the operator without an answer: its start, or
+        // the end of the wait after its last answer (a 429's Retry-After or a 5xx's backoff
+        // is the client waiting, not the operator being silent).
+        let mut silent_since = started;
         loop {
             let answer = tokio::select! {
                 r = op() => r,
-                waited = self.stalled(started) => {
+                waited = self.stalled(silent_since) => {
                     return Err(ClientError::Stalled {
                         endpoint: self.endpoint.clone(),
                         secs: waited.as_secs(),
                     })
                 }
             };
-            if !matches!(&answer, Err(e) if e.is_network()) {
+            let answered = !matches!(&answer, Err(e) if e.is_network());
+            if answered {
                 // An HTTP answer, whatever it says: the operator is alive.
                 *self.last_answer.lock().expect("last answer lock") = Instant::now();
             }
@@ -181,6 +187,9 @@ impl super::Client {
                 "retrying"
             );
             tokio::time::sleep(wait).await;
+            if answered {
+                silent_since = Instant::now();
+            }
             attempt += 1;
         }
     }

@@ -11,6 +11,14 @@ pub enum InputError {
         /// What differs.
         why: String,
     },
+    /// An input rewritten while the run read it (found before `_SUCCESS`).
+    #[error("{path} changed while the run read it ({why}): the dataset would mix two versions of it, so nothing was published. Once the export is complete, run again with --restart (or --resume --restart-if-changed), which discards the parts committed from the changed input")]
+    ChangedDuringRun {
+        /// The input as given.
+        path: String,
+        /// What changed.
+        why: String,
+    },
     /// The file does not exist or cannot be opened.
     #[error("{path}: cannot open")]
     Open {

@@ -133,12 +133,27 @@ pub enum Restart {
 /// file, temporary files. Only names euid-map writes are touched.
 fn discard_run(dir: &Location) -> Result<(), OutputError> {
     for name in dir.list_names()? {
-        let ours = (name.starts_with("part-") && name.ends_with(".parquet"))
+        let ours = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .is_some_and(|n| n.len() >= 5 && n.bytes().all(|b| b.is_ascii_digit()))
             || name == JOB_FILE
             || name == super::MANIFEST_FILE
+            || name == ".refresh-tmp"
             || (name.starts_with('.') && name.ends_with(".tmp"));
-        if ours {
-            dir.join(&name).delete()?;
+        if !ours {
+            continue;
+        }
+        let entry = dir.join(&name);
+        match entry.local_path() {
+            // A scratch folder a killed run left (`.dedupe.tmp`, `.refresh-tmp`).
+            Some(p) if p.is_dir() => {
+                std::fs::remove_dir_all(p).map_err(|source| OutputError::Io {
+                    path: entry.url(),
+                    source,
+                })?
+            }
+            _ => entry.delete()?,
         }
     }
     Ok(())
@@ -180,6 +195,10 @@ pub fn prepare_dir(
         if names.iter().any(|n| n == SUCCESS_FILE) {
             return Err(OutputError::RestartFinished { path: shown });
         }
+        if !names.iter().any(|n| n == JOB_FILE) {
+            // Not a run of ours: nothing in it is ours to discard.
+            return Err(OutputError::NotEmpty { path: shown });
+        }
         tracing::warn!(output = %shown, "--restart: discarding the parts of the run that did not finish, and starting over");
         discard_run(dir)?;
         write_json(dir, JOB_FILE, job)?;
@@ -214,7 +233,21 @@ pub fn prepare_dir(
         });
     }
     if let Some((path, why)) = changed_input(&previous, job) {
-        if restart == Restart::IfChanged && !dir.join(SUCCESS_FILE).exists()? {
+        if dir.join(SUCCESS_FILE).exists()? {
+            // The night finished with the input as it was: run again, it is done (a second
+            // cron fire, a cleared Airflow task); a new run of the new input needs another
+            // directory.
+            if restart == Restart::IfChanged {
+                tracing::warn!(output = %shown, input = %path, "{why} since the run in this directory finished: it holds the earlier version's dataset and is left as it is (map the new version into another directory)");
+                return Ok(DirState::Complete);
+            }
+            return Err(OutputError::FinishedWithOtherInput {
+                path,
+                why,
+                dir: shown,
+            });
+        }
+        if restart == Restart::IfChanged {
             tracing::warn!(output = %shown, input = %path, "{why} since the run in this directory started: discarding its parts and starting over (--restart-if-changed)");
             discard_run(dir)?;
             write_json(dir, JOB_FILE, job)?;
@@ -226,4 +259,61 @@ pub fn prepare_dir(
         return Ok(DirState::Complete);
     }
     Ok(DirState::Resume)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> JobDescription {
+        JobDescription {
+            command: "map".into(),
+            inputs: vec!["in.csv".into()],
+            columns: serde_json::json!({}),
+            options: serde_json::json!({}),
+            fingerprints: Vec::new(),
+        }
+    }
+
+    /// Issue #33.2: `--restart` discards what an unfinished run of ours left, scratch folders
+    /// included, and nothing else; it refuses a finished run and a directory that is not a
+    /// run of ours.
+    #[test]
+    fn a_restart_discards_an_unfinished_run_and_nothing_else() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = Location::Local(tmp.path().to_path_buf());
+        let p = |n: &str| tmp.path().join(n);
+        std::fs::write(p("notes.txt"), "mine").expect("write");
+        assert!(matches!(
+            prepare_dir(&dir, &job(), false, Restart::Always),
+            Err(OutputError::NotEmpty { .. })
+        ));
+        write_json(&dir, JOB_FILE, &job()).expect("job file");
+        std::fs::write(p("part-00000.parquet"), "x").expect("write");
+        std::fs::write(p(".part-00001.parquet.tmp"), "x").expect("write");
+        std::fs::create_dir(p(".dedupe.tmp")).expect("mkdir");
+        std::fs::write(p(".dedupe.tmp/i-00000.bin"), "hashes").expect("write");
+        let state = prepare_dir(&dir, &job(), false, Restart::Always).expect("restarted");
+        assert_eq!(state, DirState::Fresh);
+        for gone in [
+            "part-00000.parquet",
+            ".part-00001.parquet.tmp",
+            ".dedupe.tmp",
+        ] {
+            assert!(!p(gone).exists(), "{gone} discarded");
+        }
+        assert!(p("notes.txt").exists(), "not ours: kept");
+        std::fs::write(p("part-00000-abc.snappy.parquet"), "spark").expect("write");
+        prepare_dir(&dir, &job(), false, Restart::Always).expect("restarted again");
+        assert!(
+            p("part-00000-abc.snappy.parquet").exists(),
+            "not named as ours: kept"
+        );
+        assert!(p(JOB_FILE).exists(), "the new run's job file");
+        std::fs::write(p(SUCCESS_FILE), "").expect("write");
+        assert!(matches!(
+            prepare_dir(&dir, &job(), false, Restart::Always),
+            Err(OutputError::RestartFinished { .. })
+        ));
+    }
 }

@@ -130,7 +130,8 @@ fn holder_text(file: &mut File) -> String {
     }
 }
 
-fn host_name() -> String {
+/// This machine's name (`/proc/sys/kernel/hostname`, `/etc/hostname`, `HOSTNAME`).
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())

@@ -23,6 +23,7 @@ mod writer;
 
 pub use codec::Codec;
 pub use job_dir::{finished_same_job, prepare_dir, DirState, JobDescription, Restart};
+pub(crate) use lock::host_name;
 pub use lock::{DirLock, LEASE, LOCK_FILE, RENEW_EVERY};
 pub use manifest::{
     counts_map, latest_complete, write_json, Manifest, ManifestColumn, ManifestInput, OptoutCounts,
@@ -118,6 +119,16 @@ pub enum OutputError {
         path: String,
         /// What is wrong with it.
         why: String,
+    },
+    /// `--resume` of a finished run whose input changed since.
+    #[error("{dir} holds a run that finished with an earlier version of {path} ({why} since): it is left as it is. Map the new version into another output directory (or pass --restart-if-changed, which takes the finished run as done)")]
+    FinishedWithOtherInput {
+        /// The input as given.
+        path: String,
+        /// What changed.
+        why: String,
+        /// The output directory.
+        dir: String,
     },
     /// `--restart` on a directory whose run finished.
     #[error("{path} holds a finished run (_SUCCESS): --restart only starts over a run that did not finish; write the new run into a new output directory")]

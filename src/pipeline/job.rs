@@ -251,6 +251,33 @@ impl<'a> Job<'a> {
         })
     }
 
+    /// Refuses to publish a run whose inputs are no longer the ones it started with (an
+    /// export rewritten while it ran): its parts would splice two versions. Compared with the
+    /// fingerprints its job file recorded at the start.
+    ///
+    /// # Errors
+    /// [`InputError::ChangedDuringRun`](crate::input::InputError), or an input that cannot
+    /// be read.
+    fn check_inputs_unchanged(&self) -> Result<(), Error> {
+        let Ok(text) = self.cfg.out_dir.join(output::JOB_FILE).read_all() else {
+            return Ok(());
+        };
+        let Ok(job) = serde_json::from_slice::<JobDescription>(&text) else {
+            return Ok(());
+        };
+        for (f, old) in self.cfg.inputs.iter().zip(&job.fingerprints) {
+            let now = input::Fingerprint::of(f)?;
+            if let Some(why) = old.differs(&now) {
+                return Err(input::InputError::ChangedDuringRun {
+                    path: f.given.clone(),
+                    why,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
     /// The last step of every job. A complete run writes the manifest and then `_SUCCESS`;
     /// an interrupted one writes the manifest marked `interrupted` and no `_SUCCESS`, and
     /// fails with [`Error::Interrupted`].
@@ -269,6 +296,7 @@ impl<'a> Job<'a> {
             return Err(Error::Interrupted { signal });
         }
         writer.check_lock()?;
+        self.check_inputs_unchanged()?;
         manifest.publish(out)?;
         Ok(Summary {
             counts: writer.totals.clone(),

@@ -115,15 +115,13 @@ pub(super) fn check_drop(
             .then(|| 100.0 * part as f64 / all as f64)
     };
     let (gone, all) = (joined.missing_customers, joined.state_customers);
-    // With --keep-missing, many customers gone and as many new ones tonight look like keys
-    // written another way for part of the export: each such customer would be written
-    // twice, once carried and once new.
-    if keep_missing && over(gone, all).is_some() && over(joined.new_customers, all).is_some() {
+    // A customer whose key is written another way tonight (00042 for 42) would be mapped as
+    // new and, with --keep-missing, carried too: written twice.
+    if joined.respelled > 0 && max_fraction < 1.0 {
         return Err(RefreshError::KeysChanged {
             key_col: key_col.to_string(),
-            gone,
-            new: joined.new_customers,
-            all,
+            respelled: joined.respelled,
+            keep_missing,
         }
         .into());
     }

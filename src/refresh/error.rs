@@ -64,17 +64,15 @@ pub enum RefreshError {
         /// Customers in the state.
         all: u64,
     },
-    /// With `--keep-missing`, many customers gone and many new: keys written another way.
-    #[error("{gone} of the state's {all} customers are missing from tonight's export and {new} of tonight's keys (--key-col {key_col:?}) are new to the state: with --keep-missing, a customer whose key is written another way tonight (00042 against 42, C-42 against 42) would be written twice, once carried and once new. Nothing was written. If both are real, rerun with a higher --max-drop-fraction")]
+    /// Keys of tonight's export that are a missing customer's key written another way.
+    #[error("{respelled} keys of tonight's export (--key-col {key_col:?}) are a state customer's key written another way (00042 for 42, c-42 for C42: the same letters and digits but for case, punctuation and leading zeros), and those customers are not in the export under their own keys. Nothing was written: {} Export the keys as the state has them; if these really are other customers, rerun with --max-drop-fraction 1", if *keep_missing { "with --keep-missing each would be written twice, carried and mapped again as new." } else { "each would be dropped and mapped again as new." })]
     KeysChanged {
         /// The key column.
         key_col: String,
-        /// Customers of the state absent from the export.
-        gone: u64,
-        /// Keys of the export absent from the state.
-        new: u64,
-        /// Customers in the state.
-        all: u64,
+        /// Export keys that are a missing customer's key written another way.
+        respelled: u64,
+        /// Whether `--keep-missing` was given.
+        keep_missing: bool,
     },
     /// Customers still in the export lost too many of their mapped identities.
     #[error("refusing to drop the raw EUIDs of {lost} of the {all} mapped identities whose customers are in today's export ({percent:.1}%): the export no longer holds these identities in a valid form (invalid or empty tonight), which is more than --max-drop-fraction {max} allows. A phone column read without its --phone-region or --phone-region-col, or a column emptied upstream, looks like this; if the values really went, rerun with a higher --max-drop-fraction")]

@@ -23,12 +23,14 @@ pub(crate) fn scratch_dir(
         (base, local) => {
             let base = base.map_or_else(std::env::temp_dir, Path::to_path_buf);
             // The output as it is, not as it was typed: `out` from two working directories
-            // is two outputs.
+            // is two outputs, and so is one path on two machines sharing --tmp-dir (each
+            // holds only its own local lock). An object-store output's lock is the store's.
             let canonical = match local {
-                Some(p) => std::path::absolute(p)
-                    .unwrap_or_else(|_| p.to_path_buf())
-                    .to_string_lossy()
-                    .into_owned(),
+                Some(p) => {
+                    let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+                    let p = std::fs::canonicalize(&p).unwrap_or(p);
+                    format!("{}:{}", crate::output::host_name(), p.to_string_lossy())
+                }
                 None => out.url(),
             };
             let h = fnv1a(canonical.as_bytes());
@@ -41,6 +43,22 @@ pub(crate) fn scratch_dir(
 /// that creates one there: what killed runs of outputs never resumed left behind.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
+/// Whether `name` is a scratch folder's (`euid-map-TAG-DIGEST-PID`: a lower-case tag, 16
+/// hex digits, a process id), and nothing else that happens to start with `euid-map-`.
+fn is_scratch_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("euid-map-") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    matches!(parts.as_slice(), [tag, digest, pid]
+        if !tag.is_empty()
+            && tag.bytes().all(|b| b.is_ascii_lowercase())
+            && digest.len() == 16
+            && digest.bytes().all(|b| b.is_ascii_hexdigit())
+            && !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Removes, beside `dir` (named `euid-map-TAG-DIGEST-PID`), the folders an earlier run of the
 /// same output left (same `euid-map-TAG-DIGEST-`: that run is over, since this one holds the
 /// output's lock), and any `euid-map-*` folder untouched for [`ABANDONED_AFTER`].
@@ -49,7 +67,7 @@ fn clear_leftovers(dir: &Path) {
     else {
         return;
     };
-    if !name.starts_with("euid-map-") {
+    if !is_scratch_name(name) {
         return;
     }
     let Some((same_output, _pid)) = name.rsplit_once('-') else {
@@ -63,7 +81,7 @@ fn clear_leftovers(dir: &Path) {
         let Some(other) = other.to_str() else {
             continue;
         };
-        if !other.starts_with("euid-map-") || !e.file_type().is_ok_and(|t| t.is_dir()) {
+        if !is_scratch_name(other) || !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         let ours = other.starts_with(&format!("{same_output}-"));
@@ -141,12 +159,20 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let earlier = tmp.path().join("euid-map-dedupe-00000000000000ab-1");
         let unrelated = tmp.path().join("euid-map-dedupe-00000000000000cd-2");
-        std::fs::create_dir(&earlier).expect("mkdir");
-        std::fs::create_dir(&unrelated).expect("mkdir");
+        let not_ours = tmp.path().join("euid-map-0.1.0");
+        for d in [&earlier, &unrelated, &not_ours] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        assert!(super::is_scratch_name(
+            "euid-map-refresh-0123456789abcdef-42"
+        ));
+        assert!(!super::is_scratch_name("euid-map-0.1.0"));
+        assert!(!super::is_scratch_name("euid-map-dedupe-xyz-1"));
         let dir = tmp.path().join("euid-map-dedupe-00000000000000ab-99");
         let s = super::Scratch::create(dir.clone()).expect("created");
         assert!(!earlier.exists(), "the same output's leftover is removed");
         assert!(unrelated.exists(), "another output's (recent) folder stays");
+        assert!(not_ours.exists(), "a folder not named as ours stays");
         drop(s);
         assert!(!dir.exists());
     }

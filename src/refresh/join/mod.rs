@@ -51,8 +51,7 @@ pub(crate) type Merged = Merge<DecisionRecord>;
 
 /// A digest of a customer key, to check that the second read sees the same customer.
 pub(super) fn key_digest(key: &str) -> u64 {
-    // Partition hashing is FNV-1a over the same bytes, with another modulus.
-    partition(key, usize::MAX) as u64
+    crate::spill::fnv1a(key.as_bytes())
 }
 
 /// The decided join, ready to be merged back in export order.
@@ -68,8 +67,9 @@ pub(super) struct Joined {
     pub null_key_rows: u64,
     /// Export records with a key (identities, or presence-only rows).
     pub export_keys: u64,
-    /// Distinct keys of the export that are no customer of the state.
-    pub new_customers: u64,
+    /// Of those, keys that are a missing customer's key written another way (`00042` for
+    /// `42`, `c-42` for `C42`): the same customer, under two keys.
+    pub respelled: u64,
     /// State identities with a raw EUID whose customer is in the export.
     pub present_mapped_ids: u64,
     /// Of those, identities the export no longer has in any valid form (its value is
@@ -192,7 +192,7 @@ pub(super) fn build(
     }
     let mut missing = Vec::new();
     let (mut state_customers, mut missing_customers) = (0u64, 0u64);
-    let mut new_customers = 0u64;
+    let mut respelled = 0u64;
     let (mut present_mapped_ids, mut lost_ids) = (0u64, 0u64);
     let had_raw_id = |d: &Decision| d.raw_id().is_some();
     let mut ws = sides.writers("d")?;
@@ -269,7 +269,19 @@ pub(super) fn build(
             put(w, &record).map_err(io(tmp))?;
         }
         state_customers += by_key.len() as u64;
-        new_customers += new_keys.len() as u64;
+        // New keys that are a missing customer's key written another way (00042 for 42):
+        // both spellings land in this partition.
+        if !new_keys.is_empty() {
+            let gone: std::collections::HashSet<Vec<u8>> = by_key
+                .iter()
+                .filter(|(_, (seen, _))| !*seen)
+                .map(|(k, _)| loose_key(k))
+                .collect();
+            respelled += new_keys
+                .iter()
+                .filter(|k| gone.contains(&loose_key(k)))
+                .count() as u64;
+        }
         for (seen, entries) in by_key.into_values() {
             if !seen {
                 missing_customers += 1;
@@ -291,7 +303,7 @@ pub(super) fn build(
         missing_customers,
         null_key_rows,
         export_keys,
-        new_customers,
+        respelled,
         present_mapped_ids,
         lost_ids,
     })

@@ -5,9 +5,36 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
-/// FNV-1a: a stable hash, so a key lands in the same partition on both sides.
+/// A key's loose form: its letters and digits, lower case, each run of digits without its
+/// leading zeros (`C-0042` → `c42`, `00042` → `42`, `A-100` → `a100`). Keys that differ only
+/// in it are one customer written another way (the join refuses to carry one and map the
+/// other as new).
+pub(crate) fn loose_key(key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len());
+    let mut run_start: Option<usize> = None; // where the current run of digits began in `out`
+    for b in key.bytes().filter(u8::is_ascii_alphanumeric) {
+        if !b.is_ascii_digit() {
+            run_start = None;
+            out.push(b.to_ascii_lowercase());
+            continue;
+        }
+        match run_start {
+            // A zero leading a run of digits is dropped, unless the run ends up all zeros.
+            Some(s) if out.len() == s + 1 && out[s] == b'0' => out[s] = b,
+            Some(_) => out.push(b),
+            None => {
+                run_start = Some(out.len());
+                out.push(b);
+            }
+        }
+    }
+    out
+}
+
+/// The partition of a key: FNV-1a of its loose form, a stable hash, so a key lands in the
+/// same partition on both sides, and so do two spellings of one key.
 pub(crate) fn partition(key: &str, n: usize) -> usize {
-    (crate::spill::fnv1a(key.as_bytes()) % n as u64) as usize
+    (crate::spill::fnv1a(&loose_key(key)) % n as u64) as usize
 }
 
 // --- spill records ----------------------------------------------------------------------
