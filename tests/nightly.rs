@@ -184,6 +184,7 @@ fn the_nightly_recipe_takes_the_last_good_night_after_a_refused_and_an_interrupt
     };
     assert!(latest(None).trim().ends_with("2026-12-04"));
     assert!(latest(Some("2026-12-04")).trim().ends_with("2026-12-03"));
+    std::fs::create_dir(tmp.path().join("empty")).unwrap();
     let o = Command::new(BIN)
         .args(["latest", tmp.path().join("empty").to_str().unwrap()])
         .output()
