@@ -116,7 +116,7 @@ fn resume_refuses_a_changed_input_and_leaves_a_complete_run_alone() {
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(
-        e.contains("in.csv") && e.contains("not the file the run started with"),
+        e.contains("in.csv") && e.contains("finished with an earlier version"),
         "{e}"
     );
 }
