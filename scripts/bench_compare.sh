@@ -15,7 +15,8 @@
 #               with a country column, junk that is no phone, odd emails
 #   refresh     a refresh night: the map-window dataset as state, tonight's export with some
 #               customers gone, some new, some changed
-# SMALL=1 runs every job once on small inputs (CI: the script keeps working).
+# SMALL=1 runs every job once on small inputs (CI: the script keeps working). JOBS="hash-odd
+# refresh" runs only those (refresh reads map-window's datasets of an earlier run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE_ARG=${1:?usage: bench_compare.sh BASE_BIN_OR_REV [NEW_BIN]}
@@ -114,6 +115,7 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[
 
 job() {
   local name=$1; shift
+  if [ -n "${JOBS:-}" ] && ! printf ' %s ' "$JOBS" | grep -q " $name "; then return 0; fi
   for build in base new; do : > "$DIR/$name.$build"; done
   for _ in $(seq "$REPS"); do
     for build in base new; do

@@ -260,8 +260,9 @@ pub struct StateRow {
     /// The last known answer with a raw EUID (a `mapped` or `stale` row), if any: a due
     /// row whose remap fails keeps it (status `stale`).
     pub last: Option<MapOutcome>,
-    /// The input column it was read from (`None` in states written before it was recorded).
-    pub column: Option<String>,
+    /// The input column it was read from, as the join compares it (`None` in states written
+    /// before it was recorded).
+    pub column: Option<u64>,
     /// `carried_since`, Unix ms.
     pub carried_since_ms: Option<i64>,
 }
@@ -392,7 +393,7 @@ pub(super) fn decode(batch: &RecordBatch, policy: &DuePolicy) -> Vec<StateRow> {
                 carried,
                 due,
                 last: r.last,
-                column: r.column.map(str::to_string),
+                column: r.column.map(super::join::column_id),
                 carried_since_ms: r.carried_since_ms,
             }
         })

@@ -67,9 +67,11 @@ fn state_chunk(
 ) -> (IdentityChunk, Plans) {
     let rows = state::decode(batch, policy);
     let since = carried_since(&rows, how);
-    let columns: ArrayRef = Arc::new(arrow_array::StringArray::from_iter(
-        rows.iter().map(|r| r.column.as_deref()),
-    ));
+    // The state's own column, as it is (null in states written before it existed).
+    let columns: ArrayRef = match batch.column_by_name(crate::output::col::IDENTITY_COLUMN) {
+        Some(c) => crate::text::to_utf8(c),
+        None => new_null_array(&DataType::Utf8, batch.num_rows()),
+    };
     let mut ids = Vec::with_capacity(rows.len());
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut plans = Vec::with_capacity(rows.len());

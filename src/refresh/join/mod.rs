@@ -44,6 +44,7 @@ mod records;
 pub(super) use super::plan::Decision;
 pub(crate) use crate::spill::Scratch;
 use crate::spill::{decode, finish, io, next_frame, put, Merge, Partitions};
+pub(super) use records::column_id;
 use records::*;
 
 /// The decisions of every partition, merged back in export order.
@@ -145,7 +146,7 @@ pub(super) fn build(
                 row: first + i as u64,
                 key,
                 kind: row.identity.kind,
-                column: row.column.as_deref().map(str::to_lowercase),
+                column: row.column,
                 hash,
                 decision,
             };
@@ -167,12 +168,11 @@ pub(super) fn build(
     let mut export_keys = 0u64;
     export(&mut |x: ExportIdentity<'_>| {
         export_keys += 1;
-        let column = x.column.to_lowercase();
         let record = ExportRecord {
             ordinal: x.ordinal,
             key: x.key,
             kind: x.kind,
-            column: &column,
+            column: column_id(x.column),
             hash: x.hash,
         };
         put(&mut ws[partition(x.key, n)], &record).map_err(io(tmp))
@@ -183,7 +183,7 @@ pub(super) fn build(
     //    matches (same type and hash), then the rest in export order.
     struct Entry {
         kind: IdentityKind,
-        column: Option<String>,
+        column: Option<u64>,
         hash: Option<IdentityHash>,
         decision: Decision,
         row: u64,
@@ -228,7 +228,7 @@ pub(super) fn build(
             let same = |e: &Entry| e.taken_by.is_none() && e.kind == rec.kind && e.hash == rec.hash;
             let i = entries
                 .iter()
-                .position(|e| same(e) && e.column.as_deref() == Some(rec.column))
+                .position(|e| same(e) && e.column == Some(rec.column))
                 .or_else(|| entries.iter().position(same));
             if let Some(i) = i {
                 entries[i].taken_by = Some(rec.ordinal);
@@ -247,7 +247,7 @@ pub(super) fn build(
                     } else if let Some(e) = entries.iter_mut().find(|e| {
                         e.taken_by.is_none()
                             && e.kind == kind
-                            && e.column.as_deref().is_none_or(|c| c == column)
+                            && e.column.is_none_or(|c| c == column)
                     }) {
                         e.taken_by = Some(ordinal);
                         Decision::Changed(match &e.decision {

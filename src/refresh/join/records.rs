@@ -31,10 +31,49 @@ pub(crate) fn loose_key(key: &str) -> Vec<u8> {
     out
 }
 
+/// An identity column's name as the join compares it: FNV-1a of its lower-case bytes (a
+/// header whose case changed is the same column), with no allocation per row.
+pub(crate) fn column_id(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// FNV-1a of a key's loose form ([`loose_key`]), computed as it is read: no allocation per
+/// record.
+fn loose_hash(key: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    let mut eat = |b: u8| h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    // In a run of digits: whether only zeros came so far (one is owed if it ends so).
+    let mut zeros_only: Option<bool> = None;
+    for b in key.bytes().filter(u8::is_ascii_alphanumeric) {
+        if b.is_ascii_digit() {
+            match zeros_only {
+                Some(true) | None if b == b'0' => zeros_only = Some(true),
+                Some(false) => eat(b),
+                Some(true) | None => {
+                    zeros_only = Some(false);
+                    eat(b);
+                }
+            }
+        } else {
+            if zeros_only == Some(true) {
+                eat(b'0');
+            }
+            zeros_only = None;
+            eat(b.to_ascii_lowercase());
+        }
+    }
+    if zeros_only == Some(true) {
+        eat(b'0');
+    }
+    h
+}
+
 /// The partition of a key: FNV-1a of its loose form, a stable hash, so a key lands in the
 /// same partition on both sides, and so do two spellings of one key.
 pub(crate) fn partition(key: &str, n: usize) -> usize {
-    (crate::spill::fnv1a(&loose_key(key)) % n as u64) as usize
+    (loose_hash(key) % n as u64) as usize
 }
 
 // --- spill records ----------------------------------------------------------------------
@@ -45,8 +84,8 @@ pub(crate) struct StateRecord {
     pub(crate) row: u64,
     pub(crate) key: String,
     pub(crate) kind: IdentityKind,
-    /// The input column, lower case (`None` in states written before it was recorded).
-    pub(crate) column: Option<String>,
+    /// The input column ([`column_id`]; `None` in states written before it was recorded).
+    pub(crate) column: Option<u64>,
     pub(crate) hash: Option<IdentityHash>,
     pub(crate) decision: Decision,
 }
@@ -59,9 +98,8 @@ pub(crate) struct ExportRecord<'a> {
     #[serde(borrow)]
     pub(crate) key: &'a str,
     pub(crate) kind: IdentityKind,
-    /// The input column, lower case.
-    #[serde(borrow)]
-    pub(crate) column: &'a str,
+    /// The input column ([`column_id`]).
+    pub(crate) column: u64,
     pub(crate) hash: Option<IdentityHash>,
 }
 

@@ -78,6 +78,11 @@ fn partitioning_is_fnv1a_of_the_loose_key_and_in_range() {
         ("x-007-y09", "x7y9"),
     ] {
         assert_eq!(loose_key(key), loose.as_bytes(), "{key}");
+        assert_eq!(
+            partition(key, usize::MAX) as u64,
+            crate::spill::fnv1a(loose.as_bytes()) % usize::MAX as u64,
+            "{key}: the streamed hash is the loose form's"
+        );
     }
     assert_ne!(
         key_digest("00042"),
