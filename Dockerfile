@@ -15,6 +15,7 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src src
 COPY benches benches
 COPY fixtures fixtures
+COPY vendor vendor
 RUN cargo build --release --locked --bin euid-map \
  && strip target/release/euid-map
 
