@@ -10,6 +10,10 @@ euid-map making punctuated or padded international phones (`+44 20-7946 0958`, `
 by libphonenumber's rules where the SDK refuses them; each of those must hash the E.164 that
 Google's libphonenumber (`phonenumbers`) gives for the value.
 
+The file is a CRM export's shape (issue #32): `email`, `secondary_email`, `phone` and `mobile`,
+all four found by euid-map's auto-detection, each value compared in its own column (the
+second columns hold other rows' values, a tenth of them the same row's).
+
     python scripts/parity_sdk.py --bin target/release/euid-map [--count 100000]
 """
 import argparse
@@ -103,23 +107,29 @@ def main():
     ap.add_argument("--seed", type=int, default=20261127)
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    rows = [(awkward_email(rng), awkward_phone(rng)) for _ in range(a.count)]
+    pairs = [(awkward_email(rng), awkward_phone(rng)) for _ in range(a.count)]
+    other = lambda i: i if rng.random() < 0.1 else rng.randrange(a.count)
+    rows = [(e, pairs[other(i)][0], p, pairs[other(i)][1]) for i, (e, p) in enumerate(pairs)]
+    columns = ["email", "secondary_email", "phone", "mobile"]
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "awkward.csv")
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            w.writerow(["email", "phone"])
+            w.writerow(columns)
             w.writerows(rows)
         out = os.path.join(tmp, "out")
         subprocess.run([a.bin, "hash", path, "-o", out, "-q"], check=True)
-        t = pq.read_table(out, columns=["row", "identity_type", "identity_hash", "status"]).to_pylist()
-    ours = {(r["row"], r["identity_type"]): r["identity_hash"] for r in t}
-    assert len(ours) == 2 * a.count, f"expected {2 * a.count} output rows, got {len(ours)}"
+        t = pq.read_table(out, columns=["row", "identity_column", "identity_hash", "status"]).to_pylist()
+    ours = {(r["row"], r["identity_column"]): r["identity_hash"] for r in t}
+    n = len(columns) * a.count
+    assert len(ours) == n, f"expected {n} output rows (one per row and column), got {len(ours)}"
     mismatches, documented, reformatted, accepted, rejected = [], 0, 0, 0, 0
-    for i, (email, phone) in enumerate(rows):
-        for kind, value, fn in (("email", email, normalize_and_hash_email), ("phone", phone, normalize_and_hash_phone)):
+    for i, values in enumerate(rows):
+        for column, value in zip(columns, values):
+            kind = "phone" if column in ("phone", "mobile") else "email"
+            fn = normalize_and_hash_phone if kind == "phone" else normalize_and_hash_email
             theirs = sdk(fn, value)
-            mine = ours[(i, kind)]
+            mine = ours[(i, column)]
             if theirs == mine:
                 accepted += theirs is not None
                 rejected += theirs is None
@@ -129,8 +139,8 @@ def main():
             elif kind == "phone" and theirs is None and mine is not None and mine == libphonenumber_hash(value):
                 reformatted += 1
             else:
-                mismatches.append((i, kind, value, theirs, mine))
-    print(f"parity: {2 * a.count} inputs, {accepted} identical hashes, {rejected} identical rejections, "
+                mismatches.append((i, column, value, theirs, mine))
+    print(f"parity: {n} inputs in {len(columns)} columns, {accepted} identical hashes, {rejected} identical rejections, "
           f"{documented} non-ASCII-digit phones and {reformatted} phones made E.164 by libphonenumber's rules "
           f"(documented differences), {len(mismatches)} mismatches")
     for m in mismatches[:20]:

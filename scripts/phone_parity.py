@@ -163,10 +163,13 @@ def corpus(rng, count):
 
 
 def run(binary, path, out, extra):
-    subprocess.run([binary, "hash", path, "-o", out, "-q", "--phone-col", "phone",
-                    "--phone-region-col", "country", *extra], check=True)
-    t = pq.read_table(out, columns=["row", "identity_hash", "status", "reason"]).to_pylist()
-    return {r["row"]: r for r in t}
+    # Two phone columns, each read in its own region column (issue #32: paired in order).
+    subprocess.run([binary, "hash", path, "-o", out, "-q",
+                    "--phone-col", "phone", "--phone-col", "mobile",
+                    "--phone-region-col", "country", "--phone-region-col", "mobile_country",
+                    *extra], check=True)
+    t = pq.read_table(out, columns=["row", "identity_column", "identity_hash", "status", "reason"]).to_pylist()
+    return {(r["row"], r["identity_column"]): r for r in t}
 
 
 def main():
@@ -183,18 +186,22 @@ def main():
         path = os.path.join(tmp, "phones.csv")
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            w.writerow(["phone", "country"])
-            w.writerows(rows)
+            # `mobile` holds the next row's value and region: every value is checked twice,
+            # in each column with its own region column.
+            w.writerow(["phone", "country", "mobile", "mobile_country"])
+            w.writerows(r + rows[(i + 1) % len(rows)] for i, r in enumerate(rows))
         for default in (None, "DE"):
             extra = ["--phone-region", default] if default else []
             ours = run(a.bin, path, os.path.join(tmp, f"out-{default}"), extra)
-            assert len(ours) == len(rows), f"{len(rows)} rows in, {len(ours)} out"
+            assert len(ours) == 2 * len(rows), f"{len(rows)} rows in, {len(ours)} out (two columns)"
             agree = {"valid": 0, "invalid": 0, "missing": 0}
             given = reformatted = 0
             mismatches, known = [], 0
-            for i, (value, cell) in enumerate(rows):
+            checks = [(i, "phone", v, c) for i, (v, c) in enumerate(rows)]
+            checks += [(i, "mobile", *rows[(i + 1) % len(rows)]) for i in range(len(rows))]
+            for i, column, value, cell in checks:
                 want = oracle(value, cell, default)
-                r = ours[i]
+                r = ours[(i, column)]
                 if want == "missing":
                     ok = r["status"] == "missing"
                     kind = "missing"
@@ -213,9 +220,9 @@ def main():
                 elif (value, cell) in METADATA_DIFFERENCES:
                     known += 1
                 else:
-                    mismatches.append((i, value, cell, want, r["status"], r["reason"]))
+                    mismatches.append((i, column, value, cell, want, r["status"], r["reason"]))
             label = f"--phone-region {default}" if default else "no --phone-region"
-            print(f"phone_parity ({label}): {len(rows)} phones, {agree['valid']} identical E.164 hashes "
+            print(f"phone_parity ({label}): {len(checks)} phones in two columns, {agree['valid']} identical E.164 hashes "
                   f"({given} as given, {reformatted} reformatted), {agree['invalid']} identical refusals, "
                   f"{agree['missing']} missing, {known} metadata differences, {len(mismatches)} disagreements")
             for m in mismatches[:25]:
