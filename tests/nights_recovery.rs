@@ -595,3 +595,81 @@ fn a_rate_limited_operator_is_no_silent_one() {
     ));
     assert_eq!(manifest(&out)["counts"]["mapped"], 300);
 }
+
+/// #33.6: a resumed refresh uses its first attempt's opt-out sweep instead of sweeping the
+/// whole state again.
+#[test]
+fn a_resumed_refresh_does_not_sweep_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let op = Operator::start(&["--admin"]);
+    export(&d("e.csv"), 0..70_000);
+    ok(&run(
+        &op,
+        &[
+            "map",
+            &s(&d("e.csv")),
+            "-o",
+            &s(&d("n0")),
+            "--keep-col",
+            "customer_id",
+            "-q",
+        ],
+    ));
+    let now = op.advance(400);
+    let status_requests = || -> f64 {
+        op.http(false, "/metrics")
+            .lines()
+            .filter(|l| {
+                l.starts_with("euid_emulator_requests_total") && l.contains("/v2/optout/status")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let args = |resume: bool| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "refresh",
+            "--state",
+            &s(&d("n0")),
+            "-o",
+            &s(&d("n1")),
+            "--now",
+            &now,
+            "--part-rows",
+            "5000",
+            "--batch-size",
+            "1000",
+            "--concurrency",
+            "1",
+            "-q",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        if resume {
+            a.push("--resume".into());
+        }
+        a
+    };
+    // 14 sweep requests of 5,000 raw ids, then the remaps: held after 40 of them.
+    op.http(true, "/ops/hold?after=54");
+    let mut child = cmd(&op, &args(false))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_until("a committed part", || {
+        d("n1").join("part-00000.parquet").exists()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    op.release();
+    let swept = status_requests();
+    assert!(swept >= 14.0, "the first attempt swept the state: {swept}");
+    ok(&run(&op, &args(true)));
+    assert_eq!(status_requests(), swept, "the resume swept nothing again");
+    assert_eq!(common::read_dataset(&d("n1")).len(), 70_000);
+    assert!(
+        !d("n1").join(".optout-sweep.tmp").exists(),
+        "removed once published"
+    );
+}

@@ -112,13 +112,22 @@ impl super::Client {
     /// not stalled); returns the time waited.
     async fn stalled(&self, since: Instant) -> Duration {
         loop {
-            let last = (*self.last_answer.lock().expect("last answer lock")).max(since);
-            let waited = last.elapsed();
+            // A Retry-After pause of the whole client is the client waiting too: the
+            // countdown starts again when it ends.
+            let pause_end = self
+                .paused_until
+                .lock()
+                .expect("pause lock")
+                .map(tokio::time::Instant::into_std);
+            let last = (*self.last_answer.lock().expect("last answer lock"))
+                .max(since)
+                .max(pause_end.unwrap_or(since));
+            let waited = Instant::now().saturating_duration_since(last);
             if waited >= self.retry.stall {
                 return waited;
             }
             let left = self.retry.stall - waited;
-            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            tokio::time::sleep(left.clamp(Duration::from_millis(10), Duration::from_secs(1))).await;
         }
     }
 

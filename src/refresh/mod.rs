@@ -312,16 +312,29 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
             cfg.optout_concurrency.max(1)
             );
         }
-        let swept = optout::sweep(
-            &conn.client,
-            &parts,
-            st.rows,
-            &policy,
-            cfg.optout_concurrency,
-            &run.interrupt,
-            job.quiet,
-        )
-        .await?;
+        let reused = (locked.dir == output::DirState::Resume)
+            .then(|| optout::saved(&job.out_dir))
+            .flatten();
+        let swept = match reused {
+            Some(swept) => {
+                tracing::info!("resuming: the opt-out sweep of the first attempt is used again");
+                swept
+            }
+            None => {
+                let swept = optout::sweep(
+                    &conn.client,
+                    &parts,
+                    st.rows,
+                    &policy,
+                    cfg.optout_concurrency,
+                    &run.interrupt,
+                    job.quiet,
+                )
+                .await?;
+                optout::save(&job.out_dir, &swept)?;
+                swept
+            }
+        };
         if !job.quiet {
             tracing::info!(
                 checked = swept.checked,
@@ -426,5 +439,7 @@ async fn run_async(cfg: &RefreshConfig, run: &RunHandles) -> Result<Summary, Err
     run.metrics.set_refresh(counts.clone());
     manifest.refresh = Some(counts);
     conn.close().await;
-    j.publish(&writer, manifest)
+    let published = j.publish(&writer, manifest)?;
+    optout::forget(&job.out_dir);
+    Ok(published)
 }

@@ -27,8 +27,33 @@ pub(super) const IDS_PER_REQUEST: usize = 5_000;
 /// the set starts again, and a repeat is sent again.
 const DEDUPE_IDS: usize = 400_000;
 
+/// Where a refresh keeps its sweep until it publishes, so that a `--resume` uses it again
+/// instead of sweeping again (a leftover name: `--restart` discards it, and it never makes
+/// a directory a run to resume).
+const SAVED: &str = ".optout-sweep.tmp";
+
+/// The sweep an earlier attempt of this very run saved, if any (a resumed run: the caller
+/// checked that the directory holds the same job over the same inputs and state).
+pub(super) fn saved(out: &Location) -> Option<Swept> {
+    let text = out.join(SAVED).read_all().ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Saves the sweep for a `--resume` of this run.
+///
+/// # Errors
+/// Writing failed.
+pub(super) fn save(out: &Location, swept: &Swept) -> Result<(), Error> {
+    Ok(crate::output::write_json(out, SAVED, swept)?)
+}
+
+/// Removes the saved sweep once the run is published.
+pub(super) fn forget(out: &Location) {
+    let _ = out.join(SAVED).delete();
+}
+
 /// What the sweep found.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Swept {
     /// Opted-out raw ids, with `opted_out_since` (Unix ms).
     pub opted_out: HashMap<String, i64>,
