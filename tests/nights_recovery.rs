@@ -50,6 +50,17 @@ fn export(path: &Path, customers: std::ops::Range<u64>) {
     std::fs::write(path, text).unwrap();
 }
 
+/// Runs `args` with the emulator holding every request after `after` more, kills the run
+/// (as kill -9) once `part` is committed, and lets the held requests go.
+fn killed_after_a_part(op: &Operator, args: &[String], after: u32, part: &Path) {
+    op.http(true, &format!("/ops/hold?after={after}"));
+    let mut child = cmd(op, args).stderr(Stdio::null()).spawn().unwrap();
+    common::wait_until("a committed part", || part.exists());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    op.release();
+}
+
 fn metric(file: &Path, name: &str) -> Option<f64> {
     let text = std::fs::read_to_string(file).ok()?;
     euid_map::operator::metrics::sample(&text, name)
@@ -151,14 +162,7 @@ fn a_night_whose_export_changed_starts_over_by_itself() {
         a
     };
     // The first attempt is killed once the first chunk's parts are committed.
-    op.http(true, "/ops/hold?after=40");
-    let mut child = cmd(&op, &base(&[])).stderr(Stdio::null()).spawn().unwrap();
-    common::wait_until("a committed part", || {
-        out.join("part-00000.parquet").exists()
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    op.release();
+    killed_after_a_part(&op, &base(&[]), 40, &out.join("part-00000.parquet"));
     let parts = || {
         std::fs::read_dir(&out)
             .unwrap()
@@ -300,13 +304,7 @@ fn an_overlapping_refresh_is_refused_before_any_request() {
         .collect()
     };
     // The first run holds the directory: its first request (the sweep's) is held.
-    let requests = |op: &Operator| -> f64 {
-        let page = op.http(false, "/metrics");
-        page.lines()
-            .filter(|l| l.starts_with("euid_emulator_requests_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let requests = |op: &Operator| op.requests_total("");
     op.http(true, "/ops/hold?after=0");
     let mut first = cmd(&op, &refresh()).stderr(Stdio::null()).spawn().unwrap();
     common::wait_until("the first run's held request", || op.held() > 0.0);
@@ -440,17 +438,12 @@ fn a_resumed_refresh_decides_at_the_first_attempts_time() {
         }
         a
     };
-    op.http(true, "/ops/hold?after=40");
-    let mut child = cmd(&op, &args(&first_now, false))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_until("a committed part", || {
-        d("n1").join("part-00000.parquet").exists()
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    op.release();
+    killed_after_a_part(
+        &op,
+        &args(&first_now, false),
+        40,
+        &d("n1").join("part-00000.parquet"),
+    );
     let later = op.advance(1);
     ok(&run(&op, &args(&later, true)));
     let m = manifest(&d("n1"));
@@ -617,15 +610,7 @@ fn a_resumed_refresh_does_not_sweep_again() {
         ],
     ));
     let now = op.advance(400);
-    let status_requests = || -> f64 {
-        op.http(false, "/metrics")
-            .lines()
-            .filter(|l| {
-                l.starts_with("euid_emulator_requests_total") && l.contains("/v2/optout/status")
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
+    let status_requests = || op.requests_total("/v2/optout/status");
     let args = |resume: bool| -> Vec<String> {
         let mut a: Vec<String> = [
             "refresh",
@@ -652,17 +637,7 @@ fn a_resumed_refresh_does_not_sweep_again() {
         a
     };
     // 14 sweep requests of 5,000 raw ids, then the remaps: held after 40 of them.
-    op.http(true, "/ops/hold?after=54");
-    let mut child = cmd(&op, &args(false))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_until("a committed part", || {
-        d("n1").join("part-00000.parquet").exists()
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    op.release();
+    killed_after_a_part(&op, &args(false), 54, &d("n1").join("part-00000.parquet"));
     let swept = status_requests();
     assert!(swept >= 14.0, "the first attempt swept the state: {swept}");
     ok(&run(&op, &args(true)));

@@ -473,12 +473,7 @@ fn retry_after_is_honoured_end_to_end() {
         &creds(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let throttled: f64 = op
-        .http(false, "/metrics")
-        .lines()
-        .filter(|l| l.starts_with("euid_emulator_requests_total") && l.contains("status=\"429\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let throttled = op.requests_total("status=\"429\"");
     assert!(
         throttled > 0.0,
         "the rate limit answered 429 (with Retry-After)"

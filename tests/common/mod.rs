@@ -206,6 +206,16 @@ impl Operator {
         euid_map::operator::metrics::sample(&self.http(false, "/metrics"), name).unwrap_or(0.0)
     }
 
+    /// Requests the emulator answered, summed over the `euid_emulator_requests_total` series
+    /// whose labels contain `label` (a route, `status="429"`; "" for all).
+    pub fn requests_total(&self, label: &str) -> f64 {
+        self.http(false, "/metrics")
+            .lines()
+            .filter(|l| l.starts_with("euid_emulator_requests_total") && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Identities received in map requests so far.
     pub fn requested(&self) -> f64 {
         self.metric("euid_emulator_identity_map_inputs_sum")
