@@ -507,11 +507,11 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
     let env = moto.env();
     let tmp = tempfile::tempdir().unwrap();
     moto.put("lake/in/a.csv", &customers_csv(80_000, 0));
-    // About 140 requests (repeats are answered once); every one after the 70th is held
-    // until released, by when the first chunk (about 57) is answered and its parts
-    // committed: the run is certainly mid-way while the second run looks at the lock and
-    // when the kill lands.
-    let op = Operator::start(&["--admin", "--hold-after", "70"]);
+    // About 140 requests (repeats are answered once); every one after the 110th is held
+    // until released, by when the first chunk (about 57, a few of which may go out late as
+    // batch tasks race for a request slot) is answered and its parts committed: the run is
+    // certainly mid-way while the second run looks at the lock and when the kill lands.
+    let op = Operator::start(&["--admin", "--hold-after", "110"]);
     let run_args = |out: &str, extra: &[&str]| {
         let mut a = args(&[
             "map",

@@ -284,9 +284,10 @@ fn look_alike_hosts_are_refused_and_usage_errors_exit_64() {
 fn sigterm_commits_what_is_complete_and_resume_finishes_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let input = customers(tmp.path(), "in.csv", 100_000);
-    // About 200 requests; every one after the 80th is held until released, by when the
-    // first chunk's parts are committed and the next part is being written.
-    let op = Operator::start(&["--admin", "--hold-after", "80"]);
+    // About 200 requests; every one after the 130th is held until released, by when the
+    // first chunk's parts (66 requests, a few of which may go out late as batch tasks race
+    // for a request slot) are committed and the next part is being written.
+    let op = Operator::start(&["--admin", "--hold-after", "130"]);
     let out = tmp.path().join("o");
     let args = |out: &Path, extra: &[&str]| {
         let mut a = vec![
