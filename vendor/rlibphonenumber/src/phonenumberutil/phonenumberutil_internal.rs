@@ -949,13 +949,52 @@ impl PhoneNumberUtilInternal {
                 .leading_digits()
                 .anchor_start()?
                 .is_some_and(|a| a.is_match(&national_number))
-                || self.get_number_type_helper(&national_number, metadata)?
-                    != PhoneNumberType::Unknown
+                || self.has_known_type(&national_number, metadata)?
             {
                 return Ok(Some(region));
             }
         }
         Ok(None)
+    }
+
+    /// Whether `get_number_type_helper` would give a type other than `Unknown`: the
+    /// general pattern and any one type's pattern, the common types (fixed line, mobile)
+    /// tried first and the first match ending the search. Patched for euid-map (see
+    /// PATCHED.md): validity needs no type, and a mobile number no longer runs the eight
+    /// rarer types' patterns first.
+    pub fn has_known_type(
+        &self,
+        national_number: &str,
+        metadata: &PhoneMetadataWrapper,
+    ) -> RegexResult<bool> {
+        if !self.is_number_matching_desc(national_number, &metadata.general_desc)? {
+            return Ok(false);
+        }
+        if self.is_number_matching_desc(national_number, &metadata.fixed_line)? {
+            return Ok(true);
+        }
+        // As there: the mobile pattern is only tried where it differs from the fixed-line
+        // one (their possible lengths may still differ).
+        if !metadata.original.same_mobile_and_fixed_line_pattern()
+            && self.is_number_matching_desc(national_number, &metadata.mobile)?
+        {
+            return Ok(true);
+        }
+        for desc in [
+            &metadata.premium_rate,
+            &metadata.toll_free,
+            &metadata.shared_cost,
+            &metadata.voip,
+            &metadata.personal_number,
+            &metadata.pager,
+            &metadata.uan,
+            &metadata.voicemail,
+        ] {
+            if self.is_number_matching_desc(national_number, desc)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     pub fn get_number_type_helper(
@@ -1437,10 +1476,7 @@ impl PhoneNumberUtilInternal {
         }) {
             let mut buf = zeroes_itoa::LeadingZeroBuffer::new();
             let national_number = get_national_significant_number(phone_number, &mut buf);
-            Ok(!matches!(
-                self.get_number_type_helper(&national_number, metadata)?,
-                PhoneNumberType::Unknown
-            ))
+            self.has_known_type(&national_number, metadata)
         } else {
             Ok(false)
         }
