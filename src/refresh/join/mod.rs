@@ -10,7 +10,7 @@
 //! export (second read) ◀── k-way merge by ordinal (position in the output) ◀──────┘
 //! ```
 //!
-//! Memory: about [`PARTITION_ROWS`] state rows at a time, up to 512 partitions (200M state
+//! Memory: about [`PARTITION_ROWS`] state rows at a time, up to 512 partitions (51M state
 //! rows; more rows per partition beyond, and fewer partitions under a low open-file limit,
 //! since each side's partitions are open at once). Disk: a few dozen bytes per identity on
 //! each side, in `OUT_DIR/.refresh-tmp`, removed at the end.
@@ -37,7 +37,10 @@ use crate::error::Error;
 use crate::record::{Hashed, IdentityHash, IdentityKind};
 
 /// State rows per partition: bounds the memory of the decision step (~250 bytes a row).
-pub const PARTITION_ROWS: u64 = 400_000;
+/// 400,000 took 100 MB that the allocator kept through the mapping that follows: the
+/// benchmark night (`scripts/bench_compare.sh`, 10M state rows) peaked at 430 MiB with it
+/// and at 307 MiB with this, in the same time.
+pub const PARTITION_ROWS: u64 = 100_000;
 
 mod records;
 
