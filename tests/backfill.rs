@@ -111,6 +111,73 @@ fn no_scratch(out: &Path) {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+/// #34: exact dedupe bounded at any scale. A budget of 5,000 identities and 4 partitions
+/// (the test hook) stands in for 200,000 and 512 facing a billion identities: every
+/// partition outgrows the budget, is mapped in sub-partitions within it, and the rows (and
+/// the lookup table) are those of an unbounded run, each distinct identity sent once.
+#[test]
+fn exact_dedupe_holds_its_memory_budget_however_big_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, distinct) = backfill_file(tmp.path());
+    let op = Operator::start(&[]);
+    let budget = [
+        common::creds()[0],
+        common::creds()[1],
+        ("EUID_MAP_EXACT_BUDGET", "5000,4"),
+    ];
+    let (plain, small) = (tmp.path().join("plain"), tmp.path().join("small"));
+    ok(&run(&map_args(
+        &input,
+        &plain,
+        &op.url,
+        &["--dedupe", "exact"],
+    )));
+    let before = op.requested();
+    ok(&common::run_bin(
+        &map_args(&input, &small, &op.url, &["--dedupe", "exact"]),
+        &budget,
+    ));
+    let m = manifest(&small);
+    let units = m["dedupe_units"].as_u64().unwrap();
+    let peak = m["dedupe_peak_identities"].as_u64().unwrap();
+    // 319,360 valid identities in 4 partitions of about 80,000: 16 or 17 sub-partitions
+    // each (without the split: 4 units).
+    assert!((64..=68).contains(&units), "every partition split: {units}");
+    assert!(peak <= 5000, "at most the budget in memory: {peak}");
+    assert!(
+        manifest(&plain)["dedupe_peak_identities"].as_u64().unwrap() > 5000,
+        "an unbounded run holds more"
+    );
+    assert_eq!(m["hashes_sent"].as_u64().unwrap(), distinct as u64);
+    assert_eq!(op.requested() - before, distinct as f64, "each sent once");
+    assert!(
+        without_time(common::read_dataset(&plain)) == without_time(common::read_dataset(&small)),
+        "the same rows, in the same order"
+    );
+    no_scratch(&small);
+    // The lookup table under the same budget: the same rows (in unit order).
+    let (table, small_table) = (tmp.path().join("table"), tmp.path().join("small-table"));
+    ok(&run(&map_args(&input, &table, &op.url, &["--distinct"])));
+    ok(&common::run_bin(
+        &map_args(&input, &small_table, &op.url, &["--distinct"]),
+        &budget,
+    ));
+    let sorted = |d: &Path| {
+        let mut rows = without_time(common::read_dataset(d));
+        rows.sort();
+        rows
+    };
+    let got = sorted(&small_table);
+    assert_eq!(got.len(), distinct);
+    assert!(got == sorted(&table), "the same lookup table");
+    assert_eq!(
+        manifest(&small_table)["counts"],
+        manifest(&table)["counts"],
+        "the input's counts"
+    );
+    no_scratch(&small_table);
+}
+
 #[test]
 fn exact_sends_each_distinct_identity_once_and_writes_the_window_rows() {
     let tmp = tempfile::tempdir().unwrap();

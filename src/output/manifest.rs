@@ -182,6 +182,14 @@ pub struct Manifest {
     /// `map --dedupe exact`: the scratch folder's size at its peak, bytes (about).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_scratch_bytes: Option<u64>,
+    /// `map --dedupe exact`: the units its mapping pass held one at a time (partitions of
+    /// the scratch, and sub-partitions of those too big for the memory budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_units: Option<u64>,
+    /// `map --dedupe exact`: the most distinct identities one unit held in memory (at most
+    /// 200,000, whatever the input's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_peak_identities: Option<u64>,
     /// Client counters (requests, retries, latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<crate::client::ClientReport>,
@@ -302,6 +310,8 @@ impl Manifest {
             unique_hashes_sent: None,
             dedupe: None,
             dedupe_scratch_bytes: None,
+            dedupe_units: None,
+            dedupe_peak_identities: None,
             distinct: None,
             deduplicated: None,
             client: None,

@@ -183,6 +183,8 @@ async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Err
         manifest.unique_hashes_sent = manifest.hashes_sent;
         manifest.dedupe = Some("exact".into());
         manifest.dedupe_scratch_bytes = Some(report.scratch_bytes);
+        manifest.dedupe_units = Some(report.units);
+        manifest.dedupe_peak_identities = Some(report.peak_identities);
         if settings.distinct {
             // The table holds each distinct identity once; the counts are the input's.
             manifest.input_rows = report.input_rows;

@@ -244,6 +244,19 @@ impl<R: Ordered + DeserializeOwned> Merge<R> {
         Ok(None)
     }
 
+    /// The next record in ordinal order, whatever its ordinal; `None` at the end.
+    ///
+    /// # Errors
+    /// A file cannot be read.
+    pub(crate) fn next(&mut self) -> Result<Option<R>, Error> {
+        let Some(Reverse((_, p))) = self.heap.pop() else {
+            return Ok(None);
+        };
+        let d = self.pending[p].take();
+        self.refill(p)?;
+        Ok(d)
+    }
+
     /// Reads the records never asked for; `true` when any is at or above the floor (an
     /// identity the first read had and the second did not).
     ///

@@ -1,42 +1,56 @@
-//! The mapping pass of an exact run: each partition's distinct identities through one
-//! mapper run (so requests stay in flight across partitions), and each partition's answers
-//! written by ordinal for pass 2, or, with `--distinct`, as the lookup table's rows.
+//! The mapping pass of an exact run: each unit's distinct identities (a partition, or a
+//! sub-partition of one too big for the budget: `split.rs`) through one mapper run (so
+//! requests stay in flight across units), and each unit's answers written by ordinal for
+//! pass 2, or, with `--distinct`, as the lookup table's rows.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use super::split::{self, Unit};
 use super::*;
 
-/// Maps the distinct identities of every partition through one mapper run (so requests
-/// stay in flight across partition boundaries) and writes each partition's answers, in
-/// ordinal order, as soon as all of its identities are answered.
+/// Maps the distinct identities of every unit through one mapper run (so requests stay in
+/// flight across unit boundaries) and writes each unit's answers, in ordinal order, as soon
+/// as all of its identities are answered. Also returns the most distinct identities one
+/// unit held.
 pub(super) async fn map_partitions(
     conn: &Connection,
     job: &Job<'_>,
     settings: &MapSettings,
     parts: &Arc<Partitions>,
+    units: Vec<Unit>,
     mstats: Arc<MapperStats>,
     mut lookup: Option<DatasetWriter>,
-) -> Result<(Option<DatasetWriter>, StatusCounts), Error> {
+) -> Result<(Option<DatasetWriter>, StatusCounts, u64), Error> {
     let (tx, rx) = to_mapper();
+    let units: Arc<[Unit]> = units.into();
     let producer_parts = Arc::clone(parts);
+    let producer_units = Arc::clone(&units);
     let interrupt = job.run.interrupt.clone();
+    let peak = Arc::new(AtomicU64::new(0));
+    let producer_peak = Arc::clone(&peak);
     let producer = Stage::spawn("distinct", move || -> Result<(), Error> {
         let mut buf = Vec::new();
-        for p in 0..producer_parts.n {
+        for (u, unit) in producer_units.iter().enumerate() {
+            if unit.of > 1 && unit.sub == 0 {
+                split::split(&producer_parts, unit.part, unit.of)?;
+            }
+            let (files, idx) = unit.files(&producer_parts);
             let mut seen: DigestMap<Key, ()> = DigestMap::default();
             let mut keys: Vec<Key> = Vec::new();
-            let mut r = producer_parts.reader("h", p)?;
-            while next_frame(&mut r, &mut buf).map_err(io(&producer_parts.dir))? {
-                let s: Seen = crate::spill::decode(&buf).map_err(io(&producer_parts.dir))?;
+            let mut r = files.reader("h", idx)?;
+            while next_frame(&mut r, &mut buf).map_err(io(&files.dir))? {
+                let s: Seen = crate::spill::decode(&buf).map_err(io(&files.dir))?;
                 if seen.insert((s.kind, s.hash), ()).is_none() {
                     keys.push((s.kind, s.hash));
                 }
             }
             drop(seen);
+            producer_peak.fetch_max(keys.len() as u64, Ordering::Relaxed);
             for (k, part) in keys.chunks(MAP_CHUNK).enumerate() {
                 if interrupt.is_triggered()
                     || tx
-                        .blocking_send(keys_chunk(p, (k * MAP_CHUNK) as u64, part))
+                        .blocking_send(keys_chunk(u, (k * MAP_CHUNK) as u64, part))
                         .is_err()
                 {
                     return Ok(());
@@ -47,11 +61,13 @@ pub(super) async fn map_partitions(
     });
     let (to_answers, mut answers_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(1);
     let answer_parts = Arc::clone(parts);
+    let answer_units = Arc::clone(&units);
     let answers = Stage::spawn("answers", move || -> Result<Answered, Error> {
-        // Chunks come in partition order; a partition without identities sends none, and
-        // gets its (empty) answers when a later one starts.
+        // Chunks come in unit order; a unit without identities sends none, and gets its
+        // (empty) answers when a later one starts.
         let mut sink = Sink {
             parts: &answer_parts,
+            units: &answer_units,
             lookup: lookup.take(),
             counts: StatusCounts::default(),
             done: 0,
@@ -97,42 +113,50 @@ pub(super) async fn map_partitions(
     produced??;
     let mut sink = Sink {
         parts,
+        units: &units,
         lookup,
         counts,
         done,
     };
     if !job.run.interrupt.is_triggered() {
-        // Partitions after the last one answered had no identity at all.
-        while sink.done < parts.n {
+        // Units after the last one answered had no identity at all.
+        while sink.done < units.len() {
             sink.partition(sink.done, Vec::new())?;
         }
     }
-    Ok((sink.lookup, sink.counts))
+    Ok((sink.lookup, sink.counts, peak.load(Ordering::Relaxed)))
 }
 
-/// A partition's distinct identities with their answers, in the order they were sent.
+/// A unit's distinct identities with their answers, in the order they were sent.
 type Answers = Vec<(Key, Option<MapOutcome>)>;
 
-/// What the answers stage hands back: partitions done, the lookup table's writer, the
-/// input's identities by status.
+/// What the answers stage hands back: units done, the lookup table's writer, the input's
+/// identities by status.
 type Answered = (usize, Option<DatasetWriter>, StatusCounts);
 
-/// Where a mapped partition goes: its answers file, by ordinal (for pass 2), or with
+/// Where a mapped unit goes: its answers file, by ordinal (for pass 2; a split
+/// partition's are merged into the partition's once its last unit is done), or with
 /// `--distinct` the lookup table's rows (and the input's counts, each repeat counted).
 struct Sink<'a> {
     parts: &'a Partitions,
+    units: &'a [Unit],
     lookup: Option<DatasetWriter>,
     counts: StatusCounts,
     done: usize,
 }
 
 impl Sink<'_> {
-    fn partition(&mut self, p: usize, got: Answers) -> Result<(), Error> {
+    fn partition(&mut self, u: usize, got: Answers) -> Result<(), Error> {
+        let unit = self.units[u];
+        let (files, p) = unit.files(self.parts);
         match self.lookup.as_mut() {
             None => {
                 let answers: DigestMap<Key, MapOutcome> =
                     got.into_iter().filter_map(|(k, o)| Some((k, o?))).collect();
-                write_answers(self.parts, p, &answers)?;
+                write_answers(&files, p, &answers)?;
+                if unit.of > 1 && unit.last_of_part() {
+                    split::merge_answers(self.parts, unit.part, unit.of)?;
+                }
             }
             Some(writer) => {
                 // Each input identity counts with the status of its row in the table.
@@ -144,10 +168,10 @@ impl Sink<'_> {
                     })
                     .map(|(kind, h, st)| ((kind, h), st))
                     .collect();
-                let mut r = self.parts.reader("h", p)?;
+                let mut r = files.reader("h", p)?;
                 let mut buf = Vec::new();
-                while next_frame(&mut r, &mut buf).map_err(io(&self.parts.dir))? {
-                    let s: Seen = crate::spill::decode(&buf).map_err(io(&self.parts.dir))?;
+                while next_frame(&mut r, &mut buf).map_err(io(&files.dir))? {
+                    let s: Seen = crate::spill::decode(&buf).map_err(io(&files.dir))?;
                     if let Some(st) = statuses.get(&(s.kind, s.hash)) {
                         self.counts.add(*st);
                     }
@@ -155,21 +179,24 @@ impl Sink<'_> {
                 drop(statuses);
                 for (k, part) in got.chunks(MAP_CHUNK).enumerate() {
                     let keys: Vec<Key> = part.iter().map(|(key, _)| *key).collect();
-                    let mut chunk = keys_chunk(p, (k * MAP_CHUNK) as u64, &keys);
+                    let mut chunk = keys_chunk(u, (k * MAP_CHUNK) as u64, &keys);
                     chunk.outcomes = Some(part.iter().map(|(_, o)| o.clone()).collect());
                     writer.write(chunk)?;
                 }
-                let _ = std::fs::remove_file(self.parts.path("h", p));
+                let _ = std::fs::remove_file(files.path("h", p));
+                if unit.of > 1 && unit.last_of_part() {
+                    split::remove(self.parts, unit.part);
+                }
             }
         }
-        self.done = p + 1;
+        self.done = u + 1;
         Ok(())
     }
 }
 
-/// A chunk of distinct identities for the mapper: `file` is the partition, `first_row` the
+/// A chunk of distinct identities for the mapper: `file` is the unit, `first_row` the
 /// offset among its distinct identities.
-fn keys_chunk(p: usize, first: u64, keys: &[Key]) -> IdentityChunk {
+fn keys_chunk(unit: usize, first: u64, keys: &[Key]) -> IdentityChunk {
     let ids = keys
         .iter()
         .map(|(kind, hash)| Identity {
@@ -178,7 +205,7 @@ fn keys_chunk(p: usize, first: u64, keys: &[Key]) -> IdentityChunk {
             phone_form: Default::default(),
         })
         .collect::<Vec<_>>();
-    IdentityChunk::new(p, first, ids.len(), 1, Vec::new(), ids)
+    IdentityChunk::new(unit, first, ids.len(), 1, Vec::new(), ids)
 }
 
 /// Writes partition `p`'s answers: one record per identity pass 1 saw, by ordinal.

@@ -16,6 +16,7 @@
 //! three passes at the first row no committed part holds.
 
 mod mapping;
+mod split;
 
 use mapping::map_partitions;
 
@@ -44,8 +45,25 @@ use crate::spill::{finish, io, next_frame, put, Merge, Ordered, Partitions, Scra
 pub const SCRATCH_BYTES_PER_IDENTITY: u64 = 160;
 
 /// Distinct identities of one partition held in memory while it is mapped (with their
-/// answers: about 150 bytes each).
+/// answers: about 150 bytes each). A partition with more pass-1 records than this (the
+/// partitions are capped at 512, so above about 100M identities) is mapped in sub-partitions
+/// that hold no more (`split.rs`).
 const PARTITION_IDENTITIES: u64 = 200_000;
+
+/// The mapping pass's budget: distinct identities held at once, and the most partitions
+/// pass 1 spills into ([`PARTITION_IDENTITIES`] and the open-file limit). The test hook
+/// `EUID_MAP_EXACT_BUDGET=IDENTITIES,PARTITIONS` sets both small, so that a test input
+/// stands in for billions of identities; unset in every real run.
+fn budget() -> (u64, usize) {
+    let hook = std::env::var("EUID_MAP_EXACT_BUDGET").ok();
+    let mut it = hook.as_deref().unwrap_or("").split(',');
+    let identities = it.next().and_then(|v| v.parse().ok());
+    let partitions = it.next().and_then(|v| v.parse().ok());
+    (
+        identities.unwrap_or(PARTITION_IDENTITIES).max(1),
+        partitions.unwrap_or(usize::MAX).max(1),
+    )
+}
 
 /// Distinct identities per chunk handed to the mapper.
 const MAP_CHUNK: usize = crate::input::CHUNK_ROWS;
@@ -97,6 +115,10 @@ pub(crate) struct ExactReport {
     /// `--distinct`: the input's identities by status (each repeat counted, invalid and
     /// missing ones included), as the lookup table answers them.
     pub input_counts: StatusCounts,
+    /// Units the mapping pass held one at a time (partitions, or their sub-partitions).
+    pub units: u64,
+    /// Most distinct identities one unit held in memory.
+    pub peak_identities: u64,
 }
 
 /// The partition of a hash. The digest's first bytes key the mapper's tables; these are
@@ -107,10 +129,10 @@ fn partition_of(hash: &IdentityHash, n: usize) -> usize {
     (u64::from_le_bytes(b) % n as u64) as usize
 }
 
-/// Partitions for about `identities` identities.
-fn partitions_for(identities: u64) -> usize {
-    let wanted = identities.div_ceil(PARTITION_IDENTITIES);
-    crate::spill::partitions_within_limits(usize::try_from(wanted).unwrap_or(usize::MAX))
+/// Partitions for about `identities` identities, `budget` of them in each.
+fn partitions_for(identities: u64, (budget, most): (u64, usize)) -> usize {
+    let wanted = identities.div_ceil(budget);
+    crate::spill::partitions_within_limits(usize::try_from(wanted).unwrap_or(usize::MAX)).min(most)
 }
 
 fn changed(path: &str, why: &str) -> Error {
@@ -140,9 +162,10 @@ pub(crate) async fn map_exact(
     distinct: bool,
 ) -> Result<(DatasetWriter, ExactReport), Error> {
     let scratch = Scratch::create(scratch_dir)?;
+    let budget = budget();
     let parts = Arc::new(Partitions {
         dir: scratch.path().to_path_buf(),
-        n: partitions_for(estimated_identities),
+        n: partitions_for(estimated_identities, budget),
     });
     let mut report = ExactReport::default();
     if !job.cfg.quiet {
@@ -160,8 +183,9 @@ pub(crate) async fn map_exact(
     let spill_parts = Arc::clone(&parts);
     let spill = Stage::spawn(
         "spill",
-        move || -> Result<(u64, u64, StatusCounts), Error> {
+        move || -> Result<(u64, u64, StatusCounts, Vec<u64>), Error> {
             let mut ws = spill_parts.writers("h")?;
+            let mut counts = vec![0u64; spill_parts.n];
             let (mut ordinal, mut valid, mut rows) = (0u64, 0u64, 0u64);
             let mut local = StatusCounts::default();
             for chunk in rx {
@@ -178,6 +202,7 @@ pub(crate) async fn map_exact(
                             hash,
                         };
                         put(&mut ws[p], &seen).map_err(io(&spill_parts.dir))?;
+                        counts[p] += 1;
                         valid += 1;
                     }
                     ordinal += 1;
@@ -185,17 +210,19 @@ pub(crate) async fn map_exact(
                 abort_at("spill");
             }
             finish(ws, &spill_parts.dir)?;
-            Ok((valid, rows, local))
+            Ok((valid, rows, local, counts))
         },
     );
     let spilled = spill.finish().await;
     let hashed = hasher.finish().await;
     let read = reader.finish().await;
     progress.finish();
+    let counts;
     (
         report.valid_identities,
         report.input_rows,
         report.input_counts,
+        counts,
     ) = spilled??;
     hashed?;
     read??;
@@ -210,8 +237,19 @@ pub(crate) async fn map_exact(
     } else {
         (Some(writer), None)
     };
-    let (returned, counts) =
-        map_partitions(conn, job, settings, &parts, Arc::clone(&mstats), lookup).await?;
+    let units = split::plan(&counts, budget.0);
+    report.units = units.len() as u64;
+    let (returned, counts, peak) = map_partitions(
+        conn,
+        job,
+        settings,
+        &parts,
+        units,
+        Arc::clone(&mstats),
+        lookup,
+    )
+    .await?;
+    report.peak_identities = peak;
     report.scratch_bytes = report.scratch_bytes.max(dir_bytes(&parts.dir));
     if let Some(w) = returned {
         report.input_counts.merge(&counts);

@@ -29,9 +29,15 @@ fn the_scratch_space_is_what_the_help_says() {
 
 #[test]
 fn partitions_scale_with_the_input_and_spread_hashes() {
-    assert_eq!(partitions_for(0), 1);
-    assert_eq!(partitions_for(30_000_000), 150);
-    assert!(partitions_for(u64::MAX) <= 512, "capped");
+    let real = (PARTITION_IDENTITIES, usize::MAX);
+    assert_eq!(partitions_for(0, real), 1);
+    assert_eq!(partitions_for(30_000_000, real), 150);
+    assert!(partitions_for(u64::MAX, real) <= 512, "capped");
+    assert_eq!(
+        partitions_for(1_000_000, (1000, 4)),
+        4,
+        "the test hook's cap"
+    );
     let mut counts = [0u32; 8];
     for i in 0..8000u32 {
         counts[partition_of(&crate::normalize::sha256(&i.to_le_bytes()), 8)] += 1;
