@@ -79,7 +79,7 @@ fn state_chunk(
         // Every row of the state that is not due is written as it was, invalid and missing
         // ones too; only identities with an answer count as carried.
         plans.push(match (&r.identity.hashed, r.due) {
-            (Hashed::Ok(_), true) => Plan::Due(r.last.clone()),
+            (Hashed::Ok(_), true) => Plan::Due(r.last.clone().map(Box::new)),
             (Hashed::Ok(_), false) => Plan::Carried(()),
             _ => Plan::Local,
         });

@@ -138,7 +138,7 @@ pub(super) fn build(
             let old_raw = row.old_raw();
             let decision = match (&row.identity.hashed, row.carried, row.due) {
                 (Hashed::Ok(_), Some(c), _) => Decision::Carried(c),
-                (Hashed::Ok(_), None, true) => Decision::Due(row.last.clone()),
+                (Hashed::Ok(_), None, true) => Decision::Due(row.last.clone().map(Box::new)),
                 _ => Decision::Changed(old_raw),
             };
             let hash = match row.identity.hashed {

@@ -19,13 +19,13 @@ fn decisions_round_trip_through_their_spill_records() {
             since: Some(4),
         }),
         Decision::Carried(MapOutcome::Invalid),
-        Decision::Due(Some(MapOutcome::Mapped {
+        Decision::Due(Some(Box::new(MapOutcome::Mapped {
             raw_euid: crate::record::RawId::from("old"),
             previous: None,
             refresh_from: Some(3),
             bucket_id: None,
             mapped_at: 1,
-        })),
+        }))),
         Decision::Changed(None),
         Decision::New,
     ];
