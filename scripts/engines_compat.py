@@ -44,7 +44,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     a = ap.parse_args()
-    tmp = tempfile.mkdtemp(prefix="euid-engines-")
+    with tempfile.TemporaryDirectory(prefix="euid-engines-") as tmp:
+        return checks(a.bin, tmp)
+
+
+def checks(binary, tmp):
+    """Every check, in `tmp` (removed afterwards: it holds hashed identities)."""
     emails = [f"person{i}@example.com" for i in range(6)]
 
     # pandas: a `category` identity column is a dictionary of strings.
@@ -54,7 +59,7 @@ def main():
         "email": pa.array(emails).dictionary_encode(),
     }), p)
     out = os.path.join(tmp, "out-pandas")
-    rc, err = run(a.bin, ["map", p, "-o", out, "--env", "local", "--keep-col", "id", "-q"])
+    rc, err = run(binary, ["map", p, "-o", out, "--env", "local", "--keep-col", "id", "-q"])
     check("pandas category identity column is mapped", rc == 0, err.strip())
     if rc == 0:
         t = read(out)
@@ -65,7 +70,7 @@ def main():
     plain = os.path.join(tmp, "plain.parquet")
     pq.write_table(pa.table({"id": pa.array(range(6), pa.int64()), "email": emails}), plain)
     out_plain = os.path.join(tmp, "out-plain")
-    rc, err = run(a.bin, ["map", plain, "-o", out_plain, "--env", "local", "-q"])
+    rc, err = run(binary, ["map", plain, "-o", out_plain, "--env", "local", "-q"])
     if rc == 0 and os.path.exists(os.path.join(out, "_SUCCESS")):
         check("category and plain strings hash alike",
               read(out).column("identity_hash").to_pylist() == read(out_plain).column("identity_hash").to_pylist())
@@ -80,7 +85,7 @@ def main():
         }), f)
         files.append(f)
     out = os.path.join(tmp, "out-flavours")
-    rc, err = run(a.bin, ["map", *files, "-o", out, "--env", "local", "--keep-col", "cid", "-q"])
+    rc, err = run(binary, ["map", *files, "-o", out, "--env", "local", "--keep-col", "cid", "-q"])
     check("string, large_string and string_view kept columns unify", rc == 0, err.strip())
     if rc == 0:
         t = read(out)
@@ -97,7 +102,7 @@ def main():
     check("the test file really holds INT96",
           pq.ParquetFile(spark).schema.column(1).physical_type == "INT96")
     out = os.path.join(tmp, "out-spark")
-    rc, err = run(a.bin, ["map", spark, "-o", out, "--env", "local", "--keep-col", "valid_until", "-q"])
+    rc, err = run(binary, ["map", spark, "-o", out, "--env", "local", "--keep-col", "valid_until", "-q"])
     check("INT96 kept columns are accepted", rc == 0, err.strip())
     if rc == 0:
         t = read(out)
@@ -114,7 +119,7 @@ def main():
         "born": pa.array([datetime.date(1990, 1, 2), datetime.date(2000, 3, 4)], pa.date64()),
     }), dates)
     out = os.path.join(tmp, "out-date64")
-    rc, err = run(a.bin, ["map", dates, "-o", out, "--env", "local", "--keep-col", "born", "-q"])
+    rc, err = run(binary, ["map", dates, "-o", out, "--env", "local", "--keep-col", "born", "-q"])
     check("date64 kept columns are accepted", rc == 0, err.strip())
     if rc == 0:
         t = read(out)
@@ -124,7 +129,7 @@ def main():
         check("date64 values survive",
               [str(d)[:10] for d in t.column("born").to_pylist()] == ["1990-01-02", "2000-03-04"])
 
-    other_tools(a.bin, tmp, emails)
+    other_tools(binary, tmp, emails)
 
     print(f"engines_compat: {len(failures)} failed" if failures else "engines_compat: all checks passed")
     return 1 if failures else 0
