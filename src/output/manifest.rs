@@ -187,7 +187,7 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_units: Option<u64>,
     /// `map --dedupe exact`: the most distinct identities one unit held in memory (at most
-    /// 200,000, whatever the input's size).
+    /// 200,000 whatever the input's size, unless `ulimit -n` leaves too little room to split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_peak_identities: Option<u64>,
     /// Client counters (requests, retries, latency).

@@ -32,6 +32,9 @@ pub(super) async fn map_partitions(
     let producer = Stage::spawn("distinct", move || -> Result<(), Error> {
         let mut buf = Vec::new();
         for (u, unit) in producer_units.iter().enumerate() {
+            if interrupt.is_triggered() {
+                return Ok(());
+            }
             if unit.of > 1 && unit.sub == 0 {
                 split::split(&producer_parts, unit.part, unit.of)?;
             }

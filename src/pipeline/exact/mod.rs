@@ -324,13 +324,13 @@ pub(crate) async fn map_exact(
     Ok((writer, report))
 }
 
-/// Bytes of the files in `dir`.
+/// Bytes of the files in `dir` and its folders (a split partition's).
 fn dir_bytes(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|d| {
             d.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
+                .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+                .map(|(p, m)| if m.is_dir() { dir_bytes(&p) } else { m.len() })
                 .sum()
         })
         .unwrap_or(0)

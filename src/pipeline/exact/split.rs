@@ -18,16 +18,21 @@ pub(super) struct Unit {
 }
 
 /// The units for partitions holding `counts` pass-1 records each, with at most `budget`
-/// distinct identities in memory at once (fewer sub-partitions than that needs only where
-/// the open-file limit allows no more: a split writes, and its merge reads, all at once).
+/// distinct identities in memory at once. A split aims a tenth below the budget, so that
+/// the hash's spread keeps every sub-partition within it; fewer sub-partitions than that
+/// needs only where the open-file limit allows no more (a split writes all of its files at
+/// once while the previous partition's merge may read all of its own: half the room each).
 pub(super) fn plan(counts: &[u64], budget: u64) -> Vec<Unit> {
+    let room = (crate::spill::partitions_within_limits(usize::MAX) / 2).max(2);
     counts
         .iter()
         .enumerate()
         .flat_map(|(part, &n)| {
-            let wanted = usize::try_from(n.div_ceil(budget.max(1))).unwrap_or(usize::MAX);
-            let of = if wanted > 1 {
-                crate::spill::partitions_within_limits(wanted)
+            let of = if n > budget {
+                let aim = (budget - budget / 10).max(1);
+                usize::try_from(n.div_ceil(aim))
+                    .unwrap_or(usize::MAX)
+                    .min(room)
             } else {
                 1
             };
@@ -135,8 +140,10 @@ mod tests {
     fn a_partition_over_the_budget_is_split_into_units_within_it() {
         let units = plan(&[10, 0, 25, 7], 10);
         let of = |p: usize| units.iter().filter(|u| u.part == p).count();
+        // 25 records: pieces of at most 9 (a tenth below the budget).
         assert_eq!((of(0), of(1), of(2), of(3)), (1, 1, 3, 1));
         assert_eq!(units.len(), 6);
+        assert_eq!(plan(&[100], 10).len(), 12, "100 records in pieces of 9");
         assert!(units
             .windows(2)
             .all(|w| (w[0].part, w[0].sub) < (w[1].part, w[1].sub)));
