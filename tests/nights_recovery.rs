@@ -67,6 +67,55 @@ fn killed_after_a_part(op: &Operator, args: &[String], after: u32, part: &Path) 
     op.release();
 }
 
+/// Night 0 in `dir`: 70,000 customers (`e.csv`) mapped into `n0`.
+fn first_night(op: &Operator, dir: &Path) {
+    let d = |n: &str| dir.join(n);
+    export(&d("e.csv"), 0..70_000);
+    ok(&run(
+        op,
+        &[
+            "map",
+            &s(&d("e.csv")),
+            "-o",
+            &s(&d("n0")),
+            "--keep-col",
+            "customer_id",
+            "-q",
+        ],
+    ));
+}
+
+/// A refresh of `dir/n0` into `dir/n1` at `now`, one request of 1,000 at a time and parts of
+/// 5,000 rows (so that a kill lands between parts), with or without the opt-out sweep.
+fn resumable_refresh(dir: &Path, now: &str, sweep: bool, resume: bool) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "refresh",
+        "--state",
+        &s(&dir.join("n0")),
+        "-o",
+        &s(&dir.join("n1")),
+        "--now",
+        now,
+        "--part-rows",
+        "5000",
+        "--batch-size",
+        "1000",
+        "--concurrency",
+        "1",
+        "-q",
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    if !sweep {
+        a.push("--no-optout-sweep".into());
+    }
+    if resume {
+        a.push("--resume".into());
+    }
+    a
+}
+
 fn metric(file: &Path, name: &str) -> Option<f64> {
     let text = std::fs::read_to_string(file).ok()?;
     euid_map::operator::metrics::sample(&text, name)
@@ -404,46 +453,9 @@ fn a_resumed_refresh_decides_at_the_first_attempts_time() {
     let tmp = tempfile::tempdir().unwrap();
     let d = |n: &str| tmp.path().join(n);
     let op = Operator::start(&["--admin"]);
-    export(&d("e.csv"), 0..70_000);
-    ok(&run(
-        &op,
-        &[
-            "map",
-            &s(&d("e.csv")),
-            "-o",
-            &s(&d("n0")),
-            "--keep-col",
-            "customer_id",
-            "-q",
-        ],
-    ));
+    first_night(&op, tmp.path());
     let first_now = op.advance(400);
-    let args = |now: &str, resume: bool| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "refresh",
-            "--state",
-            &s(&d("n0")),
-            "-o",
-            &s(&d("n1")),
-            "--now",
-            now,
-            "--no-optout-sweep",
-            "--part-rows",
-            "5000",
-            "--batch-size",
-            "1000",
-            "--concurrency",
-            "1",
-            "-q",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        if resume {
-            a.push("--resume".into());
-        }
-        a
-    };
+    let args = |now: &str, resume: bool| resumable_refresh(tmp.path(), now, false, resume);
     killed_after_a_part(
         &op,
         &args(&first_now, false),
@@ -602,46 +614,10 @@ fn a_resumed_refresh_does_not_sweep_again() {
     let tmp = tempfile::tempdir().unwrap();
     let d = |n: &str| tmp.path().join(n);
     let op = Operator::start(&["--admin"]);
-    export(&d("e.csv"), 0..70_000);
-    ok(&run(
-        &op,
-        &[
-            "map",
-            &s(&d("e.csv")),
-            "-o",
-            &s(&d("n0")),
-            "--keep-col",
-            "customer_id",
-            "-q",
-        ],
-    ));
+    first_night(&op, tmp.path());
     let now = op.advance(400);
     let status_requests = || op.requests_total("/v2/optout/status");
-    let args = |resume: bool| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "refresh",
-            "--state",
-            &s(&d("n0")),
-            "-o",
-            &s(&d("n1")),
-            "--now",
-            &now,
-            "--part-rows",
-            "5000",
-            "--batch-size",
-            "1000",
-            "--concurrency",
-            "1",
-            "-q",
-        ]
-        .iter()
-        .map(|x| x.to_string())
-        .collect();
-        if resume {
-            a.push("--resume".into());
-        }
-        a
-    };
+    let args = |resume: bool| resumable_refresh(tmp.path(), &now, true, resume);
     // 14 sweep requests of 5,000 raw ids, then the remaps: held at the last of them.
     killed_after_a_part(&op, &args(false), 83, &d("n1").join("part-00000.parquet"));
     let swept = status_requests();
