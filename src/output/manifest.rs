@@ -190,6 +190,10 @@ pub struct Manifest {
     /// 200,000 whatever the input's size, unless `ulimit -n` leaves too little room to split).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_peak_identities: Option<u64>,
+    /// `map --dedupe exact`: identities sent during the first read (those a filter proved
+    /// new); the rest of `hashes_sent` waited for the read to end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dedupe_sent_early: Option<u64>,
     /// Client counters (requests, retries, latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<crate::client::ClientReport>,
@@ -312,6 +316,7 @@ impl Manifest {
             dedupe_scratch_bytes: None,
             dedupe_units: None,
             dedupe_peak_identities: None,
+            dedupe_sent_early: None,
             distinct: None,
             deduplicated: None,
             client: None,

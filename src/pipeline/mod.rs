@@ -185,6 +185,7 @@ async fn run_map_async(cfg: &MapConfig, run: &RunHandles) -> Result<Summary, Err
         manifest.dedupe_scratch_bytes = Some(report.scratch_bytes);
         manifest.dedupe_units = Some(report.units);
         manifest.dedupe_peak_identities = Some(report.peak_identities);
+        manifest.dedupe_sent_early = Some(report.sent_early);
         if settings.distinct {
             // The table holds each distinct identity once; the counts are the input's.
             manifest.input_rows = report.input_rows;

@@ -52,10 +52,45 @@ pub enum IdentityForm {
 }
 
 /// SHA-256 of a normalized identity: the value sent as `email_hash` / `phone_hash`.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+/// Serialized as 32 bytes (one copy in the scratch files, not 32 one-byte fields).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IdentityHash(pub [u8; 32]);
+
+impl serde::Serialize for IdentityHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IdentityHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Digest;
+        impl<'de> serde::de::Visitor<'de> for Digest {
+            type Value = IdentityHash;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("32 bytes of a SHA-256 digest")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<IdentityHash, E> {
+                <[u8; 32]>::try_from(v)
+                    .map(IdentityHash)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<IdentityHash, A::Error> {
+                let mut out = [0u8; 32];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Ok(IdentityHash(out))
+            }
+        }
+        d.deserialize_bytes(Digest)
+    }
+}
 
 /// Length of a SHA-256 digest in standard padded base64.
 pub const HASH_B64_LEN: usize = 44;

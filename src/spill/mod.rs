@@ -34,12 +34,20 @@ pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 /// Writes one record: its postcard length (u32 LE), then its postcard bytes.
 pub(crate) fn put<T: Serialize>(w: &mut impl Write, record: &T) -> std::io::Result<()> {
-    let bytes = postcard::to_stdvec(record)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    let len = u32::try_from(bytes.len())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    w.write_all(&len.to_le_bytes())?;
-    w.write_all(&bytes)
+    thread_local! {
+        /// The encoding buffer, reused: a record is written without an allocation.
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        let bytes = postcard::to_extend(record, std::mem::take(buf))
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        *buf = bytes;
+        let len = u32::try_from(buf.len())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        w.write_all(&len.to_le_bytes())?;
+        w.write_all(buf)
+    })
 }
 
 /// Reads the next record's bytes into `buf`; `false` at the end of the file.
@@ -322,5 +330,33 @@ mod tests {
         assert!(m.any_left().expect("rest"));
         drop(scratch);
         assert!(!dir.exists(), "removed with its guard");
+    }
+
+    #[test]
+    fn a_digest_is_one_run_of_bytes_in_a_record_and_reads_back() {
+        let h = crate::normalize::sha256(b"a@b.com");
+        let mut buf = Vec::new();
+        put(&mut buf, &(7u64, h)).expect("put");
+        // Frame length (4 bytes), ordinal, the length 32, the digest: no byte per field.
+        assert_eq!(buf.len(), 4 + 1 + 1 + 32);
+        let mut r = buf.as_slice();
+        let mut frame = Vec::new();
+        assert!(next_frame(&mut r, &mut frame).expect("frame"));
+        let (o, back): (u64, crate::record::IdentityHash) = decode(&frame).expect("decode");
+        assert_eq!((o, back), (7, h));
+        // A digest of the wrong length is refused, not truncated.
+        let short = postcard::to_allocvec(&serde_bytes_like(&[1u8; 31])).expect("encode");
+        assert!(decode::<crate::record::IdentityHash>(&short).is_err());
+    }
+
+    /// 31 bytes encoded as a byte string, as a digest is.
+    fn serde_bytes_like(b: &[u8]) -> impl serde::Serialize + '_ {
+        struct B<'a>(&'a [u8]);
+        impl serde::Serialize for B<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        B(b)
     }
 }

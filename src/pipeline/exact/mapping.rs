@@ -40,6 +40,10 @@ pub(super) async fn map_partitions(
             }
             let (files, idx) = unit.files(&producer_parts);
             let mut seen: DigestMap<Key, ()> = DigestMap::default();
+            // Identities pass 1 sent already: answered, not sent again.
+            early_keys(&files, idx, |key| {
+                seen.insert(key, ());
+            })?;
             let mut keys: Vec<Key> = Vec::new();
             let mut r = files.reader("h", idx)?;
             while next_frame(&mut r, &mut buf).map_err(io(&files.dir))? {
@@ -48,9 +52,17 @@ pub(super) async fn map_partitions(
                     keys.push((s.kind, s.hash));
                 }
             }
+            producer_peak.fetch_max(seen.len() as u64, Ordering::Relaxed);
             drop(seen);
-            producer_peak.fetch_max(keys.len() as u64, Ordering::Relaxed);
-            for (k, part) in keys.chunks(MAP_CHUNK).enumerate() {
+            // A unit pass 1 answered whole still goes through, empty: the answers stage
+            // writes it while this one reads the next.
+            let empty = [Vec::new()];
+            let parts: Box<dyn Iterator<Item = &[Key]>> = if keys.is_empty() {
+                Box::new(empty.iter().map(Vec::as_slice))
+            } else {
+                Box::new(keys.chunks(MAP_CHUNK))
+            };
+            for (k, part) in parts.enumerate() {
                 if interrupt.is_triggered()
                     || tx
                         .blocking_send(keys_chunk(u, (k * MAP_CHUNK) as u64, part))
@@ -149,9 +161,11 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn partition(&mut self, u: usize, got: Answers) -> Result<(), Error> {
+    fn partition(&mut self, u: usize, mut got: Answers) -> Result<(), Error> {
         let unit = self.units[u];
         let (files, p) = unit.files(self.parts);
+        got.extend(early_answers(&files, p)?);
+        let _ = std::fs::remove_file(files.path("e", p));
         match self.lookup.as_mut() {
             None => {
                 let answers: DigestMap<Key, MapOutcome> =
@@ -197,9 +211,50 @@ impl Sink<'_> {
     }
 }
 
+/// The answers pass 1 got for unit `p` of `files` (none when it sent none).
+///
+/// # Errors
+/// Scratch I/O.
+fn early_answers(files: &Partitions, p: usize) -> Result<Answers, Error> {
+    let path = files.path("e", p);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut r = files.reader("e", p)?;
+    let (mut buf, mut got) = (Vec::new(), Vec::new());
+    while next_frame(&mut r, &mut buf).map_err(io(&files.dir))? {
+        let e: Early = crate::spill::decode(&buf).map_err(io(&files.dir))?;
+        got.push(((e.kind, e.hash), e.outcome));
+    }
+    Ok(got)
+}
+
+/// The identities pass 1 sent for unit `p` of `files`, without decoding their answers.
+///
+/// # Errors
+/// Scratch I/O.
+fn early_keys(files: &Partitions, p: usize, mut each: impl FnMut(Key)) -> Result<(), Error> {
+    /// The first fields of an [`Early`] record (postcard ignores the bytes after them).
+    #[derive(Deserialize)]
+    struct EarlyKey {
+        kind: IdentityKind,
+        hash: IdentityHash,
+    }
+    if !files.path("e", p).exists() {
+        return Ok(());
+    }
+    let mut r = files.reader("e", p)?;
+    let mut buf = Vec::new();
+    while next_frame(&mut r, &mut buf).map_err(io(&files.dir))? {
+        let e: EarlyKey = crate::spill::decode(&buf).map_err(io(&files.dir))?;
+        each((e.kind, e.hash));
+    }
+    Ok(())
+}
+
 /// A chunk of distinct identities for the mapper: `file` is the unit, `first_row` the
 /// offset among its distinct identities.
-fn keys_chunk(unit: usize, first: u64, keys: &[Key]) -> IdentityChunk {
+pub(super) fn keys_chunk(unit: usize, first: u64, keys: &[Key]) -> IdentityChunk {
     let ids = keys
         .iter()
         .map(|(kind, hash)| Identity {

@@ -3,11 +3,17 @@
 //!
 //! ```text
 //! pass 1 (spill):   read → hash → (ordinal, type, hash) of each valid identity → h-P files
-//! mapping:          per partition, its distinct identities → mapper (batches, client) → the
-//!                   partition's answers, by ordinal → a-P files
+//!                   └→ identities a filter proves new → mapper, at once → e-P files
+//! mapping:          per partition, its distinct identities not sent yet → mapper → with the
+//!                   early answers, the partition's answers, by ordinal → a-P files
 //! pass 2 (join):    read → hash again → each identity's answer, merged back by ordinal
 //!                   (checked against its type and hash) → writer, in input order
 //! ```
+//!
+//! Pass 1 sends every identity it has certainly not seen before (`filter.rs`), so the
+//! network works while the input is read: only repeats (and the filter's rare false
+//! positives) wait for the mapping pass, which sends the few of them no earlier occurrence
+//! was sent for.
 //!
 //! The output is the window run's, row for row; only fewer requests are sent. The scratch
 //! folder (about [`SCRATCH_BYTES_PER_IDENTITY`] bytes per valid identity at its peak) is
@@ -15,10 +21,13 @@
 //! after a failure; one a killed run left is removed by the next. `--resume` starts all
 //! three passes at the first row no committed part holds.
 
+mod filter;
 mod mapping;
+mod pass1;
 mod split;
 
-use mapping::map_partitions;
+use mapping::{keys_chunk, map_partitions};
+use pass1::{early_stage, spill_stage};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -85,6 +94,15 @@ struct Seen {
     hash: IdentityHash,
 }
 
+/// The answer for an identity pass 1 sent as soon as it saw it (by partition, in the order
+/// the answers came).
+#[derive(Serialize, Deserialize)]
+struct Early {
+    kind: IdentityKind,
+    hash: IdentityHash,
+    outcome: Option<MapOutcome>,
+}
+
 /// The answer for one identity of the input, by its ordinal.
 #[derive(Serialize, Deserialize)]
 struct Answer {
@@ -119,6 +137,8 @@ pub(crate) struct ExactReport {
     pub units: u64,
     /// Most distinct identities one unit held in memory.
     pub peak_identities: u64,
+    /// Identities pass 1 sent while it read (the rest of those sent waited for it to end).
+    pub sent_early: u64,
 }
 
 /// The partition of a hash. The digest's first bytes key the mapper's tables; these are
@@ -176,59 +196,49 @@ pub(crate) async fn map_exact(
         );
     }
 
-    // Pass 1: spill every valid identity, by partition, in input order.
+    // Pass 1: spill every valid identity, by partition, in input order; send each one the
+    // filter proves new at once, and keep its answer for the mapping pass.
     let read = Arc::new(ReadProgress::default());
     let progress = job.progress(&read, Some(Box::new(|| ", pass 1 of 2 (dedupe)".into())));
     let (rx, reader, hasher) = read_and_hash_sync(job, columns, start, read);
-    let spill_parts = Arc::clone(&parts);
-    let spill = Stage::spawn(
-        "spill",
-        move || -> Result<(u64, u64, StatusCounts, Vec<u64>), Error> {
-            let mut ws = spill_parts.writers("h")?;
-            let mut counts = vec![0u64; spill_parts.n];
-            let (mut ordinal, mut valid, mut rows) = (0u64, 0u64, 0u64);
-            let mut local = StatusCounts::default();
-            for chunk in rx {
-                rows += chunk.len as u64;
-                for id in &chunk.ids {
-                    if !matches!(id.hashed, Hashed::Ok(_)) {
-                        local.add(RowStatus::decide(&id.hashed, None, true).0);
-                    }
-                    if let Hashed::Ok(hash) = id.hashed {
-                        let p = partition_of(&hash, spill_parts.n);
-                        let seen = Seen {
-                            ordinal,
-                            kind: id.kind,
-                            hash,
-                        };
-                        put(&mut ws[p], &seen).map_err(io(&spill_parts.dir))?;
-                        counts[p] += 1;
-                        valid += 1;
-                    }
-                    ordinal += 1;
-                }
-                abort_at("spill");
-            }
-            finish(ws, &spill_parts.dir)?;
-            Ok((valid, rows, local, counts))
-        },
-    );
+    let (early_tx, early_rx) = to_mapper();
+    let spill = spill_stage(Arc::clone(&parts), rx, early_tx, estimated_identities);
+    let (to_early, early_answers) = tokio::sync::mpsc::channel::<IdentityChunk>(1);
+    let early = early_stage(Arc::clone(&parts), early_answers);
+    let mapper = crate::mapper::Mapper::new(settings.batch_size, 0, Arc::clone(&mstats));
+    let mapped = crate::mapper::run(
+        Arc::clone(&conn.client),
+        early_rx,
+        to_early,
+        mapper,
+        job.run.interrupt.clone(),
+    )
+    .await;
     let spilled = spill.finish().await;
     let hashed = hasher.finish().await;
     let read = reader.finish().await;
+    let answered = early.finish().await;
     progress.finish();
-    let counts;
-    (
-        report.valid_identities,
-        report.input_rows,
-        report.input_counts,
-        counts,
-    ) = spilled??;
+    mapped?;
+    answered??;
+    let spilled = spilled??;
     hashed?;
     read??;
     if job.run.interrupt.is_triggered() {
+        // Pass 1 sends too: a lookup table stopped here is as partial as one stopped later.
+        report.interrupted = distinct;
         return Ok((writer, report));
     }
+    if spilled.cut_short {
+        return Err(Error::Internal(
+            "exact dedupe: the mapping of pass 1 stopped before its input ended".into(),
+        ));
+    }
+    let counts = spilled.counts;
+    report.valid_identities = spilled.valid;
+    report.input_rows = spilled.rows;
+    report.input_counts = spilled.local;
+    report.sent_early = spilled.sent_early;
     report.scratch_bytes = dir_bytes(&parts.dir);
 
     // Mapping: each partition's distinct identities, once; `--distinct` writes them.
@@ -237,7 +247,14 @@ pub(crate) async fn map_exact(
     } else {
         (Some(writer), None)
     };
-    let units = split::plan(&counts, budget.0);
+    // Split by the distinct identities a unit will hold, not its records (a partition of
+    // repeats needs no split).
+    let distinct: Vec<u64> = counts
+        .iter()
+        .zip(&spilled.early)
+        .map(|(&n, &e)| filter::distinct_estimate(n, e, spilled.false_positives))
+        .collect();
+    let units = split::plan(&distinct, budget.0);
     report.units = units.len() as u64;
     let (returned, counts, peak) = map_partitions(
         conn,

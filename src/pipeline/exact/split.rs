@@ -17,8 +17,8 @@ pub(super) struct Unit {
     pub(super) of: usize,
 }
 
-/// The units for partitions holding `counts` pass-1 records each, with at most `budget`
-/// distinct identities in memory at once. A split aims a tenth below the budget, so that
+/// The units for partitions holding about `counts` distinct identities each, with at most
+/// `budget` of them in memory at once. A split aims a tenth below the budget, so that
 /// the hash's spread keeps every sub-partition within it; fewer sub-partitions than that
 /// needs only where the open-file limit allows no more (a split writes all of its files at
 /// once while the previous partition's merge may read all of its own: half the room each).
@@ -94,15 +94,32 @@ pub(super) fn split(parts: &Partitions, p: usize, of: usize) -> Result<(), Error
         .create(&dir)
         .map_err(io(&dir))?;
     let sub = Partitions { dir, n: of };
-    let mut ws = sub.writers("h")?;
-    let mut r = parts.reader("h", p)?;
+    split_side(parts, p, &sub, "h", |s: &Seen| s.hash)?;
+    // Pass 1's early answers, where it sent any.
+    if parts.path("e", p).exists() {
+        split_side(parts, p, &sub, "e", |e: &Early| e.hash)?;
+    }
+    Ok(())
+}
+
+/// Splits side `side` of partition `p` into the sub-partitions `sub`, by hash, keeping each
+/// record's order, and removes the partition's file.
+fn split_side<T: Serialize + serde::de::DeserializeOwned>(
+    parts: &Partitions,
+    p: usize,
+    sub: &Partitions,
+    side: &str,
+    hash_of: impl Fn(&T) -> IdentityHash,
+) -> Result<(), Error> {
+    let mut ws = sub.writers(side)?;
+    let mut r = parts.reader(side, p)?;
     let mut buf = Vec::new();
     while next_frame(&mut r, &mut buf).map_err(io(&parts.dir))? {
-        let s: Seen = crate::spill::decode(&buf).map_err(io(&parts.dir))?;
-        put(&mut ws[sub_of(&s.hash, of)], &s).map_err(io(&sub.dir))?;
+        let record: T = crate::spill::decode(&buf).map_err(io(&parts.dir))?;
+        put(&mut ws[sub_of(&hash_of(&record), sub.n)], &record).map_err(io(&sub.dir))?;
     }
     finish(ws, &sub.dir)?;
-    let _ = std::fs::remove_file(parts.path("h", p));
+    let _ = std::fs::remove_file(parts.path(side, p));
     Ok(())
 }
 
