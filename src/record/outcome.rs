@@ -54,6 +54,12 @@ impl RawId {
     }
 }
 
+impl std::hash::Hash for RawId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
 impl From<&str> for RawId {
     fn from(s: &str) -> RawId {
         RawId::new(s)

@@ -17,14 +17,15 @@ use futures_util::StreamExt;
 use super::state::{self, DuePolicy};
 use crate::client::Client;
 use crate::error::Error;
-use crate::record::MapOutcome;
+use crate::record::{MapOutcome, RawId};
 use crate::storage::Location;
 
 /// Raw ids per `/v2/optout/status` request (the endpoint's limit).
 pub(super) const IDS_PER_REQUEST: usize = 5_000;
 
-/// Distinct raw ids remembered to send each once (about 100 bytes each: 40 MB); past it
-/// the set starts again, and a repeat is sent again.
+/// Distinct raw ids remembered to send each once (held inline, 48 bytes each, in one table
+/// allocated once: about 25 MB; a set of 400,000 `String`s took 60 MiB of peak RSS through
+/// the allocator's fragments); past it the set starts again, and a repeat is sent again.
 const DEDUPE_IDS: usize = 400_000;
 
 /// Where a refresh keeps its sweep until it publishes, so that a `--resume` uses it again
@@ -71,7 +72,7 @@ fn send_batches(
     read: Arc<crate::input::ReadProgress>,
 ) -> Result<(), Error> {
     use std::sync::atomic::Ordering;
-    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen: HashSet<RawId> = HashSet::with_capacity(DEDUPE_IDS);
     let mut batch: Vec<String> = Vec::with_capacity(IDS_PER_REQUEST);
     let mut open = true;
     state::for_each_batch(&parts, |_, b| -> Result<bool, Error> {
@@ -90,7 +91,7 @@ fn send_batches(
                 if seen.len() >= DEDUPE_IDS {
                     seen.clear();
                 }
-                if seen.insert(raw_euid.as_str().to_string()) {
+                if seen.insert(raw_euid.clone()) {
                     batch.push(raw_euid.as_str().to_string());
                 }
                 if batch.len() == IDS_PER_REQUEST {
