@@ -30,8 +30,9 @@ struct DedupeArgs {
     /// How repeated identities are found. `exact`: each distinct identity is sent once per
     /// run, however far apart its repeats are (the input is read twice; identities first
     /// seen are sent during the first read; a private scratch folder holds about 160 bytes
-    /// per identity until the run ends: beside a local output, or under --tmp-dir). `window`: one read, and a repeat is answered from
-    /// --dedupe-memory's cache while its answer is remembered, sent again otherwise. `auto`
+    /// per identity until the run ends: beside a local output, or under --tmp-dir).
+    /// `window`: one read, and a repeat is answered from --dedupe-memory's cache while its
+    /// answer is remembered, sent again otherwise. `auto`
     /// runs `window` (and `exact` for --distinct): the manifest's `resent_estimate` says how
     /// many identities were sent more than once, and a warning names `exact` when they are
     /// many (a backfill whose repeats lie far apart). The manifest's `dedupe` says which ran

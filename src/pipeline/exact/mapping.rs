@@ -78,8 +78,8 @@ pub(super) async fn map_partitions(
     let answer_parts = Arc::clone(parts);
     let answer_units = Arc::clone(&units);
     let answers = Stage::spawn("answers", move || -> Result<Answered, Error> {
-        // Chunks come in unit order; a unit without identities sends none, and gets its
-        // (empty) answers when a later one starts.
+        // Chunks come in unit order, at least one per unit (empty when pass 1 sent all of
+        // its identities): a unit's answers are written when the next one starts.
         let mut sink = Sink {
             parts: &answer_parts,
             units: &answer_units,

@@ -149,10 +149,15 @@ fn partition_of(hash: &IdentityHash, n: usize) -> usize {
     (u64::from_le_bytes(b) % n as u64) as usize
 }
 
-/// Partitions for about `identities` identities, `budget` of them in each.
+/// Partitions for about `identities` identities, `budget` of them in each: at most half
+/// the open-file room, as pass 1 writes two sides at once (the records and the early
+/// answers).
 fn partitions_for(identities: u64, (budget, most): (u64, usize)) -> usize {
-    let wanted = identities.div_ceil(budget);
-    crate::spill::partitions_within_limits(usize::try_from(wanted).unwrap_or(usize::MAX)).min(most)
+    let wanted = usize::try_from(identities.div_ceil(budget)).unwrap_or(usize::MAX);
+    let half = (crate::spill::partitions_within_limits(usize::MAX) / 2).max(1);
+    crate::spill::partitions_within_limits(wanted)
+        .min(half)
+        .min(most)
 }
 
 fn changed(path: &str, why: &str) -> Error {

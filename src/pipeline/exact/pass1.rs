@@ -52,6 +52,12 @@ pub(super) fn spill_stage(
             early.blocking_send(chunk).is_ok()
         };
         for chunk in rx {
+            // The mapper stopped (a fatal error, an interrupt): say so now, not after
+            // reading the rest of the input.
+            if early.is_closed() {
+                out.cut_short = true;
+                break;
+            }
             out.rows += chunk.len as u64;
             for id in &chunk.ids {
                 match id.hashed {
