@@ -29,8 +29,8 @@ pub(crate) struct MapArgs {
 struct DedupeArgs {
     /// How repeated identities are found. `exact`: each distinct identity is sent once per
     /// run, however far apart its repeats are (the input is read twice; identities first
-    /// seen are sent during the first read; a private scratch folder holds about 160 bytes
-    /// per identity until the run ends: beside a local output, or under --tmp-dir).
+    /// seen are sent during the first read; a private scratch folder holds about
+    /// 160 bytes per identity until the run ends: beside a local output, or under --tmp-dir).
     /// `window`: one read, and a repeat is answered from --dedupe-memory's cache while its
     /// answer is remembered, sent again otherwise. `auto`
     /// runs `window` (and `exact` for --distinct): the manifest's `resent_estimate` says how

@@ -82,7 +82,7 @@ const OTHER_OPEN_FILES: u64 = 40;
 
 /// The soft limit of open files of this process (`ulimit -n`), from `/proc/self/limits`;
 /// 1,024 where it cannot be read.
-fn open_files_limit() -> u64 {
+pub(crate) fn open_files_limit() -> u64 {
     std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|t| {
@@ -104,7 +104,13 @@ fn open_files_limit() -> u64 {
 /// while it is written, and again in the k-way merge). Fewer partitions than wanted hold
 /// more rows each: the run takes more memory rather than failing every night.
 pub(crate) fn partitions_within_limits(wanted: usize) -> usize {
-    let room = open_files_limit().saturating_sub(OTHER_OPEN_FILES).max(1);
+    partitions_for_sides(wanted, 1)
+}
+
+/// [`partitions_within_limits`] for `sides` sides written at once: each gets its share of
+/// the open-file room (still at most 512 partitions).
+pub(crate) fn partitions_for_sides(wanted: usize, sides: u64) -> usize {
+    let room = (open_files_limit().saturating_sub(OTHER_OPEN_FILES) / sides.max(1)).max(1);
     let cap = usize::try_from(room)
         .unwrap_or(usize::MAX)
         .min(MAX_PARTITIONS);

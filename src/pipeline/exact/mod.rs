@@ -154,10 +154,7 @@ fn partition_of(hash: &IdentityHash, n: usize) -> usize {
 /// answers).
 fn partitions_for(identities: u64, (budget, most): (u64, usize)) -> usize {
     let wanted = usize::try_from(identities.div_ceil(budget)).unwrap_or(usize::MAX);
-    let half = (crate::spill::partitions_within_limits(usize::MAX) / 2).max(1);
-    crate::spill::partitions_within_limits(wanted)
-        .min(half)
-        .min(most)
+    crate::spill::partitions_for_sides(wanted, 2).min(most)
 }
 
 fn changed(path: &str, why: &str) -> Error {

@@ -33,6 +33,13 @@ fn partitions_scale_with_the_input_and_spread_hashes() {
     assert_eq!(partitions_for(0, real), 1);
     assert_eq!(partitions_for(30_000_000, real), 150);
     assert!(partitions_for(u64::MAX, real) <= 512, "capped");
+    // Pass 1 writes two sides at once (records, early answers): both fit the open files.
+    let room = crate::spill::open_files_limit().saturating_sub(40).max(2);
+    let most = partitions_for(u64::MAX, real) as u64;
+    assert!(
+        most * 2 <= room,
+        "{most} partitions a side: two sides within the room of {room}"
+    );
     assert_eq!(
         partitions_for(1_000_000, (1000, 4)),
         4,
