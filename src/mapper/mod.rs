@@ -47,8 +47,10 @@ const PENDING_CHUNKS: usize = 16;
 /// batch): a `refresh` carries most rows from its state and has a few due identities per
 /// chunk, so a window bounded by [`PENDING_IDENTITIES`] alone held about 500 of them and
 /// sent each as a small partial batch (121 requests for 52,625 identities). Bounds the
-/// window's memory (about 150 bytes an identity).
-const PENDING_IDENTITIES_SPARSE: usize = 4 * PENDING_IDENTITIES;
+/// window's memory (about 180 bytes an identity of a carried row): four times
+/// [`PENDING_IDENTITIES`] took a 10M-row refresh (`bench_refresh.sh`) to 283 MiB of peak
+/// RSS, twice to 231 MiB, for 62 requests instead of 39 for its 52,718 due identities.
+const PENDING_IDENTITIES_SPARSE: usize = 2 * PENDING_IDENTITIES;
 const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
 /// Batch tasks beyond the window's ceiling: their requests are ready when a slot frees.
 const PREPARED_BATCHES: usize = 4;
