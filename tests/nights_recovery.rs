@@ -14,6 +14,17 @@ use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nightly.sh");
+/// Small parts and batches, one request at a time: a run the held emulator can stop at a
+/// known request.
+const SLOW_RUN: &[&str] = &[
+    "--part-rows",
+    "5000",
+    "--batch-size",
+    "1000",
+    "--concurrency",
+    "1",
+    "-q",
+];
 
 fn cmd<S: AsRef<std::ffi::OsStr>>(op: &Operator, args: &[S]) -> Command {
     let mut c = Command::new(BIN);
@@ -96,15 +107,9 @@ fn resumable_refresh(dir: &Path, now: &str, sweep: bool, resume: bool) -> Vec<St
         &s(&dir.join("n1")),
         "--now",
         now,
-        "--part-rows",
-        "5000",
-        "--batch-size",
-        "1000",
-        "--concurrency",
-        "1",
-        "-q",
     ]
     .iter()
+    .chain(SLOW_RUN)
     .map(|x| x.to_string())
     .collect();
     if !sweep {
@@ -202,15 +207,9 @@ fn a_night_whose_export_changed_starts_over_by_itself() {
             &s(&out),
             "--keep-col",
             "customer_id",
-            "--part-rows",
-            "5000",
-            "--batch-size",
-            "1000",
-            "--concurrency",
-            "1",
-            "-q",
         ]
         .iter()
+        .chain(SLOW_RUN)
         .map(|x| x.to_string())
         .collect();
         a.extend(extra.iter().map(|x| x.to_string()));

@@ -56,13 +56,12 @@ pub(super) async fn map_partitions(
             drop(seen);
             // A unit pass 1 answered whole still goes through, empty: the answers stage
             // writes it while this one reads the next.
-            let empty = [Vec::new()];
-            let parts: Box<dyn Iterator<Item = &[Key]>> = if keys.is_empty() {
-                Box::new(empty.iter().map(Vec::as_slice))
+            let parts: Vec<&[Key]> = if keys.is_empty() {
+                vec![&[]]
             } else {
-                Box::new(keys.chunks(MAP_CHUNK))
+                keys.chunks(MAP_CHUNK).collect()
             };
-            for (k, part) in parts.enumerate() {
+            for (k, part) in parts.into_iter().enumerate() {
                 if interrupt.is_triggered()
                     || tx
                         .blocking_send(keys_chunk(u, (k * MAP_CHUNK) as u64, part))
