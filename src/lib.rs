@@ -61,6 +61,7 @@
 //! [`refresh::run_refresh`] or [`operator::serve`].
 
 pub mod client;
+pub mod columnar;
 pub mod config;
 pub mod credentials;
 pub mod error;

@@ -1,18 +1,15 @@
 //! Operator connection flags shared by `map`, `refresh` and `credentials check`: where the
 //! operator is, which credentials (in the documented precedence), and how hard to push.
 
-use euid_map::config::{env_of_url, env_url, public_env};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use super::usage;
 use euid_map::client::{ClientConfig, RetryPolicy, MAX_CONCURRENCY};
-use euid_map::credentials::{self, Credentials};
-use euid_map::protocol::envelope::decode_secret;
+use euid_map::credentials;
 use euid_map::secret::Secret;
 
 /// Where the operator is and how to talk to it, as the flags say.
@@ -155,133 +152,39 @@ pub(crate) struct ClientArgs {
 }
 
 impl ClientArgs {
-    /// Resolves the environment, base URL and credentials.
+    /// Resolves the environment, base URL and credentials (`credentials::resolve`, the rule
+    /// the Python module follows too).
     pub(super) fn to_config(&self) -> anyhow::Result<OperatorTarget> {
         if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
             usage!("--concurrency must be between 1 and {MAX_CONCURRENCY} (the documented maximum of parallel batches)");
         }
-        if self.env == Some(Env::Local) {
-            // The embedded emulator has its own demo key: credentials meant for a real
-            // operator would be ignored without a word.
-            let ignored = [
-                (self.profile.is_some(), "--profile"),
-                (self.api_key.is_some(), "--api-key"),
-                (self.credentials_command.is_some(), "--credentials-command"),
-                (self.credentials.is_some(), "--credentials"),
-            ];
-            if let Some((_, flag)) = ignored.iter().find(|(given, _)| *given) {
-                usage!(
-                    "--env local runs the embedded emulator with its own demo key, so {flag} would be ignored: drop it, or point --base-url at an operator (or `euid-map operator`) that takes those credentials"
-                );
-            }
-            return self.target(
-                String::new(),
-                "local",
-                true,
-                Credentials {
-                    api_key: Secret::new(euid_map::protocol::DEMO_API_KEY.to_string()),
-                    client_secret: Secret::new(euid_map::protocol::DEMO_CLIENT_SECRET.to_string()),
-                    source: "the embedded emulator's demo key".to_string(),
-                    issued: None,
-                },
-            );
-        }
-        let profiles = credentials::profiles_path();
-        let explicit = match &self.profile {
-            Some(name) => credentials::load_profile(&profiles, name, true)?,
-            None => None,
-        };
-        let (base, env) = match (self.env, &self.base_url, &explicit) {
-            (Some(Env::Integ), _, _) => (env_url("integ").expect("public").to_string(), "integ"),
-            (Some(Env::Prod), _, _) => (env_url("prod").expect("public").to_string(), "prod"),
-            (None, Some(url), _) => (url.clone(), "custom"),
-            (None, None, Some(p)) => match (&p.base_url, p.environment().as_deref()) {
-                (Some(url), _) => (url.clone(), "custom"),
-                (None, Some(e)) if public_env(e).is_some() => {
-                    let e = public_env(e).expect("checked");
-                    (env_url(e).expect("public").to_string(), e)
+        let req = credentials::TargetRequest {
+            env: self.env.map(|e| {
+                match e {
+                    Env::Local => "local",
+                    Env::Integ => "integ",
+                    Env::Prod => "prod",
                 }
-                _ => usage!(
-                    "profile [{}] names no environment: add env = \"integ\" or \"prod\" (or base_url), or pass --env",
-                    p.name
-                ),
-            },
-            _ => usage!(
-                "say where the operator is: --env local|integ|prod, --base-url URL, or --profile NAME"
-            ),
+                .to_string()
+            }),
+            base_url: self.base_url.clone(),
+            api_key: self.api_key.clone(),
+            client_secret: self.client_secret.clone(),
+            credentials_command: self.credentials_command.clone(),
+            credentials_timeout: Duration::from_secs(self.credentials_timeout.max(1)),
+            credentials_file: self.credentials.clone(),
+            profile: self.profile.clone(),
         };
-        let base = euid_map::config::operator_url(&base)?;
-        // A base URL that is integ's or prod's is that environment, whatever flag named it.
-        let env = env_of_url(&base).unwrap_or(env);
-        let creds = self.credentials(env, explicit, &profiles)?;
-        self.target(base, env, false, creds)
-    }
-
-    /// The credentials, in the documented precedence.
-    fn credentials(
-        &self,
-        env: &str,
-        explicit: Option<credentials::Profile>,
-        profiles: &std::path::Path,
-    ) -> anyhow::Result<Credentials> {
-        if let (Some(k), Some(s)) = (&self.api_key, &self.client_secret) {
-            return Ok(Credentials {
-                api_key: k.clone(),
-                client_secret: s.clone(),
-                source: "--api-key".to_string(),
-                issued: None,
-            });
-        }
-        if let Some(cmd) = &self.credentials_command {
-            return Ok(credentials::from_command(
-                cmd,
-                std::time::Duration::from_secs(self.credentials_timeout.max(1)),
-            )?);
-        }
-        if let Some(path) = &self.credentials {
-            return json_file(path);
-        }
-        if let Some(c) = credentials::from_environment() {
-            if let Some(p) = &self.profile {
-                tracing::warn!(
-                    profile = %p,
-                    "EUID_API_KEY and EUID_CLIENT_SECRET are set: they take precedence over --profile"
-                );
-            }
-            return Ok(c);
-        }
-        let profile = match explicit {
-            Some(p) => Some(p),
-            None if public_env(env).is_some() => credentials::load_profile(profiles, env, false)?,
-            None => None,
+        let t = match credentials::resolve(&req) {
+            Ok(t) => t,
+            Err(credentials::ResolveError::Usage(m)) => usage!("{m}"),
+            Err(e) => return Err(e.into()),
         };
-        match profile {
-            Some(p) => {
-                p.check_environment(env)?;
-                Ok(p.credentials)
-            }
-            None => Err(credentials::CredentialsError::Missing {
-                env: env.to_string(),
-                path: profiles.display().to_string(),
-            }
-            .into()),
-        }
-    }
-
-    fn target(
-        &self,
-        base_url: String,
-        env: &str,
-        embedded: bool,
-        creds: Credentials,
-    ) -> anyhow::Result<OperatorTarget> {
-        let secret = decode_secret(creds.client_secret.expose())
-            .with_context(|| format!("the client secret from {}", creds.source))?;
         Ok(OperatorTarget {
             client: ClientConfig {
-                base_url,
-                api_key: creds.api_key,
-                secret,
+                base_url: t.base_url,
+                api_key: t.credentials.api_key,
+                secret: t.secret,
                 concurrency: self.concurrency,
                 rps: self.rps.and_then(NonZeroU32::new),
                 timeout: Duration::from_secs(self.timeout.max(1)),
@@ -295,29 +198,10 @@ impl ClientArgs {
                     ..RetryPolicy::default()
                 },
             },
-            env: env.to_string(),
-            embedded,
-            source: creds.source,
-            issued: creds.issued,
+            env: t.env,
+            embedded: t.embedded,
+            source: t.credentials.source,
+            issued: t.credentials.issued,
         })
     }
-}
-
-/// `--credentials FILE`: `{"api_key": "...", "client_secret": "..."}`.
-fn json_file(path: &std::path::Path) -> anyhow::Result<Credentials> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading credentials {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|_| anyhow::anyhow!("{}: not JSON", path.display()))?;
-    let field = |k: &str| {
-        v[k].as_str()
-            .map(|s| Secret::new(s.to_string()))
-            .with_context(|| format!("{}: missing \"{k}\"", path.display()))
-    };
-    Ok(Credentials {
-        api_key: field("api_key")?,
-        client_secret: field("client_secret")?,
-        source: path.display().to_string(),
-        issued: None,
-    })
 }

@@ -11,6 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::secret::Secret;
 
+mod resolve;
+pub use resolve::{resolve, ResolveError, Target, TargetRequest};
+
 /// Overrides the credentials file's location.
 pub const FILE_ENV: &str = "EUID_CREDENTIALS_FILE";
 /// The API key's environment variable.

@@ -30,7 +30,7 @@ pub use manifest::{
     RefreshCounts, RunState, JOB_FILE, MANIFEST_FILE, SCHEMA_VERSION, SUCCESS_FILE,
 };
 pub use parts::{committed_parts, part_name, PartInfo};
-pub(crate) use rows::encode_optout;
+pub(crate) use rows::{encode as encode_rows, encode_optout};
 pub use rows::{swept_since, DecodedRow, RowReader};
 pub use schema::{
     col, OutputKind, Schema, LOOKUP_COLUMNS, OUTPUT_COLUMNS, ROW_TYPE, STATE_COLUMNS,
