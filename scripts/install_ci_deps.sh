@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the servers and tools the tests use when they are missing. Idempotent; needs root
 # for apt (CI runs as root).
-# - Debian: the Prometheus Pushgateway and promtool (package prometheus).
+# - Debian: the Prometheus Pushgateway and promtool (package prometheus); Java
+#   (default-jre-headless) for PySpark.
 # - PyPI, into target/py-venv (scripts/setup_venv.sh): uid2-client, pyarrow, and moto's S3
 #   server (moto[server], started by tests/object_store.rs as `moto_server`).
 # - npm, into target/node: Azurite, Azure's blob emulator (`azurite-blob`).
@@ -10,6 +11,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# Java for PySpark's local mode (scripts/test_python.py runs the Spark recipe).
+command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

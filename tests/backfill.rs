@@ -91,7 +91,7 @@ fn committed(out: &Path) -> usize {
 
 /// Starts `euid-map ARGS` and returns once the emulator holds one of its requests.
 fn held_run(args: &[String], op: &Operator) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_euid-map"))
+    let child = Command::new(common::bin())
         .args(args)
         .envs(common::creds())
         .stderr(Stdio::null())

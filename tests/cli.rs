@@ -11,7 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/customers.csv");
 
 use common::{creds, run_bin as run, stderr};
@@ -380,7 +381,7 @@ fn kill_9_mid_run_then_resume_gives_the_rows_of_a_clean_run() {
     // lands mid-run, certainly.
     let op = Operator::start(&["--admin", "--hold-after", "130"]);
     let out = tmp.path().join("killed");
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .args(map_args(input, out.to_str().unwrap(), &op.url, &[]))
         .envs(creds())
         .stderr(Stdio::null())

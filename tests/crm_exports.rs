@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 
 type Row = BTreeMap<String, Option<String>>;
 
 fn run<S: AsRef<std::ffi::OsStr>>(op: &Operator, args: &[S]) -> Output {
-    Command::new(BIN)
+    Command::new(&*BIN)
         .args(args)
         .args(["--base-url", &op.url])
         .env("EUID_API_KEY", common::API_KEY)

@@ -12,7 +12,8 @@ use common::Operator;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nightly.sh");
 
 struct Night<'a> {
@@ -31,7 +32,7 @@ impl Night<'_> {
             .args(["--base-url", &self.op.url, "--concurrency", "1", "-q"])
             .arg("--metrics-file")
             .arg(&self.metrics)
-            .env("EUID_MAP", BIN)
+            .env("EUID_MAP", &*BIN)
             .env("EUID_MAP_DAY", day)
             .env("EUID_MAP_NOW", now)
             .env("EUID_API_KEY", common::API_KEY)
@@ -175,7 +176,7 @@ fn the_nightly_recipe_takes_the_last_good_night_after_a_refused_and_an_interrupt
 
     // `latest` names night 4; before night 4, night 3; never the failed night.
     let latest = |before: Option<&str>| {
-        let mut c = Command::new(BIN);
+        let mut c = Command::new(&*BIN);
         c.arg("latest").arg(&n.root);
         if let Some(b) = before {
             c.args(["--before", b]);
@@ -185,14 +186,14 @@ fn the_nightly_recipe_takes_the_last_good_night_after_a_refused_and_an_interrupt
     assert!(latest(None).trim().ends_with("2026-12-04"));
     assert!(latest(Some("2026-12-04")).trim().ends_with("2026-12-03"));
     std::fs::create_dir(tmp.path().join("empty")).unwrap();
-    let o = Command::new(BIN)
+    let o = Command::new(&*BIN)
         .args(["latest", tmp.path().join("empty").to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3), "none finished: the first night");
     // A night whose manifest cannot be read is an error, never "take the one before".
     std::fs::write(n.root.join("2026-12-04/_manifest.json"), "not json").unwrap();
-    let o = Command::new(BIN)
+    let o = Command::new(&*BIN)
         .arg("latest")
         .arg(&n.root)
         .output()

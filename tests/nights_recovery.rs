@@ -12,7 +12,8 @@ use common::Operator;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/nightly.sh");
 /// Small parts and batches, one request at a time: a run the held emulator can stop at a
 /// known request.
@@ -27,7 +28,7 @@ const SLOW_RUN: &[&str] = &[
 ];
 
 fn cmd<S: AsRef<std::ffi::OsStr>>(op: &Operator, args: &[S]) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(&*BIN);
     c.args(args)
         .args(["--base-url", &op.url])
         .env("EUID_API_KEY", common::API_KEY)
@@ -280,7 +281,7 @@ fn latest_fails_loudly_on_a_root_that_is_not_there() {
         .arg(tmp.path().join("e.csv"))
         .arg("customer_id")
         .args(["--base-url", &op.url, "-q"])
-        .env("EUID_MAP", BIN)
+        .env("EUID_MAP", &*BIN)
         .env("EUID_API_KEY", common::API_KEY)
         .env("EUID_CLIENT_SECRET", common::SECRET)
         .stdin(Stdio::null())
@@ -407,7 +408,7 @@ fn the_join_stays_within_a_low_open_file_limit() {
         c.arg("-c")
             .arg(format!("{ulimit}exec \"$@\""))
             .arg("sh")
-            .arg(BIN)
+            .arg(&*BIN)
             .args([
                 "refresh",
                 "--state",

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use common::{creds, free_port, read_dataset, run_bin, stderr, Operator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 
 type Row = BTreeMap<String, Option<String>>;
 
@@ -259,7 +260,7 @@ fn customers_parquet(n: u64, offset: u64) -> Vec<u8> {
 
 /// Runs the binary with `envs`, none of the caller's cloud settings inherited.
 fn run_clean(args: &[String], envs: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(&*BIN);
     c.args(args).stdin(Stdio::null());
     for (k, _) in std::env::vars() {
         if ["AWS_", "AZURE_", "AZURITE_", "GOOGLE_", "EUID_"]
@@ -533,7 +534,7 @@ fn kill_9_on_s3_then_resume_gives_the_rows_of_a_clean_run() {
         a.extend(extra.iter().map(|x| x.to_string()));
         a
     };
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .args(run_args("s3://lake/out/r", &[]))
         .envs(creds())
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 
 type Row = BTreeMap<String, Option<String>>;
 
@@ -22,7 +23,7 @@ fn s(p: &Path) -> String {
 }
 
 fn cmd(op: &Operator, args: &[String]) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(&*BIN);
     c.args(args)
         .args(["--base-url", &op.url, "-q"])
         .env("EUID_API_KEY", common::API_KEY)

@@ -10,13 +10,14 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/customers.csv");
 
 type Row = BTreeMap<String, Option<String>>;
 
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(BIN)
+    Command::new(&*BIN)
         .args(args)
         .env("EUID_API_KEY", common::API_KEY)
         .env("EUID_CLIENT_SECRET", common::SECRET)

@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 
 type Row = BTreeMap<String, Option<String>>;
 
 fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(BIN)
+    Command::new(&*BIN)
         .args(args)
         .env("EUID_API_KEY", common::API_KEY)
         .env("EUID_CLIENT_SECRET", common::SECRET)
@@ -357,7 +358,7 @@ fn a_state_missing_a_part_is_refused_and_a_foreign_copy_is_read_as_data() {
         }
         w.unwrap().close().unwrap();
     }
-    let o = Command::new(BIN)
+    let o = Command::new(&*BIN)
         .args([
             "refresh",
             "--state",
@@ -548,7 +549,7 @@ fn an_export_rewritten_during_the_run_is_refused() {
     std::fs::write(d("tiny.csv"), "id,email\n0,u0000000@example.com\n").unwrap();
     map(&good, &d("tiny.csv"), &d("s0"), &["id"]);
     let held = Operator::start(&["--admin", "--hold-after", "1"]);
-    let child = Command::new(BIN)
+    let child = Command::new(&*BIN)
         .args(["refresh", "--state", &s(&d("s0")), "-o", &s(&d("s1"))])
         .args([&s(&d("export.csv")), "--key-col", "id", "-q"])
         .args(["--base-url", &held.url])
@@ -631,7 +632,7 @@ fn counts_after_a_resumed_refresh_equal_a_clean_runs() {
     ok(&run(&base(&d("clean"), &good)));
     let held = Operator::start(&["--admin", "--hold-after", "3"]);
     let log = std::fs::File::create(d("held.log")).unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .args(base(&d("resumed"), &held))
         .env("EUID_API_KEY", common::API_KEY)
         .env("EUID_CLIENT_SECRET", common::SECRET)

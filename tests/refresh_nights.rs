@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 
 /// A small deterministic generator (xorshift64*): the same nights on every run.
 struct Rng(u64);
@@ -277,7 +278,7 @@ fn read(dir: &Path) -> Vec<OutRow> {
 }
 
 fn cmd(op: &Operator, args: &[String]) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = Command::new(&*BIN);
     c.args(args)
         .args(["--base-url", &op.url, "-q"])
         .env("EUID_API_KEY", common::API_KEY)

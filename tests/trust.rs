@@ -11,7 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_euid-map");
+/// The command under test: `common::bin()` (the built binary, or `EUID_MAP_BIN`).
+static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(common::bin);
 
 type Row = BTreeMap<String, Option<String>>;
 
@@ -310,7 +311,7 @@ fn sigterm_commits_what_is_complete_and_resume_finishes_the_run() {
         a.extend(extra.iter().map(|x| x.to_string()));
         a
     };
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(&*BIN)
         .args(args(&out, &[]))
         .envs(creds())
         .stderr(Stdio::piped())

@@ -18,8 +18,9 @@ the stream::
     for batch in euid_map.map_stream(table, env="local"):
         ...
 """
+import atexit
 import os
-import sys
+import weakref
 
 from ._native import EuidMapError, MapStream, versions
 from ._native import hash_emails as _hash_emails
@@ -57,8 +58,8 @@ def _arrow(values):
 
 
 def _per_chunk(fn, values, *args, region=None):
-    """Applies ``fn`` to each chunk (the native call takes one array); a chunked input gives
-    a chunked output. A region array is cut to the values' chunks."""
+    """Applies ``fn`` to each chunk (the native call takes one array) and returns one struct
+    array. A region array is cut to the values' chunks."""
     import pyarrow as pa
 
     values = _arrow(values)
@@ -78,7 +79,7 @@ def _per_chunk(fn, values, *args, region=None):
         else:
             out.append(fn(chunk, region))
         at += len(chunk)
-    return pa.chunked_array(out, type=_HASHED_TYPE())
+    return pa.concat_arrays(out) if out else pa.array([], type=_HASHED_TYPE())
 
 
 def _HASHED_TYPE():
@@ -95,8 +96,8 @@ def _HASHED_TYPE():
 
 def hash_emails(values):
     """Normalizes (EUID's rules, Gmail's dots and ``+tags`` included) and hashes emails.
-    Returns a struct array (chunked when ``values`` is) of ``identity_hash``, ``status`` and
-    ``reason``, one per value; the GIL is released while the values are hashed."""
+    Returns a struct array of ``identity_hash``, ``status`` and ``reason``, one per value
+    (chunked values give one array); the GIL is released while the values are hashed."""
     return _per_chunk(_hash_emails, values)
 
 
@@ -134,7 +135,20 @@ def map_stream(data, **options) -> MapStream:
         if first is None:
             raise ValueError("map_stream: an empty iterable of batches has no schema; pass a table")
         data = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], it))
-    return _map_stream(data, **options)
+    stream = _map_stream(data, **options)
+    _LIVE.add(stream)
+    return stream
+
+
+# Streams not finished when the interpreter exits (an uncaught exception, a break out of the
+# loop) are stopped first: their reader thread may be inside a Python generator feeding them.
+_LIVE = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_live_streams():
+    for stream in list(_LIVE):
+        stream.cancel()
 
 
 def map_table(data, **options):

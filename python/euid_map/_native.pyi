@@ -8,15 +8,15 @@ class EuidMapError(Exception):
     """A run-level failure, with the command's message (credentials refused, operator
     unreachable, unreadable input)."""
 
-def hash_emails(values: Any) -> Union[pa.StructArray, pa.ChunkedArray]:
-    """Struct of ``identity_hash``, ``status``, ``reason`` per email (chunked in, chunked out)."""
+def hash_emails(values: Any) -> pa.StructArray:
+    """Struct of ``identity_hash``, ``status``, ``reason`` per email of one array."""
 
 def hash_phones(
     values: Any, region: Union[None, str, Any] = None
-) -> Union[pa.StructArray, pa.ChunkedArray]:
+) -> pa.StructArray:
     """Struct of ``identity_hash``, ``status``, ``reason`` per phone."""
 
-def hash_prehashed(values: Any, identity_type: str = "email") -> Union[pa.StructArray, pa.ChunkedArray]:
+def hash_prehashed(values: Any, identity_type: str = "email") -> pa.StructArray:
     """Struct of ``identity_hash`` (base64), ``status``, ``reason`` per pre-hashed value."""
 
 def versions() -> Tuple[str, str]:

@@ -18,6 +18,9 @@ use euid_map::secret::Secret;
 
 use super::{kind_of, EuidMapError, SIGNAL_CHECK};
 
+/// The longest a stop waits for the stream's reader of `data` to let go of it.
+const INPUT_RELEASE: Duration = Duration::from_secs(60);
+
 /// Starts mapping `data` (anything with `__arrow_c_stream__`: a pyarrow Table or
 /// RecordBatchReader, a Polars DataFrame, a DuckDB result). Keyword arguments name the
 /// command's flags; credentials are found as the command finds them.
@@ -125,7 +128,7 @@ pub(crate) fn map_stream(
 }
 
 /// The mapped batches, in input order: an iterator of `pyarrow.RecordBatch`.
-#[pyclass(name = "MapStream", module = "euid_map._native")]
+#[pyclass(name = "MapStream", module = "euid_map._native", weakref)]
 pub(crate) struct PyMapStream {
     inner: Mutex<MapStream>,
 }
@@ -151,7 +154,7 @@ impl PyMapStream {
                 Ok(Next::Done) => return Err(PyStopIteration::new_err(())),
                 Ok(Next::Pending) => {
                     if let Err(e) = py.check_signals() {
-                        self.cancel();
+                        self.cancel(py);
                         return Err(e);
                     }
                 }
@@ -167,9 +170,17 @@ impl PyMapStream {
         Ok(s.as_ref().to_pyarrow(py)?.unbind())
     }
 
-    /// Stops the mapping: no more input is read; requests in flight are abandoned.
-    fn cancel(&self) {
-        self.inner.lock().expect("stream lock").cancel();
+    /// Stops the mapping: no more input is read; requests in flight are abandoned. Returns
+    /// once no thread of the stream reads `data` any more (a generator behind it may be
+    /// finishing its batch: the GIL is released meanwhile).
+    fn cancel(&self, py: Python<'_>) {
+        let inner = &self.inner;
+        py.detach(|| {
+            inner
+                .lock()
+                .expect("stream lock")
+                .cancel_and_wait(INPUT_RELEASE)
+        });
     }
 
     /// Rows handed back so far per status, and the identities sent and deduplicated.
@@ -196,10 +207,11 @@ impl PyMapStream {
 
     fn __exit__(
         &self,
+        py: Python<'_>,
         _t: Option<&Bound<'_, PyAny>>,
         _v: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) {
-        self.cancel();
+        self.cancel(py);
     }
 }

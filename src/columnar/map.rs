@@ -80,6 +80,43 @@ pub enum Next {
 
 type Item = Result<RecordBatch, Error>;
 
+/// Set once the caller's reader is dropped: no thread of the stream reads it (or calls into
+/// the caller's runtime through it) any more.
+#[derive(Debug, Default)]
+struct Released {
+    done: Mutex<bool>,
+    cv: std::sync::Condvar,
+}
+
+impl Released {
+    fn set(&self) {
+        *self.done.lock().expect("released lock") = true;
+        self.cv.notify_all();
+    }
+
+    fn wait(&self, timeout: Duration) -> bool {
+        let done = self.done.lock().expect("released lock");
+        let (done, _) = self
+            .cv
+            .wait_timeout_while(done, timeout, |d| !*d)
+            .expect("released lock");
+        *done
+    }
+}
+
+/// The caller's reader, which says so when it is dropped, wherever that happens.
+struct Input {
+    reader: Option<Box<dyn RecordBatchReader + Send>>,
+    released: Arc<Released>,
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        drop(self.reader.take());
+        self.released.set();
+    }
+}
+
 /// A running mapping of a stream of batches; yields the mapped batches in input order.
 /// Dropping it (or [`MapStream::cancel`]) stops the mapping: batches in flight are
 /// abandoned, and its threads end on their own.
@@ -89,6 +126,7 @@ pub struct MapStream {
     interrupt: Interrupt,
     counts: Arc<Mutex<StatusCounts>>,
     stats: Arc<MapperStats>,
+    released: Arc<Released>,
     done: bool,
 }
 
@@ -148,9 +186,13 @@ impl MapStream {
         let interrupt = Interrupt::default();
         let counts = Arc::new(Mutex::new(StatusCounts::default()));
         let stats = Arc::new(MapperStats::default());
+        let released = Arc::new(Released::default());
         let driver = Driver {
             cfg,
-            input,
+            input: Input {
+                reader: Some(input),
+                released: Arc::clone(&released),
+            },
             hash_at,
             type_at,
             schema: Arc::clone(&schema),
@@ -169,6 +211,7 @@ impl MapStream {
             interrupt,
             counts,
             stats,
+            released,
             done: false,
         })
     }
@@ -204,6 +247,14 @@ impl MapStream {
     /// Stops the mapping: no more input is read, and requests in flight are abandoned.
     pub fn cancel(&self) {
         self.interrupt.trigger(SIGINT);
+    }
+
+    /// Stops the mapping and waits up to `timeout` until no thread of the stream reads the
+    /// caller's input any more (it is dropped): a reader backed by the caller's runtime (a
+    /// Python generator) must not be called while that runtime shuts down. Whether it was.
+    pub fn cancel_and_wait(&self, timeout: Duration) -> bool {
+        self.cancel();
+        self.released.wait(timeout)
     }
 
     /// Rows handed back so far, per status, and what was sent.
@@ -246,7 +297,7 @@ fn names(schema: &Schema) -> String {
 /// The stream's thread: the runtime, the client, the mapper, and the two threads beside it.
 struct Driver {
     cfg: MapStreamConfig,
-    input: Box<dyn RecordBatchReader + Send>,
+    input: Input,
     hash_at: usize,
     type_at: Option<usize>,
     schema: SchemaRef,
@@ -290,9 +341,10 @@ impl Driver {
             tokio::sync::mpsc::channel(crate::pipeline::MAPPED_CHUNKS_QUEUED);
         let kind = cfg.identity_type;
         let stop = interrupt.clone();
+        let rt = tokio::runtime::Handle::current();
         let feeder = std::thread::Builder::new()
             .name("euid-map-feeder".into())
-            .spawn(move || feed(input, hash_at, type_at, kind, &to_mapper, &stop))
+            .spawn(move || feed(input, hash_at, type_at, kind, &to_mapper, &stop, &rt))
             .map_err(|e| Error::Internal(format!("cannot start the feeder: {e}")))?;
         let encoder = std::thread::Builder::new()
             .name("euid-map-encoder".into())
@@ -315,16 +367,18 @@ impl Driver {
 /// Reads the caller's batches, cuts them into chunks the mapper's window bounds, decodes
 /// their hashes. Stops at the first read error (returned), or when the stream is stopped.
 fn feed(
-    mut input: Box<dyn RecordBatchReader + Send>,
+    mut input: Input,
     hash_at: usize,
     type_at: Option<usize>,
     kind: Option<IdentityKind>,
     out: &tokio::sync::mpsc::Sender<IdentityChunk>,
     stop: &Interrupt,
+    rt: &tokio::runtime::Handle,
 ) -> Result<(), ArrowError> {
     let mut first_row = 0u64;
+    let reader = input.reader.as_mut().expect("read once");
     while !stop.is_triggered() {
-        let Some(batch) = input.next().transpose()? else {
+        let Some(batch) = reader.next().transpose()? else {
             return Ok(());
         };
         let mut at = 0;
@@ -334,8 +388,16 @@ fn feed(
             let chunk = chunk_of(&slice, hash_at, type_at, kind, first_row);
             first_row += len as u64;
             at += len;
-            if out.blocking_send(chunk).is_err() {
-                return Ok(()); // the mapper has stopped; it says why
+            // A stop does not wait for the mapper to take the chunk: the input is let go of
+            // at once (`MapStream::cancel_and_wait`).
+            let sent = rt.block_on(async {
+                tokio::select! {
+                    r = out.send(chunk) => r.is_ok(),
+                    () = stop.triggered() => false,
+                }
+            });
+            if !sent {
+                return Ok(()); // stopped, or the mapper has (it says why)
             }
         }
     }

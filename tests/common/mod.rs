@@ -153,6 +153,12 @@ fn arrow_cast_string(col: &dyn arrow_array::Array, i: usize) -> String {
     }
 }
 
+/// The command under test: the binary cargo built, or `EUID_MAP_BIN` (the command a wheel
+/// installed, so that `scripts/test_wheel.sh` runs these checks against it).
+pub fn bin() -> String {
+    std::env::var("EUID_MAP_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_euid-map").to_string())
+}
+
 /// `euid-map operator` as a child process on a free loopback port (65,536 buckets), with the
 /// test key; `extra` adds flags.
 pub struct Operator {
@@ -163,7 +169,7 @@ pub struct Operator {
 impl Operator {
     pub fn start(extra: &[&str]) -> Operator {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_euid-map"))
+        let mut child = std::process::Command::new(bin())
             .args(["operator", "--listen", "127.0.0.1:0", "--buckets", "65536"])
             .args(extra)
             .env("EUID_API_KEY", API_KEY)
@@ -252,7 +258,7 @@ pub fn run_bin<S: AsRef<std::ffi::OsStr>>(
     args: &[S],
     envs: &[(&str, &str)],
 ) -> std::process::Output {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_euid-map"));
+    let mut c = std::process::Command::new(bin());
     c.args(args)
         .env_remove("EUID_API_KEY")
         .env_remove("EUID_CLIENT_SECRET")
