@@ -6,9 +6,11 @@
 
 mod hash;
 mod map;
+mod stages;
 
 pub use hash::{hash_array, HashedColumns, Regions};
-pub use map::{MapStream, MapStreamConfig, MapSummary, Next, ADDED_COLUMNS, UNKNOWN_TYPE};
+pub use map::{MapStream, MapStreamConfig, MapSummary, Next, ADDED_COLUMNS};
+pub use stages::UNKNOWN_TYPE;
 
 #[cfg(test)]
 mod tests;
