@@ -4,7 +4,8 @@ scripts/test_wheel.sh installed the wheel into the venv running this script).
 
 1. Parity: a corpus of awkward emails and phones (a region column, many countries, junk)
    hashed through `euid_map.hash_emails`/`hash_phones` equals `euid-map hash` of the same
-   file row for row (0 mismatches).
+   file row for row (0 mismatches); the same corpus hashed inside Spark local mode by the
+   Spark recipe's executor function too.
 2. Speed (figures; `--strict` asserts them): the module's CPU against the command's on the
    same values, and its rate against the SDK's per-row `normalize_and_hash_email` loop.
 3. Mapping: a table mapped through `euid_map.map_table` against the embedded emulator equals
@@ -61,6 +62,7 @@ def corpus(rows, seed=35):
     phones = phone_parity.corpus(rng, rows)[:rows]
     emails = [parity_sdk.awkward_email(rng) for _ in range(rows)]
     return pa.table({
+        "event_id": pa.array(range(rows), pa.int64()),
         "email": pa.array(emails, pa.string()),
         "phone": pa.array([p for p, _ in phones], pa.string()),
         "country": pa.array([c for _, c in phones], pa.string()),
@@ -133,6 +135,7 @@ def parity_and_speed(binary, rows, tmp, strict):
     if strict:
         assert py_cpu <= 1.25 * cli_cpu, (py_cpu, cli_cpu)
         assert ratio is None or ratio >= 20, ratio
+    return path, by_key, first
 
 
 def email_table(rows, seed=7):
@@ -276,6 +279,45 @@ class Operator:
         self.p.wait()
 
 
+_SPARK = []
+
+
+def spark_session():
+    """PySpark in local mode (one session for the run)."""
+    if not _SPARK:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # The Python workers import the recipe's functions by module name, as a cluster's
+        # would from its image.
+        recipes_dir = os.path.join(ROOT, "examples", "python")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [recipes_dir, os.environ.get("PYTHONPATH")]))
+        from pyspark.sql import SparkSession
+        spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+                 .config("spark.sql.shuffle.partitions", "2").config("spark.ui.showConsoleProgress", "false")
+                 .config("spark.driver.memory", "2g").getOrCreate())
+        spark.sparkContext.setLogLevel("ERROR")
+        _SPARK.append(spark)
+    return _SPARK[0]
+
+
+def spark_parity(path, by_key, first, rows):
+    """The parity corpus hashed inside Spark by the recipe's executor function."""
+    import spark_recipe
+    spark = spark_session()
+    got = (spark.read.parquet(path).mapInArrow(spark_recipe.hash_batches, spark_recipe.HASHED)
+           .toArrow().sort_by("event_id").to_pydict())
+    mismatches = 0
+    for col in ("email", "phone"):
+        hashes = got[f"{col}_hash"]
+        for i, event in enumerate(got["event_id"]):
+            if hashes[i] != by_key[(first + event, col)][0]:
+                mismatches += 1
+    assert len(got["event_id"]) == rows and mismatches == 0, (len(got["event_id"]), mismatches)
+    print(f"parity in Spark: {2 * rows:,} values hashed on the executors by the recipe's mapInArrow "
+          f"function equal `euid-map hash`: 0 mismatches")
+
+
 def recipes(binary, rows, tmp):
     quick = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "python", "quickstart.py")],
                            capture_output=True, text=True, check=True).stdout
@@ -296,19 +338,8 @@ def recipes(binary, rows, tmp):
     import pandas_recipe
     compare("pandas", pandas_recipe.run(pd.read_parquet(path), env="local").to_dict("records"), want_local)
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    # The Python workers import the recipe's functions by module name, as a cluster's would
-    # from its image.
-    recipes_dir = os.path.join(ROOT, "examples", "python")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [recipes_dir, os.environ.get("PYTHONPATH")]))
-    from pyspark.sql import SparkSession
     import spark_recipe
-    spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-             .config("spark.sql.shuffle.partitions", "2").config("spark.ui.showConsoleProgress", "false")
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = spark_session()
     op = Operator(binary)
     try:
         creds = dict(base_url=op.url, api_key=API_KEY, client_secret=SECRET)
@@ -324,7 +355,6 @@ def recipes(binary, rows, tmp):
         compare("spark", got, want)
     finally:
         op.stop()
-        spark.stop()
 
 
 def readme_blocks():
@@ -344,14 +374,16 @@ def main():
     ap.add_argument("--stream-rows", type=int, default=10_000_000)
     ap.add_argument("--event-rows", type=int, default=20_000)
     ap.add_argument("--strict", action="store_true", help="assert the speed figures too")
-    ap.add_argument("--skip", default="", help="comma-separated: parity,map,stream,sigint,recipes,readme")
+    ap.add_argument("--skip", default="", help="comma-separated: parity,spark,map,stream,sigint,recipes,readme")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
         if "readme" not in skip:
             readme_blocks()
         if "parity" not in skip:
-            parity_and_speed(a.bin, a.rows, tmp, a.strict)
+            path, by_key, first = parity_and_speed(a.bin, a.rows, tmp, a.strict)
+            if "spark" not in skip:
+                spark_parity(path, by_key, first, a.rows)
         if "map" not in skip:
             mapping_equals_command(a.bin, a.rows, tmp)
         if "stream" not in skip:
@@ -360,6 +392,8 @@ def main():
             sigint_mid_stream()
         if "recipes" not in skip:
             recipes(a.bin, a.event_rows, tmp)
+    if _SPARK:
+        _SPARK[0].stop()
     print("test_python: all checks passed")
 
 
