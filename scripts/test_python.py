@@ -357,6 +357,44 @@ def recipes(binary, rows, tmp):
         op.stop()
 
 
+def credentials(binary, tmp):
+    """The module finds credentials as the command does, and raises the command's messages."""
+    op = Operator(binary)
+    t = pa.table({"identity_hash": euid_map.hash_emails(pa.array(["a@example.com"])).field("identity_hash")})
+    ok = lambda **kw: euid_map.map_table(t, identity_type="email", **kw).column("status").to_pylist() == ["mapped"]
+    saved = {k: os.environ.pop(k, None) for k in ("EUID_API_KEY", "EUID_CLIENT_SECRET", "EUID_CREDENTIALS_FILE")}
+    try:
+        profiles = os.path.join(tmp, "credentials.toml")
+        with open(profiles, "w") as f:
+            f.write(f'[emulator]\napi_key = "{API_KEY}"\nclient_secret = "{SECRET}"\nbase_url = "{op.url}"\n')
+        os.chmod(profiles, 0o600)
+        os.environ["EUID_CREDENTIALS_FILE"] = profiles
+        assert ok(profile="emulator")
+        command = f"printf '%s' '{{\"api_key\": \"{API_KEY}\", \"client_secret\": \"{SECRET}\"}}'"
+        assert ok(base_url=op.url, credentials_command=command)
+        os.environ.update(EUID_API_KEY=API_KEY, EUID_CLIENT_SECRET=SECRET)
+        assert ok(base_url=op.url)
+        os.chmod(profiles, 0o644)
+        try:
+            euid_map.map_table(t, identity_type="email", profile="emulator")
+            raise AssertionError("a profiles file readable by others was accepted")
+        except euid_map.EuidMapError as e:
+            assert "chmod 600" in str(e), e
+        wrong = base64.b64encode(bytes(32)).decode()
+        try:
+            euid_map.map_table(t, identity_type="email", base_url=op.url, api_key=API_KEY, client_secret=wrong)
+            raise AssertionError("a wrong secret mapped")
+        except euid_map.EuidMapError as e:
+            assert wrong not in str(e) and API_KEY not in str(e), e
+            print(f"credentials: profile, credentials command and environment found as the command finds them; a wrong secret raises: {e}")
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+        op.stop()
+
+
 def readme_blocks():
     """README's recipe blocks are the files run here."""
     text = open(os.path.join(ROOT, "README.md")).read()
@@ -374,7 +412,7 @@ def main():
     ap.add_argument("--stream-rows", type=int, default=10_000_000)
     ap.add_argument("--event-rows", type=int, default=20_000)
     ap.add_argument("--strict", action="store_true", help="assert the speed figures too")
-    ap.add_argument("--skip", default="", help="comma-separated: parity,spark,map,stream,sigint,recipes,readme")
+    ap.add_argument("--skip", default="", help="comma-separated: parity,spark,map,credentials,stream,sigint,recipes,readme")
     a = ap.parse_args()
     skip = set(filter(None, a.skip.split(",")))
     with tempfile.TemporaryDirectory() as tmp:
@@ -386,6 +424,8 @@ def main():
                 spark_parity(path, by_key, first, a.rows)
         if "map" not in skip:
             mapping_equals_command(a.bin, a.rows, tmp)
+        if "credentials" not in skip:
+            credentials(a.bin, tmp)
         if "stream" not in skip:
             long_stream(a.bin, a.stream_rows)
         if "sigint" not in skip:
