@@ -29,6 +29,10 @@ pub enum Error {
         /// The signal (2 SIGINT, 15 SIGTERM); the exit code is 128 + signal.
         signal: i32,
     },
+    /// The caller's record batches (`columnar::MapStream`) could not be read: the producer's
+    /// own error.
+    #[error("reading the input batches: {0}")]
+    Batches(String),
     /// An internal stage stopped unexpectedly.
     #[error("internal error: {0}")]
     Internal(String),

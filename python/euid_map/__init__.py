@@ -50,6 +50,8 @@ def _arrow(values):
 
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         return values
+    if isinstance(values, (str, bytes)):
+        raise TypeError("pass an array of values (a list, a series, an Arrow array), not one string")
     if hasattr(values, "__arrow_c_array__"):
         return pa.array(values)
     if hasattr(values, "__arrow_c_stream__"):
@@ -101,13 +103,17 @@ def hash_emails(values):
     return _per_chunk(_hash_emails, values)
 
 
-def hash_phones(values, region=None):
+def hash_phones(values, region=None, default_region=None):
     """Hashes phones: E.164 as given; national formats read in ``region``, an ISO 3166-1
-    alpha-2 code for all values or an array of codes, one per value (libphonenumber's
-    rules; an empty code reads only phones written with their country code)."""
+    alpha-2 code for all values or an array of codes, one per value, whose empty cells fall
+    back to ``default_region`` (libphonenumber's rules). Without a region (``None`` or
+    ``""``) only phones written with their country code are read."""
+    if region == "":
+        region = None
     if region is not None and not isinstance(region, str):
         region = _arrow(region)
-    return _per_chunk(_hash_phones, values, None, region=region)
+        return _per_chunk(lambda v, r: _hash_phones(v, r, default_region), values, region=region)
+    return _per_chunk(_hash_phones, values, region or default_region)
 
 
 def hash_prehashed(values, identity_type="email"):
@@ -130,11 +136,25 @@ def map_stream(data, **options) -> MapStream:
 
         import pyarrow as pa
 
-        it = iter(data)
+        if hasattr(data, "collect"):
+            raise TypeError("map_stream: a lazy frame has no rows yet: .collect() it first")
+        if isinstance(data, (dict, str, bytes)):
+            raise TypeError(f"map_stream: data must be a table or an iterable of record batches, not {type(data).__name__}")
+
+        def batches(items):
+            for item in items:  # tables are cut into their batches
+                yield from (item.to_batches() if isinstance(item, pa.Table) else [item])
+
+        it = batches(data)
         first = next(it, None)
         if first is None:
             raise ValueError("map_stream: an empty iterable of batches has no schema; pass a table")
         data = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], it))
+    if options.get("profile") and os.environ.get("EUID_API_KEY") and os.environ.get("EUID_CLIENT_SECRET") \
+            and not any(options.get(k) for k in ("api_key", "credentials_command", "credentials")):
+        import warnings
+
+        warnings.warn("EUID_API_KEY and EUID_CLIENT_SECRET are set: they take precedence over profile", stacklevel=2)
     stream = _map_stream(data, **options)
     _LIVE.add(stream)
     return stream

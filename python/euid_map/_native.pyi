@@ -12,7 +12,7 @@ def hash_emails(values: Any) -> pa.StructArray:
     """Struct of ``identity_hash``, ``status``, ``reason`` per email of one array."""
 
 def hash_phones(
-    values: Any, region: Union[None, str, Any] = None
+    values: Any, region: Union[None, str, Any] = None, default_region: Optional[str] = None
 ) -> pa.StructArray:
     """Struct of ``identity_hash``, ``status``, ``reason`` per phone."""
 
@@ -43,7 +43,7 @@ def map_stream(
     api_key: Optional[str] = None,
     client_secret: Optional[str] = None,
     credentials_command: Optional[str] = None,
-    credentials_timeout: int = 30,
+    credentials_timeout: Optional[int] = None,
     credentials: Optional[Union[str, PathLike]] = None,
     concurrency: int = 20,
     rps: Optional[int] = None,

@@ -61,8 +61,16 @@ fn hash_any(
     kind: IdentityKind,
     form: IdentityForm,
     region: Option<&Bound<'_, PyAny>>,
+    default_region: Option<&str>,
 ) -> PyResult<Py<PyAny>> {
     let values = array_of(values, "values")?;
+    let default = match default_region {
+        None => None,
+        Some(code) => match Regions::scalar(code).map_err(columnar_err)? {
+            Regions::Scalar(r) => Some(r),
+            _ => None,
+        },
+    };
     let column = match region {
         Some(r) if !r.is_none() && r.extract::<String>().is_err() => Some(array_of(r, "region")?),
         _ => None,
@@ -70,7 +78,7 @@ fn hash_any(
     let regions = match (region, &column) {
         (_, Some(c)) => Regions::Column {
             regions: c.as_ref(),
-            default: None,
+            default,
         },
         (Some(r), None) if !r.is_none() => {
             Regions::scalar(&r.extract::<String>()?).map_err(columnar_err)?
@@ -86,19 +94,34 @@ fn hash_any(
 /// Hashes raw emails with EUID's normalization (the operator's rules, Gmail's included).
 #[pyfunction]
 fn hash_emails(py: Python<'_>, values: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-    hash_any(py, values, IdentityKind::Email, IdentityForm::Raw, None)
+    hash_any(
+        py,
+        values,
+        IdentityKind::Email,
+        IdentityForm::Raw,
+        None,
+        None,
+    )
 }
 
 /// Hashes raw phones: E.164 as given, national formats read in `region` (a code, or an
-/// array of codes per value).
+/// array of codes per value whose empty cells fall back to `default_region`).
 #[pyfunction]
-#[pyo3(signature = (values, region=None))]
+#[pyo3(signature = (values, region=None, default_region=None))]
 fn hash_phones(
     py: Python<'_>,
     values: &Bound<'_, PyAny>,
     region: Option<&Bound<'_, PyAny>>,
+    default_region: Option<&str>,
 ) -> PyResult<Py<PyAny>> {
-    hash_any(py, values, IdentityKind::Phone, IdentityForm::Raw, region)
+    hash_any(
+        py,
+        values,
+        IdentityKind::Phone,
+        IdentityForm::Raw,
+        region,
+        default_region,
+    )
 }
 
 /// Checks pre-hashed values (base64 or hex SHA-256) and returns them as base64.
@@ -114,6 +137,7 @@ fn hash_prehashed(
         values,
         kind_of(identity_type)?,
         IdentityForm::Hashed,
+        None,
         None,
     )
 }

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use euid_map::client::{Api, ClientConfig, RetryPolicy, MAX_CONCURRENCY};
-use euid_map::columnar::{MapStream, MapStreamConfig, Next};
+use euid_map::columnar::{MapStream, MapStreamConfig, Next, StreamHandle};
 use euid_map::credentials::{self, TargetRequest};
 use euid_map::secret::Secret;
 
@@ -27,7 +27,7 @@ const INPUT_RELEASE: Duration = Duration::from_secs(60);
 #[pyfunction]
 #[pyo3(signature = (
     data, *, env=None, base_url=None, profile=None, api_key=None, client_secret=None,
-    credentials_command=None, credentials_timeout=30, credentials=None, concurrency=MAX_CONCURRENCY,
+    credentials_command=None, credentials_timeout=None, credentials=None, concurrency=MAX_CONCURRENCY,
     rps=None, timeout=60, max_retries=8, stall_timeout=None, dedupe_memory_mib=32,
     hash_column="identity_hash", type_column="identity_type", identity_type=None, api="v3"
 ))]
@@ -41,7 +41,7 @@ pub(crate) fn map_stream(
     api_key: Option<String>,
     client_secret: Option<String>,
     credentials_command: Option<String>,
-    credentials_timeout: u64,
+    credentials_timeout: Option<u64>,
     credentials: Option<std::path::PathBuf>,
     concurrency: usize,
     rps: Option<u32>,
@@ -77,7 +77,9 @@ pub(crate) fn map_stream(
         api_key: api_key.map(Secret::new),
         client_secret: client_secret.map(Secret::new),
         credentials_command,
-        credentials_timeout: Duration::from_secs(credentials_timeout.max(1)),
+        credentials_timeout: credentials_timeout
+            .map(|s| Duration::from_secs(s.max(1)))
+            .unwrap_or(euid_map::shell::DEFAULT_TIMEOUT),
         credentials_file: credentials,
         profile,
     };
@@ -123,6 +125,8 @@ pub(crate) fn map_stream(
     let stream = MapStream::start(cfg, Box::new(reader))
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(PyMapStream {
+        schema: stream.schema(),
+        handle: stream.handle(),
         inner: Mutex::new(stream),
     })
 }
@@ -130,7 +134,11 @@ pub(crate) fn map_stream(
 /// The mapped batches, in input order: an iterator of `pyarrow.RecordBatch`.
 #[pyclass(name = "MapStream", module = "euid_map._native", weakref)]
 pub(crate) struct PyMapStream {
+    /// Taken only by `__next__`; stopping and counting go through `handle`, so that no
+    /// thread holding the GIL ever waits for this lock.
     inner: Mutex<MapStream>,
+    handle: StreamHandle,
+    schema: arrow_schema::SchemaRef,
 }
 
 #[pymethods]
@@ -166,26 +174,20 @@ impl PyMapStream {
     /// The schema of the mapped batches (a `pyarrow.Schema`).
     #[getter]
     fn schema(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let s = self.inner.lock().expect("stream lock").schema();
-        Ok(s.as_ref().to_pyarrow(py)?.unbind())
+        Ok(self.schema.as_ref().to_pyarrow(py)?.unbind())
     }
 
     /// Stops the mapping: no more input is read; requests in flight are abandoned. Returns
     /// once no thread of the stream reads `data` any more (a generator behind it may be
     /// finishing its batch: the GIL is released meanwhile).
     fn cancel(&self, py: Python<'_>) {
-        let inner = &self.inner;
-        py.detach(|| {
-            inner
-                .lock()
-                .expect("stream lock")
-                .cancel_and_wait(INPUT_RELEASE)
-        });
+        let handle = &self.handle;
+        py.detach(|| handle.cancel_and_wait(INPUT_RELEASE));
     }
 
     /// Rows handed back so far per status, and the identities sent and deduplicated.
     fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.lock().expect("stream lock").summary();
+        let s = self.handle.summary();
         let d = PyDict::new(py);
         let counts = PyDict::new(py);
         for st in euid_map::record::RowStatus::ALL {

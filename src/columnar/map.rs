@@ -79,7 +79,8 @@ pub enum Next {
     Done,
 }
 
-pub(super) type Item = Result<RecordBatch, Error>;
+/// What the stream's threads hand the caller: a batch, the end (`None`), or why it stopped.
+pub(super) type Item = Result<Option<RecordBatch>, Error>;
 
 /// A running mapping of a stream of batches; yields the mapped batches in input order.
 /// Dropping it (or [`MapStream::cancel`]) stops the mapping: batches in flight are
@@ -87,11 +88,49 @@ pub(super) type Item = Result<RecordBatch, Error>;
 pub struct MapStream {
     rx: Receiver<Item>,
     schema: SchemaRef,
+    handle: StreamHandle,
+    done: bool,
+}
+
+/// What another thread may do with a running stream without waiting for its batches:
+/// stop it, read its counts. Cheap to clone.
+#[derive(Clone)]
+pub struct StreamHandle {
     interrupt: Interrupt,
     counts: Arc<Mutex<StatusCounts>>,
     stats: Arc<MapperStats>,
     released: Arc<Released>,
-    done: bool,
+}
+
+impl std::fmt::Debug for StreamHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamHandle").finish_non_exhaustive()
+    }
+}
+
+impl StreamHandle {
+    /// Stops the mapping: no more input is read, and requests in flight are abandoned.
+    pub fn cancel(&self) {
+        self.interrupt.trigger(SIGINT);
+    }
+
+    /// Stops the mapping and waits up to `timeout` until no thread of the stream reads the
+    /// caller's input any more (it is dropped): a reader backed by the caller's runtime (a
+    /// Python generator) must not be called while that runtime shuts down. Whether it was.
+    pub fn cancel_and_wait(&self, timeout: Duration) -> bool {
+        self.cancel();
+        self.released.wait(timeout)
+    }
+
+    /// Rows handed back so far, per status, and what was sent.
+    pub fn summary(&self) -> MapSummary {
+        use std::sync::atomic::Ordering::Relaxed;
+        MapSummary {
+            counts: self.counts.lock().expect("counts lock").clone(),
+            sent: self.stats.unique_sent.load(Relaxed),
+            deduplicated: self.stats.deduplicated.load(Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for MapStream {
@@ -130,6 +169,18 @@ impl MapStream {
                 ))
             })?),
         };
+        for (at, what) in [
+            (Some(hash_at), &cfg.hash_column),
+            (type_at, &cfg.type_column),
+        ] {
+            let Some(at) = at else { continue };
+            let t = in_schema.field(at).data_type();
+            if !crate::text::is_text(t) {
+                return Err(columns(format!(
+                    "column {what:?} holds {t}, not text: hashes are base64 or hex strings, types `email` or `phone`"
+                )));
+            }
+        }
         if let Some(clash) = ADDED_COLUMNS.iter().find(|c| find(c).is_some()) {
             return Err(columns(format!(
                 "the batches already have a column {clash:?}, which the mapping adds: select the hash and type columns (and any key) first"
@@ -172,10 +223,12 @@ impl MapStream {
         Ok(MapStream {
             rx,
             schema,
-            interrupt,
-            counts,
-            stats,
-            released,
+            handle: StreamHandle {
+                interrupt,
+                counts,
+                stats,
+                released,
+            },
             done: false,
         })
     }
@@ -189,46 +242,48 @@ impl MapStream {
     ///
     /// # Errors
     /// The run-level failure that ended the stream (the operator refused the credentials,
-    /// the input could not be read): the command's message.
+    /// the input could not be read): the command's message. A stream whose threads ended
+    /// without saying it was complete is an error too, never a short stream.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Next, Error> {
         if self.done {
             return Ok(Next::Done);
         }
-        match self.rx.recv_timeout(timeout) {
-            Ok(Ok(b)) => Ok(Next::Batch(b)),
-            Ok(Err(e)) => {
-                self.done = true;
-                Err(e)
-            }
+        let got = self.rx.recv_timeout(timeout);
+        if !matches!(got, Ok(Ok(Some(_))) | Err(RecvTimeoutError::Timeout)) {
+            self.done = true;
+        }
+        match got {
+            Ok(Ok(Some(b))) => Ok(Next::Batch(b)),
+            Ok(Ok(None)) => Ok(Next::Done),
+            Ok(Err(e)) => Err(e),
             Err(RecvTimeoutError::Timeout) => Ok(Next::Pending),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.done = true;
+            Err(RecvTimeoutError::Disconnected) if self.handle.interrupt.is_triggered() => {
                 Ok(Next::Done)
             }
+            Err(RecvTimeoutError::Disconnected) => Err(Error::Internal(
+                "the mapping stopped before its end (a thread of it panicked)".into(),
+            )),
         }
+    }
+
+    /// A handle to stop the stream or read its counts from another thread.
+    pub fn handle(&self) -> StreamHandle {
+        self.handle.clone()
     }
 
     /// Stops the mapping: no more input is read, and requests in flight are abandoned.
     pub fn cancel(&self) {
-        self.interrupt.trigger(SIGINT);
+        self.handle.cancel();
     }
 
-    /// Stops the mapping and waits up to `timeout` until no thread of the stream reads the
-    /// caller's input any more (it is dropped): a reader backed by the caller's runtime (a
-    /// Python generator) must not be called while that runtime shuts down. Whether it was.
+    /// See [`StreamHandle::cancel_and_wait`].
     pub fn cancel_and_wait(&self, timeout: Duration) -> bool {
-        self.cancel();
-        self.released.wait(timeout)
+        self.handle.cancel_and_wait(timeout)
     }
 
     /// Rows handed back so far, per status, and what was sent.
     pub fn summary(&self) -> MapSummary {
-        use std::sync::atomic::Ordering::Relaxed;
-        MapSummary {
-            counts: self.counts.lock().expect("counts lock").clone(),
-            sent: self.stats.unique_sent.load(Relaxed),
-            deduplicated: self.stats.deduplicated.load(Relaxed),
-        }
+        self.handle.summary()
     }
 }
 

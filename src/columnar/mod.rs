@@ -9,7 +9,7 @@ mod map;
 mod stages;
 
 pub use hash::{hash_array, HashedColumns, Regions};
-pub use map::{MapStream, MapStreamConfig, MapSummary, Next, ADDED_COLUMNS};
+pub use map::{MapStream, MapStreamConfig, MapSummary, Next, StreamHandle, ADDED_COLUMNS};
 pub use stages::UNKNOWN_TYPE;
 
 #[cfg(test)]

@@ -70,10 +70,8 @@ impl Driver {
     pub(super) fn run(self) {
         let tx = self.tx.clone();
         let result = crate::pipeline::block_on(self.map());
-        if let Err(e) = result {
-            // The encoder has ended: this comes after every batch it handed back.
-            let _ = tx.send(Err(e));
-        }
+        // The encoder has ended: this comes after every batch it handed back.
+        let _ = tx.send(result.map(|()| None));
     }
 
     async fn map(self) -> Result<(), Error> {
@@ -114,12 +112,13 @@ impl Driver {
         let fed = feeder
             .join()
             .map_err(|_| Error::Internal("the feeder panicked".into()))?;
-        let _ = encoder.join();
+        let encoded = encoder.join();
         if let Some(op) = local {
             op.stop().await;
         }
+        encoded.map_err(|_| Error::Internal("the encoder panicked".into()))?;
         mapped?;
-        fed.map_err(|e| Error::Internal(format!("reading the input batches: {e}")))
+        fed.map_err(|e| Error::Batches(e.to_string()))
     }
 }
 
@@ -236,7 +235,7 @@ fn encode(
                 for s in statuses {
                     c.add(s);
                 }
-                RecordBatch::try_new(Arc::clone(schema), cols)
+                RecordBatch::try_new(Arc::clone(schema), cols).map(Some)
             })
             .map_err(|e| Error::Internal(format!("encoding a mapped batch: {e}")));
         let failed = item.is_err();

@@ -231,3 +231,95 @@ fn a_cancelled_stream_ends_without_reading_the_rest() {
         "the stream stopped early"
     );
 }
+
+/// A reader that yields one batch, then waits until the test says so: a producer slower
+/// than the mapping (a Python generator, a paused export).
+struct Paused {
+    first: Option<RecordBatch>,
+    gate: std::sync::mpsc::Receiver<()>,
+    schema: Arc<Schema>,
+}
+
+impl Iterator for Paused {
+    type Item = Result<RecordBatch, arrow_schema::ArrowError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(b) = self.first.take() {
+            return Some(Ok(b));
+        }
+        let _ = self.gate.recv(); // then the end of the input
+        None
+    }
+}
+
+impl arrow_array::RecordBatchReader for Paused {
+    fn schema(&self) -> arrow_schema::SchemaRef {
+        Arc::clone(&self.schema)
+    }
+}
+
+#[test]
+fn a_paused_producer_gets_its_answers_before_it_resumes() {
+    let (schema, mut batches) = input(100, 100);
+    let (open_gate, gate) = std::sync::mpsc::channel();
+    let reader = Paused {
+        first: batches.pop(),
+        gate,
+        schema,
+    };
+    let mut stream = MapStream::start(config(), Box::new(reader)).expect("starts");
+    // The 100 identities are fewer than a batch, and the input has not ended: they go out
+    // once the input is idle. A hang guard, not a timing assert: 10 minutes of polls.
+    let mut first = None;
+    for _ in 0..6000 {
+        match stream
+            .next_timeout(Duration::from_millis(100))
+            .expect("no error")
+        {
+            Next::Batch(b) => {
+                first = Some(b);
+                break;
+            }
+            Next::Pending => continue,
+            Next::Done => panic!("ended while its input was open"),
+        }
+    }
+    let first = first.expect("the first batch came back while the producer was paused");
+    assert_eq!(first.num_rows(), 100);
+    open_gate.send(()).expect("the reader waits");
+    assert!(stream.next().is_none(), "then the stream ends");
+}
+
+#[test]
+fn a_hash_column_that_is_not_text_is_refused() {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "identity_hash",
+        DataType::Int64,
+        true,
+    )]));
+    let r = RecordBatchIterator::new(Vec::<Result<RecordBatch, _>>::new(), schema);
+    let mut cfg = config();
+    cfg.identity_type = Some(IdentityKind::Email);
+    let e = MapStream::start(cfg, Box::new(r)).expect_err("not text");
+    assert!(e.to_string().contains("not text"), "{e}");
+}
+
+#[test]
+fn a_failing_producer_ends_the_stream_with_its_error_not_short() {
+    let (schema, batches) = input(20_000, 5_000);
+    let items = batches
+        .into_iter()
+        .take(2)
+        .map(Ok)
+        .chain(std::iter::once(Err(
+            arrow_schema::ArrowError::ExternalError("the producer failed".into()),
+        )));
+    let stream = MapStream::start(config(), Box::new(RecordBatchIterator::new(items, schema)))
+        .expect("starts");
+    let results: Vec<_> = stream.collect();
+    let (ok, err): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(err.len(), 1, "one error, at the end");
+    let e = err.into_iter().next().expect("one").expect_err("an error");
+    assert!(e.to_string().contains("the producer failed"), "{e}");
+    let rows: usize = ok.into_iter().map(|b| b.expect("ok").num_rows()).sum();
+    assert!(rows <= 10_000, "{rows}");
+}

@@ -93,6 +93,9 @@ pub fn resolve(req: &TargetRequest) -> Result<Target, ResolveError> {
     if env_arg.is_some() && req.base_url.is_some() {
         return usage("give the environment or a base URL, not both");
     }
+    if req.credentials_command.is_some() && req.credentials_file.is_some() {
+        return usage("--credentials-command and --credentials name the same thing: give one");
+    }
     if req.api_key.is_some() != req.client_secret.is_some() {
         return usage("the API key and the client secret go together: give both or neither");
     }

@@ -54,6 +54,11 @@ const PENDING_IDENTITIES_SPARSE: usize = 2 * PENDING_IDENTITIES;
 const MAX_BATCH: usize = crate::protocol::MAX_ITEMS_PER_REQUEST;
 /// Batch tasks beyond the window's ceiling: their requests are ready when a slot frees.
 const PREPARED_BATCHES: usize = 4;
+/// How long the input may stay idle, nothing in flight to wait for, before a partial batch
+/// goes out anyway: a stream fed by a slow producer (a Python generator, a paused export)
+/// would otherwise hold its identities, and the error their request would meet, until 5,000
+/// had arrived or the input ended. A file never pauses this long between chunks.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Default memory of the answer cache, MiB: about 230,000 answers (`map --help` says so; a
 /// test keeps the two in step).
@@ -120,6 +125,7 @@ pub async fn run(
     let max_tasks = client.max_in_flight() + PREPARED_BATCHES;
     let mut tasks: JoinSet<BatchResult> = JoinSet::new();
     let mut input_done = false;
+    let mut idle = false;
     let grace = interrupt.grace_over();
     tokio::pin!(grace);
     loop {
@@ -127,7 +133,7 @@ pub async fn run(
             input_done = true; // take no more chunks; finish those already taken
         }
         while tasks.len() < max_tasks {
-            let Some(batch) = mapper.next_batch(input_done) else {
+            let Some(batch) = mapper.next_batch(input_done || idle) else {
                 break;
             };
             let c = Arc::clone(&client);
@@ -155,7 +161,9 @@ pub async fn run(
                 Finish::Done
             });
         }
+        idle = false;
         let can_take = !input_done && mapper.can_accept(max_tasks);
+        let wait_idle = can_take && tasks.is_empty() && mapper.has_partial();
         tokio::select! {
             chunk = input.recv(), if can_take => match chunk {
                 Some(chunk) => mapper.accept(chunk),
@@ -170,6 +178,7 @@ pub async fn run(
                 return Ok(Finish::Interrupted);
             }
             () = interrupt.triggered(), if !input_done => {}
+            () = tokio::time::sleep(IDLE_FLUSH), if wait_idle => idle = true,
         }
     }
 }

@@ -146,9 +146,14 @@ impl Mapper {
         });
     }
 
+    /// Whether identities wait in a batch not yet full.
+    pub fn has_partial(&self) -> bool {
+        !self.batcher.is_empty()
+    }
+
     /// The next batch to send. A partial batch goes out only when no more input can fill
-    /// it: the input ended, or the reorder window is full and its oldest chunk waits for
-    /// the partial batch. Sending it earlier would spend requests (and rate-limit budget) on
+    /// it: the input ended (or is idle: `input_done` says so too), or the reorder window is
+    /// full and its oldest chunk waits for the partial batch. Sending it earlier would spend requests (and rate-limit budget) on
     /// small batches, e.g. the few due identities per chunk of a refresh; when the oldest
     /// chunk waits only for batches already sent, their answers free the window.
     pub fn next_batch(&mut self, input_done: bool) -> Option<Vec<Key>> {
