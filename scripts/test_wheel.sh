@@ -113,6 +113,10 @@ same --version
 same normalize --email " USER@example.com" --phone "06 12 34 56 78" --region FR
 same map --no-such-flag
 same map "$work/missing.csv" -o "$work/never" --env local
+mkdir "$work/nights"
+same latest "$work/nights"   # exit 3: no finished night yet
+code=0; clean "$CMD" latest "$work/nights" >/dev/null 2>&1 || code=$?
+[ "$code" = 3 ] || { echo "test_wheel: FAIL: latest on an empty ROOT exited $code, not 3" >&2; exit 1; }
 # A reader that stops early (`| head`) is no error for the command, as for the binary.
 for c in "$CMD" "$NATIVE"; do
   set +o pipefail
@@ -133,7 +137,7 @@ assert m["counts"]["mapped"] > 9000, m["counts"]
 assert m["schema_version"] == 1, m.get("schema_version")
 print(f"test_wheel: the installed euid-map mapped the quick start: {m['counts']['mapped']} mapped of {m['output_rows']} rows")
 PYEOF
-# The CLI end-to-end checks against the installed command: exit codes (0, 1, 2, 64), SIGTERM
+# The CLI end-to-end checks against the installed command: exit codes (0, 1, 2, 64; 3 above), SIGTERM
 # draining (143) and --resume, credentials, and the operator it serves itself.
 EUID_MAP_BIN="$CMD" cargo test --quiet --test trust --test cli --test credentials 2>&1 | grep -E '^test result|FAILED|panicked' \
   | tee "$work/e2e.txt"
