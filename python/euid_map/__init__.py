@@ -108,7 +108,7 @@ def hash_phones(values, region=None, default_region=None):
     alpha-2 code for all values or an array of codes, one per value, whose empty cells fall
     back to ``default_region`` (libphonenumber's rules). Without a region (``None`` or
     ``""``) only phones written with their country code are read."""
-    if region == "":
+    if isinstance(region, str) and not region.strip():
         region = None
     if region is not None and not isinstance(region, str):
         region = _arrow(region)
