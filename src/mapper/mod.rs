@@ -178,7 +178,8 @@ pub async fn run(
                 return Ok(Finish::Interrupted);
             }
             () = interrupt.triggered(), if !input_done => {}
-            () = tokio::time::sleep(IDLE_FLUSH), if wait_idle => idle = true,
+            // Created only when armed: a disabled branch's future is still built.
+            () = async { tokio::time::sleep(IDLE_FLUSH).await }, if wait_idle => idle = true,
         }
     }
 }
