@@ -65,22 +65,16 @@ def _per_chunk(fn, values, *args, region=None):
     import pyarrow as pa
 
     values = _arrow(values)
-    if isinstance(region, (pa.Array, pa.ChunkedArray)) and len(region) != len(values):
-        raise ValueError(f"the region array has {len(region)} values for {len(values)} phones")
-    if isinstance(values, pa.Array):
-        if isinstance(region, pa.ChunkedArray):
-            region = region.combine_chunks()
-        return fn(values, *args) if region is None else fn(values, region)
+    if region is not None:
+        region = region.combine_chunks() if isinstance(region, pa.ChunkedArray) else region
+        if len(region) != len(values):
+            raise ValueError(f"the region array has {len(region)} values for {len(values)} phones")
     out, at = [], 0
-    whole = region.combine_chunks() if isinstance(region, pa.ChunkedArray) else region
-    for chunk in values.chunks:
-        if isinstance(whole, pa.Array):
-            out.append(fn(chunk, whole.slice(at, len(chunk))))
-        elif region is None:
-            out.append(fn(chunk, *args))
-        else:
-            out.append(fn(chunk, region))
+    for chunk in [values] if isinstance(values, pa.Array) else values.chunks:
+        out.append(fn(chunk, *args) if region is None else fn(chunk, region.slice(at, len(chunk))))
         at += len(chunk)
+    if len(out) == 1:
+        return out[0]
     return pa.concat_arrays(out) if out else pa.array([], type=_HASHED_TYPE())
 
 
