@@ -11,14 +11,14 @@ use super::*;
 
 /// Maps the distinct identities of every unit through one mapper run (so requests stay in
 /// flight across unit boundaries) and writes each unit's answers, in ordinal order, as soon
-/// as all of its identities are answered. Also returns the most distinct identities one
-/// unit held.
+/// as all of its identities are answered. `early` is the answers pass 1 got, by partition.
+/// Also returns the most distinct identities one unit held.
 pub(super) async fn map_partitions(
     conn: &Connection,
     job: &Job<'_>,
     settings: &MapSettings,
     parts: &Arc<Partitions>,
-    units: Vec<Unit>,
+    (units, early): (Vec<Unit>, Vec<u64>),
     mstats: Arc<MapperStats>,
     mut lookup: Option<DatasetWriter>,
 ) -> Result<(Option<DatasetWriter>, StatusCounts, u64), Error> {
@@ -76,15 +76,19 @@ pub(super) async fn map_partitions(
     let (to_answers, mut answers_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(1);
     let answer_parts = Arc::clone(parts);
     let answer_units = Arc::clone(&units);
+    let early: Arc<[u64]> = early.into();
+    let answer_early = Arc::clone(&early);
     let answers = Stage::spawn("answers", move || -> Result<Answered, Error> {
         // Chunks come in unit order, at least one per unit (empty when pass 1 sent all of
         // its identities): a unit's answers are written when the next one starts.
         let mut sink = Sink {
             parts: &answer_parts,
             units: &answer_units,
+            early: &answer_early,
             lookup: lookup.take(),
             counts: StatusCounts::default(),
             done: 0,
+            beside: std::collections::VecDeque::new(),
         };
         let mut current: Option<(usize, Answers)> = None;
         while let Some(chunk) = answers_rx.blocking_recv() {
@@ -109,6 +113,7 @@ pub(super) async fn map_partitions(
             sink.partition(p, got)?;
             abort_at("mapping");
         }
+        sink.wait_beside(0)?;
         Ok((sink.done, sink.lookup, sink.counts))
     });
     let mapper = crate::mapper::Mapper::new(settings.batch_size, 0, mstats);
@@ -128,9 +133,11 @@ pub(super) async fn map_partitions(
     let mut sink = Sink {
         parts,
         units: &units,
+        early: &early,
         lookup,
         counts,
         done,
+        beside: std::collections::VecDeque::new(),
     };
     if !job.run.interrupt.is_triggered() {
         // Units after the last one answered had no identity at all.
@@ -154,27 +161,51 @@ type Answered = (usize, Option<DatasetWriter>, StatusCounts);
 struct Sink<'a> {
     parts: &'a Partitions,
     units: &'a [Unit],
+    /// Answers pass 1 got, by partition (the size of a whole partition's table).
+    early: &'a [u64],
     lookup: Option<DatasetWriter>,
     counts: StatusCounts,
+    /// Units handed over: written, or being written beside.
     done: usize,
+    /// Whole partitions' answers being written on threads of their own, oldest first.
+    beside: std::collections::VecDeque<std::thread::JoinHandle<Result<(), Error>>>,
 }
 
+/// Units whose answers files are written at once. Writing one (its early answers read
+/// into a table, its pass-1 records read again, an answer written for each) takes one core
+/// for about as long as the rest of the mapping pass: two at once use both cores and hold
+/// two units' answers in memory.
+const UNITS_WRITTEN_AT_ONCE: usize = 2;
+
 impl Sink<'_> {
-    fn partition(&mut self, u: usize, mut got: Answers) -> Result<(), Error> {
+    fn partition(&mut self, u: usize, got: Answers) -> Result<(), Error> {
         let unit = self.units[u];
         let (files, p) = unit.files(self.parts);
-        got.extend(early_answers(&files, p)?);
-        let _ = std::fs::remove_file(files.path("e", p));
         match self.lookup.as_mut() {
+            // A whole partition is written on a thread of its own. A split one's
+            // sub-partitions are merged when its last is written: they are written here,
+            // one at a time, as the open-file room of a split expects.
+            None if unit.of == 1 => {
+                self.wait_beside(UNITS_WRITTEN_AT_ONCE - 1)?;
+                let early = usize::try_from(self.early[unit.part]).unwrap_or(0);
+                self.beside.push_back(
+                    std::thread::Builder::new()
+                        .name("answers file".into())
+                        .spawn(move || unit_answers(&files, p, got, early))
+                        .map_err(|e| Error::Internal(format!("cannot start a thread: {e}")))?,
+                );
+            }
             None => {
-                let answers: DigestMap<Key, MapOutcome> =
-                    got.into_iter().filter_map(|(k, o)| Some((k, o?))).collect();
-                write_answers(&files, p, &answers)?;
-                if unit.of > 1 && unit.last_of_part() {
+                self.wait_beside(0)?;
+                unit_answers(&files, p, got, 0)?;
+                if unit.last_of_part() {
                     split::merge_answers(self.parts, unit.part, unit.of)?;
                 }
             }
             Some(writer) => {
+                let mut got = got;
+                got.extend(early_answers(&files, p)?);
+                let _ = std::fs::remove_file(files.path("e", p));
                 // Each input identity counts with the status of its row in the table.
                 let statuses: DigestMap<Key, RowStatus> = got
                     .iter()
@@ -208,6 +239,44 @@ impl Sink<'_> {
         self.done = u + 1;
         Ok(())
     }
+
+    /// Waits until at most `most` units are being written beside.
+    ///
+    /// # Errors
+    /// A unit's write failed or its thread panicked.
+    fn wait_beside(&mut self, most: usize) -> Result<(), Error> {
+        while self.beside.len() > most {
+            let Some(h) = self.beside.pop_front() else {
+                break;
+            };
+            h.join()
+                .map_err(|_| Error::Internal("an answers-file thread panicked".into()))??;
+        }
+        Ok(())
+    }
+}
+
+/// Writes unit `p` of `files`: its answers by ordinal, from the answers the mapping pass
+/// got for it (`got`) and the `early` ones pass 1 did (0 when not known).
+///
+/// # Errors
+/// Scratch I/O.
+fn unit_answers(files: &Partitions, p: usize, got: Answers, early: usize) -> Result<(), Error> {
+    // Straight into a table of the right size: no list beside it, no growth while it fills.
+    let path = files.path("e", p);
+    let mut answers: DigestMap<Key, MapOutcome> =
+        DigestMap::with_capacity_and_hasher(early + got.len(), Default::default());
+    let mut keep = |key, outcome: Option<MapOutcome>| {
+        if let Some(o) = outcome {
+            answers.insert(key, o);
+        }
+    };
+    for (key, outcome) in got {
+        keep(key, outcome);
+    }
+    each_early_answer(files, p, &mut keep)?;
+    let _ = std::fs::remove_file(path);
+    write_answers(files, p, &answers)
 }
 
 /// The answers pass 1 got for unit `p` of `files` (none when it sent none).
@@ -215,17 +284,30 @@ impl Sink<'_> {
 /// # Errors
 /// Scratch I/O.
 fn early_answers(files: &Partitions, p: usize) -> Result<Answers, Error> {
-    let path = files.path("e", p);
-    if !path.exists() {
-        return Ok(Vec::new());
+    let mut got = Vec::new();
+    each_early_answer(files, p, |key, outcome| got.push((key, outcome)))?;
+    Ok(got)
+}
+
+/// Each answer pass 1 got for unit `p` of `files`.
+///
+/// # Errors
+/// Scratch I/O.
+fn each_early_answer(
+    files: &Partitions,
+    p: usize,
+    mut each: impl FnMut(Key, Option<MapOutcome>),
+) -> Result<(), Error> {
+    if !files.path("e", p).exists() {
+        return Ok(());
     }
     let mut r = files.reader("e", p)?;
-    let (mut buf, mut got) = (Vec::new(), Vec::new());
+    let mut buf = Vec::new();
     while next_frame(&mut r, &mut buf).map_err(io(&files.dir))? {
         let e: Early = crate::spill::decode(&buf).map_err(io(&files.dir))?;
-        got.push(((e.kind, e.hash), e.outcome));
+        each((e.kind, e.hash), e.outcome);
     }
-    Ok(got)
+    Ok(())
 }
 
 /// The identities pass 1 sent for unit `p` of `files`, without decoding their answers.

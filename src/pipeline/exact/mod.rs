@@ -53,8 +53,8 @@ use crate::spill::{finish, io, next_frame, put, Merge, Ordered, Partitions, Scra
 /// run ends). `map --help` and README say so.
 pub const SCRATCH_BYTES_PER_IDENTITY: u64 = 160;
 
-/// Distinct identities of one partition held in memory while it is mapped (with their
-/// answers: about 150 bytes each). A partition with more pass-1 records than this (the
+/// Distinct identities of one unit held in memory while it is mapped (with their answers:
+/// about 150 bytes each; two whole partitions are written at once). A partition with more pass-1 records than this (the
 /// partitions are capped at 512, so above about 100M identities) is mapped in sub-partitions
 /// that hold no more (`split.rs`).
 const PARTITION_IDENTITIES: u64 = 200_000;
@@ -190,6 +190,7 @@ pub(crate) async fn map_exact(
         n: partitions_for(estimated_identities, budget),
     });
     let mut report = ExactReport::default();
+    let began = std::time::Instant::now();
     if !job.cfg.quiet {
         tracing::info!(
             partitions = parts.n,
@@ -236,6 +237,10 @@ pub(crate) async fn map_exact(
             "exact dedupe: the mapping of pass 1 stopped before its input ended".into(),
         ));
     }
+    tracing::debug!(
+        secs = began.elapsed().as_secs_f32(),
+        "exact dedupe: pass 1 done"
+    );
     let counts = spilled.counts;
     report.valid_identities = spilled.valid;
     report.input_rows = spilled.rows;
@@ -263,12 +268,16 @@ pub(crate) async fn map_exact(
         job,
         settings,
         &parts,
-        units,
+        (units, spilled.early),
         Arc::clone(&mstats),
         lookup,
     )
     .await?;
     report.peak_identities = peak;
+    tracing::debug!(
+        secs = began.elapsed().as_secs_f32(),
+        "exact dedupe: mapping pass done"
+    );
     report.scratch_bytes = report.scratch_bytes.max(dir_bytes(&parts.dir));
     if let Some(w) = returned {
         report.input_counts.merge(&counts);
@@ -288,9 +297,12 @@ pub(crate) async fn map_exact(
     let sources: Vec<String> = job.sources();
     let join_parts = Arc::clone(&parts);
     let interrupt = job.run.interrupt.clone();
-    let join = Stage::spawn("join", move || -> Result<DatasetWriter, Error> {
+    // The merge and the Parquet encoding each take about half of this pass's CPU: on
+    // threads of their own they overlap (the channel holds one chunk, memory stays flat).
+    let (to_writer, from_join) = std::sync::mpsc::sync_channel::<IdentityChunk>(1);
+    let join = Stage::spawn("join", move || -> Result<(), Error> {
         let mut merge = Merge::<Answer>::open(&join_parts, "a", 0)?;
-        let (mut ordinal, mut written) = (0u64, 0u32);
+        let mut ordinal = 0u64;
         for mut chunk in rx {
             let mut outcomes = Vec::with_capacity(chunk.ids.len());
             for (i, id) in chunk.ids.iter().enumerate() {
@@ -313,16 +325,14 @@ pub(crate) async fn map_exact(
                 ordinal += 1;
             }
             chunk.outcomes = Some(outcomes);
-            writer.write(chunk)?;
-            written += 1;
-            if written == 2 {
-                abort_at("join"); // past a part boundary: a committed part to resume after
+            if to_writer.send(chunk).is_err() {
+                return Ok(()); // the writer failed: its error is the run's
             }
         }
         // An interrupt stops the reader between chunks: the answers left are not a changed
         // input, and --resume continues after the committed parts.
         if interrupt.is_triggered() {
-            return Ok(writer);
+            return Ok(());
         }
         if merge.any_left()? {
             return Err(changed(
@@ -330,15 +340,30 @@ pub(crate) async fn map_exact(
                 "it has fewer rows than in the first read",
             ));
         }
+        Ok(())
+    });
+    let write = Stage::spawn("writer", move || -> Result<DatasetWriter, Error> {
+        for (written, chunk) in from_join.into_iter().enumerate() {
+            writer.write(chunk)?;
+            if written == 1 {
+                abort_at("join"); // past a part boundary: a committed part to resume after
+            }
+        }
         Ok(writer)
     });
-    let written = join.finish().await;
+    let joined = join.finish().await;
+    let written = write.finish().await;
     let hashed = hasher.finish().await;
     let read = reader.finish().await;
     progress.finish();
     let writer = written??;
+    joined??;
     hashed?;
     read??;
+    tracing::debug!(
+        secs = began.elapsed().as_secs_f32(),
+        "exact dedupe: pass 2 done"
+    );
     drop(scratch);
     Ok((writer, report))
 }
