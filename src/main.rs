@@ -9,6 +9,9 @@ use clap::Parser;
 use cli::{exit, Cli};
 
 fn main() -> ExitCode {
+    // Before any thread starts: bounded peak RSS (see the crate's docs).
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    euid_map_malloc::limit_arenas(euid_map_malloc::arenas_for(cores));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

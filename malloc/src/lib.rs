@@ -1,0 +1,68 @@
+//! How many malloc arenas the `euid-map` command's threads spread over (glibc only).
+//!
+//! glibc gives each new thread an arena of its own, up to eight per core, and keeps the
+//! memory freed in an arena for that arena. A run's stages (reader, hasher, mapper, writer,
+//! the joins of `refresh` and of exact dedupe) allocate on a dozen threads: each arena
+//! keeps its own high-water mark, so peak RSS is their sum, not the live heap's. A
+//! `refresh` night with an export peaked at 270 MiB for about 185 MB of live heap; four
+//! arenas took it to 225 MiB (`scripts/bench_compare.sh`, see README "Performance").
+//!
+//! Kept in a crate of its own so that the library keeps `unsafe_code = "forbid"`.
+
+/// Arenas for `cores` cores: at least 4, and one per core beyond that (the hashing runs a
+/// thread per core).
+#[must_use]
+pub fn arenas_for(cores: usize) -> usize {
+    cores.max(4)
+}
+
+/// Caps glibc's malloc arenas at `n`, unless the user set `MALLOC_ARENA_MAX` or
+/// `GLIBC_TUNABLES` (theirs wins). Call first thing in `main`, before any thread starts:
+/// threads that already hold an arena keep it. Returns whether the cap was set (never off
+/// glibc).
+pub fn limit_arenas(n: usize) -> bool {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some()
+        || std::env::var_os("GLIBC_TUNABLES").is_some()
+    {
+        return false;
+    }
+    set_arena_max(n)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn set_arena_max(n: usize) -> bool {
+    let n = libc::c_int::try_from(n).unwrap_or(libc::c_int::MAX).max(1);
+    // SAFETY: mallopt takes no pointer and only stores one of the allocator's parameters
+    // (under the allocator's own lock); any value is valid for M_ARENA_MAX.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, n) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn set_arena_max(_n: usize) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arenas_are_at_least_four_and_one_per_core_beyond() {
+        assert_eq!(arenas_for(1), 4);
+        assert_eq!(arenas_for(2), 4);
+        assert_eq!(arenas_for(16), 16);
+    }
+
+    #[test]
+    fn glibc_accepts_the_cap() {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+            && std::env::var_os("GLIBC_TUNABLES").is_none()
+        {
+            assert_eq!(
+                limit_arenas(4),
+                cfg!(all(target_os = "linux", target_env = "gnu"))
+            );
+        }
+    }
+}
