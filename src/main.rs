@@ -9,9 +9,6 @@ use clap::Parser;
 use cli::{exit, Cli};
 
 fn main() -> ExitCode {
-    // Before any thread starts: bounded peak RSS (see the crate's docs).
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
-    euid_map_malloc::limit_arenas(euid_map_malloc::arenas_for(cores));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -21,6 +18,11 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
+    if cli.command.caps_malloc_arenas() {
+        // Before any thread starts (parsing starts none): see the crate's docs.
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        euid_map_malloc::limit_arenas(euid_map_malloc::arenas_for(cores));
+    }
     cli::logging::init(&cli);
     match cli::run(cli) {
         Ok(code) => ExitCode::from(code),

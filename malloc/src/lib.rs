@@ -6,6 +6,8 @@
 //! keeps its own high-water mark, so peak RSS is their sum, not the live heap's. A
 //! `refresh` night with an export peaked at 270 MiB for about 185 MB of live heap; four
 //! arenas took it to 225 MiB (`scripts/bench_compare.sh`, see README "Performance").
+//! The cap costs the default `map` (window dedupe, no large join) 2-3 % of CPU, so the
+//! command sets it for `refresh` and exact dedupe only.
 //!
 //! Kept in a crate of its own so that the library keeps `unsafe_code = "forbid"`.
 

@@ -60,6 +60,13 @@ enum Dedupe {
     Window,
 }
 
+impl MapArgs {
+    /// Whether the run dedupes exactly (its joins of spilled partitions).
+    pub(super) fn exact(&self) -> bool {
+        matches!(self.dedupe.dedupe, Dedupe::Exact) || self.dedupe.distinct
+    }
+}
+
 /// Runs the command.
 pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
     with_metrics(&a.job.metrics, |run| {

@@ -127,6 +127,20 @@ pub(crate) enum Command {
     Man(docs::ManArgs),
 }
 
+impl Command {
+    /// Whether the command joins large tables on many threads (`refresh`, exact dedupe),
+    /// where glibc's arenas each keep their own high-water mark: the binary caps them for
+    /// these only, as the cap costs the default `map` 2-3 % of CPU
+    /// (`scripts/bench_compare.sh`).
+    pub(crate) fn caps_malloc_arenas(&self) -> bool {
+        match self {
+            Command::Refresh(_) => true,
+            Command::Map(a) => a.exact(),
+            _ => false,
+        }
+    }
+}
+
 /// Runs the parsed command; returns the process exit code.
 ///
 /// # Errors
