@@ -13,6 +13,11 @@
 #   map-250ms   `map` of SLOW_ROWS all-distinct emails, every answer 250 ms after its request
 #               (the API sets the pace: 20 requests in flight of 5,000 every 250 ms is the
 #               ceiling, 400,000 identities a second)
+#   backfill-250ms-window, backfill-250ms-exact
+#               `map` of a BACKFILL_ROWS backfill (one row in four repeating an earlier
+#               customer at random, `gen_customers.py --seed 27`: window re-sends about a
+#               fifth of its identities) against the 250 ms operator, each dedupe mode (exact
+#               must finish no later than window: it sends fewer requests)
 #   hash-odd    `hash` of HASH_ROWS awkward values: phones of every region in national format
 #               with a country column, junk that is no phone, odd emails
 #   hash-national `hash` of HASH_ROWS national-format mobiles of 12 European regions with a
@@ -29,8 +34,10 @@ DIR=${DIR:-target/bench-compare}
 mkdir -p "$DIR"
 if [ "${SMALL:-0}" = 1 ]; then
   ROWS=${ROWS:-20000}; SLOW_ROWS=${SLOW_ROWS:-5000}; HASH_ROWS=${HASH_ROWS:-20000}; REPS=${REPS:-1}
+  BACKFILL_ROWS=${BACKFILL_ROWS:-20000}
 else
   ROWS=${ROWS:-5000000}; SLOW_ROWS=${SLOW_ROWS:-400000}; HASH_ROWS=${HASH_ROWS:-1000000}; REPS=${REPS:-3}
+  BACKFILL_ROWS=${BACKFILL_ROWS:-3000000}
 fi
 if [ -z "$NEW" ]; then
   cargo build --release --quiet
@@ -72,6 +79,8 @@ w('customer_id,email\n')
 for i in range(int(sys.argv[1])):
     w(f'{i},person.{i:x}.{i * 7919 % 1000003}@example.eu\n')
 " "$SLOW_ROWS" > "$DISTINCT"
+BACKFILL="$DIR/backfill_$BACKFILL_ROWS.csv"
+[ -f "$BACKFILL" ] || python3 scripts/gen_customers.py --rows "$BACKFILL_ROWS" --dup 0.25 --clean --seed 27 > "$BACKFILL"
 TONIGHT="$DIR/tonight_$ROWS.csv"
 [ -f "$TONIGHT" ] || python3 - "$IN" "$TONIGHT" <<'PYEOF'
 import random, sys
@@ -174,13 +183,15 @@ job map map "$IN" -o @OUT@ --base-url "$URL" --keep-col customer_id -q
 job map-window map "$IN" -o @OUT@ --base-url "$URL" --keep-col customer_id --dedupe window -q
 job map-exact map "$IN" -o @OUT@ --base-url "$URL" --keep-col customer_id --dedupe exact -q
 job map-250ms map "$DISTINCT" -o @OUT@ --base-url "$SLOW_URL" -q
+job backfill-250ms-window map "$BACKFILL" -o @OUT@ --base-url "$SLOW_URL" --keep-col customer_id --dedupe window -q
+job backfill-250ms-exact map "$BACKFILL" -o @OUT@ --base-url "$SLOW_URL" --keep-col customer_id --dedupe exact -q
 job hash-odd hash "$ODD" -o @OUT@ --phone-region-col country -q
 job hash-national hash "$NATIONAL" -o @OUT@ --phone-region-col country -q
 job refresh refresh --state "$DIR/out-map-window-@BUILD@" -o @OUT@ "$TONIGHT" --key-col customer_id --base-url "$URL" --max-drop-fraction 0.5 -q
 
 echo "base: $BASE"
 echo "new:  $NEW"
-echo "rows: map $ROWS (1 in 4 repeats), map-250ms $SLOW_ROWS distinct, hash-odd and hash-national $HASH_ROWS; medians of $REPS interleaved runs"
+echo "rows: map $ROWS (1 in 4 repeats), map-250ms $SLOW_ROWS distinct, backfill-250ms $BACKFILL_ROWS, hash-odd and hash-national $HASH_ROWS; medians of $REPS interleaved runs"
 {
   echo "job wall-base wall-new cpu-base cpu-new rss-base-MiB rss-new-MiB"
   cat "$DIR/table.txt"
