@@ -16,6 +16,11 @@ COPY src src
 COPY benches benches
 COPY fixtures fixtures
 COPY vendor vendor
+# The workspace's other members (the glibc arena cap the command uses; the Python module's
+# crate, which cargo must see to load the workspace but does not build here).
+COPY malloc malloc
+COPY python/Cargo.toml python/Cargo.toml
+COPY python/src python/src
 RUN cargo build --release --locked --bin euid-map \
  && strip target/release/euid-map
 

@@ -539,3 +539,39 @@ fn sigterm_while_mapping_the_lookup_table_commits_nothing() {
     assert_eq!(common::read_dataset(&out).len(), distinct);
     no_scratch(&out);
 }
+
+/// SIGTERM while a plain exact run waits on the operator: exit 143, nothing of the
+/// interrupted passes kept but committed parts, and `--resume` gives the clean run's rows.
+#[test]
+fn sigterm_during_an_exact_run_then_resume_gives_the_clean_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, _) = backfill_file(tmp.path());
+    let op = Operator::start(&["--admin", "--hold-after", "30"]);
+    let out = tmp.path().join("stopped");
+    let args = map_args(&input, &out, &op.url, &["--dedupe", "exact"]);
+    let mut child = held_run(&args, &op);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(!out.join("_SUCCESS").exists());
+    assert_eq!(manifest(&out)["status"], "interrupted");
+    op.release();
+    let mut resume = args.clone();
+    resume.push("--resume".into());
+    ok(&run(&resume));
+    no_scratch(&out);
+    let clean = tmp.path().join("clean");
+    ok(&run(&map_args(
+        &input,
+        &clean,
+        &op.url,
+        &["--dedupe", "exact"],
+    )));
+    assert!(
+        without_time(common::read_dataset(&clean)) == without_time(common::read_dataset(&out)),
+        "resumed after SIGTERM: the clean run's rows, no duplicates, no gaps"
+    );
+}

@@ -182,8 +182,8 @@ pub struct Manifest {
     /// `map --dedupe exact`: the scratch folder's size at its peak, bytes (about).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_scratch_bytes: Option<u64>,
-    /// `map --dedupe exact`: the units its mapping pass held one at a time (partitions of
-    /// the scratch, and sub-partitions of those too big for the memory budget).
+    /// `map --dedupe exact`: the units of its mapping pass (partitions of the scratch, and
+    /// sub-partitions of those too big for the memory budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedupe_units: Option<u64>,
     /// `map --dedupe exact`: the most distinct identities one unit held in memory (at most

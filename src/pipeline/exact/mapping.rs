@@ -74,6 +74,7 @@ pub(super) async fn map_partitions(
         Ok(())
     });
     let (to_answers, mut answers_rx) = tokio::sync::mpsc::channel::<IdentityChunk>(1);
+    let stopped = job.run.interrupt.clone();
     let answer_parts = Arc::clone(parts);
     let answer_units = Arc::clone(&units);
     let early: Arc<[u64]> = early.into();
@@ -92,6 +93,11 @@ pub(super) async fn map_partitions(
         };
         let mut current: Option<(usize, Answers)> = None;
         while let Some(chunk) = answers_rx.blocking_recv() {
+            if stopped.is_triggered() {
+                // Nothing of this pass is kept when it is interrupted: write no more.
+                current = None;
+                continue;
+            }
             if current.as_ref().map(|(p, _)| *p) != Some(chunk.file) {
                 if let Some((p, got)) = current.take() {
                     sink.partition(p, got)?;
@@ -109,12 +115,16 @@ pub(super) async fn map_partitions(
                 }
             }
         }
-        if let Some((p, got)) = current.take() {
+        if let Some((p, got)) = current.take().filter(|_| !stopped.is_triggered()) {
             sink.partition(p, got)?;
             abort_at("mapping");
         }
         sink.wait_beside(0)?;
-        Ok((sink.done, sink.lookup, sink.counts))
+        Ok((
+            sink.done,
+            sink.lookup.take(),
+            std::mem::take(&mut sink.counts),
+        ))
     });
     let mapper = crate::mapper::Mapper::new(settings.batch_size, 0, mstats);
     let mapped = crate::mapper::run(
@@ -145,7 +155,12 @@ pub(super) async fn map_partitions(
             sink.partition(sink.done, Vec::new())?;
         }
     }
-    Ok((sink.lookup, sink.counts, peak.load(Ordering::Relaxed)))
+    sink.wait_beside(0)?;
+    Ok((
+        sink.lookup.take(),
+        std::mem::take(&mut sink.counts),
+        peak.load(Ordering::Relaxed),
+    ))
 }
 
 /// A unit's distinct identities with their answers, in the order they were sent.
@@ -240,7 +255,8 @@ impl Sink<'_> {
         Ok(())
     }
 
-    /// Waits until at most `most` units are being written beside.
+    /// Waits until at most `most` units are being written beside (the first failure is
+    /// returned; the others are still waited for when the sink is dropped).
     ///
     /// # Errors
     /// A unit's write failed or its thread panicked.
@@ -253,6 +269,16 @@ impl Sink<'_> {
                 .map_err(|_| Error::Internal("an answers-file thread panicked".into()))??;
         }
         Ok(())
+    }
+}
+
+impl Drop for Sink<'_> {
+    /// A failed run still waits for the units being written, so that none writes into the
+    /// scratch folder while it is removed.
+    fn drop(&mut self) {
+        for h in self.beside.drain(..) {
+            let _ = h.join();
+        }
     }
 }
 

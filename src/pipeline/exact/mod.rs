@@ -54,7 +54,8 @@ use crate::spill::{finish, io, next_frame, put, Merge, Ordered, Partitions, Scra
 pub const SCRATCH_BYTES_PER_IDENTITY: u64 = 160;
 
 /// Distinct identities of one unit held in memory while it is mapped (with their answers:
-/// about 150 bytes each; two whole partitions are written at once). A partition with more pass-1 records than this (the
+/// about 150 bytes each). Two whole partitions' answers are written at once while the next
+/// is gathered; a split partition's sub-partitions one at a time. A partition with more pass-1 records than this (the
 /// partitions are capped at 512, so above about 100M identities) is mapped in sub-partitions
 /// that hold no more (`split.rs`).
 const PARTITION_IDENTITIES: u64 = 200_000;
@@ -133,7 +134,7 @@ pub(crate) struct ExactReport {
     /// `--distinct`: the input's identities by status (each repeat counted, invalid and
     /// missing ones included), as the lookup table answers them.
     pub input_counts: StatusCounts,
-    /// Units the mapping pass held one at a time (partitions, or their sub-partitions).
+    /// Units of the mapping pass (partitions, or their sub-partitions).
     pub units: u64,
     /// Most distinct identities one unit held in memory.
     pub peak_identities: u64,

@@ -1,5 +1,5 @@
-//! Exact dedupe bounded at any scale: the units the mapping pass holds in memory one at a
-//! time. A partition whose pass-1 records fit the budget is one unit; a bigger one (the
+//! Exact dedupe bounded at any scale: the units the mapping pass holds in memory (two whole
+//! partitions at a time, a split one's sub-partitions one at a time). A partition whose pass-1 records fit the budget is one unit; a bigger one (the
 //! partitions are capped at 512, so above about 100M identities they outgrow the budget) is
 //! split by other bits of the hash into sub-partitions that do, in `split-PPPPP/` of the
 //! scratch folder, and their answers are merged back by ordinal into the partition's
