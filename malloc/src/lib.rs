@@ -4,20 +4,22 @@
 //! memory freed in an arena for that arena. A run's stages (reader, hasher, mapper, writer,
 //! the joins of `refresh` and of exact dedupe) allocate on a dozen threads: each arena
 //! keeps its own high-water mark, so peak RSS is their sum, not the live heap's. A
-//! `refresh` night with an export peaked at 270 MiB for about 185 MB of live heap; four
-//! arenas took it to 225 MiB (`scripts/bench_compare.sh`, see README "Performance").
-//! The cap costs the default `map` (window dedupe, no large join) 2-3 % of CPU, so the
+//! `refresh` night with an export (`scripts/bench_compare.sh`, 2 cores) peaked at 260-271
+//! MiB for about 185 MB of live heap. Interleaved runs with `MALLOC_ARENA_MAX` (medians of
+//! 3): 16 (glibc's default here) 27.9 s, 33.3 CPU-s, 266 MiB; 4: 28.4 s, 34.6, 224; 3: 27.5
+//! s, 33.4, 229; 2: 27.5 s, 33.7, 215. One more arena than cores costs no time here. The
+//! cap cost the default `map` (window dedupe, no large join) 2-3 % of CPU at 4, so the
 //! command sets it for `refresh` and exact dedupe only.
 //!
 //! Kept in a crate of its own so that the library keeps `unsafe_code = "forbid"`; here too
 //! the one call below is the only exception.
 #![deny(unsafe_code)]
 
-/// Arenas for `cores` cores: at least 4, and one per core beyond that (the hashing runs a
-/// thread per core).
+/// Arenas for `cores` cores: one per core (the hashing runs a thread per core) and one
+/// more.
 #[must_use]
 pub fn arenas_for(cores: usize) -> usize {
-    cores.max(4)
+    cores.max(1) + 1
 }
 
 /// Caps glibc's malloc arenas at `n`, unless the user set `MALLOC_ARENA_MAX` or
@@ -53,10 +55,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arenas_are_at_least_four_and_one_per_core_beyond() {
-        assert_eq!(arenas_for(1), 4);
-        assert_eq!(arenas_for(2), 4);
-        assert_eq!(arenas_for(16), 16);
+    fn arenas_are_one_per_core_and_one_more() {
+        assert_eq!(arenas_for(0), 2);
+        assert_eq!(arenas_for(2), 3);
+        assert_eq!(arenas_for(16), 17);
     }
 
     #[test]

@@ -200,7 +200,8 @@ pub(super) fn build(
     let had_raw_id = |d: &Decision| d.raw_id().is_some();
     let mut ws = sides.writers("d")?;
     for (p, w) in ws.iter_mut().enumerate() {
-        let mut by_key: HashMap<String, (bool, Vec<Entry>)> = HashMap::new();
+        let mut by_key: HashMap<String, (bool, Vec<Entry>), ahash::RandomState> =
+            HashMap::default();
         let mut buf = Vec::new();
         let mut r = sides.reader("s", p)?;
         while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
@@ -215,7 +216,8 @@ pub(super) fn build(
             });
         }
         let mut r = sides.reader("i", p)?;
-        let mut new_keys: std::collections::HashSet<String> = Default::default();
+        let mut new_keys: std::collections::HashSet<String, ahash::RandomState> =
+            Default::default();
         while next_frame(&mut r, &mut buf).map_err(io(tmp))? {
             let rec: ExportRecord<'_> = decode(&buf).map_err(io(tmp))?;
             let Some((seen, entries)) = by_key.get_mut(rec.key) else {
@@ -275,7 +277,7 @@ pub(super) fn build(
         // New keys that are a missing customer's key written another way (00042 for 42):
         // both spellings land in this partition.
         if !new_keys.is_empty() {
-            let gone: std::collections::HashSet<Vec<u8>> = by_key
+            let gone: std::collections::HashSet<Vec<u8>, ahash::RandomState> = by_key
                 .iter()
                 .filter(|(_, (seen, _))| !*seen)
                 .map(|(k, _)| loose_key(k))
