@@ -262,12 +262,19 @@ impl MapSettings {
     /// The mode that runs for inputs of `input_bytes`, and the guess of their identities.
     pub fn dedupe_for(&self, input_bytes: u64) -> (DedupeMode, u64) {
         let guess = input_bytes / BYTES_PER_IDENTITY_GUESS;
-        let mode = match self.dedupe {
-            _ if self.distinct => DedupeMode::Exact,
+        (self.dedupe.runs(self.distinct), guess)
+    }
+}
+
+impl DedupeMode {
+    /// The mode that runs when this one is asked for: `auto` runs `window`, and a lookup
+    /// table (`distinct`) always `exact`.
+    pub fn runs(self, distinct: bool) -> DedupeMode {
+        match self {
+            _ if distinct => DedupeMode::Exact,
             DedupeMode::Auto => DedupeMode::Window,
             m => m,
-        };
-        (mode, guess)
+        }
     }
 }
 

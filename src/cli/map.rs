@@ -60,10 +60,20 @@ enum Dedupe {
     Window,
 }
 
+impl From<Dedupe> for DedupeMode {
+    fn from(d: Dedupe) -> Self {
+        match d {
+            Dedupe::Auto => DedupeMode::Auto,
+            Dedupe::Exact => DedupeMode::Exact,
+            Dedupe::Window => DedupeMode::Window,
+        }
+    }
+}
+
 impl MapArgs {
     /// Whether the run dedupes exactly (its joins of spilled partitions).
     pub(super) fn exact(&self) -> bool {
-        matches!(self.dedupe.dedupe, Dedupe::Exact) || self.dedupe.distinct
+        DedupeMode::from(self.dedupe.dedupe).runs(self.dedupe.distinct) == DedupeMode::Exact
     }
 }
 
@@ -73,11 +83,7 @@ pub(super) fn run(a: MapArgs) -> anyhow::Result<u8> {
         let job = a.job.to_config()?;
         let (target, source) = a.client.job_target(&run.metrics)?;
         let mut mapping = a.tuning.settings(target)?;
-        mapping.dedupe = match a.dedupe.dedupe {
-            Dedupe::Auto => DedupeMode::Auto,
-            Dedupe::Exact => DedupeMode::Exact,
-            Dedupe::Window => DedupeMode::Window,
-        };
+        mapping.dedupe = a.dedupe.dedupe.into();
         mapping.tmp_dir = a.dedupe.tmp_dir.clone();
         if a.dedupe.distinct {
             if matches!(a.dedupe.dedupe, Dedupe::Window) {

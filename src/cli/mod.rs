@@ -167,6 +167,32 @@ mod tests {
     use super::Cli;
 
     #[test]
+    fn malloc_arenas_are_capped_for_refresh_and_exact_dedupe_only() {
+        let caps = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            cli.command.caps_malloc_arenas()
+        };
+        assert!(caps(&["euid-map", "refresh", "--state", "s", "-o", "o"]));
+        assert!(caps(&[
+            "euid-map", "map", "in.csv", "-o", "o", "--dedupe", "exact"
+        ]));
+        assert!(caps(&[
+            "euid-map",
+            "map",
+            "in.csv",
+            "-o",
+            "o",
+            "--distinct"
+        ]));
+        // The default map runs window (`DedupeMode::runs`): no cap on the default path.
+        assert!(!caps(&["euid-map", "map", "in.csv", "-o", "o"]));
+        assert!(!caps(&[
+            "euid-map", "map", "in.csv", "-o", "o", "--dedupe", "window"
+        ]));
+        assert!(!caps(&["euid-map", "hash", "in.csv", "-o", "o"]));
+    }
+
+    #[test]
     fn parsed_arguments_never_show_secrets_in_debug_output() {
         for args in [
             vec![

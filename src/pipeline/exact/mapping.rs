@@ -82,15 +82,12 @@ pub(super) async fn map_partitions(
     let answers = Stage::spawn("answers", move || -> Result<Answered, Error> {
         // Chunks come in unit order, at least one per unit (empty when pass 1 sent all of
         // its identities): a unit's answers are written when the next one starts.
-        let mut sink = Sink {
-            parts: &answer_parts,
-            units: &answer_units,
-            early: &answer_early,
-            lookup: lookup.take(),
-            counts: StatusCounts::default(),
-            done: 0,
-            beside: std::collections::VecDeque::new(),
-        };
+        let mut sink = Sink::new(
+            (&answer_parts, &answer_units, &answer_early),
+            lookup.take(),
+            StatusCounts::default(),
+            0,
+        );
         let mut current: Option<(usize, Answers)> = None;
         while let Some(chunk) = answers_rx.blocking_recv() {
             if stopped.is_triggered() {
@@ -140,15 +137,7 @@ pub(super) async fn map_partitions(
     mapped?;
     let (done, lookup, counts) = answered??;
     produced??;
-    let mut sink = Sink {
-        parts,
-        units: &units,
-        early: &early,
-        lookup,
-        counts,
-        done,
-        beside: std::collections::VecDeque::new(),
-    };
+    let mut sink = Sink::new((parts, &units, &early), lookup, counts, done);
     if !job.run.interrupt.is_triggered() {
         // Units after the last one answered had no identity at all.
         while sink.done < units.len() {
@@ -192,7 +181,26 @@ struct Sink<'a> {
 /// two units' answers in memory.
 const UNITS_WRITTEN_AT_ONCE: usize = 2;
 
-impl Sink<'_> {
+impl<'a> Sink<'a> {
+    /// A sink for the units of `parts` from unit `done` on (`early`: pass 1's answers by
+    /// partition), nothing being written beside yet.
+    fn new(
+        (parts, units, early): (&'a Partitions, &'a [Unit], &'a [u64]),
+        lookup: Option<DatasetWriter>,
+        counts: StatusCounts,
+        done: usize,
+    ) -> Self {
+        Sink {
+            parts,
+            units,
+            early,
+            lookup,
+            counts,
+            done,
+            beside: std::collections::VecDeque::new(),
+        }
+    }
+
     fn partition(&mut self, u: usize, got: Answers) -> Result<(), Error> {
         let unit = self.units[u];
         let (files, p) = unit.files(self.parts);

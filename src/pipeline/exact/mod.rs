@@ -55,9 +55,9 @@ pub const SCRATCH_BYTES_PER_IDENTITY: u64 = 160;
 
 /// Distinct identities of one unit held in memory while it is mapped (with their answers:
 /// about 150 bytes each). Two whole partitions' answers are written at once while the next
-/// is gathered; a split partition's sub-partitions one at a time. A partition with more pass-1 records than this (the
-/// partitions are capped at 512, so above about 100M identities) is mapped in sub-partitions
-/// that hold no more (`split.rs`).
+/// is gathered; a split partition's sub-partitions one at a time. A partition with more
+/// pass-1 records than this (the partitions are capped at 512, so above about 100M
+/// identities) is mapped in sub-partitions that hold no more (`split.rs`).
 const PARTITION_IDENTITIES: u64 = 200_000;
 
 /// The mapping pass's budget: distinct identities held at once, and the most partitions
